@@ -1,0 +1,105 @@
+"""The agent's HTTP API (token-protected): what the control plane and the proxies ask of a host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from roost.agent import logs
+from roost.agent.supervisor import AgentError, Supervisor
+from roost.core.errors import RoostError, bad_request
+from roost.core.units import duration_seconds, parse_signal
+from roost.weblib import json_body, ok, query_number
+
+
+def _wrap(handler: Any) -> Any:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except AgentError as exc:
+            raise RoostError(exc.status, exc.message) from exc
+
+    return wrapped
+
+
+def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
+    def signal_and_timeout(body: Any, default_signal: int = 2, default_timeout: float = 5.0) -> tuple[int, float]:
+        body = body if isinstance(body, dict) else {}
+        sig = parse_signal(body["signal"]) if body.get("signal") is not None else default_signal
+        timeout = duration_seconds(body["timeout"], field="timeout", int_unit=1.0) \
+            if body.get("timeout") is not None else default_timeout
+        return sig, timeout
+
+    def defaults(machine_id: str) -> tuple[int, float]:
+        record = sup.records.get(machine_id)
+        spec = record.spec if record else {}
+        return int(spec.get("stop_signal", 2)), float(spec.get("stop_timeout", 5.0))
+
+    async def start(request: Request) -> Response:
+        spec = await json_body(request, required=True)
+        if not isinstance(spec, dict) or spec.get("id") != request.path_params["id"]:
+            raise bad_request("body must be the machine's spec, with its id")
+        return ok(await sup.start(spec))
+
+    async def stop(request: Request) -> Response:
+        mid = request.path_params["id"]
+        sig, timeout = signal_and_timeout(await json_body(request), *defaults(mid))
+        return ok(await sup.stop(mid, sig, timeout))
+
+    async def suspend(request: Request) -> Response:
+        return ok(await sup.suspend(request.path_params["id"]))
+
+    async def restart(request: Request) -> Response:
+        mid = request.path_params["id"]
+        body = await json_body(request) or {}
+        sig, timeout = signal_and_timeout(body, *defaults(mid))
+        spec = body.get("spec") if isinstance(body, dict) else None
+        return ok(await sup.restart(mid, sig, timeout, spec))
+
+    async def signal(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict) or "signal" not in body:
+            raise bad_request("body must be {\"signal\": ...}")
+        sup.signal(request.path_params["id"], parse_signal(body["signal"]))
+        return ok({"ok": True})
+
+    async def destroy(request: Request) -> Response:
+        await sup.destroy(request.path_params["id"])
+        return ok({"ok": True})
+
+    async def list_machines(request: Request) -> Response:
+        out = []
+        for mid, r in sup.records.items():
+            out.append({"id": mid, "app": r.spec.get("app"), "instance_id": r.instance_id, "state": r.state,
+                        "pid": (r.run or {}).get("pid"), "restart_count": r.restart_count,
+                        "last_exit": r.last_exit, "ports": r.spec.get("ports"),
+                        "running": sup.driver.inspect(mid)})
+        return ok(out)
+
+    async def machine_logs(request: Request) -> Response:
+        mid = request.path_params["id"]
+        path = getattr(sup.driver, "log_path", None)
+        if path is None:
+            return ok({"lines": [], "offset": 0})
+        if "offset" in request.query_params:
+            return ok(logs.since(path(mid), int(query_number(request, "offset", 0, lo=0, hi=2**62))))
+        return ok(logs.tail(path(mid), int(query_number(request, "lines", 100, lo=0, hi=100000))))
+
+    async def health(request: Request) -> Response:
+        return ok({"ok": True, **host_info, "machines": len(sup.records)})
+
+    base = "/v1/machines/{id}"
+    return [
+        Route("/healthz", health),
+        Route("/v1/machines", list_machines, methods=["GET"]),
+        Route(base + "/start", _wrap(start), methods=["POST"]),
+        Route(base + "/stop", _wrap(stop), methods=["POST"]),
+        Route(base + "/suspend", _wrap(suspend), methods=["POST"]),
+        Route(base + "/restart", _wrap(restart), methods=["POST"]),
+        Route(base + "/signal", _wrap(signal), methods=["POST"]),
+        Route(base, _wrap(destroy), methods=["DELETE"]),
+        Route(base + "/logs", machine_logs, methods=["GET"]),
+    ]

@@ -1,0 +1,106 @@
+"""cgroup v1 helpers for the process driver: a memory cgroup (limit, OOM count) and a freezer cgroup
+(suspend/resume) per machine, nested under the agent's own cgroups. Everything is best effort: where
+the host does not allow cgroups, `Cgroups.available` is False and the driver falls back to process
+groups and SIGSTOP/SIGCONT."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger("roost.agent.cgroups")
+ROOT = Path("/sys/fs/cgroup")
+
+
+def _own_path(controller: str) -> str:
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controller in controllers.split(","):
+                return path
+    except OSError:
+        pass
+    return "/"
+
+
+class Cgroups:
+    def __init__(self, host_id: str, enabled: bool = True) -> None:
+        self.memory_base = ROOT / "memory" / _own_path("memory").lstrip("/") / f"roost-{host_id}"
+        self.freezer_base = ROOT / "freezer" / _own_path("freezer").lstrip("/") / f"roost-{host_id}"
+        self.available = enabled and self._probe()
+
+    def _probe(self) -> bool:
+        try:
+            for base in (self.memory_base, self.freezer_base):
+                base.mkdir(parents=True, exist_ok=True)
+            return (self.memory_base / "cgroup.procs").exists() and (self.freezer_base / "freezer.state").exists()
+        except OSError as exc:
+            log.info("cgroups unavailable (%s): using process groups and SIGSTOP/SIGCONT", exc)
+            return False
+
+    def memory(self, machine_id: str) -> Path:
+        return self.memory_base / machine_id
+
+    def freezer(self, machine_id: str) -> Path:
+        return self.freezer_base / machine_id
+
+    def create(self, machine_id: str, memory_mb: int) -> list[str]:
+        """Make the machine's cgroups and set its memory limit; returns the cgroup.procs files to join."""
+        if not self.available:
+            return []
+        mem, frz = self.memory(machine_id), self.freezer(machine_id)
+        mem.mkdir(exist_ok=True)
+        frz.mkdir(exist_ok=True)
+        self.thaw(machine_id)
+        limit = str(memory_mb * 1024 * 1024)
+        with contextlib.suppress(OSError):
+            (mem / "memory.memsw.limit_in_bytes").write_text("-1")
+        (mem / "memory.limit_in_bytes").write_text(limit)
+        with contextlib.suppress(OSError):
+            (mem / "memory.memsw.limit_in_bytes").write_text(limit)  # no swapping past the limit either
+        return [str(mem / "cgroup.procs"), str(frz / "cgroup.procs")]
+
+    def pids(self, machine_id: str) -> list[int]:
+        if not self.available:
+            return []
+        try:
+            text = (self.freezer(machine_id) / "cgroup.procs").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def oom_kills(self, machine_id: str) -> int:
+        try:
+            for line in (self.memory(machine_id) / "memory.oom_control").read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def freeze(self, machine_id: str, timeout: float = 2.0) -> bool:
+        return self._set_freezer(machine_id, "FROZEN", timeout)
+
+    def thaw(self, machine_id: str, timeout: float = 2.0) -> bool:
+        return self._set_freezer(machine_id, "THAWED", timeout)
+
+    def _set_freezer(self, machine_id: str, target: str, timeout: float) -> bool:
+        state_file = self.freezer(machine_id) / "freezer.state"
+        try:
+            state_file.write_text(target)
+            deadline = time.monotonic() + timeout
+            while state_file.read_text().strip() != target:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.001)
+            return True
+        except OSError:
+            return False
+
+    def remove(self, machine_id: str) -> None:
+        for path in (self.memory(machine_id), self.freezer(machine_id)):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)

@@ -1,0 +1,75 @@
+"""The driver interface: start, stop(signal, timeout), suspend/resume, signal, inspect, recover, destroy.
+
+A driver knows how to run one machine's workload on this host and nothing else: no lifecycle rules,
+no reporting, no restart policy (the agent's supervisor owns those). Every driver passes the same
+conformance suite (tests/conformance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class DriverError(Exception):
+    """The driver could not do what was asked; the message says why in user terms."""
+
+
+@dataclass(frozen=True)
+class StartSpec:
+    machine_id: str
+    argv: list[str]  # what to run; argv[0] resolved against the image and PATH
+    env: dict[str, str]
+    image_dir: Path  # the unpacked image; copied afresh unless `fresh_rootfs` is False
+    memory_mb: int
+    fresh_rootfs: bool = True
+    volume: tuple[Path, str] | None = None  # (host directory, guest path)
+
+
+@dataclass
+class RunInfo:
+    """What the agent records to find the workload again after its own restart."""
+
+    pid: int
+    proc_start: int  # /proc/PID/stat start time: tells our process from a reused pid
+    started_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExitInfo:
+    exit_code: int | None  # None when unknown (the process exited while the agent was not watching)
+    signal: int | None = None
+    oom_killed: bool = False
+    exited_at: float = 0.0
+
+
+class Driver(Protocol):
+    name: str
+
+    async def start(self, spec: StartSpec) -> RunInfo:
+        """Run the workload; returns once it is running. Raises DriverError if it cannot start."""
+
+    def exited(self, machine_id: str) -> asyncio.Future[ExitInfo]:
+        """A future resolved when the running workload ends (for any reason)."""
+
+    async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
+        """Send `signal`, wait up to `timeout` seconds, then kill. Returns how it ended."""
+
+    async def suspend(self, machine_id: str) -> bool:
+        """Freeze the workload, memory and files intact; False if this host cannot."""
+
+    async def resume(self, machine_id: str) -> None: ...
+
+    def signal(self, machine_id: str, signal: int) -> None: ...
+
+    def inspect(self, machine_id: str) -> bool:
+        """True if the workload is running (or frozen)."""
+
+    async def recover(self, machine_id: str, info: RunInfo, suspended: bool) -> bool:
+        """Re-adopt a workload started before the agent restarted; False if it is gone."""
+
+    async def destroy(self, machine_id: str) -> None:
+        """Kill anything left and remove the machine's files."""

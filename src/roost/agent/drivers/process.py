@@ -1,0 +1,328 @@
+"""The process driver: a machine is a process group (and, where allowed, memory + freezer cgroups).
+
+Each start copies the image into the machine's own rootfs directory (a stopped machine starts from a
+fresh copy, as a Fly machine does); the workload runs with that directory as its working directory,
+its output appended to the machine's log file. Processes are spawned with posix_spawn through a tiny
+/bin/sh prologue that joins the cgroups and changes directory before exec'ing the command, so the pid
+we hold is the workload's own. Exits are noticed through a pidfd on the event loop: no thread per
+machine, and the same mechanism watches processes re-adopted after an agent restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal as signals
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roost.agent.cgroups import Cgroups
+from roost.agent.drivers.base import DriverError, ExitInfo, RunInfo, StartSpec
+
+log = logging.getLogger("roost.agent.process")
+
+# $1 = working directory, $2 = number of cgroup.procs files that follow, then the files, then argv.
+_PROLOGUE = (
+    'd=$1; n=$2; shift 2; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n-1)); done; '
+    'cd "$d" || exit 126; exec "$@"'
+)
+KILL_GRACE = 5.0
+LOG_MAX_BYTES = 16 * 1024 * 1024
+LOG_KEEP_BYTES = 4 * 1024 * 1024
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if the pid is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def trim_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP_BYTES) -> None:
+    """Keep a machine's log bounded: past max_bytes, keep only its last `keep` bytes (writers use O_APPEND)."""
+    try:
+        size = path.stat().st_size
+        if size <= max_bytes:
+            return
+        with open(path, "r+b") as fh:
+            fh.seek(size - keep)
+            tail = fh.read()
+            fh.seek(0)
+            fh.write(tail)
+            fh.truncate(len(tail))
+    except OSError:
+        pass
+
+
+@dataclass
+class _Proc:
+    pid: int
+    child: bool  # ours to waitpid (False for re-adopted processes)
+    exited: asyncio.Future[ExitInfo]
+    oom_before: int = 0
+    suspended: bool = False
+    pidfd: int = -1
+    killed_by_us: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class ProcessDriver:
+    name = "process"
+
+    def __init__(self, root: Path, cgroups: Cgroups) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cgroups = cgroups
+        self._procs: dict[str, _Proc] = {}
+
+    # ---- paths ----
+
+    def machine_dir(self, machine_id: str) -> Path:
+        return self.root / machine_id
+
+    def rootfs(self, machine_id: str) -> Path:
+        return self.machine_dir(machine_id) / "rootfs"
+
+    def log_path(self, machine_id: str) -> Path:
+        return self.machine_dir(machine_id) / "machine.log"
+
+    # ---- interface ----
+
+    async def start(self, spec: StartSpec) -> RunInfo:
+        mid = spec.machine_id
+        if self.inspect(mid):
+            raise DriverError(f"machine {mid} is already running")
+        mdir = self.machine_dir(mid)
+        mdir.mkdir(parents=True, exist_ok=True)
+        rootfs = self.rootfs(mid)
+        if spec.fresh_rootfs or not rootfs.exists():
+            await asyncio.to_thread(_fresh_copy, spec.image_dir, rootfs)
+        if spec.volume:
+            _link_volume(rootfs, spec.volume[0], spec.volume[1])
+        argv = resolve_argv(spec.argv, rootfs, spec.env.get("PATH", os.defpath))
+        try:
+            cgroup_files = self.cgroups.create(mid, spec.memory_mb)
+        except OSError as exc:
+            log.warning("cgroups for %s: %s; running without limits", mid, exc)
+            cgroup_files = []
+        oom_before = self.cgroups.oom_kills(mid) if cgroup_files else 0
+        log_path = self.log_path(mid)
+        trim_log(log_path)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            pid = os.posix_spawn(
+                "/bin/sh", ["roost-init", "-c", _PROLOGUE, "roost-init", str(rootfs), str(len(cgroup_files)),
+                            *cgroup_files, *argv],
+                spec.env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                ],
+                setsid=True,
+            )
+        except OSError as exc:
+            raise DriverError(f"could not spawn machine {mid}: {exc}") from exc
+        finally:
+            os.close(log_fd)
+        started = proc_start_time(pid) or 0
+        self._watch(mid, pid, child=True, oom_before=oom_before)
+        return RunInfo(pid=pid, proc_start=started, started_at=time.time(), extra={"oom_before": oom_before})
+
+    def exited(self, machine_id: str) -> asyncio.Future[ExitInfo]:
+        proc = self._procs.get(machine_id)
+        if proc is None:
+            raise DriverError(f"machine {machine_id} is not running")
+        return proc.exited
+
+    def inspect(self, machine_id: str) -> bool:
+        proc = self._procs.get(machine_id)
+        return proc is not None and not proc.exited.done()
+
+    def is_suspended(self, machine_id: str) -> bool:
+        proc = self._procs.get(machine_id)
+        return bool(proc and proc.suspended and not proc.exited.done())
+
+    def signal(self, machine_id: str, signal: int) -> None:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            raise DriverError(f"machine {machine_id} is not running")
+        self._kill_group(machine_id, proc.pid, signal)
+
+    async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            return proc.exited.result() if proc else ExitInfo(exit_code=None, exited_at=time.time())
+        if proc.suspended:
+            await self.resume(machine_id)
+        self._kill_group(machine_id, proc.pid, signal)
+        try:
+            return await asyncio.wait_for(asyncio.shield(proc.exited), timeout)
+        except TimeoutError:
+            pass
+        proc.killed_by_us = True
+        self._kill_group(machine_id, proc.pid, signals.SIGKILL)
+        try:
+            return await asyncio.wait_for(asyncio.shield(proc.exited), KILL_GRACE)
+        except TimeoutError:
+            raise DriverError(f"machine {machine_id} did not exit after SIGKILL") from None
+
+    async def suspend(self, machine_id: str) -> bool:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            raise DriverError(f"machine {machine_id} is not running")
+        if self.cgroups.available and await asyncio.to_thread(self.cgroups.freeze, machine_id):
+            proc.suspended = True
+            return True
+        self._kill_group(machine_id, proc.pid, signals.SIGSTOP)
+        proc.suspended = True
+        return True
+
+    async def resume(self, machine_id: str) -> None:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            raise DriverError(f"machine {machine_id} is not running")
+        if self.cgroups.available:
+            await asyncio.to_thread(self.cgroups.thaw, machine_id)
+        self._kill_group(machine_id, proc.pid, signals.SIGCONT)
+        proc.suspended = False
+
+    async def recover(self, machine_id: str, info: RunInfo, suspended: bool) -> bool:
+        if proc_start_time(info.pid) != info.proc_start or info.proc_start == 0:
+            return False
+        self._watch(machine_id, info.pid, child=False, oom_before=int(info.extra.get("oom_before", 0)))
+        self._procs[machine_id].suspended = suspended
+        return True
+
+    async def destroy(self, machine_id: str) -> None:
+        proc = self._procs.get(machine_id)
+        if proc is not None and not proc.exited.done():
+            proc.killed_by_us = True
+            if proc.suspended and self.cgroups.available:
+                self._kill_group(machine_id, proc.pid, signals.SIGKILL)
+                await asyncio.to_thread(self.cgroups.thaw, machine_id)
+            self._kill_group(machine_id, proc.pid, signals.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.exited), KILL_GRACE)
+        self._procs.pop(machine_id, None)
+        self.kill_leftovers(machine_id)
+        await asyncio.to_thread(shutil.rmtree, self.machine_dir(machine_id), True)
+        self.cgroups.remove(machine_id)
+
+    # ---- internals ----
+
+    def _kill_group(self, machine_id: str, pid: int, signal: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal)
+        # Processes that left the group (setsid) are still in the machine's cgroup.
+        for other in self.cgroups.pids(machine_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(other) != pid:
+                    os.kill(other, signal)
+
+    def kill_leftovers(self, machine_id: str) -> None:
+        for other in self.cgroups.pids(machine_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(other, signals.SIGKILL)
+        if self.cgroups.available:
+            self.cgroups.thaw(machine_id, timeout=0.5)
+
+    def _watch(self, machine_id: str, pid: int, *, child: bool, oom_before: int) -> None:
+        loop = asyncio.get_running_loop()
+        proc = _Proc(pid=pid, child=child, exited=loop.create_future(), oom_before=oom_before)
+        self._procs[machine_id] = proc
+        try:
+            proc.pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._on_exit(machine_id, proc)
+            return
+        loop.add_reader(proc.pidfd, self._on_exit, machine_id, proc)
+
+    def _on_exit(self, machine_id: str, proc: _Proc) -> None:
+        if proc.pidfd >= 0:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(proc.pidfd)
+            os.close(proc.pidfd)
+            proc.pidfd = -1
+        code: int | None = None
+        sig: int | None = None
+        if proc.child:
+            try:
+                _, status = os.waitpid(proc.pid, os.WNOHANG)
+                if os.WIFEXITED(status):
+                    code = os.WEXITSTATUS(status)
+                elif os.WIFSIGNALED(status):
+                    sig = os.WTERMSIG(status)
+                    code = 128 + sig
+            except ChildProcessError:
+                pass
+        oom = sig == signals.SIGKILL and not proc.killed_by_us and \
+            self.cgroups.oom_kills(machine_id) > proc.oom_before
+        # A machine is its whole process tree: nothing it started outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signals.SIGKILL)
+        self.kill_leftovers(machine_id)
+        if not proc.exited.done():
+            proc.exited.set_result(ExitInfo(exit_code=code, signal=sig, oom_killed=oom, exited_at=time.time()))
+
+    def shutdown(self) -> None:
+        """Stop watching (agent exit); the machines themselves keep running."""
+        loop = asyncio.get_event_loop()
+        for proc in self._procs.values():
+            if proc.pidfd >= 0:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(proc.pidfd)
+                os.close(proc.pidfd)
+                proc.pidfd = -1
+
+
+def _fresh_copy(image_dir: Path, rootfs: Path) -> None:
+    if rootfs.exists():
+        shutil.rmtree(rootfs, ignore_errors=True)
+    shutil.copytree(image_dir, rootfs, symlinks=True)
+
+
+def _link_volume(rootfs: Path, host_dir: Path, guest_path: str) -> None:
+    """Make the volume appear at its guest path inside the rootfs (the process runs with rootfs as cwd)."""
+    host_dir.mkdir(parents=True, exist_ok=True)
+    link = rootfs / guest_path.strip("/")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)
+    link.symlink_to(host_dir, target_is_directory=True)
+
+
+def resolve_argv(argv: list[str], rootfs: Path, path_env: str) -> list[str]:
+    """Find argv[0] in the image first, then on PATH; a missing command is a clear start error."""
+    if not argv or not argv[0]:
+        raise DriverError("nothing to run: set config.init.cmd, or push the image with --cmd")
+    cmd = argv[0]
+    if "/" in cmd:
+        inside = rootfs / cmd.lstrip("/")
+        if inside.exists():
+            resolved = str(inside)
+        elif Path(cmd).is_absolute() and Path(cmd).exists():
+            resolved = cmd
+        else:
+            raise DriverError(f"command {cmd!r} not found in the image")
+    else:
+        found = shutil.which(cmd, path=path_env)
+        if found is None:
+            raise DriverError(f"command {cmd!r} not found in the image or on PATH")
+        resolved = found
+    if not os.access(resolved, os.X_OK):
+        raise DriverError(f"command {cmd!r} is not executable (chmod +x it, or run it through its interpreter)")
+    return [resolved, *argv[1:]]

@@ -1,0 +1,123 @@
+"""`roost agent`: wire the driver, records, image cache, supervisor, uplink and API, and serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal as signals
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from roost import __version__
+from roost.agent.api import routes
+from roost.agent.cgroups import Cgroups
+from roost.agent.drivers.fake import FakeDriver
+from roost.agent.drivers.process import ProcessDriver
+from roost.agent.images import ImageCache
+from roost.agent.records import RecordStore
+from roost.agent.supervisor import Supervisor, runtime_bin_dir
+from roost.agent.uplink import Heartbeat, Outbox
+from roost.weblib import EXCEPTION_HANDLERS, BearerAuth
+
+log = logging.getLogger("roost.agent")
+
+
+@dataclass
+class AgentConfig:
+    server_url: str
+    token: str
+    region: str
+    host_id: str
+    listen_host: str
+    listen_port: int
+    cpus: int
+    memory_mb: int
+    data_dir: Path
+    heartbeat_interval: float = 0.25
+    driver: str = "process"
+    cgroups: bool = True
+
+
+def build_app(config: AgentConfig) -> Starlette:
+    data = config.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    if config.driver == "fake":
+        driver: Any = FakeDriver()
+    else:
+        driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
+    outbox = Outbox(config.server_url, config.token, config.host_id)
+    supervisor = Supervisor(driver, RecordStore(data / "records"), ImageCache(data / "images", config.server_url,
+                                                                            config.token),
+                            outbox.put, runtime_bin_dir(data / "bin"), data / "volumes")
+    agent_url = f"http://{config.listen_host}:{config.listen_port}"
+    registration = {
+        "id": config.host_id, "region": config.region, "address": config.listen_host, "agent_url": agent_url,
+        "cpus": config.cpus, "memory_mb": config.memory_mb, "version": __version__, "boot_id": _boot_id(data),
+    }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        await supervisor.recover()
+
+        def destroy_orphans(ids: list[str]) -> None:
+            for mid in ids:
+                if mid in supervisor.records:
+                    log.info("server no longer knows machine %s: removing it", mid)
+                    loop.call_soon_threadsafe(lambda m=mid: asyncio.ensure_future(supervisor.destroy(m)))
+
+        heartbeat = Heartbeat(config.server_url, config.token, registration, config.heartbeat_interval,
+                              lambda: supervisor.snapshot, destroy_orphans)
+        heartbeat.start()
+        stop = asyncio.Event()
+        outbox_task = asyncio.create_task(outbox.run(stop))
+        _app.state.heartbeat = heartbeat
+        # Drills pause heartbeats with SIGUSR1 and resume them with SIGUSR2 (a host that goes silent).
+        loop.add_signal_handler(signals.SIGUSR1, heartbeat.paused.set)
+        loop.add_signal_handler(signals.SIGUSR2, heartbeat.paused.clear)
+        try:
+            yield
+        finally:
+            await outbox.flush(1.0)
+            stop.set()
+            heartbeat.stop()
+            await asyncio.wait([outbox_task], timeout=3)
+            await supervisor.shutdown()
+            driver.shutdown()  # machines keep running: the agent's exit is not theirs
+
+    app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region}),
+                    exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.add_middleware(BearerAuth, tokens=lambda: [config.token])
+    return app
+
+
+def _boot_id(data: Path) -> str:
+    path = data / "boot-id"
+    if not path.exists():
+        path.write_text(uuid.uuid4().hex)
+    return path.read_text().strip()
+
+
+def default_host_id(listen_host: str) -> str:
+    return f"{socket.gethostname().split('.')[0]}-{listen_host.replace('.', '-')}"
+
+
+def run(config: AgentConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    app = build_app(config)
+    print(f"roost agent: host {config.host_id} in {config.region} serving on "
+          f"http://{config.listen_host}:{config.listen_port} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",
+                log_level="warning", access_log=False, timeout_graceful_shutdown=3)

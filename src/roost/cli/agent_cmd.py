@@ -1,0 +1,48 @@
+"""`roost agent`: run a host agent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from roost.cli.common import DEFAULT_HOME, parse_listen
+from roost.cli.output import CliError
+from roost.core.ids import HOST_ID_RE
+from roost.core.regions import is_known
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("agent")
+    def agent(
+        server: str = typer.Option(..., "--server", help="Control plane URL, e.g. http://127.0.0.1:4280"),
+        token: str = typer.Option(..., "--token", envvar="ROOST_API_TOKEN", help="The fleet token."),
+        region: str = typer.Option(..., "--region", help="This host's region code, e.g. ams."),
+        host_id: str = typer.Option("", "--host-id", help="Stable host id (default: hostname + address)."),
+        listen: str = typer.Option("127.0.0.1:4281", "--listen", help="This host's address and agent port."),
+        cpus: int = typer.Option(os.cpu_count() or 1, "--cpus", help="CPUs this host offers."),
+        memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory this host offers, MB."),
+        data_dir: Path = typer.Option(None, "--data-dir", help="Where machines, images and records live."),
+        heartbeat_interval: float = typer.Option(0.25, "--heartbeat-interval", help="Seconds between heartbeats."),
+        driver: str = typer.Option("process", "--driver", help="process (default) or fake (tests)."),
+        no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups even where allowed."),
+    ) -> None:
+        """Run a host agent: register the host, heartbeat, and run machines."""
+        from roost.agent.main import AgentConfig, default_host_id, run
+
+        if not is_known(region):
+            raise CliError(f"unknown region {region!r}; see 'roost platform regions' for the codes")
+        host, port = parse_listen(listen)
+        host_id = host_id or default_host_id(host)
+        if not HOST_ID_RE.match(host_id):
+            raise CliError(f"invalid --host-id {host_id!r}: letters, digits, '.', '_' and '-'")
+        if driver not in ("process", "fake"):
+            raise CliError(f"unknown --driver {driver!r}: use process or fake")
+        if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
+            raise CliError("--cpus must be >= 1, --memory-mb >= 64 and --heartbeat-interval > 0")
+        run(AgentConfig(
+            server_url=server, token=token, region=region, host_id=host_id, listen_host=host, listen_port=port,
+            cpus=cpus, memory_mb=memory_mb, data_dir=data_dir or DEFAULT_HOME / "agents" / host_id,
+            heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups,
+        ))

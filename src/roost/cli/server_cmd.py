@@ -1,0 +1,36 @@
+"""`roost server`: run the control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from roost.cli.common import DEFAULT_HOME, parse_listen
+from roost.cli.output import CliError
+from roost.core.regions import is_known
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("server")
+    def server(
+        data_dir: Path = typer.Option(DEFAULT_HOME / "server", "--data-dir",
+                                      help="Where the store, images and token live."),
+        listen: str = typer.Option("127.0.0.1:4280", "--listen", help="HOST:PORT for the Machines API."),
+        region: str = typer.Option("ams", "--region", help="Default region for machines that name none."),
+        store: str = typer.Option("", "--store", help="Store URL (default: SQLite file in the data dir)."),
+        heartbeat_interval: float = typer.Option(0.25, help="Expected agent heartbeat interval, seconds."),
+        suspect_after: float = typer.Option(0.75, help="Seconds without a heartbeat before a host is suspect."),
+        dead_after: float = typer.Option(1.5, help="Seconds without a heartbeat before a host is unreachable."),
+    ) -> None:
+        """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
+        from roost.detector.membership import DetectorConfig
+        from roost.server.main import ServerConfig, run
+
+        if not is_known(region):
+            raise CliError(f"unknown region {region!r}; see 'roost platform regions' for the codes")
+        if not 0 < heartbeat_interval <= suspect_after <= dead_after:
+            raise CliError("need 0 < --heartbeat-interval <= --suspect-after <= --dead-after")
+        host, port = parse_listen(listen)
+        run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
+                         store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after)))

@@ -1,0 +1,1 @@
+"""Pure decision cores shared by every component: no I/O, no clocks, no sockets."""

@@ -1,0 +1,284 @@
+"""The records the control plane keeps: apps, machines, volumes, hosts, images, leases.
+
+Each record has `to_doc`/`from_doc` for the store (a superset of what the API shows) and `to_api` for the
+Fly-shaped JSON. Timestamps are passed in; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from roost.core.lifecycle import State
+
+JSON = dict[str, Any]
+MAX_EVENTS = 50
+MAX_VERSIONS = 10
+
+
+def rfc3339(ts: float) -> str:
+    return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ts))
+
+
+@dataclass
+class App:
+    name: str
+    id: str
+    org_slug: str
+    created_at: float
+    network: str = "default"
+    primary_region: str = ""
+    internal_numeric_id: int = 0
+
+    def to_doc(self) -> JSON:
+        return {
+            "name": self.name, "id": self.id, "org_slug": self.org_slug, "created_at": self.created_at,
+            "network": self.network, "primary_region": self.primary_region,
+            "internal_numeric_id": self.internal_numeric_id,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> App:
+        return cls(doc["name"], doc["id"], doc["org_slug"], doc["created_at"], doc.get("network", "default"),
+                   doc.get("primary_region", ""), doc.get("internal_numeric_id", 0))
+
+    def to_api(self, machine_count: int, volume_count: int) -> JSON:
+        return {
+            "id": self.id, "name": self.name, "internal_numeric_id": self.internal_numeric_id,
+            "machine_count": machine_count, "volume_count": volume_count, "network": self.network,
+            "organization": {"name": self.org_slug, "slug": self.org_slug},
+            "status": "deployed" if machine_count else "pending",
+            "primary_region": self.primary_region, "created_at": rfc3339(self.created_at),
+        }
+
+
+@dataclass
+class Lease:
+    nonce: str
+    expires_at: float
+    owner: str
+    description: str
+    version: str
+
+    def to_api(self) -> JSON:
+        return {"nonce": self.nonce, "expires_at": int(self.expires_at), "owner": self.owner,
+                "description": self.description, "version": self.version}
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Lease:
+        return cls(doc["nonce"], doc["expires_at"], doc["owner"], doc.get("description", ""), doc.get("version", ""))
+
+
+@dataclass
+class Machine:
+    id: str
+    app: str
+    name: str
+    region: str
+    host_id: str
+    state: State
+    instance_id: str
+    config: JSON
+    image_ref: JSON
+    private_ip: str
+    created_at: float
+    updated_at: float
+    ports: dict[str, int] = field(default_factory=dict)  # guest port -> host port on private_ip
+    events: list[JSON] = field(default_factory=list)  # newest first, bounded
+    checks: dict[str, JSON] = field(default_factory=dict)
+    cordoned: bool = False
+    lease: Lease | None = None
+    versions: list[JSON] = field(default_factory=list)  # newest first, bounded
+    skip_service_registration: bool = False
+    exit_code: int | None = None
+    fencing: JSON = field(default_factory=dict)  # issue 6: takeover tokens
+    note: str = ""  # why the machine is in its state, when it is not obvious (e.g. replaced after takeover)
+
+    def copy(self) -> Machine:
+        return replace(self, config=dict(self.config), ports=dict(self.ports), events=list(self.events),
+                       checks=dict(self.checks), versions=list(self.versions), fencing=dict(self.fencing))
+
+    def add_event(self, event: JSON) -> None:
+        self.events.insert(0, event)
+        del self.events[MAX_EVENTS:]
+
+    def to_doc(self) -> JSON:
+        return {
+            "id": self.id, "app": self.app, "name": self.name, "region": self.region, "host_id": self.host_id,
+            "state": str(self.state), "instance_id": self.instance_id, "config": self.config,
+            "image_ref": self.image_ref, "private_ip": self.private_ip, "created_at": self.created_at,
+            "updated_at": self.updated_at, "ports": self.ports, "events": self.events, "checks": self.checks,
+            "cordoned": self.cordoned, "lease": self.lease.to_api() if self.lease else None,
+            "versions": self.versions, "skip_service_registration": self.skip_service_registration,
+            "exit_code": self.exit_code, "fencing": self.fencing, "note": self.note,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Machine:
+        lease = Lease.from_doc(doc["lease"]) if doc.get("lease") else None
+        return cls(
+            id=doc["id"], app=doc["app"], name=doc["name"], region=doc["region"], host_id=doc["host_id"],
+            state=State(doc["state"]), instance_id=doc["instance_id"], config=doc["config"],
+            image_ref=doc.get("image_ref") or {}, private_ip=doc.get("private_ip", ""),
+            created_at=doc["created_at"], updated_at=doc["updated_at"], ports=doc.get("ports") or {},
+            events=doc.get("events") or [], checks=doc.get("checks") or {}, cordoned=doc.get("cordoned", False),
+            lease=lease, versions=doc.get("versions") or [],
+            skip_service_registration=doc.get("skip_service_registration", False),
+            exit_code=doc.get("exit_code"), fencing=doc.get("fencing") or {}, note=doc.get("note", ""),
+        )
+
+    def checks_api(self) -> list[JSON]:
+        return [{"name": name, **check} for name, check in sorted(self.checks.items())]
+
+    def to_api(self, host_status: str, *, host_address: str = "", with_events: bool = True) -> JSON:
+        body: JSON = {
+            "id": self.id, "name": self.name, "state": str(self.state), "region": self.region,
+            "instance_id": self.instance_id, "version": self.instance_id, "private_ip": self.private_ip,
+            "config": self.config, "image_ref": self.image_ref, "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at), "checks": self.checks_api(), "host_status": host_status,
+            "cordoned": self.cordoned,
+            # Roost extensions: where the machine runs and which host ports serve its guest ports.
+            "host_id": self.host_id,
+            "roost": {"host_id": self.host_id, "address": host_address or self.private_ip, "ports": self.ports,
+                      "fencing": self.fencing, "note": self.note,
+                      "skip_service_registration": self.skip_service_registration},
+        }
+        if with_events:
+            body["events"] = self.events
+        return body
+
+
+@dataclass
+class Volume:
+    id: str
+    app: str
+    name: str
+    region: str
+    host_id: str
+    size_gb: int
+    created_at: float
+    encrypted: bool = True
+    state: str = "created"
+    attached_machine_id: str = ""
+    attached_alloc_id: str = ""
+    snapshot_retention: int = 5
+    auto_backup_enabled: bool = True
+    fstype: str = "ext4"
+
+    def to_doc(self) -> JSON:
+        return {
+            "id": self.id, "app": self.app, "name": self.name, "region": self.region, "host_id": self.host_id,
+            "size_gb": self.size_gb, "created_at": self.created_at, "encrypted": self.encrypted,
+            "state": self.state, "attached_machine_id": self.attached_machine_id,
+            "attached_alloc_id": self.attached_alloc_id, "snapshot_retention": self.snapshot_retention,
+            "auto_backup_enabled": self.auto_backup_enabled, "fstype": self.fstype,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Volume:
+        return cls(**doc)
+
+    def to_api(self, host_status: str) -> JSON:
+        return {
+            "id": self.id, "name": self.name, "state": self.state, "size_gb": self.size_gb, "region": self.region,
+            "zone": self.host_id, "encrypted": self.encrypted, "attached_machine_id": self.attached_machine_id or None,
+            "attached_alloc_id": self.attached_alloc_id or None, "created_at": rfc3339(self.created_at),
+            "host_status": host_status, "snapshot_retention": self.snapshot_retention,
+            "auto_backup_enabled": self.auto_backup_enabled, "fstype": self.fstype, "type": "local",
+            "block_size": 4096, "blocks": self.size_gb * 262144, "bytes_total": self.size_gb * 1024**3,
+            "host_id": self.host_id,
+        }
+
+
+@dataclass
+class Host:
+    id: str
+    region: str
+    address: str  # the host's own loopback/private address; machines bind here
+    agent_url: str
+    cpus: int
+    memory_mb: int
+    registered_at: float
+    last_heartbeat: float
+    status: str = "ok"  # ok | unknown | unreachable
+    cordoned: bool = False
+    version: str = ""
+    boot_id: str = ""
+
+    def to_doc(self) -> JSON:
+        return {
+            "id": self.id, "region": self.region, "address": self.address, "agent_url": self.agent_url,
+            "cpus": self.cpus, "memory_mb": self.memory_mb, "registered_at": self.registered_at,
+            "last_heartbeat": self.last_heartbeat, "status": self.status, "cordoned": self.cordoned,
+            "version": self.version, "boot_id": self.boot_id,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Host:
+        return cls(**doc)
+
+    def to_api(self, used_cpus: int, used_memory_mb: int, machines: int) -> JSON:
+        return {
+            "id": self.id, "region": self.region, "address": self.address, "agent_url": self.agent_url,
+            "capacity": {"cpus": self.cpus, "memory_mb": self.memory_mb},
+            "used": {"cpus": used_cpus, "memory_mb": used_memory_mb, "machines": machines},
+            "status": self.status, "cordoned": self.cordoned, "last_heartbeat": rfc3339(self.last_heartbeat),
+            "last_heartbeat_unix": self.last_heartbeat, "registered_at": rfc3339(self.registered_at),
+            "version": self.version,
+        }
+
+
+@dataclass
+class Image:
+    ref: str  # repository:tag, as pushed
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    size: int
+    created_at: float
+    cmd: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_doc(self) -> JSON:
+        return {
+            "ref": self.ref, "registry": self.registry, "repository": self.repository, "tag": self.tag,
+            "digest": self.digest, "size": self.size, "created_at": self.created_at, "cmd": self.cmd,
+            "labels": self.labels,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Image:
+        return cls(**doc)
+
+    def image_ref(self) -> JSON:
+        return {"registry": self.registry, "repository": self.repository, "tag": self.tag,
+                "digest": self.digest, "labels": self.labels}
+
+    def to_api(self) -> JSON:
+        return {**self.to_doc(), "created_at": rfc3339(self.created_at)}
+
+
+def parse_image_name(name: str) -> tuple[str, str, str]:
+    """'ghcr.io/org/app:latest' -> ('ghcr.io', 'org/app', 'latest'); 'nginx' -> ('', 'nginx', 'latest').
+
+    A digest suffix ('@sha256:...') is dropped here; the caller resolves digests.
+    """
+    name = name.split("@", 1)[0]
+    registry = ""
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        registry, name = first, rest
+    last_slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > last_slash:
+        repository, tag = name[:colon], name[colon + 1:]
+    else:
+        repository, tag = name, "latest"
+    return registry, repository, tag or "latest"
+
+
+def canonical_image_ref(name: str) -> str:
+    registry, repository, tag = parse_image_name(name)
+    return f"{registry + '/' if registry else ''}{repository}:{tag}"

@@ -1,0 +1,109 @@
+"""Durations, signals and sizes in the forms Fly's API and fly.toml accept."""
+
+from __future__ import annotations
+
+import re
+import signal as _signal
+
+from roost.core.errors import bad_request
+
+# Go's time.ParseDuration units, in seconds.
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+SIGNALS: dict[str, int] = {
+    "SIGABRT": int(_signal.SIGABRT), "SIGALRM": int(_signal.SIGALRM), "SIGFPE": int(_signal.SIGFPE),
+    "SIGHUP": int(_signal.SIGHUP), "SIGILL": int(_signal.SIGILL), "SIGINT": int(_signal.SIGINT),
+    "SIGKILL": int(_signal.SIGKILL), "SIGPIPE": int(_signal.SIGPIPE), "SIGQUIT": int(_signal.SIGQUIT),
+    "SIGSEGV": int(_signal.SIGSEGV), "SIGTERM": int(_signal.SIGTERM), "SIGTRAP": int(_signal.SIGTRAP),
+    "SIGUSR1": int(_signal.SIGUSR1), "SIGUSR2": int(_signal.SIGUSR2), "SIGSTOP": int(_signal.SIGSTOP),
+    "SIGCONT": int(_signal.SIGCONT), "SIGWINCH": int(_signal.SIGWINCH),
+}
+SIGNAL_NAMES = {number: name for name, number in SIGNALS.items()}
+
+
+def parse_go_duration(text: str) -> float:
+    """'1m30s' -> 90.0 seconds. Raises ValueError on anything Go would reject."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
+    sign = 1.0
+    if s[0] in "+-":
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if s == "0":
+        return 0.0
+    pos = 0
+    total = 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+def duration_seconds(value: object, *, field: str, int_unit: float = 1e-9) -> float:
+    """A duration given as a Go duration string or a number (in `int_unit` seconds; the API uses ns)."""
+    if isinstance(value, bool):
+        raise bad_request(f"{field}: expected a duration like \"10s\", got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise bad_request(f"{field}: duration must not be negative")
+        return float(value) * int_unit
+    if isinstance(value, str):
+        try:
+            seconds = parse_go_duration(value)
+        except ValueError:
+            raise bad_request(
+                f"{field}: invalid duration {value!r} (use forms like \"500ms\", \"10s\", \"1m\")"
+            ) from None
+        if seconds < 0:
+            raise bad_request(f"{field}: duration must not be negative")
+        return seconds
+    raise bad_request(f"{field}: expected a duration like \"10s\", got {type(value).__name__}")
+
+
+def format_go_duration(seconds: float) -> str:
+    """90.0 -> '1m30s', 0.5 -> '500ms' (the canonical form we return)."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    frac = seconds - whole
+    h, rem = divmod(whole, 3600)
+    m, s = divmod(rem, 60)
+    out = ""
+    if h:
+        out += f"{h}h"
+    if m:
+        out += f"{m}m"
+    if s or frac or not out:
+        out += f"{s + frac:g}s" if frac else f"{s}s"
+    return out
+
+
+def parse_signal(value: object, *, field: str = "signal") -> int:
+    """'SIGTERM', 'TERM', '15' or 15 -> 15."""
+    if isinstance(value, bool):
+        raise bad_request(f"{field}: expected a signal name like \"SIGTERM\" or a number")
+    if isinstance(value, int):
+        if value in SIGNAL_NAMES or 1 <= value <= 64:
+            return value
+        raise bad_request(f"{field}: unknown signal number {value}")
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text.isdigit():
+            return parse_signal(int(text), field=field)
+        if not text.startswith("SIG"):
+            text = "SIG" + text
+        if text in SIGNALS:
+            return SIGNALS[text]
+        raise bad_request(f"{field}: unknown signal {value!r} (use a name like \"SIGTERM\" or a number)")
+    raise bad_request(f"{field}: expected a signal name like \"SIGTERM\" or a number")
+
+
+def signal_name(number: int) -> str:
+    return SIGNAL_NAMES.get(number, str(number))

@@ -1,0 +1,1 @@
+"""Failure detection: judging hosts from their heartbeats. Pure: `now` is passed in."""

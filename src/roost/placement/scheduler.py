@@ -1,0 +1,154 @@
+"""The scheduler pipeline: feasibility filters, then ranking, over a snapshot of the hosts.
+
+Filters drop hosts that cannot take the machine and remember why, so that "nothing fits" names the
+region and the reason. Ranking spreads an app's process group over hosts, then the app, then prefers
+the host with the most free memory. Deterministic: equal hosts are ordered by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from roost.core.errors import RoostError, bad_request, insufficient_capacity
+from roost.core.regions import is_known
+
+# Capacity is counted in milli-CPUs. A performance CPU is a whole core; a shared CPU is Fly's baseline
+# share of one sixteenth of a core, so shared machines pack the way they do on Fly.
+PERFORMANCE_MILLICPU = 1000
+SHARED_MILLICPU = 1000 // 16
+
+
+def millicpus(cpu_kind: str, cpus: int) -> int:
+    return cpus * (PERFORMANCE_MILLICPU if cpu_kind == "performance" else SHARED_MILLICPU)
+
+
+@dataclass(frozen=True)
+class HostView:
+    id: str
+    region: str
+    status: str  # ok | unknown | unreachable
+    cordoned: bool
+    millicpus: int
+    memory_mb: int
+    used_millicpus: int = 0
+    used_memory_mb: int = 0
+    group_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (app, group) -> machines
+    app_counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def free_millicpus(self) -> int:
+        return self.millicpus - self.used_millicpus
+
+    @property
+    def free_memory_mb(self) -> int:
+        return self.memory_mb - self.used_memory_mb
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    app: str
+    group: str
+    region: str
+    cpu_kind: str = "shared"
+    cpus: int = 1
+    memory_mb: int = 256
+    pinned_host: str | None = None  # a volume's host: the machine must go there
+    avoid_hosts: frozenset[str] = frozenset()  # soft: used when another host fits
+
+
+def place(request: PlacementRequest, hosts: Iterable[HostView]) -> HostView:
+    """Choose a host for `request` or raise RoostError (400 unknown region, 412 insufficient_capacity)."""
+    all_hosts = list(hosts)
+    region = request.region
+    in_region = [h for h in all_hosts if h.region == region]
+    if not in_region and not is_known(region):
+        known = sorted({h.region for h in all_hosts})
+        hint = f"; this fleet has hosts in: {', '.join(known)}" if known else ""
+        raise bad_request(f"unknown region {region!r}{hint}")
+    if not in_region:
+        raise insufficient_capacity(
+            f"insufficient resources to create new machine in region {region!r}: no hosts in that region")
+
+    need_cpu = millicpus(request.cpu_kind, request.cpus)
+    reasons: dict[str, int] = {}
+    feasible: list[HostView] = []
+    for host in in_region:
+        reason = _infeasible(host, request, need_cpu)
+        if reason:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        else:
+            feasible.append(host)
+    if not feasible:
+        why = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+        raise insufficient_capacity(
+            f"insufficient resources to create new machine in region {region!r} "
+            f"({request.cpus} {request.cpu_kind} cpu, {request.memory_mb} MB): {why}"
+        )
+    return min(feasible, key=lambda h: _rank(h, request))
+
+
+def _infeasible(host: HostView, request: PlacementRequest, need_cpu: int) -> str:
+    if request.pinned_host is not None and host.id != request.pinned_host:
+        return "hosts without the machine's volume"
+    if host.status != "ok":
+        return f"hosts {host.status}"
+    if host.cordoned:
+        return "hosts cordoned"
+    if host.free_memory_mb < request.memory_mb:
+        return "hosts short of memory"
+    if host.free_millicpus < need_cpu:
+        return "hosts short of cpu"
+    return ""
+
+
+def _rank(host: HostView, request: PlacementRequest) -> tuple[int, int, int, int, str]:
+    return (
+        1 if host.id in request.avoid_hosts else 0,
+        host.group_counts.get((request.app, request.group), 0),
+        host.app_counts.get(request.app, 0),
+        -host.free_memory_mb,
+        host.id,
+    )
+
+
+def place_volume(app: str, name: str, region: str, hosts: Iterable[HostView],
+                 volume_hosts: Mapping[str, int], require_unique_zone: bool = True) -> HostView:
+    """A volume goes to a live host in the region; same-named volumes prefer distinct hosts (Fly's
+    require_unique_zone), which fails only when every host already has one."""
+    candidates = [h for h in hosts if h.region == region]
+    if not candidates and not is_known(region):
+        raise bad_request(f"unknown region {region!r}")
+    live = [h for h in candidates if h.status == "ok" and not h.cordoned]
+    if not live:
+        raise insufficient_capacity(f"insufficient resources to create volume in region {region!r}: no live hosts")
+    if require_unique_zone:
+        fresh = [h for h in live if volume_hosts.get(h.id, 0) == 0]
+        if not fresh:
+            raise insufficient_capacity(
+                f"no host in region {region!r} without a volume named {name!r} (require_unique_zone); "
+                "add hosts or pass require_unique_zone=false"
+            )
+        live = fresh
+    return min(live, key=lambda h: (volume_hosts.get(h.id, 0), h.app_counts.get(app, 0), -h.free_memory_mb, h.id))
+
+
+def allocate_ports(guest_ports: Iterable[int], used: Iterable[int], existing: Mapping[str, int] | None = None,
+                   base: int = 20000, limit: int = 40000) -> dict[str, int]:
+    """Host ports for a machine's guest ports on its host: keep ones it already has, else the lowest free."""
+    taken = set(used)
+    result: dict[str, int] = {}
+    candidate = base
+    for guest in guest_ports:
+        key = str(guest)
+        if existing and key in existing:
+            result[key] = existing[key]
+            taken.add(existing[key])
+            continue
+        while candidate in taken:
+            candidate += 1
+        if candidate >= base + limit:
+            raise RoostError(412, "host has no free ports left", "insufficient_capacity")
+        result[key] = candidate
+        taken.add(candidate)
+    return result

@@ -1,0 +1,1 @@
+"""The control plane (`roost server`): Machines API, store, scheduler, failure detector, watch feed."""

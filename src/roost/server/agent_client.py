@@ -1,0 +1,46 @@
+"""The control plane's client for host agents: one pooled HTTP client, bounded timeouts, clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from roost.core.errors import RoostError
+
+
+class AgentError(RoostError):
+    pass
+
+
+class AgentClient:
+    def __init__(self, token: str, timeout: float = 10.0) -> None:
+        self.client = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=2.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            trust_env=False,
+        )
+
+    async def call(self, agent_url: str, method: str, path: str, body: Any = None,
+                   timeout: float | None = None) -> Any:
+        try:
+            response = await self.client.request(
+                method, agent_url.rstrip("/") + path, json=body,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise AgentError(503, f"host agent at {agent_url} unreachable: {type(exc).__name__} {exc}".strip()) from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            status = response.status_code if response.status_code < 500 else 503
+            raise AgentError(status, f"host agent: {message}")
+        if not response.content:
+            return None
+        return response.json()
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,393 @@
+"""The control plane's HTTP API: Fly's Machines API paths under /v1 plus Roost's documented extensions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from roost.core.errors import bad_request, not_found
+from roost.core.model import Image, canonical_image_ref, parse_image_name
+from roost.core.regions import REGIONS
+from roost.server.apps import AppService
+from roost.server.hosts import HostService
+from roost.server.images import BlobStore
+from roost.server.logs import LogService
+from roost.server.machines import MachineService
+from roost.server.state import ClusterState
+from roost.server.volumes import VolumeService
+from roost.weblib import json_body, ok, query_bool, query_number
+
+LEASE_HEADER = "fly-machine-lease-nonce"
+TOKEN_OWNER = "admin@roost"
+
+
+@dataclass
+class Services:
+    state: ClusterState
+    apps: AppService
+    machines: MachineService
+    volumes: VolumeService
+    hosts: HostService
+    blobs: BlobStore
+    logs: LogService
+
+
+def routes(s: Services) -> list[Route]:
+    def nonce(request: Request) -> str | None:
+        return request.headers.get(LEASE_HEADER)
+
+    # ---- apps ----
+    async def list_apps(request: Request) -> Response:
+        return ok(s.apps.list(request.query_params.get("org_slug")))
+
+    async def create_app(request: Request) -> Response:
+        return ok(await s.apps.create(await json_body(request, required=True)), 201)
+
+    async def get_app(request: Request) -> Response:
+        return ok(s.state.app_api(s.apps.get(request.path_params["app"])))
+
+    async def delete_app(request: Request) -> Response:
+        await s.apps.delete(request.path_params["app"])
+        return ok(None, 202)
+
+    async def patch_app(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict) or "primary_region" not in body:
+            raise bad_request("body must be {\"primary_region\": \"ams\"}")
+        return ok(await s.apps.set_primary_region(request.path_params["app"], str(body["primary_region"] or "")))
+
+    # ---- machines ----
+    async def list_machines(request: Request) -> Response:
+        q = request.query_params
+        metadata = {k[len("metadata."):]: v for k, v in q.multi_items() if k.startswith("metadata.")}
+        states = set(q.get("state", "").split(",")) - {""} if q.get("state") else None
+        return ok(s.machines.list(
+            request.path_params["app"], region=q.get("region") or None,
+            include_deleted=query_bool(request, "include_deleted"), metadata=metadata,
+            summary=query_bool(request, "summary"), states=states,
+        ))
+
+    async def create_machine(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        return ok(await s.machines.create(request.path_params["app"], body, TOKEN_OWNER))
+
+    async def get_machine(request: Request) -> Response:
+        m = s.machines.get(request.path_params["app"], request.path_params["id"])
+        return ok(s.state.machine_api(m))
+
+    async def update_machine(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        return ok(await s.machines.update(request.path_params["app"], request.path_params["id"], body,
+                                          nonce(request)))
+
+    async def delete_machine(request: Request) -> Response:
+        force = query_bool(request, "force") or query_bool(request, "kill")
+        return ok(await s.machines.destroy(request.path_params["app"], request.path_params["id"], force,
+                                           nonce(request)))
+
+    async def start(request: Request) -> Response:
+        return ok(await s.machines.start(request.path_params["app"], request.path_params["id"], nonce(request)))
+
+    async def stop(request: Request) -> Response:
+        body = await json_body(request)
+        if body is not None and not isinstance(body, dict):
+            raise bad_request("body must be {\"signal\": \"SIGINT\", \"timeout\": \"10s\"} or empty")
+        return ok(await s.machines.stop(request.path_params["app"], request.path_params["id"], body,
+                                        nonce(request)))
+
+    async def suspend(request: Request) -> Response:
+        return ok(await s.machines.suspend(request.path_params["app"], request.path_params["id"], nonce(request)))
+
+    async def restart(request: Request) -> Response:
+        return ok(await s.machines.restart(request.path_params["app"], request.path_params["id"],
+                                           dict(request.query_params), nonce(request)))
+
+    async def signal(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        return ok(await s.machines.signal(request.path_params["app"], request.path_params["id"], body,
+                                          nonce(request)))
+
+    async def wait(request: Request) -> Response:
+        states = [v for item in request.query_params.getlist("state") for v in item.split(",") if v]
+        timeout = query_number(request, "timeout", 60, lo=0, hi=10**9)
+        return ok(await s.machines.wait(request.path_params["app"], request.path_params["id"], states, timeout))
+
+    async def cordon(request: Request) -> Response:
+        return ok(await s.machines.cordon(request.path_params["app"], request.path_params["id"], True,
+                                          nonce(request)))
+
+    async def uncordon(request: Request) -> Response:
+        return ok(await s.machines.cordon(request.path_params["app"], request.path_params["id"], False,
+                                          nonce(request)))
+
+    async def events(request: Request) -> Response:
+        m = s.machines.get(request.path_params["app"], request.path_params["id"])
+        limit = int(query_number(request, "limit", len(m.events), lo=0, hi=10**6))
+        return ok(m.events[:limit])
+
+    async def versions(request: Request) -> Response:
+        m = s.machines.get(request.path_params["app"], request.path_params["id"])
+        current = [{"version": m.instance_id, "user_config": m.config}]
+        return ok(current + m.versions)
+
+    async def get_metadata(request: Request) -> Response:
+        m = s.machines.get(request.path_params["app"], request.path_params["id"])
+        return ok(dict(m.config.get("metadata") or {}))
+
+    async def get_metadata_key(request: Request) -> Response:
+        m = s.machines.get(request.path_params["app"], request.path_params["id"])
+        key = request.path_params["key"]
+        metadata = m.config.get("metadata") or {}
+        if key not in metadata:
+            raise not_found(f"metadata key {key!r} not found on machine {m.id}")
+        return ok({"value": metadata[key]})
+
+    async def set_metadata_key(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+            raise bad_request("body must be {\"value\": \"...\"}")
+        await s.machines.set_metadata(request.path_params["app"], request.path_params["id"],
+                                      {request.path_params["key"]: body["value"]}, nonce(request))
+        return ok(None, 204)
+
+    async def delete_metadata_key(request: Request) -> Response:
+        await s.machines.set_metadata(request.path_params["app"], request.path_params["id"], {}, nonce(request),
+                                      remove=request.path_params["key"])
+        return ok(None, 204)
+
+    async def put_metadata(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        values = body.get("metadata") if isinstance(body, dict) else None
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise bad_request("body must be {\"metadata\": {\"key\": \"value\", ...}}")
+        m = s.machines.get(request.path_params["app"], request.path_params["id"])
+        version = body.get("machine_version")
+        if version and version != m.instance_id:
+            from roost.core.errors import precondition
+            raise precondition(f"machine_version {version!r} does not match the machine's {m.instance_id!r}")
+        await s.machines.set_metadata(m.app, m.id, values, nonce(request),
+                                      replace_all=request.method == "PUT")
+        return ok(None, 204)
+
+    async def acquire_lease(request: Request) -> Response:
+        body = await json_body(request)
+        if body is not None and not isinstance(body, dict):
+            raise bad_request("body must be {\"ttl\": SECONDS, \"description\": \"...\"} or empty")
+        body = body or {}
+        ttl = body.get("ttl", request.query_params.get("ttl"))
+        description = body.get("description") or ""
+        if not isinstance(description, str):
+            raise bad_request("description: expected a string")
+        status, envelope = await s.machines.acquire_lease(
+            request.path_params["app"], request.path_params["id"], ttl, description, nonce(request), TOKEN_OWNER)
+        return ok(envelope, status)
+
+    async def get_lease(request: Request) -> Response:
+        return ok(s.machines.get_lease(request.path_params["app"], request.path_params["id"]))
+
+    async def release_lease(request: Request) -> Response:
+        return ok(await s.machines.release_lease(request.path_params["app"], request.path_params["id"],
+                                                 nonce(request)))
+
+    # ---- volumes ----
+    async def list_volumes(request: Request) -> Response:
+        return ok(s.volumes.list(request.path_params["app"]))
+
+    async def create_volume(request: Request) -> Response:
+        return ok(await s.volumes.create(request.path_params["app"], await json_body(request, required=True)))
+
+    async def get_volume(request: Request) -> Response:
+        return ok(s.state.volume_api(s.volumes.get(request.path_params["app"], request.path_params["vid"])))
+
+    async def update_volume(request: Request) -> Response:
+        return ok(await s.volumes.update(request.path_params["app"], request.path_params["vid"],
+                                         await json_body(request, required=True)))
+
+    async def delete_volume(request: Request) -> Response:
+        return ok(await s.volumes.delete(request.path_params["app"], request.path_params["vid"]))
+
+    async def extend_volume(request: Request) -> Response:
+        return ok(await s.volumes.extend(request.path_params["app"], request.path_params["vid"],
+                                         await json_body(request, required=True)))
+
+    # ---- Roost extensions: hosts, watch, images, logs, platform ----
+    async def list_hosts(request: Request) -> Response:
+        return ok(s.hosts.list())
+
+    async def register_host(request: Request) -> Response:
+        return ok(await s.hosts.register(await json_body(request, required=True)))
+
+    async def heartbeat(request: Request) -> Response:
+        return ok(await s.hosts.heartbeat(request.path_params["host"], await json_body(request)))
+
+    async def host_reports(request: Request) -> Response:
+        return ok(await s.hosts.report(request.path_params["host"], await json_body(request, required=True)))
+
+    async def cordon_host(request: Request) -> Response:
+        return ok(await s.hosts.set_cordon(request.path_params["host"], True))
+
+    async def uncordon_host(request: Request) -> Response:
+        return ok(await s.hosts.set_cordon(request.path_params["host"], False))
+
+    async def watch(request: Request) -> Response:
+        since = int(query_number(request, "since", 0, lo=0, hi=2**62))
+        timeout = query_number(request, "timeout", 30, lo=0, hi=300)
+        limit = int(query_number(request, "limit", 1000, lo=1, hi=10000))
+        accept = request.headers.get("accept", "")
+        if "text/event-stream" in accept or query_bool(request, "stream"):
+            return StreamingResponse(_sse(s, request, since, limit), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        batch = await _watch_batch(s, since, limit)
+        if not batch["events"] and not batch.get("reset") and timeout > 0:
+            await s.state.hub.wait(since, timeout)
+            batch = await _watch_batch(s, since, limit)
+        return ok(batch)
+
+    async def push_image(request: Request) -> Response:
+        name = request.query_params.get("name", "")
+        if not name.strip():
+            raise bad_request("query parameter name: required, e.g. ?name=myapp:v1")
+        cmd_raw = request.query_params.get("cmd")
+        cmd: list[str] = []
+        if cmd_raw:
+            try:
+                cmd = json.loads(cmd_raw)
+            except ValueError:
+                raise bad_request("query parameter cmd: expected a JSON array of strings") from None
+            if not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd):
+                raise bad_request("query parameter cmd: expected a JSON array of strings")
+        digest, size = await s.blobs.put_stream(request.stream())
+        registry, repository, tag = parse_image_name(name.strip())
+        ref = canonical_image_ref(name.strip())
+        import time as _time
+
+        image = Image(ref=ref, registry=registry or "roost", repository=repository, tag=tag, digest=digest,
+                      size=size, created_at=_time.time(), cmd=cmd)
+        async with s.state.lock:
+            await s.state.save(image)
+        return ok(image.to_api(), 201)
+
+    async def list_images(request: Request) -> Response:
+        return ok([i.to_api() for i in sorted(s.state.images.values(), key=lambda i: i.ref)])
+
+    async def get_blob(request: Request) -> Response:
+        path = s.blobs.path(request.path_params["digest"])
+        if not path.exists():
+            raise not_found(f"blob {request.path_params['digest']} not found")
+        return FileResponse(path, media_type="application/gzip")
+
+    async def app_logs(request: Request) -> Response:
+        app = request.path_params["app"]
+        s.apps.get(app)
+        lines = int(query_number(request, "lines", 100, lo=1, hi=100000))
+        machine = request.query_params.get("machine") or request.query_params.get("instance")
+        if query_bool(request, "follow"):
+            return StreamingResponse(s.logs.follow(app, machine, lines), media_type="application/x-ndjson")
+        return ok(await s.logs.tail(app, machine, lines))
+
+    async def regions(request: Request) -> Response:
+        live = {h.region for h in s.state.hosts.values()}
+        return ok({"regions": [{"code": code, "name": name, "hosts": sum(1 for h in s.state.hosts.values()
+                                                                          if h.region == code),
+                                "live": code in live} for code, name in REGIONS.items()]})
+
+    async def healthz(request: Request) -> Response:
+        return ok({"ok": True, "revision": s.state.hub.revision})
+
+    m = "/v1/apps/{app}/machines/{id}"
+    return [
+        Route("/healthz", healthz),
+        Route("/v1/apps", list_apps, methods=["GET"]),
+        Route("/v1/apps", create_app, methods=["POST"]),
+        Route("/v1/apps/{app}", get_app, methods=["GET"]),
+        Route("/v1/apps/{app}", delete_app, methods=["DELETE"]),
+        Route("/v1/apps/{app}", patch_app, methods=["PATCH"]),
+        Route("/v1/apps/{app}/machines", list_machines, methods=["GET"]),
+        Route("/v1/apps/{app}/machines", create_machine, methods=["POST"]),
+        Route(m, get_machine, methods=["GET"]),
+        Route(m, update_machine, methods=["POST", "PUT"]),
+        Route(m, delete_machine, methods=["DELETE"]),
+        Route(m + "/start", start, methods=["POST"]),
+        Route(m + "/stop", stop, methods=["POST"]),
+        Route(m + "/suspend", suspend, methods=["POST"]),
+        Route(m + "/restart", restart, methods=["POST"]),
+        Route(m + "/signal", signal, methods=["POST"]),
+        Route(m + "/wait", wait, methods=["GET"]),
+        Route(m + "/cordon", cordon, methods=["POST"]),
+        Route(m + "/uncordon", uncordon, methods=["POST"]),
+        Route(m + "/events", events, methods=["GET"]),
+        Route(m + "/versions", versions, methods=["GET"]),
+        Route(m + "/metadata", get_metadata, methods=["GET"]),
+        Route(m + "/metadata", put_metadata, methods=["PUT", "PATCH"]),
+        Route(m + "/metadata/{key}", get_metadata_key, methods=["GET"]),
+        Route(m + "/metadata/{key}", set_metadata_key, methods=["POST"]),
+        Route(m + "/metadata/{key}", delete_metadata_key, methods=["DELETE"]),
+        Route(m + "/lease", acquire_lease, methods=["POST"]),
+        Route(m + "/lease", get_lease, methods=["GET"]),
+        Route(m + "/lease", release_lease, methods=["DELETE"]),
+        Route("/v1/apps/{app}/volumes", list_volumes, methods=["GET"]),
+        Route("/v1/apps/{app}/volumes", create_volume, methods=["POST"]),
+        Route("/v1/apps/{app}/volumes/{vid}", get_volume, methods=["GET"]),
+        Route("/v1/apps/{app}/volumes/{vid}", update_volume, methods=["PUT"]),
+        Route("/v1/apps/{app}/volumes/{vid}", delete_volume, methods=["DELETE"]),
+        Route("/v1/apps/{app}/volumes/{vid}/extend", extend_volume, methods=["PUT"]),
+        Route("/v1/apps/{app}/logs", app_logs, methods=["GET"]),
+        Route("/v1/hosts", list_hosts, methods=["GET"]),
+        Route("/v1/hosts", register_host, methods=["POST"]),
+        Route("/v1/hosts/{host}/heartbeat", heartbeat, methods=["POST"]),
+        Route("/v1/hosts/{host}/reports", host_reports, methods=["POST"]),
+        Route("/v1/hosts/{host}/cordon", cordon_host, methods=["POST"]),
+        Route("/v1/hosts/{host}/uncordon", uncordon_host, methods=["POST"]),
+        Route("/v1/watch", watch, methods=["GET"]),
+        Route("/v1/images", list_images, methods=["GET"]),
+        Route("/v1/images", push_image, methods=["POST"]),
+        Route("/v1/images/blobs/{digest}", get_blob, methods=["GET"]),
+        Route("/v1/platform/regions", regions, methods=["GET"]),
+    ]
+
+
+async def _watch_batch(s: Services, since: int, limit: int) -> dict[str, Any]:
+    hub = s.state.hub
+    if since == 0 or not hub.covers(since):
+        oldest = await s.state.in_store_thread(s.state.store.oldest_revision)
+        if since == 0 or not oldest or since + 1 < oldest:
+            return _reset(s)
+        records = await s.state.in_store_thread(s.state.store.changes_since, since, limit)
+    else:
+        records = hub.since(since, limit)
+    last = records[-1].rev if records else max(since, 0)
+    return {"revision": last, "events": [r.to_json() for r in records], "reset": False}
+
+
+def _reset(s: Services) -> dict[str, Any]:
+    """A full snapshot at the current revision: what a new (or too far behind) watcher starts from."""
+    st = s.state
+    objects: list[dict[str, Any]] = []
+    objects += [{"kind": "host", "key": h.id, "object": st.public_view(h)} for h in st.hosts.values()]
+    objects += [{"kind": "app", "key": a.name, "object": st.public_view(a)} for a in st.apps.values()]
+    objects += [{"kind": "machine", "key": m.id, "object": st.public_view(m)} for m in st.machines.values()]
+    objects += [{"kind": "volume", "key": v.id, "object": st.public_view(v)} for v in st.volumes.values()]
+    return {"revision": st.hub.revision, "events": [], "reset": True, "objects": objects}
+
+
+async def _sse(s: Services, request: Request, since: int, limit: int) -> Any:
+    """Server-sent events: `reset` then `change` events, each with its revision as the SSE id."""
+    cursor = since
+    while True:
+        batch = await _watch_batch(s, cursor, limit)
+        if batch.get("reset"):
+            yield f"id: {batch['revision']}\nevent: reset\ndata: {json.dumps(batch)}\n\n"
+        for event in batch["events"]:
+            yield f"id: {event['rev']}\nevent: change\ndata: {json.dumps(event)}\n\n"
+        cursor = batch["revision"]
+        if await request.is_disconnected():
+            return
+        if not await s.state.hub.wait(cursor, 15.0):
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(0)

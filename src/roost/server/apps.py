@@ -1,0 +1,91 @@
+"""Apps: create, list, get, delete (which destroys the app's machines and volumes)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+from roost.core.errors import RoostError, bad_request, not_found
+from roost.core.ids import APP_NAME_RE
+from roost.core.lifecycle import State
+from roost.core.model import App
+from roost.core.regions import is_known
+from roost.server.machines import MachineService
+from roost.server.state import ClusterState
+
+
+class AppService:
+    def __init__(self, state: ClusterState, machines: MachineService) -> None:
+        self.state = state
+        self.machines = machines
+
+    def get(self, name: str) -> App:
+        app = self.state.apps.get(name)
+        if app is None:
+            raise not_found(f"app {name!r} not found")
+        return app
+
+    async def create(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise bad_request("request body must be {\"app_name\": \"...\", \"org_slug\": \"...\"}")
+        name = body.get("app_name", body.get("name"))
+        if not isinstance(name, str) or not APP_NAME_RE.match(name):
+            raise bad_request(
+                f"app_name: invalid app name {name!r}: use 1-63 lowercase letters, digits and dashes, "
+                "starting and ending with a letter or digit"
+            )
+        org = body.get("org_slug") or "personal"
+        network = body.get("network") or "default"
+        primary = body.get("primary_region") or ""
+        if not isinstance(org, str) or not isinstance(network, str) or not isinstance(primary, str):
+            raise bad_request("org_slug, network and primary_region must be strings")
+        if primary and not is_known(primary) and primary not in {h.region for h in self.state.hosts.values()}:
+            raise bad_request(f"primary_region: unknown region {primary!r}")
+        async with self.state.lock:
+            if name in self.state.apps:
+                raise RoostError(422, f"app name {name!r} is already taken", "name_taken")
+            app = App(name=name, id=name, org_slug=org, created_at=time.time(), network=network,
+                      primary_region=primary, internal_numeric_id=secrets.randbelow(10**9))
+            await self.state.save(app)
+        return self.state.app_api(app)
+
+    async def set_primary_region(self, name: str, region: str) -> dict[str, Any]:
+        async with self.state.lock:
+            app = self.get(name)
+            if region and not is_known(region) and region not in {h.region for h in self.state.hosts.values()}:
+                raise bad_request(f"primary_region: unknown region {region!r}")
+            updated = App(**{**app.__dict__, "primary_region": region})
+            await self.state.save(updated)
+        return self.state.app_api(updated)
+
+    def list(self, org_slug: str | None) -> dict[str, Any]:
+        apps = [self.state.app_api(a) for a in sorted(self.state.apps.values(), key=lambda a: a.created_at)
+                if not org_slug or a.org_slug == org_slug]
+        return {"total_apps": len(apps), "apps": apps}
+
+    async def delete(self, name: str) -> None:
+        self.get(name)
+        machine_ids = [m.id for m in self.state.app_machines.get(name, {}).values() if m.state is not State.DESTROYED]
+        results = await asyncio.gather(
+            *(self.machines.destroy(name, mid, True, _lease_nonce(self.state, mid)) for mid in machine_ids),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, RoostError):
+                raise result
+        async with self.state.lock:
+            app = self.state.apps.get(name)
+            if app is None:
+                return
+            gone: list[Any] = [app]
+            gone += [v for v in self.state.volumes.values() if v.app == name]
+            gone += list(self.state.app_machines.get(name, {}).values())
+            await self.state.save(deleted=gone)
+
+
+def _lease_nonce(state: ClusterState, machine_id: str) -> str | None:
+    # Deleting an app overrides leases on its machines.
+    m = state.machines.get(machine_id)
+    return m.lease.nonce if m and m.lease else None

@@ -1,0 +1,215 @@
+"""Hosts: agent registration, heartbeats, state reports, and the failure detector's loop.
+
+Heartbeats are kept in memory (they are frequent); a host's record is written only when it registers
+or its status changes. After a server restart every host gets a fresh grace period, so restarting the
+control plane never makes a live host look dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from typing import Any
+
+from roost.core.errors import bad_request, not_found
+from roost.core.events import machine_event
+from roost.core.ids import HOST_ID_RE
+from roost.core.lifecycle import TRANSIENT, State
+from roost.core.model import Host, Machine
+from roost.core.regions import is_known
+from roost.detector.membership import DetectorConfig, judge
+from roost.server.machines import MachineService
+from roost.server.state import ClusterState
+
+log = logging.getLogger("roost.server.hosts")
+
+# A machine in a transitional state this long without progress is settled from what its agent sees.
+STUCK_AFTER = 30.0
+
+
+class HostService:
+    def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig) -> None:
+        self.state = state
+        self.machines = machines
+        self.detector = detector
+        self.last_seen: dict[str, float] = {}
+        started = time.time()
+        for host_id in state.hosts:
+            self.last_seen[host_id] = started
+
+    def get(self, host_id: str) -> Host:
+        host = self.state.hosts.get(host_id)
+        if host is None:
+            raise not_found(f"host {host_id!r} is not registered")
+        return host
+
+    async def register(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object")
+        host_id = body.get("id")
+        region = body.get("region")
+        address = body.get("address")
+        agent_url = body.get("agent_url")
+        if not isinstance(host_id, str) or not HOST_ID_RE.match(host_id):
+            raise bad_request(f"id: invalid host id {host_id!r}")
+        if not isinstance(region, str) or not is_known(region):
+            raise bad_request(f"region: unknown region {region!r}; see 'roost platform regions'")
+        if not isinstance(address, str) or not address:
+            raise bad_request("address: required (the host's own IP address, e.g. 127.0.1.1)")
+        if not isinstance(agent_url, str) or not agent_url.startswith("http"):
+            raise bad_request("agent_url: required (http://ADDRESS:PORT of the agent's API)")
+        cpus, memory = body.get("cpus"), body.get("memory_mb")
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+            raise bad_request("cpus: expected a positive integer")
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 64:
+            raise bad_request("memory_mb: expected an integer of at least 64")
+        now = time.time()
+        async with self.state.lock:
+            existing = self.state.hosts.get(host_id)
+            if existing and existing.region != region:
+                raise bad_request(f"host {host_id} is registered in region {existing.region!r}; a host cannot "
+                                  "change region (use a new --host-id)")
+            host = Host(id=host_id, region=region, address=address, agent_url=agent_url, cpus=cpus,
+                        memory_mb=memory, registered_at=existing.registered_at if existing else now,
+                        last_heartbeat=now, status="ok", cordoned=existing.cordoned if existing else False,
+                        version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")))
+            self.last_seen[host_id] = now
+            await self.state.save(host, extra_feed=self._machines_on(host_id))
+        return self.state.host_api(host)
+
+    def _machines_on(self, host_id: str) -> list[Machine]:
+        return [m for m in self.state.machines.values() if m.host_id == host_id and m.state is not State.DESTROYED]
+
+    async def heartbeat(self, host_id: str, body: Any) -> dict[str, Any]:
+        self.get(host_id)
+        now = time.time()
+        self.last_seen[host_id] = now
+        if self.state.hosts[host_id].status != "ok":
+            await self._set_status(host_id, "ok")
+        reply: dict[str, Any] = {"ok": True, "server_time": now}
+        machines = body.get("machines") if isinstance(body, dict) else None
+        if isinstance(machines, dict):
+            reply["destroy"] = await self._reconcile(host_id, machines)
+        return reply
+
+    async def _reconcile(self, host_id: str, seen: dict[str, Any]) -> list[str]:
+        """Bring the record in line with what the agent runs; name the machines the agent should remove."""
+        orphans = []
+        for machine_id in seen:
+            m = self.state.machines.get(machine_id)
+            if m is None or m.host_id != host_id or m.state is State.DESTROYED:
+                orphans.append(machine_id)
+        now = time.time()
+        for m in self._machines_on(host_id):
+            if self.machines.is_busy(m.id):
+                continue
+            if m.state in TRANSIENT and now - m.updated_at < STUCK_AFTER:
+                continue
+            info = seen.get(m.id)
+            if not isinstance(info, dict) or info.get("instance_id") != m.instance_id:
+                actual = State.STOPPED if m.state in (State.STARTED, State.STARTING, State.STOPPING,
+                                                      State.SUSPENDED, State.SUSPENDING, State.REPLACING) else None
+                note = "the host no longer runs this machine"
+            else:
+                try:
+                    actual = State(info.get("state"))
+                except ValueError:
+                    continue
+                note = ""
+            if actual is None or actual == m.state:
+                continue
+            if m.state is State.DESTROYING:
+                continue
+            log.info("reconcile %s on %s: %s -> %s", m.id, host_id, m.state, actual)
+            await self.machines._write(m.id, state=actual, note=note or m.note,
+                                       event=machine_event("reconcile", str(actual), "flyd"))
+        return orphans
+
+    async def report(self, host_id: str, body: Any) -> dict[str, Any]:
+        """Apply events the agent saw on its own: exits, restarts by policy, check results."""
+        self.get(host_id)
+        self.last_seen[host_id] = time.time()
+        reports = body.get("reports") if isinstance(body, dict) else None
+        if not isinstance(reports, list):
+            raise bad_request("body must be {\"reports\": [...]}")
+        unknown = []
+        for r in reports:
+            if not isinstance(r, dict):
+                continue
+            m = self.state.machines.get(str(r.get("id")))
+            if m is None or m.host_id != host_id:
+                unknown.append(r.get("id"))
+                continue
+            await self._apply_report(m, r)
+        return {"ok": True, "unknown": unknown}
+
+    async def _apply_report(self, m: Machine, r: dict[str, Any]) -> None:
+        if r.get("instance_id") != m.instance_id:
+            return  # an older version's news
+        changes: dict[str, Any] = {}
+        if isinstance(r.get("checks"), dict):
+            changes["checks"] = {**m.checks, **r["checks"]}
+        if "exit_code" in r:
+            changes["exit_code"] = r["exit_code"]
+        event = r.get("event") if isinstance(r.get("event"), dict) else None
+        new_state = None
+        if r.get("state"):
+            try:
+                reported = State(r["state"])
+            except ValueError:
+                reported = None
+            # A user's stop/suspend/update/destroy in flight settles through its own operation.
+            if reported is not None and m.state not in (State.STOPPING, State.SUSPENDING, State.REPLACING,
+                                                        State.DESTROYING, State.DESTROYED):
+                new_state = reported
+        if new_state is None and not changes and event is None:
+            return
+        if new_state is None and not event and changes.keys() == {"checks"} and changes["checks"] == m.checks:
+            return
+        await self.machines._write(m.id, state=new_state, event=event, **changes)
+
+    async def set_cordon(self, host_id: str, cordoned: bool) -> dict[str, Any]:
+        async with self.state.lock:
+            host = copy.copy(self.get(host_id))
+            host.cordoned = cordoned
+            await self.state.save(host)
+        return self.state.host_api(host)
+
+    async def _set_status(self, host_id: str, status: str) -> None:
+        async with self.state.lock:
+            current = self.state.hosts.get(host_id)
+            if current is None or current.status == status:
+                return
+            host = copy.copy(current)
+            host.status = status
+            host.last_heartbeat = self.last_seen.get(host_id, host.last_heartbeat)
+            log.info("host %s: %s -> %s", host_id, current.status, status)
+            await self.state.save(host, extra_feed=self._machines_on(host_id))
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for host in sorted(self.state.hosts.values(), key=lambda h: (h.region, h.id)):
+            view = self.state.host_api(host)
+            seen = self.last_seen.get(host.id, host.last_heartbeat)
+            view["last_heartbeat_unix"] = seen
+            view["last_heartbeat_age_s"] = round(max(0.0, time.time() - seen), 3)
+            out.append(view)
+        return out
+
+    async def run_detector(self, stop: asyncio.Event) -> None:
+        """Judge every host a few times per heartbeat interval until `stop` is set."""
+        tick = max(0.02, self.detector.heartbeat_interval / 4)
+        while not stop.is_set():
+            now = time.time()
+            for host_id, host in list(self.state.hosts.items()):
+                status = judge(self.last_seen.get(host_id, host.last_heartbeat), now, self.detector)
+                if status != host.status:
+                    try:
+                        await self._set_status(host_id, status)
+                    except Exception:  # keep judging the others; the next tick retries
+                        log.exception("detector: updating %s failed", host_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick)

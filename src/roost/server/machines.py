@@ -1,0 +1,663 @@
+"""Machine operations: the Machines API's verbs, checked against the lifecycle table, carried out by agents.
+
+Every verb follows one shape: check the request (lease, lifecycle table) and fail fast without changing
+anything; under the machine's operation lock write the transitional state; ask the host's agent; settle
+the state from the agent's answer. Long agent work (a stop that waits kill_timeout) runs in a background
+task; the transitional state written before it guards the machine against conflicting requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from roost.core import lifecycle
+from roost.core import machine_config as mc
+from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition, unprocessable
+from roost.core.events import machine_event
+from roost.core.ids import APP_NAME_RE, new_machine_id, new_machine_name, new_nonce, new_ulid
+from roost.core.lifecycle import Action, State
+from roost.core.model import Image, Lease, Machine, canonical_image_ref, rfc3339
+from roost.core.units import duration_seconds, parse_signal, signal_name
+from roost.placement.scheduler import PlacementRequest, allocate_ports, place
+from roost.server.agent_client import AgentClient, AgentError
+from roost.server.state import ClusterState
+
+log = logging.getLogger("roost.server.machines")
+
+WAIT_MAX_SECONDS = 60
+AGENT_START_TIMEOUT = 60.0
+WAITABLE_STATES = {"started", "stopped", "suspended", "destroyed", "created", "failed"}
+MAX_BACKGROUND_OPS = 1000
+
+
+class MachineService:
+    def __init__(self, state: ClusterState, agents: AgentClient, default_region: str) -> None:
+        self.state = state
+        self.agents = agents
+        self.default_region = default_region
+        self._op_locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- lookups and guards ----
+
+    def app_or_404(self, app: str) -> None:
+        if app not in self.state.apps:
+            raise not_found(f"app {app!r} not found")
+
+    def get(self, app: str, machine_id: str) -> Machine:
+        self.app_or_404(app)
+        m = self.state.app_machines.get(app, {}).get(machine_id)
+        if m is None:
+            raise not_found(f"machine {machine_id!r} not found in app {app!r}")
+        return m
+
+    def op_lock(self, machine_id: str) -> asyncio.Lock:
+        lock = self._op_locks.get(machine_id)
+        if lock is None:
+            lock = self._op_locks[machine_id] = asyncio.Lock()
+        return lock
+
+    def is_busy(self, machine_id: str) -> bool:
+        lock = self._op_locks.get(machine_id)
+        return bool(lock and lock.locked())
+
+    @staticmethod
+    def check_lease(m: Machine, nonce: str | None, now: float) -> None:
+        lease = m.lease
+        if lease is None or lease.expires_at <= now:
+            return
+        if nonce == lease.nonce:
+            return
+        raise conflict(
+            f"machine {m.id} is leased by {lease.owner} until {rfc3339(lease.expires_at)}; "
+            "send the lease's nonce in the fly-machine-lease-nonce header, or wait for it to expire"
+        )
+
+    def host_for(self, m: Machine, verb: str) -> Any:
+        host = self.state.hosts.get(m.host_id)
+        if host is None:
+            raise precondition(f"unable to {verb} machine {m.id}: its host {m.host_id!r} is not registered")
+        if host.status != "ok":
+            raise precondition(f"unable to {verb} machine {m.id}: its host {host.id} is {host.status}")
+        return host
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        if len(self._background) >= MAX_BACKGROUND_OPS:
+            raise RoostError(503, "too many machine operations in progress; retry shortly")
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)
+
+    # ---- state writes ----
+
+    async def _write(self, machine_id: str, *, state: State | None = None, event: dict[str, Any] | None = None,
+                     **changes: Any) -> Machine:
+        async with self.state.lock:
+            current = self.state.machines[machine_id]
+            m = current.copy()
+            if state is not None:
+                m.state = state
+            for key, value in changes.items():
+                setattr(m, key, value)
+            if event:
+                m.add_event(event)
+            m.updated_at = time.time()
+            await self.state.save(m)
+            return m
+
+    async def _settle(self, machine_id: str, instance_id: str, reported: State, event: dict[str, Any] | None,
+                      **changes: Any) -> Machine | None:
+        """Record what the agent says happened, unless the machine moved on to another version."""
+        current = self.state.machines.get(machine_id)
+        if current is None or current.instance_id != instance_id:
+            return None
+        return await self._write(machine_id, state=lifecycle.observed(current.state, reported), event=event,
+                                 **changes)
+
+    # ---- what the agent is told ----
+
+    def image_for(self, name: str) -> Image:
+        image = self.state.images.get(canonical_image_ref(name))
+        if image is None:
+            raise unprocessable(
+                f"image {name!r} not found: push it first with 'roost image push DIR --name {name}' "
+                "(see 'roost image list')"
+            )
+        return image
+
+    def machine_env(self, m: Machine, image: Image) -> dict[str, str]:
+        app = self.state.apps.get(m.app)
+        config_env = dict(m.config.get("env") or {})
+        primary = (app.primary_region if app else "") or config_env.get("PRIMARY_REGION") or m.region
+        env = {**config_env}
+        env.update({
+            "FLY_APP_NAME": m.app,
+            "FLY_MACHINE_ID": m.id,
+            "FLY_ALLOC_ID": m.id,
+            "FLY_REGION": m.region,
+            "FLY_PROCESS_GROUP": mc.process_group(m.config) or "app",
+            "FLY_IMAGE_REF": f"{image.ref}@{image.digest}",
+            "FLY_MACHINE_VERSION": m.instance_id,
+            "FLY_PRIVATE_IP": m.private_ip,
+            "FLY_VM_MEMORY_MB": str(mc.guest(m.config).memory_mb),
+            "PRIMARY_REGION": primary,
+        })
+        for guest_port, host_port in m.ports.items():
+            env[f"ROOST_PORT_{guest_port}"] = str(host_port)
+        first = next(iter(mc.internal_ports(m.config)), None)
+        if first is not None and str(first) in m.ports:
+            env["PORT"] = str(m.ports[str(first)])
+        return env
+
+    def agent_spec(self, m: Machine) -> dict[str, Any]:
+        image = self.image_for(m.config["image"])
+        mount = mc.volume_mount(m.config)
+        return {
+            "id": m.id, "app": m.app, "instance_id": m.instance_id, "region": m.region,
+            "private_ip": m.private_ip, "ports": m.ports, "config": m.config,
+            "image": {"ref": image.ref, "digest": image.digest, "cmd": image.cmd},
+            "env": self.machine_env(m, image),
+            "volume": {"id": mount[0], "path": mount[1]} if mount else None,
+            "stop_signal": mc.stop_signal(m.config), "stop_timeout": mc.stop_timeout(m.config),
+        }
+
+    # ---- create ----
+
+    async def create(self, app: str, body: Any, owner: str) -> dict[str, Any]:
+        self.app_or_404(app)
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object with at least {\"config\": {\"image\": ...}}")
+        config = mc.normalize(body.get("config"))
+        name = body.get("name") or new_machine_name()
+        if not isinstance(name, str) or not APP_NAME_RE.match(name):
+            raise bad_request(f"name: invalid machine name {name!r} (lowercase letters, digits and dashes)")
+        skip_launch = _bool(body.get("skip_launch"), "skip_launch")
+        skip_reg = _bool(body.get("skip_service_registration"), "skip_service_registration")
+        lease_ttl = body.get("lease_ttl")
+        if lease_ttl is not None and (isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int) or lease_ttl < 1):
+            raise bad_request("lease_ttl: expected a positive number of seconds")
+        region = body.get("region")
+        if region is not None and not isinstance(region, str):
+            raise bad_request("region: expected a region code like \"ams\"")
+        image = self.image_for(config["image"])
+        self._check_standbys(app, config, None)
+
+        async with self.state.lock:
+            for other in self.state.app_machines.get(app, {}).values():
+                if other.name == name and other.state is not State.DESTROYED:
+                    raise RoostError(409, f"a machine named {name!r} already exists in app {app!r}", "name_taken")
+            app_rec = self.state.apps[app]
+            volume = self._volume_for(app, config, None)
+            region = region or (volume.region if volume else "") or app_rec.primary_region or self.default_region
+            if volume and volume.region != region:
+                raise bad_request(f"volume {volume.id} is in region {volume.region!r}, not {region!r}")
+            g = mc.guest(config)
+            host = place(PlacementRequest(app, mc.process_group(config), region, g.cpu_kind, g.cpus, g.memory_mb,
+                                          pinned_host=volume.host_id if volume else None),
+                         self.state.host_views())
+            now = time.time()
+            ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(host.id))
+            host_rec = self.state.hosts[host.id]
+            m = Machine(
+                id=new_machine_id(), app=app, name=name, region=region, host_id=host.id, state=State.CREATED,
+                instance_id=new_ulid(), config=config, image_ref=image.image_ref(), private_ip=host_rec.address,
+                created_at=now, updated_at=now, ports=ports, skip_service_registration=skip_reg,
+            )
+            m.add_event(machine_event("launch", "created", "user", now=now))
+            if lease_ttl:
+                m.lease = Lease(new_nonce(), now + lease_ttl, owner, "", m.instance_id)
+            to_save: list[Any] = [m]
+            if volume:
+                attached = _copy(volume)
+                attached.attached_machine_id = m.id
+                attached.attached_alloc_id = m.id
+                to_save.append(attached)
+            await self.state.save(*to_save)
+
+        if not skip_launch and not mc.standbys(config):
+            self.spawn(self._launch(m.id))
+        result = self.state.machine_api(m)
+        if m.lease:
+            result["nonce"] = m.lease.nonce
+        return result
+
+    def _check_standbys(self, app: str, config: dict[str, Any], self_id: str | None) -> None:
+        for sid in mc.standbys(config):
+            if sid == self_id:
+                raise bad_request("config.standbys: a machine cannot be a standby for itself")
+            other = self.state.app_machines.get(app, {}).get(sid)
+            if other is None or other.state is State.DESTROYED:
+                raise bad_request(f"config.standbys: machine {sid!r} not found in app {app!r}")
+        if mc.standbys(config) and config.get("services"):
+            raise bad_request("config.standbys: standbys are for machines without services")
+
+    def _volume_for(self, app: str, config: dict[str, Any], machine_id: str | None) -> Any:
+        mount = mc.volume_mount(config)
+        if not mount:
+            return None
+        volume = self.state.volumes.get(mount[0])
+        if volume is None or volume.app != app:
+            raise bad_request(f"config.mounts[0].volume: volume {mount[0]!r} not found in app {app!r}")
+        if volume.attached_machine_id and volume.attached_machine_id != machine_id:
+            holder = self.state.machines.get(volume.attached_machine_id)
+            if holder is not None and holder.state is not State.DESTROYED:
+                raise precondition(f"volume {volume.id} is already attached to machine {holder.id}")
+        return volume
+
+    async def _launch(self, machine_id: str) -> None:
+        async with self.op_lock(machine_id):
+            m = self.state.machines.get(machine_id)
+            if m is None or m.state is not State.CREATED:
+                return
+            with contextlib.suppress(RoostError):
+                self.host_for(m, "start")
+                m = await self._write(machine_id, state=State.STARTING,
+                                      event=machine_event("start", "starting", "user"))
+                await self._agent_start(m)
+
+    async def _agent_start(self, m: Machine) -> None:
+        host = self.host_for(m, "start")
+        try:
+            result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/start",
+                                            self.agent_spec(m), timeout=AGENT_START_TIMEOUT)
+        except RoostError as exc:
+            await self._settle(m.id, m.instance_id, State.FAILED,
+                               machine_event("start", "failed", "flyd", {"error": exc.message}))
+            raise
+        reported = State(result.get("state", "started"))
+        await self._settle(m.id, m.instance_id, reported, machine_event("start", str(reported), "flyd"))
+
+    # ---- lifecycle verbs ----
+
+    async def start(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        if mc.standbys(m.config):
+            raise precondition(
+                f"machine {m.id} is a standby for {', '.join(mc.standbys(m.config))}: it starts only when a "
+                f"watched machine's host fails; clear it with 'roost machine update {m.id} --standby-for \"\"'"
+            )
+        async with self.op_lock(machine_id):
+            m = self.get(app, machine_id)
+            previous = str(m.state)
+            if lifecycle.check(Action.START, m.state):
+                self.host_for(m, "start")
+                m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
+                await self._agent_start(m)
+        return {"previous_state": previous, "migrated": False, "new_host": ""}
+
+    async def stop(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        body = body if isinstance(body, dict) else {}
+        sig = parse_signal(body["signal"]) if body.get("signal") else mc.stop_signal(m.config)
+        timeout = (duration_seconds(body["timeout"], field="timeout", int_unit=1.0) if body.get("timeout") is not None
+                   else mc.stop_timeout(m.config))
+        async with self.op_lock(machine_id):
+            m = self.get(app, machine_id)
+            if not lifecycle.check(Action.STOP, m.state):
+                return {"ok": True}
+            if m.state is State.CREATED:
+                await self._write(m.id, state=State.STOPPED, event=machine_event("stop", "stopped", "user"))
+                return {"ok": True}
+            self.host_for(m, "stop")
+            m = await self._write(m.id, state=State.STOPPING, event=machine_event(
+                "stop", "stopping", "user", {"signal": signal_name(sig), "timeout": timeout}))
+        self.spawn(self._agent_stop(m, sig, timeout))
+        return {"ok": True}
+
+    async def _agent_stop(self, m: Machine, sig: int, timeout: float) -> None:
+        host = self.state.hosts.get(m.host_id)
+        if host is None:
+            return
+        try:
+            result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/stop",
+                                            {"signal": sig, "timeout": timeout}, timeout=timeout + 30)
+        except RoostError as exc:
+            log.warning("stop %s failed: %s", m.id, exc.message)
+            return  # the heartbeat reconciliation settles the state once the host answers again
+        await self._settle(m.id, m.instance_id, State(result.get("state", "stopped")),
+                           machine_event("stop", "stopped", "flyd", {"exit_code": result.get("exit_code")}),
+                           exit_code=result.get("exit_code"))
+
+    async def suspend(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        async with self.op_lock(machine_id):
+            m = self.get(app, machine_id)
+            if not lifecycle.check(Action.SUSPEND, m.state):
+                return {"ok": True}
+            host = self.host_for(m, "suspend")
+            m = await self._write(m.id, state=State.SUSPENDING, event=machine_event("suspend", "suspending", "user"))
+            try:
+                result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/suspend", {})
+            except RoostError:
+                await self._settle(m.id, m.instance_id, State.STARTED, machine_event("suspend", "failed", "flyd"))
+                raise
+            reported = State(result.get("state", "suspended"))
+            await self._settle(m.id, m.instance_id, reported, machine_event("suspend", str(reported), "flyd"))
+        return {"ok": True}
+
+    async def restart(self, app: str, machine_id: str, query: dict[str, str], nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        sig = parse_signal(query["signal"]) if query.get("signal") else mc.stop_signal(m.config)
+        timeout = (duration_seconds(query["timeout"], field="timeout", int_unit=1.0) if query.get("timeout")
+                   else mc.stop_timeout(m.config))
+        if query.get("force_stop", "").lower() in ("1", "true"):
+            sig = parse_signal("SIGKILL")
+        async with self.op_lock(machine_id):
+            m = self.get(app, machine_id)
+            lifecycle.check(Action.RESTART, m.state)
+            host = self.host_for(m, "restart")
+            m = await self._write(m.id, state=State.STOPPING, event=machine_event("restart", "stopping", "user"))
+        self.spawn(self._agent_restart(m, host.agent_url, sig, timeout))
+        return {"ok": True}
+
+    async def _agent_restart(self, m: Machine, agent_url: str, sig: int, timeout: float) -> None:
+        async with self.op_lock(m.id):
+            try:
+                body = {"signal": sig, "timeout": timeout, "spec": self.agent_spec(m)}
+                result = await self.agents.call(agent_url, "POST", f"/v1/machines/{m.id}/restart", body,
+                                                timeout=timeout + AGENT_START_TIMEOUT)
+            except RoostError as exc:
+                await self._settle(m.id, m.instance_id, State.FAILED,
+                                   machine_event("restart", "failed", "flyd", {"error": exc.message}))
+                return
+            await self._settle(m.id, m.instance_id, State(result.get("state", "started")),
+                               machine_event("restart", "started", "flyd"))
+
+    async def signal(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        if not isinstance(body, dict) or "signal" not in body:
+            raise bad_request("body must be {\"signal\": \"SIGTERM\"} (a signal name or number)")
+        sig = parse_signal(body["signal"])
+        lifecycle.check(Action.SIGNAL, m.state)
+        host = self.host_for(m, "signal")
+        await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/signal", {"signal": sig})
+        await self._write(m.id, event=machine_event("signal", signal_name(sig), "user"))
+        return {"ok": True}
+
+    async def cordon(self, app: str, machine_id: str, cordoned: bool, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        lifecycle.check(Action.CORDON, m.state)
+        if m.cordoned != cordoned:
+            await self._write(m.id, cordoned=cordoned,
+                              event=machine_event("cordon" if cordoned else "uncordon", "ok", "user"))
+        return {"ok": True}
+
+    # ---- update ----
+
+    async def update(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object with {\"config\": {...}}")
+        config = mc.normalize(body.get("config"))
+        if body.get("region") not in (None, "", m.region):
+            raise bad_request(f"region: a machine cannot move (it is in {m.region!r}); create a new one instead")
+        if body.get("name") not in (None, "", m.name):
+            raise bad_request("name: a machine's name cannot be changed")
+        current_version = body.get("current_version")
+        if current_version and current_version != m.instance_id:
+            raise precondition(f"current_version {current_version!r} does not match the machine's version "
+                               f"{m.instance_id!r}; fetch the machine and retry")
+        skip_launch = body.get("skip_launch")
+        if skip_launch is not None:
+            skip_launch = _bool(skip_launch, "skip_launch")
+        image = self.image_for(config["image"])
+        self._check_standbys(app, config, m.id)
+
+        async with self.op_lock(machine_id):
+            m = self.get(app, machine_id)
+            lifecycle.check(Action.UPDATE, m.state)
+            old_mount, new_mount = mc.volume_mount(m.config), mc.volume_mount(config)
+            if (old_mount[0] if old_mount else None) != (new_mount[0] if new_mount else None):
+                raise bad_request("config.mounts: a machine's volume cannot be changed by an update; "
+                                  "destroy the machine and create a new one with the volume")
+            was_running = m.state is State.STARTED
+            is_standby = bool(mc.standbys(config))
+            if skip_launch is True or is_standby:
+                run_after = False
+            elif skip_launch is False:
+                run_after = True
+            else:
+                run_after = was_running
+            if was_running or run_after:
+                self.host_for(m, "update")
+            async with self.state.lock:
+                current = self.state.machines[m.id]
+                updated = current.copy()
+                updated.versions.insert(0, {"version": current.instance_id, "user_config": current.config})
+                del updated.versions[10:]
+                updated.config = config
+                updated.image_ref = image.image_ref()
+                updated.instance_id = new_ulid()
+                updated.ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(m.host_id, m.id),
+                                               existing=current.ports)
+                if "skip_service_registration" in body:
+                    updated.skip_service_registration = _bool(body["skip_service_registration"],
+                                                              "skip_service_registration")
+                if was_running:
+                    updated.state = State.REPLACING
+                elif current.state is State.SUSPENDED:
+                    updated.state = State.STOPPED  # the snapshot belongs to the old version
+                updated.add_event(machine_event("update", "replacing" if was_running else "updated", "user"))
+                updated.updated_at = time.time()
+                if body.get("lease_ttl"):
+                    ttl = body["lease_ttl"]
+                    if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
+                        updated.lease = Lease(new_nonce(), time.time() + ttl, "update", "", updated.instance_id)
+                await self.state.save(updated)
+            m = updated
+            if was_running and run_after:
+                self.spawn(self._replace(m))
+            elif was_running:
+                self.spawn(self._agent_stop(m, mc.stop_signal(current.config), mc.stop_timeout(current.config)))
+            elif run_after:
+                m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
+                with contextlib.suppress(RoostError):
+                    await self._agent_start(m)
+                m = self.state.machines[m.id]
+        result = self.state.machine_api(m)
+        if m.lease and body.get("lease_ttl"):
+            result["nonce"] = m.lease.nonce
+        return result
+
+    async def _replace(self, m: Machine) -> None:
+        host = self.state.hosts.get(m.host_id)
+        if host is None:
+            return
+        previous = m.versions[0]["user_config"] if m.versions else m.config
+        body = {"signal": mc.stop_signal(previous), "timeout": mc.stop_timeout(previous), "spec": self.agent_spec(m)}
+        async with self.op_lock(m.id):
+            try:
+                result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/restart", body,
+                                                timeout=body["timeout"] + AGENT_START_TIMEOUT)
+            except RoostError as exc:
+                await self._settle(m.id, m.instance_id, State.FAILED,
+                                   machine_event("update", "failed", "flyd", {"error": exc.message}))
+                return
+            await self._settle(m.id, m.instance_id, State(result.get("state", "started")),
+                               machine_event("start", "started", "flyd"))
+
+    # ---- destroy ----
+
+    async def destroy(self, app: str, machine_id: str, force: bool, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        async with self.op_lock(machine_id):
+            m = self.get(app, machine_id)
+            if not lifecycle.check(Action.FORCE_DESTROY if force else Action.DESTROY, m.state):
+                return {"ok": True}
+            m = await self._write(m.id, state=State.DESTROYING, event=machine_event("destroy", "destroying", "user"))
+            host = self.state.hosts.get(m.host_id)
+            if host is not None and host.status == "ok":
+                try:
+                    await self.agents.call(host.agent_url, "DELETE", f"/v1/machines/{m.id}", timeout=30)
+                except AgentError as exc:
+                    # Marked destroyed all the same: the agent removes machines the server no longer
+                    # knows at its next full heartbeat.
+                    log.warning("destroy %s on %s: %s", m.id, m.host_id, exc.message)
+            await self._finish_destroy(m.id)
+        self._op_locks.pop(machine_id, None)
+        return {"ok": True}
+
+    async def _finish_destroy(self, machine_id: str) -> None:
+        async with self.state.lock:
+            m = self.state.machines[machine_id].copy()
+            m.state = State.DESTROYED
+            m.lease = None
+            m.updated_at = time.time()
+            m.add_event(machine_event("destroy", "destroyed", "flyd"))
+            to_save: list[Any] = [m]
+            for volume in self.state.volumes.values():
+                if volume.attached_machine_id == m.id:
+                    detached = _copy(volume)
+                    detached.attached_machine_id = ""
+                    detached.attached_alloc_id = ""
+                    to_save.append(detached)
+            await self.state.save(*to_save)
+
+    # ---- wait, events, versions ----
+
+    async def wait(self, app: str, machine_id: str, states: list[str], timeout: float) -> dict[str, Any]:
+        for s in states:
+            if s not in WAITABLE_STATES:
+                raise bad_request(f"state: cannot wait for {s!r}; use one of {', '.join(sorted(WAITABLE_STATES))}")
+        wanted = set(states or ["started"])
+        timeout = min(max(timeout, 0.0), WAIT_MAX_SECONDS)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.get(app, machine_id)
+            if str(m.state) in wanted:
+                return {"ok": True, "state": str(m.state), "version": m.instance_id,
+                        "event_id": m.events[0]["id"] if m.events else ""}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RoostError(408, f"deadline_exceeded: machine {m.id} did not reach state "
+                                      f"{' or '.join(sorted(wanted))} within {timeout:g}s (it is {m.state})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.machine_changed(machine_id).wait(), remaining)
+
+    # ---- leases ----
+
+    def lease_envelope(self, lease: Lease) -> dict[str, Any]:
+        data = lease.to_api()
+        return {"status": "success", "data": data, **data}
+
+    async def acquire_lease(self, app: str, machine_id: str, ttl: Any, description: str, nonce: str | None,
+                            owner: str) -> tuple[int, dict[str, Any]]:
+        m = self.get(app, machine_id)
+        lifecycle.check(Action.LEASE, m.state)
+        if ttl is None:
+            ttl = 30
+        if isinstance(ttl, str) and ttl.isdigit():
+            ttl = int(ttl)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 3600:
+            raise bad_request("ttl: expected a number of seconds between 1 and 3600")
+        now = time.time()
+        async with self.state.lock:
+            m = self.state.machines[machine_id]
+            held = m.lease if m.lease and m.lease.expires_at > now else None
+            if held and held.nonce != nonce:
+                raise conflict(f"machine {m.id} is already leased by {held.owner} until "
+                               f"{rfc3339(held.expires_at)}")
+            updated = m.copy()
+            if held:
+                updated.lease = Lease(held.nonce, now + ttl, held.owner, description or held.description,
+                                      m.instance_id)
+            else:
+                updated.lease = Lease(new_nonce(), now + ttl, owner, description, m.instance_id)
+            await self.state.save(updated)
+        assert updated.lease is not None
+        return (200 if held else 201), self.lease_envelope(updated.lease)
+
+    def get_lease(self, app: str, machine_id: str) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        if m.lease is None or m.lease.expires_at <= time.time():
+            raise not_found(f"machine {m.id} has no active lease")
+        return self.lease_envelope(m.lease)
+
+    async def release_lease(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
+        m = self.get(app, machine_id)
+        if not nonce:
+            raise bad_request("releasing a lease needs its nonce in the fly-machine-lease-nonce header")
+        if m.lease is None or m.lease.expires_at <= time.time():
+            return {"status": "success", "data": {"ok": True}}
+        if m.lease.nonce != nonce:
+            raise conflict(f"the nonce does not match machine {m.id}'s lease")
+        await self._write(m.id, lease=None)
+        return {"status": "success", "data": {"ok": True}}
+
+    # ---- metadata ----
+
+    async def set_metadata(self, app: str, machine_id: str, values: dict[str, str], nonce: str | None,
+                           replace_all: bool = False, remove: str | None = None) -> None:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, time.time())
+        lifecycle.check(Action.METADATA, m.state)
+        for key, value in values.items():
+            if not key or not isinstance(value, str):
+                raise bad_request(f"metadata {key!r}: keys must be non-empty and values strings")
+        async with self.state.lock:
+            current = self.state.machines[machine_id]
+            updated = current.copy()
+            metadata = {} if replace_all else dict(current.config.get("metadata") or {})
+            metadata.update(values)
+            if remove is not None:
+                if remove not in metadata:
+                    raise not_found(f"metadata key {remove!r} not found on machine {machine_id}")
+                del metadata[remove]
+            updated.config = {**current.config, "metadata": metadata}
+            updated.updated_at = time.time()
+            await self.state.save(updated)
+
+    # ---- list ----
+
+    def list(self, app: str, *, region: str | None, include_deleted: bool, metadata: dict[str, str],
+             summary: bool, states: set[str] | None) -> list[dict[str, Any]]:
+        self.app_or_404(app)
+        out = []
+        for m in self.state.app_machines.get(app, {}).values():
+            if m.state is State.DESTROYED and not include_deleted:
+                continue
+            if region and m.region != region:
+                continue
+            if states and str(m.state) not in states:
+                continue
+            if metadata:
+                md = m.config.get("metadata") or {}
+                if any(md.get(k) != v for k, v in metadata.items()):
+                    continue
+            view = self.state.machine_api(m, with_events=not summary)
+            if summary:
+                view.pop("config", None)
+                view["incomplete_config"] = None
+            out.append(view)
+        return out
+
+
+def _bool(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    raise bad_request(f"{field}: expected true or false")
+
+
+def _copy(obj: Any) -> Any:
+    import copy
+
+    return copy.copy(obj)

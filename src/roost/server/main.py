@@ -1,0 +1,123 @@
+"""`roost server`: wire the store, state, services and API together and serve them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from roost.core.ids import new_token
+from roost.detector.membership import DetectorConfig
+from roost.server.agent_client import AgentClient
+from roost.server.api import Services, routes
+from roost.server.apps import AppService
+from roost.server.hosts import HostService
+from roost.server.images import BlobStore
+from roost.server.logs import LogService
+from roost.server.machines import MachineService
+from roost.server.state import ClusterState
+from roost.server.volumes import VolumeService
+from roost.server.watch import WatchHub
+from roost.store import open_store
+from roost.weblib import EXCEPTION_HANDLERS, BearerAuth
+
+log = logging.getLogger("roost.server")
+
+CHANGE_LOG_KEEP = 100_000
+COMPACT_EVERY_SECONDS = 60.0
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 4280
+    default_region: str = "ams"
+    store_url: str = ""
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+def load_or_create_token(data_dir: Path) -> tuple[str, Path, bool]:
+    path = data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip(), path, False
+    token = new_token()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return token, path, True
+
+
+def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    token, _, _ = load_or_create_token(config.data_dir)
+    store = open_store(config.store_url or f"sqlite:///{config.data_dir / 'roost.db'}")
+    state = ClusterState(store, WatchHub())
+    state.load()
+    agents = AgentClient(token)
+    machines = MachineService(state, agents, config.default_region)
+    services = Services(
+        state=state,
+        apps=AppService(state, machines),
+        machines=machines,
+        volumes=VolumeService(state, config.default_region),
+        hosts=HostService(state, machines, config.detector),
+        blobs=BlobStore(config.data_dir / "images"),
+        logs=LogService(state, agents),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(services.hosts.run_detector(stop), name="detector"),
+            asyncio.create_task(_compact_loop(state, stop), name="compactor"),
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait(tasks, timeout=5)
+            await machines.shutdown()
+            await agents.close()
+            state.close()
+
+    app = Starlette(routes=routes(services), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.add_middleware(BearerAuth, tokens=lambda: [token])
+    return app, services
+
+
+async def _compact_loop(state: ClusterState, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), COMPACT_EVERY_SECONDS)
+        if stop.is_set():
+            return
+        try:
+            await state.in_store_thread(state.store.compact, CHANGE_LOG_KEEP)
+        except Exception:
+            log.exception("compacting the change log failed")
+
+
+def run(config: ServerConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    _, token_path, created = load_or_create_token(config.data_dir)
+    print(f"roost server: {'created' if created else 'using'} admin token in {token_path}", file=sys.stderr,
+          flush=True)
+    app, _ = build_app(config)
+    print(f"roost server: Machines API on http://{config.listen_host}:{config.listen_port}/v1 "
+          f"(default region {config.default_region})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",
+                log_level="warning", access_log=False, timeout_graceful_shutdown=5)

@@ -1,0 +1,117 @@
+"""HTTP plumbing shared by the server's and the agent's APIs: JSON bodies, errors, bearer-token auth."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from roost.core.errors import RoostError, bad_request
+
+log = logging.getLogger("roost.http")
+MAX_JSON_BODY = 8 * 1024 * 1024
+
+
+async def json_body(request: Request, *, required: bool = False) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_JSON_BODY:
+        raise RoostError(413, f"request body larger than {MAX_JSON_BODY // (1024 * 1024)} MB")
+    if not raw.strip():
+        if required:
+            raise bad_request("request body required (JSON)")
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+
+
+def query_bool(request: Request, name: str, default: bool = False) -> bool:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "t"):
+        return True
+    if lowered in ("0", "false", "no", "f"):
+        return False
+    raise bad_request(f"query parameter {name}: expected true or false, got {value!r}")
+
+
+def query_number(request: Request, name: str, default: float, *, lo: float = 0, hi: float | None = None) -> float:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value.rstrip("s")) if value.endswith("s") and not value.endswith("ms") else float(value)
+    except ValueError:
+        raise bad_request(f"query parameter {name}: expected a number, got {value!r}") from None
+    if number != number or number < lo or (hi is not None and number > hi):
+        raise bad_request(f"query parameter {name}: must be between {lo:g} and {hi:g}" if hi is not None
+                          else f"query parameter {name}: must be at least {lo:g}")
+    return number
+
+
+def ok(body: Any = None, status: int = 200) -> Response:
+    if body is None and status == 204:
+        return Response(status_code=204)
+    return JSONResponse(body if body is not None else {"ok": True}, status_code=status)
+
+
+async def roost_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RoostError)
+    return JSONResponse(exc.to_json(), status_code=exc.status)
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": message}, status_code=exc.status_code)
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    RoostError: roost_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}
+
+
+class BearerAuth:
+    """Every path under a protected prefix needs `Authorization: Bearer TOKEN` with a known token."""
+
+    def __init__(self, app: ASGIApp, tokens: Callable[[], list[str]], prefixes: tuple[str, ...] = ("/v1",)) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        header = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                header = value
+                break
+        scheme, _, presented = header.decode("latin-1").partition(" ")
+        if scheme.lower() in ("bearer", "flyv1") and presented and any(
+            hmac.compare_digest(presented.strip(), t) for t in self.tokens()
+        ):
+            await self.app(scope, receive, send)
+            return
+        message = ("missing Authorization header: send 'Authorization: Bearer TOKEN'" if not header
+                   else "invalid token: check ROOST_API_TOKEN (the server prints where its token is saved)")
+        response = JSONResponse({"error": message}, status_code=401)
+        await response(scope, receive, send)
