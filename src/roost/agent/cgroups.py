@@ -28,9 +28,14 @@ def _own_path(controller: str) -> str:
 
 class Cgroups:
     def __init__(self, host_id: str, enabled: bool = True) -> None:
-        self.memory_base = ROOT / "memory" / _own_path("memory").lstrip("/") / f"roost-{host_id}"
-        self.freezer_base = ROOT / "freezer" / _own_path("freezer").lstrip("/") / f"roost-{host_id}"
+        self.memory_base, self.freezer_base = self.bases(host_id)
         self.available = enabled and self._probe()
+
+    @staticmethod
+    def bases(host_id: str) -> tuple[Path, Path]:
+        """Where a host's machine cgroups live (memory, freezer), under this process's own cgroups."""
+        return (ROOT / "memory" / _own_path("memory").lstrip("/") / f"roost-{host_id}",
+                ROOT / "freezer" / _own_path("freezer").lstrip("/") / f"roost-{host_id}")
 
     def _probe(self) -> bool:
         try:

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from roost.core.errors import RoostError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output is not wrapped at 80 columns: tables stay one row per line for grep and scripts.
+console = Console(width=None if sys.stdout.isatty() else 250)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 250)
 
 
 class CliError(Exception):

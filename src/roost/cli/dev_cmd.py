@@ -1,0 +1,103 @@
+"""`roost dev up|status|down`: the local fleet, Roost's embedded default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from roost.cli.common import DEFAULT_FLEET_DIR
+from roost.cli.output import CliError, console, err_console, print_json, print_table
+from roost.core.regions import is_known
+
+dev_app = typer.Typer(no_args_is_help=True, help="Run a whole fleet on this computer.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dev_app, name="dev")
+
+
+def _data_dir(value: Path | None) -> Path:
+    return (value or Path(os.environ.get("ROOST_DEV_DIR", DEFAULT_FLEET_DIR))).expanduser().resolve()
+
+
+DATA_OPT = typer.Option(None, "--data-dir", help="Fleet directory (default: $ROOST_DEV_DIR or ~/.roost/dev).")
+
+
+@dev_app.command("up")
+def up(
+    regions: str = typer.Option("ams,ewr,syd", "--regions", help="Comma-separated region codes."),
+    hosts_per_region: int = typer.Option(2, "--hosts-per-region", min=1, max=50),
+    data_dir: Path = DATA_OPT,
+    port: int = typer.Option(4280, "--port", help="Control plane port on 127.0.0.1."),
+    host_cpus: int = typer.Option(2, "--host-cpus", min=1, help="CPUs each host offers."),
+    host_memory_mb: int = typer.Option(4096, "--host-memory-mb", min=256, help="Memory each host offers, MB."),
+    json_out: bool = typer.Option(False, "--json", "-j"),
+) -> None:
+    """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
+    from roost.dev.fleet import FleetError, FleetSpec
+    from roost.dev.fleet import up as fleet_up
+
+    codes = [r.strip() for r in regions.split(",") if r.strip()]
+    unknown = [r for r in codes if not is_known(r)]
+    if not codes or unknown:
+        raise CliError(f"unknown region {unknown[0]!r} in --regions; see 'roost platform regions'" if unknown
+                       else "--regions needs at least one region code")
+    if len(set(codes)) != len(codes):
+        raise CliError("--regions lists a region twice")
+    spec = FleetSpec(data_dir=_data_dir(data_dir), regions=codes, hosts_per_region=hosts_per_region,
+                     server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb)
+    try:
+        with err_console.status("Starting the fleet...") as status:
+            fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
+    except FleetError as exc:
+        raise CliError(str(exc)) from None
+    if json_out:
+        print_json(fleet)
+        return
+    _print_fleet(fleet)
+    console.print(f"\nFleet is up. State: {spec.data_dir / 'fleet.json'}")
+    console.print("The CLI finds this fleet by itself; other clients use:")
+    console.print(f"  export ROOST_API_URL={fleet['server']['url']} ROOST_API_TOKEN={fleet['token']}")
+    console.print("Stop everything with 'roost dev down'.")
+
+
+def _print_fleet(fleet: dict) -> None:  # type: ignore[type-arg]
+    rows = [["server", "-", fleet["server"]["url"], fleet["server"]["pid"],
+             "up" if fleet["server"].get("alive", True) else "DOWN"]]
+    for h in fleet["hosts"]:
+        state = h.get("status", "ok") if h.get("alive", True) else "DOWN"
+        rows.append([f"host {h['id']}", h["region"], h["agent_url"], h["pid"], state])
+    for p in fleet.get("proxies", []):
+        rows.append([f"proxy {p['region']}", p["region"], p.get("url", p.get("address")), p["pid"],
+                     "up" if p.get("alive", True) else "DOWN"])
+    print_table(["COMPONENT", "REGION", "ENDPOINT", "PID", "STATUS"], rows)
+    console.print(f"Token: {fleet['token']}")
+
+
+@dev_app.command("status")
+def status(data_dir: Path = DATA_OPT, json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """Show the local fleet."""
+    from roost.dev.fleet import status as fleet_status
+
+    fleet = fleet_status(_data_dir(data_dir))
+    if fleet is None:
+        if json_out:
+            print_json(None)
+            return
+        raise CliError("no local fleet is running; start one with 'roost dev up'")
+    if json_out:
+        print_json(fleet)
+        return
+    _print_fleet(fleet)
+
+
+@dev_app.command("down")
+def down(data_dir: Path = DATA_OPT, purge: bool = typer.Option(False, "--purge", help="Also delete its data.")) -> None:
+    """Stop everything the local fleet started (by PID), machines included."""
+    from roost.dev.fleet import down as fleet_down
+
+    stopped = fleet_down(_data_dir(data_dir), purge=purge)
+    console.print(f"Stopped {stopped['server']} server, {stopped['agents']} agents, {stopped['proxies']} proxies "
+                  f"and {stopped['machines']} machine processes." + (" Data deleted." if purge else ""))

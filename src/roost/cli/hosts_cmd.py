@@ -1,0 +1,54 @@
+"""`roost hosts list|cordon|uncordon` and `roost platform regions`."""
+
+from __future__ import annotations
+
+import typer
+
+from roost.cli.client import Api
+from roost.cli.output import console, print_json, print_table
+
+hosts_app = typer.Typer(no_args_is_help=True, help="The fleet's hosts.")
+platform_app = typer.Typer(no_args_is_help=True, help="Platform information.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hosts_app, name="hosts")
+    app.add_typer(platform_app, name="platform")
+
+
+@hosts_app.command("list")
+def list_hosts(json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """List hosts with their status, capacity and machines."""
+    hosts = Api().get("/v1/hosts")
+    if json_out:
+        print_json(hosts)
+        return
+    print_table(["ID", "REGION", "ADDRESS", "STATUS", "CORDONED", "MACHINES", "CPU (m)", "MEMORY MB", "LAST BEAT"],
+                [[h["id"], h["region"], h["address"], h["status"], "yes" if h["cordoned"] else "",
+                  h["used"]["machines"], f"{h['used']['cpus']}/{h['capacity']['cpus'] * 1000}",
+                  f"{h['used']['memory_mb']}/{h['capacity']['memory_mb']}", f"{h.get('last_heartbeat_age_s', '')}s ago"]
+                 for h in hosts])
+
+
+@hosts_app.command("cordon")
+def cordon(host_id: str) -> None:
+    """Take a host out of placement (for maintenance); its machines keep running."""
+    Api().post(f"/v1/hosts/{host_id}/cordon")
+    console.print(f"host {host_id} cordoned: no new machines will be placed on it")
+
+
+@hosts_app.command("uncordon")
+def uncordon(host_id: str) -> None:
+    """Put a host back into placement."""
+    Api().post(f"/v1/hosts/{host_id}/uncordon")
+    console.print(f"host {host_id} uncordoned")
+
+
+@platform_app.command("regions")
+def regions(json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """List region codes (and which have hosts in this fleet)."""
+    data = Api().get("/v1/platform/regions")["regions"]
+    if json_out:
+        print_json(data)
+        return
+    print_table(["CODE", "NAME", "HOSTS"], [[r["code"], r["name"], r["hosts"] or ""] for r in data])

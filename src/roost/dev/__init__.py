@@ -1,0 +1,1 @@
+"""The local fleet: `roost dev up|status|down`."""

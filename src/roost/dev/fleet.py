@@ -1,0 +1,303 @@
+"""`roost dev up|status|down`: a whole fleet on this computer, on loopback.
+
+The server listens on 127.0.0.1; host N of region R gets its own address 127.0.R.N (all of 127/8 is
+loopback on Linux), so hosts are told apart without any setup. Every process is started in its own
+session, its PID written to fleet.json, and `down` stops them by PID — agents first (so nothing
+restarts machines), then every machine process the agents' records and cgroups name, then the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roost.agent.cgroups import Cgroups
+
+SERVER_PORT = 4280
+AGENT_PORT = 4300
+PROXY_PORT = 4400
+
+
+class FleetError(Exception):
+    pass
+
+
+@dataclass
+class FleetSpec:
+    data_dir: Path
+    regions: list[str]
+    hosts_per_region: int = 2
+    server_port: int = SERVER_PORT
+    host_cpus: int = 2
+    host_memory_mb: int = 4096
+    heartbeat_interval: float = 0.25
+    driver: str = "process"
+    agent_port: int = AGENT_PORT
+    address_offset: int = 0  # host N of region R listens on 127.0.(offset+R+1).(N+1)
+
+
+def roost_command() -> list[str]:
+    """How to run `roost` as a child process: this interpreter, so the fleet uses the same install."""
+    return [sys.executable, "-m", "roost"]
+
+
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    return proc.pid
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def read_fleet(data_dir: Path) -> dict[str, Any] | None:
+    path = data_dir / "fleet.json"
+    if not path.exists():
+        return None
+    try:
+        return dict(json.loads(path.read_text()))
+    except ValueError:
+        return None
+
+
+def write_fleet(data_dir: Path, fleet: dict[str, Any]) -> None:
+    path = data_dir / "fleet.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fleet, indent=2))
+    os.replace(tmp, path)
+
+
+def fleet_alive(fleet: dict[str, Any]) -> bool:
+    return pid_alive(int(fleet["server"]["pid"]))
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def host_address(region_index: int, host_index: int, offset: int = 0) -> str:
+    return f"127.0.{offset + region_index + 1}.{host_index + 1}"
+
+
+def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
+    """Start the fleet and wait until every part is healthy; returns what fleet.json records."""
+    data = spec.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    existing = read_fleet(data)
+    if existing and fleet_alive(existing):
+        raise FleetError(f"a fleet is already running from {data} (server pid {existing['server']['pid']}); "
+                         "'roost dev status' shows it, 'roost dev down' stops it")
+    if not _port_free("127.0.0.1", spec.server_port):
+        raise FleetError(f"port {spec.server_port} on 127.0.0.1 is in use; pass --port to use another")
+    logs = data / "logs"
+    url = f"http://127.0.0.1:{spec.server_port}"
+    say = progress or (lambda _msg: None)
+    fleet: dict[str, Any] = {"data_dir": str(data), "started_at": time.time(), "regions": spec.regions,
+                             "server": {}, "token": "", "hosts": [], "proxies": []}
+    try:
+        say("starting the control plane")
+        server_pid = _spawn([*roost_command(), "server", "--data-dir", str(data / "server"),
+                             "--listen", f"127.0.0.1:{spec.server_port}", "--region", spec.regions[0],
+                             "--heartbeat-interval", str(spec.heartbeat_interval)], logs / "server.log")
+        fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
+                           "log": str(logs / "server.log")}
+        write_fleet(data, fleet)
+        _wait_http(f"{url}/healthz", 30, lambda: pid_alive(server_pid), logs / "server.log")
+        token = (data / "server" / "admin-token").read_text().strip()
+        fleet["token"] = token
+        for r, region in enumerate(spec.regions):
+            for h in range(spec.hosts_per_region):
+                address = host_address(r, h, spec.address_offset)
+                host_id = f"{region}-{h + 1}"
+                if not _port_free(address, spec.agent_port):
+                    raise FleetError(f"{address}:{spec.agent_port} is in use (another fleet?); run 'roost dev down'")
+                say(f"starting host {host_id} on {address}")
+                pid = _spawn([*roost_command(), "agent", "--server", url, "--region", region,
+                              "--host-id", host_id, "--listen", f"{address}:{spec.agent_port}",
+                              "--cpus", str(spec.host_cpus), "--memory-mb", str(spec.host_memory_mb),
+                              "--data-dir", str(data / "agents" / host_id),
+                              "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver],
+                             logs / f"agent-{host_id}.log", env={"ROOST_API_TOKEN": token})
+                fleet["hosts"].append({"id": host_id, "region": region, "address": address,
+                                       "agent_url": f"http://{address}:{spec.agent_port}", "pid": pid,
+                                       "data_dir": str(data / "agents" / host_id),
+                                       "log": str(logs / f"agent-{host_id}.log")})
+                write_fleet(data, fleet)
+        say("waiting for every host to report in")
+        _wait_hosts(url, token, {h["id"] for h in fleet["hosts"]}, 30, fleet)
+        write_fleet(data, fleet)
+        return fleet
+    except BaseException:
+        down(data)
+        raise
+
+
+def _wait_http(url: str, timeout: float, alive: Any, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise FleetError(f"process exited during start-up; its log ({log}) ends with:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise FleetError(f"{url} did not answer within {timeout:g}s")
+
+
+def _wait_hosts(url: str, token: str, wanted: set[str], timeout: float, fleet: dict[str, Any]) -> None:
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        for host in fleet["hosts"]:
+            if not pid_alive(host["pid"]):
+                log = Path(host["log"])
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise FleetError(f"agent {host['id']} exited during start-up; its log ends with:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            hosts = httpx.get(f"{url}/v1/hosts", headers={"Authorization": f"Bearer {token}"}, timeout=2,
+                              trust_env=False).json()
+            seen = {h["id"] for h in hosts if h["status"] == "ok"}
+            if wanted <= seen:
+                return
+        time.sleep(0.05)
+    raise FleetError(f"hosts not healthy after {timeout:g}s: {', '.join(sorted(wanted - seen))}")
+
+
+def machine_pids(host_data_dir: Path) -> set[int]:
+    """Every process of every machine an agent runs: from its records and its machines' cgroups."""
+    pids: set[int] = set()
+    records = host_data_dir / "records"
+    if records.is_dir():
+        for path in records.glob("*.json"):
+            with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
+                run = json.loads(path.read_text()).get("run") or {}
+                if run.get("pid"):
+                    pids.add(int(run["pid"]))
+    for base in Cgroups.bases(host_data_dir.name):
+        for procs in base.glob("*/cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in procs.read_text().split())
+    return pids
+
+
+def _terminate(pids: list[int], grace: float) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def kill_machines(host_data_dir: Path) -> int:
+    """SIGKILL every machine process of one host (its process groups too); returns how many were found."""
+    pids = machine_pids(host_data_dir)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    # Thaw frozen cgroups so that their killed processes can actually exit.
+    for state in Cgroups.bases(host_data_dir.name)[1].glob("*/freezer.state"):
+        with contextlib.suppress(OSError):
+            state.write_text("THAWED")
+    return len(pids)
+
+
+def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
+    """Stop everything the fleet in `data_dir` started; nothing is left running."""
+    fleet = read_fleet(data_dir)
+    stopped = {"agents": 0, "machines": 0, "proxies": 0, "server": 0}
+    if fleet:
+        agents = [h["pid"] for h in fleet.get("hosts", []) if pid_alive(h["pid"])]
+        for pid in agents:  # agents first, hard: a dying agent must not restart machines
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        stopped["agents"] = len(agents)
+        for host in fleet.get("hosts", []):
+            stopped["machines"] += kill_machines(Path(host["data_dir"]))
+        proxies = [p["pid"] for p in fleet.get("proxies", []) if pid_alive(p["pid"])]
+        _terminate(proxies, 3)
+        stopped["proxies"] = len(proxies)
+        if fleet.get("server", {}).get("pid") and pid_alive(fleet["server"]["pid"]):
+            _terminate([fleet["server"]["pid"]], 5)
+            stopped["server"] = 1
+        for extra in fleet.get("extra_pids", []):
+            _terminate([extra], 2)
+        deadline = time.monotonic() + 5
+        pids = agents + proxies
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+            time.sleep(0.05)
+        for host in fleet.get("hosts", []):
+            _remove_cgroups(host["id"])
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / "fleet.json").unlink()
+    if purge and data_dir.exists():
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return stopped
+
+
+def _remove_cgroups(host_id: str) -> None:
+    for base in Cgroups.bases(host_id):
+        for child in base.glob("*"):
+            if child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
+
+def status(data_dir: Path) -> dict[str, Any] | None:
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        return None
+    fleet["server"]["alive"] = pid_alive(fleet["server"]["pid"])
+    live: dict[str, dict[str, Any]] = {}
+    if fleet["server"]["alive"]:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            hosts = httpx.get(f"{fleet['server']['url']}/v1/hosts", timeout=2, trust_env=False,
+                              headers={"Authorization": f"Bearer {fleet['token']}"}).json()
+            live = {h["id"]: h for h in hosts}
+    for host in fleet["hosts"]:
+        host["alive"] = pid_alive(host["pid"])
+        host["status"] = live.get(host["id"], {}).get("status", "unknown")
+        host["machines"] = live.get(host["id"], {}).get("used", {}).get("machines", 0)
+    for proxy in fleet.get("proxies", []):
+        proxy["alive"] = pid_alive(proxy["pid"])
+    return fleet
