@@ -1,0 +1,161 @@
+"""One suite every driver passes (design principle 6). A driver joins by adding a `Harness` below."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from roost.agent.cgroups import Cgroups
+from roost.agent.drivers.base import DriverError, StartSpec
+from roost.agent.drivers.fake import FakeDriver
+from roost.agent.drivers.process import ProcessDriver
+
+SH_SLEEPER = ["sh", "-c", "echo started; exec sleep 60"]
+SH_IGNORES_INT = ["sh", "-c", "trap '' INT; echo started; while true; do sleep 0.05; done"]
+SH_EXITS_3 = ["sh", "-c", "sleep 0.2; exit 3"]
+SH_COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > count; sleep 0.02; done"]
+
+
+class Harness:
+    """Adapts a driver to the suite: how to make it, and the few workloads the suite needs."""
+
+    def __init__(self, kind: str, tmp: Path) -> None:
+        self.kind = kind
+        self.image = tmp / "image"
+        self.image.mkdir()
+        (self.image / "hello.txt").write_text("hi")
+        if kind == "process":
+            self.driver = ProcessDriver(tmp / "machines", Cgroups(f"conf-{tmp.name[-12:]}"))
+        else:
+            self.driver = FakeDriver()
+
+    def spec(self, mid: str, argv: list[str], fresh: bool = True) -> StartSpec:
+        return StartSpec(machine_id=mid, argv=argv, env={"PATH": "/usr/bin:/bin"}, image_dir=self.image,
+                         memory_mb=256, fresh_rootfs=fresh)
+
+    async def start(self, mid: str, workload: list[str], fresh: bool = True):
+        info = await self.driver.start(self.spec(mid, workload, fresh))
+        if self.kind == "fake":
+            w = self.driver.workloads[mid]
+            if workload is SH_IGNORES_INT:
+                w.honours = {signal.SIGKILL}
+            if workload is SH_EXITS_3:
+                asyncio.get_running_loop().call_later(0.2, self.driver.exit, mid, 3)
+        return info
+
+    async def write_state(self, mid: str) -> None:
+        if self.kind == "fake":
+            self.driver.workloads[mid].files["count"] = "42"
+        else:
+            await asyncio.sleep(0.2)
+
+    def read_state(self, mid: str) -> str | None:
+        if self.kind == "fake":
+            return self.driver.workloads[mid].files.get("count")
+        path = self.driver.rootfs(mid) / "count"
+        return path.read_text().strip() if path.exists() else None
+
+    async def cleanup(self) -> None:
+        for mid in list(getattr(self.driver, "_procs", {})) + list(getattr(self.driver, "workloads", {})):
+            await self.driver.destroy(mid)
+        if self.kind == "process":
+            for base in (self.driver.cgroups.memory_base, self.driver.cgroups.freezer_base):
+                with contextlib.suppress(OSError):
+                    base.rmdir()
+
+
+@pytest.fixture(params=["process", "fake"])
+async def h(request, tmp_path):
+    harness = Harness(request.param, tmp_path)
+    yield harness
+    await harness.cleanup()
+
+
+async def test_start_runs_and_stop_honours_the_signal(h):
+    await h.start("m1", SH_SLEEPER)
+    assert h.driver.inspect("m1")
+    began = time.monotonic()
+    info = await h.driver.stop("m1", signal.SIGTERM, 5)
+    assert time.monotonic() - began < 2
+    assert not h.driver.inspect("m1")
+    assert info.signal == signal.SIGTERM or info.exit_code == 128 + signal.SIGTERM
+
+
+async def test_stop_escalates_to_sigkill_after_the_timeout(h):
+    await h.start("m1", SH_IGNORES_INT)
+    await asyncio.sleep(0.1)
+    began = time.monotonic()
+    info = await h.driver.stop("m1", signal.SIGINT, 0.5)
+    took = time.monotonic() - began
+    assert 0.45 <= took < 3
+    assert info.signal == signal.SIGKILL
+
+
+async def test_an_exit_resolves_the_future_with_its_code(h):
+    await h.start("m1", SH_EXITS_3)
+    info = await asyncio.wait_for(h.driver.exited("m1"), 5)
+    assert info.exit_code == 3
+    assert not h.driver.inspect("m1")
+
+
+async def test_starting_a_running_machine_is_refused(h):
+    await h.start("m1", SH_SLEEPER)
+    with pytest.raises(DriverError):
+        await h.start("m1", SH_SLEEPER)
+
+
+async def test_nothing_to_run_is_a_clear_error(h):
+    with pytest.raises(DriverError, match="nothing to run"):
+        await h.driver.start(h.spec("m1", []))
+
+
+async def test_suspend_keeps_state_and_resume_continues(h):
+    await h.start("m1", SH_COUNTER)
+    await h.write_state("m1")
+    assert await h.driver.suspend("m1")
+    frozen = h.read_state("m1")
+    await asyncio.sleep(0.2)
+    assert h.read_state("m1") == frozen, "a suspended machine does not run"
+    assert h.driver.inspect("m1")
+    await h.driver.resume("m1")
+    if h.kind == "process":
+        await asyncio.sleep(0.2)
+        assert int(h.read_state("m1")) > int(frozen)
+
+
+async def test_fresh_start_resets_files_and_non_fresh_keeps_them(h):
+    await h.start("m1", SH_COUNTER)
+    await h.write_state("m1")
+    await h.driver.stop("m1", signal.SIGKILL, 1)
+    assert h.read_state("m1") is not None
+    await h.start("m1", SH_SLEEPER, fresh=False)
+    assert h.read_state("m1") is not None
+    await h.driver.stop("m1", signal.SIGKILL, 1)
+    await h.start("m1", SH_SLEEPER, fresh=True)
+    assert h.read_state("m1") is None
+
+
+async def test_recover_adopts_a_live_workload_and_refuses_a_dead_one(h):
+    info = await h.start("m1", SH_SLEEPER)
+    if h.kind == "process":
+        # A new driver instance stands for the restarted agent.
+        fresh_driver = ProcessDriver(h.driver.root, h.driver.cgroups)
+        h.driver._procs.clear()
+        h.driver = fresh_driver
+    assert await h.driver.recover("m1", info, suspended=False)
+    assert h.driver.inspect("m1")
+    await h.driver.stop("m1", signal.SIGTERM, 2)
+    assert not await h.driver.recover("m1", info, suspended=False)
+
+
+async def test_destroy_kills_and_removes(h):
+    await h.start("m1", SH_SLEEPER)
+    await h.driver.destroy("m1")
+    assert not h.driver.inspect("m1")
+    if h.kind == "process":
+        assert not h.driver.machine_dir("m1").exists()

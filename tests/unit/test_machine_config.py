@@ -1,0 +1,67 @@
+import pytest
+
+from roost.core import machine_config as mc
+from roost.core.errors import RoostError
+
+
+def test_unknown_keys_are_kept_and_guest_is_filled():
+    config = mc.normalize({"image": "app:v1", "dns": {"skip_registration": True}, "x_custom": [1, 2]})
+    assert config["dns"] == {"skip_registration": True}
+    assert config["x_custom"] == [1, 2]
+    assert config["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
+
+
+def test_input_is_not_mutated():
+    raw = {"image": "a", "services": [{"internal_port": 80, "autostop": "stop"}]}
+    mc.normalize(raw)
+    assert raw["services"][0]["autostop"] == "stop"
+
+
+@pytest.mark.parametrize(("given", "wire"), [("off", False), ("stop", True), ("suspend", "suspend"),
+                                             (True, True), (False, False)])
+def test_autostop_accepts_all_five_forms_and_emits_flys_wire_form(given, wire):
+    config = mc.normalize({"image": "a", "services": [{"internal_port": 80, "autostop": given}]})
+    assert config["services"][0]["autostop"] == wire
+
+
+def test_autostop_on_is_rejected_like_flyctl():
+    with pytest.raises(RoostError) as err:
+        mc.normalize({"image": "a", "services": [{"internal_port": 80, "autostop": "on"}]})
+    assert "config.services[0].autostop" in err.value.message
+
+
+@pytest.mark.parametrize(("config", "key"), [
+    ({}, "config.image"),
+    ({"image": ""}, "config.image"),
+    ({"image": "a", "env": {"A": 1}}, "config.env.A"),
+    ({"image": "a", "guest": {"cpus": 0}}, "config.guest.cpus"),
+    ({"image": "a", "services": [{"ports": []}]}, "config.services[0].internal_port"),
+    ({"image": "a", "services": [{"internal_port": 70000}]}, "config.services[0].internal_port"),
+    ({"image": "a", "restart": {"policy": "sometimes"}}, "config.restart.policy"),
+    ({"image": "a", "stop_config": {"signal": "SIGNOPE"}}, "config.stop_config.signal"),
+    ({"image": "a", "checks": {"c": {"type": "http"}}}, "config.checks.c.port"),
+    ({"image": "a", "mounts": [{"volume": "v", "path": "/"}]}, "config.mounts[0].path"),
+    ({"image": "a", "size": "huge"}, "config.size"),
+])
+def test_bad_values_name_their_key(config, key):
+    with pytest.raises(RoostError) as err:
+        mc.normalize(config)
+    assert err.value.status == 400
+    assert key in err.value.message
+
+
+def test_size_preset_sets_guest():
+    assert mc.guest(mc.normalize({"image": "a", "size": "performance-2x"})) == mc.Guest("performance", 2, 4096)
+
+
+def test_accessors_defaults_and_values():
+    config = mc.normalize({"image": "a", "stop_config": {"signal": "SIGTERM", "timeout": "12s"},
+                           "services": [{"internal_port": 8080}], "checks": {"h": {"port": 9090, "type": "tcp"}},
+                           "metadata": {"fly_process_group": "web"}})
+    assert mc.stop_signal(config) == 15
+    assert mc.stop_timeout(config) == 12
+    assert mc.internal_ports(config) == [8080, 9090]
+    assert mc.process_group(config) == "web"
+    plain = mc.normalize({"image": "a"})
+    assert mc.stop_signal(plain) == 2 and mc.stop_timeout(plain) == 5
+    assert mc.restart_policy(plain) == mc.RestartPolicy("on-failure", 10)
