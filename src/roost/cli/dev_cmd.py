@@ -33,6 +33,9 @@ def up(
     port: int = typer.Option(4280, "--port", help="Control plane port on 127.0.0.1."),
     host_cpus: int = typer.Option(2, "--host-cpus", min=1, help="CPUs each host offers."),
     host_memory_mb: int = typer.Option(4096, "--host-memory-mb", min=256, help="Memory each host offers, MB."),
+    agent_port: int = typer.Option(4300, "--agent-port", help="Port every agent listens on (at its own address)."),
+    address_offset: int = typer.Option(0, "--address-offset", hidden=True, min=0, max=200,
+                                       help="Host N of region R gets 127.0.(OFFSET+R+1).(N+1)."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -47,7 +50,8 @@ def up(
     if len(set(codes)) != len(codes):
         raise CliError("--regions lists a region twice")
     spec = FleetSpec(data_dir=_data_dir(data_dir), regions=codes, hosts_per_region=hosts_per_region,
-                     server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb)
+                     server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb,
+                     agent_port=agent_port, address_offset=address_offset)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))

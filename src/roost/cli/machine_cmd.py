@@ -70,6 +70,22 @@ def _apply_standbys(config: dict[str, Any], standbys: list[str] | None) -> None:
     config["env"] = env
 
 
+def _checks(values: list[str]) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    for item in values:
+        name, sep, target = item.partition("=")
+        kind, _, rest = target.partition(":")
+        port, _, path = rest.partition("/")
+        if not sep or kind not in ("http", "tcp") or not port.isdigit():
+            raise CliError(f"invalid --check {item!r}: expected NAME=http:PORT/PATH or NAME=tcp:PORT")
+        check: dict[str, Any] = {"type": kind, "port": int(port), "interval": "5s", "timeout": "2s",
+                                 "grace_period": "1s"}
+        if kind == "http":
+            check["path"] = "/" + path
+        checks[name] = check
+    return checks
+
+
 def _wait_started(api: Api, app: str, machine: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     mid = machine["id"]
     with progress(f"Waiting for machine {mid} to start..."):
@@ -110,6 +126,9 @@ def run(
     memory: int = typer.Option(None, "--vm-memory", "--memory", help="Memory, MB."),
     metadata: list[str] = typer.Option([], "--metadata", "-m", help="KEY=VALUE, repeatable."),
     entrypoint: str = typer.Option(None, "--entrypoint", help="Override the entrypoint."),
+    kill_signal: str = typer.Option(None, "--kill-signal", help="Signal a stop sends first (default SIGINT)."),
+    kill_timeout: str = typer.Option(None, "--kill-timeout", help="Wait before SIGKILL on stop, e.g. 10s (default 5s)."),
+    check: list[str] = typer.Option([], "--check", help="NAME=http:PORT/PATH or NAME=tcp:PORT, repeatable."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return without waiting for the machine to start."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -132,6 +151,10 @@ def run(
         config["guest"] = {"cpu_kind": "shared", "cpus": cpus or 1, "memory_mb": memory or 256}
     if metadata:
         config["metadata"] = _env_pairs(metadata, "--metadata")
+    if kill_signal or kill_timeout:
+        config["stop_config"] = {k: v for k, v in (("signal", kill_signal), ("timeout", kill_timeout)) if v}
+    if check:
+        config["checks"] = _checks(check)
     standbys = _standbys(standby_for)
     _apply_standbys(config, standbys)
     api = Api()

@@ -143,16 +143,16 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 if not _port_free(address, spec.agent_port):
                     raise FleetError(f"{address}:{spec.agent_port} is in use (another fleet?); run 'roost dev down'")
                 say(f"starting host {host_id} on {address}")
-                pid = _spawn([*roost_command(), "agent", "--server", url, "--region", region,
-                              "--host-id", host_id, "--listen", f"{address}:{spec.agent_port}",
-                              "--cpus", str(spec.host_cpus), "--memory-mb", str(spec.host_memory_mb),
-                              "--data-dir", str(data / "agents" / host_id),
-                              "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver],
-                             logs / f"agent-{host_id}.log", env={"ROOST_API_TOKEN": token})
-                fleet["hosts"].append({"id": host_id, "region": region, "address": address,
-                                       "agent_url": f"http://{address}:{spec.agent_port}", "pid": pid,
-                                       "data_dir": str(data / "agents" / host_id),
-                                       "log": str(logs / f"agent-{host_id}.log")})
+                argv = ["agent", "--server", url, "--region", region,
+                        "--host-id", host_id, "--listen", f"{address}:{spec.agent_port}",
+                        "--cpus", str(spec.host_cpus), "--memory-mb", str(spec.host_memory_mb),
+                        "--data-dir", str(data / "agents" / host_id),
+                        "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver]
+                host = {"id": host_id, "region": region, "address": address,
+                        "agent_url": f"http://{address}:{spec.agent_port}", "argv": argv,
+                        "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}
+                host["pid"] = start_agent(host, token)
+                fleet["hosts"].append(host)
                 write_fleet(data, fleet)
         say("waiting for every host to report in")
         _wait_hosts(url, token, {h["id"] for h in fleet["hosts"]}, 30, fleet)
@@ -161,6 +161,26 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     except BaseException:
         down(data)
         raise
+
+
+def start_agent(host: dict[str, Any], token: str) -> int:
+    """Start (or restart) one host's agent with the arguments the fleet recorded for it."""
+    return _spawn([*roost_command(), *host["argv"]], Path(host["log"]), env={"ROOST_API_TOKEN": token})
+
+
+def restart_agent(data_dir: Path, host_id: str) -> dict[str, Any]:
+    """Start a host's agent again (after a crash or a drill) and record its new PID in fleet.json."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    host = next((h for h in fleet["hosts"] if h["id"] == host_id), None)
+    if host is None:
+        raise FleetError(f"no host {host_id!r} in this fleet")
+    if pid_alive(host["pid"]):
+        raise FleetError(f"the agent of {host_id} is still running (pid {host['pid']})")
+    host["pid"] = start_agent(host, fleet["token"])
+    write_fleet(data_dir, fleet)
+    return dict(host)
 
 
 def _wait_http(url: str, timeout: float, alive: Any, log: Path) -> None:

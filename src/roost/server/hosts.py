@@ -28,6 +28,9 @@ log = logging.getLogger("roost.server.hosts")
 
 # A machine in a transitional state this long without progress is settled from what its agent sees.
 STUCK_AFTER = 30.0
+# Reports carry news at once; the heartbeat's full list only repairs what reports missed, so it acts on a
+# machine only when its record has been quiet this long (a snapshot may be older than the latest report).
+RECONCILE_AFTER = 3.0
 
 
 class HostService:
@@ -105,6 +108,8 @@ class HostService:
         now = time.time()
         for m in self._machines_on(host_id):
             if self.machines.is_busy(m.id):
+                continue
+            if now - m.updated_at < RECONCILE_AFTER:
                 continue
             if m.state in TRANSIENT and now - m.updated_at < STUCK_AFTER:
                 continue

@@ -43,6 +43,8 @@ def proc_start_time(pid: int) -> int | None:
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rfind(")") + 2:].split()
+    if not fields or fields[0] in ("Z", "X"):  # a zombie has exited; nobody reaped it yet
+        return None
     try:
         return int(fields[19])
     except (IndexError, ValueError):

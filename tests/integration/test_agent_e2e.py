@@ -1,0 +1,188 @@
+"""Issue 3's end-to-end check, through the real CLI: push, run, reach, stop, suspend, agent crash, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from roost.dev.fleet import pid_alive, restart_agent
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "e2e"
+
+
+@pytest.fixture(scope="module")
+def ready(fleet):
+    fleet.roost("image", "push", str(ROOT / "examples" / "hello"), "--name", "hello:v1")
+    fleet.roost("apps", "create", APP, "--primary-region", "ams")
+    return fleet
+
+
+def run_machine(fleet, *extra: str) -> dict:
+    out = fleet.roost("machine", "run", "hello:v1", "-a", APP, "--json", *extra).stdout
+    return json.loads(out)
+
+
+def hit(m: dict, path: str = "/", timeout: float = 2) -> dict:
+    port = m["roost"]["ports"]["8080"]
+    return httpx.get(f"http://{m['private_ip']}:{port}{path}", timeout=timeout, trust_env=False).json()
+
+
+def machine(fleet, mid: str) -> dict:
+    return fleet.api.get(f"/v1/apps/{APP}/machines/{mid}").json()
+
+
+def log_text(fleet, mid: str) -> str:
+    return fleet.roost("logs", "-a", APP, "--machine", mid, "-n", "200").stdout
+
+
+def test_push_run_and_reach(ready):
+    images = json.loads(ready.roost("image", "list", "--json").stdout)
+    assert [i["cmd"] for i in images if i["ref"] == "hello:v1"] == [["python3", "app.py"]], "Procfile web entry"
+    m = run_machine(ready, "-p", "80:8080/tcp:http")
+    assert m["state"] == "started"
+    body = ready.wait_for(lambda: _try(lambda: hit(m)), what="the app to answer")
+    assert body["machine"] == m["id"] and body["region"] == "ams"
+    # two machines of one app on one host both work (each gets its own PORT)
+    m2 = run_machine(ready, "-p", "80:8080/tcp:http")
+    assert m2["roost"]["ports"]["8080"] != m["roost"]["ports"]["8080"]
+    assert ready.wait_for(lambda: _try(lambda: hit(m2)))["machine"] == m2["id"]
+    listing = ready.roost("machine", "list", "-a", APP).stdout
+    assert m["id"] in listing and m2["id"] in listing
+    assert "listening on" in log_text(ready, m["id"])
+    ready.roost("machine", "destroy", m2["id"], "-a", APP, "--force")
+
+
+def test_environment_given_to_machines(ready):
+    m = run_machine(ready, "-e", "GREETING=hi", "--", "sh", "-c", "env | sort; exec sleep 60")
+    text = ready.wait_for(lambda: "FLY_MACHINE_ID" in log_text(ready, m["id"]) and log_text(ready, m["id"]))
+    for key in ("FLY_APP_NAME=e2e", f"FLY_MACHINE_ID={m['id']}", f"FLY_ALLOC_ID={m['id']}", "FLY_REGION=ams",
+                "FLY_PROCESS_GROUP=app", "FLY_IMAGE_REF=hello:v1@sha256:", f"FLY_MACHINE_VERSION={m['instance_id']}",
+                "PRIMARY_REGION=ams", f"FLY_PRIVATE_IP={m['private_ip']}", "GREETING=hi"):
+        assert key in text, key
+    ready.roost("machine", "destroy", m["id"], "-a", APP, "--force")
+
+
+def test_stop_honours_kill_signal_and_kill_timeout(ready):
+    # A workload that notes SIGTERM and refuses to exit: stop must wait kill_timeout, then SIGKILL it.
+    stubborn = run_machine(ready, "--kill-signal", "SIGTERM", "--kill-timeout", "1500ms", "--restart", "no", "--",
+                           "sh", "-c", "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.05; done")
+    ready.wait_for(lambda: "ready" in log_text(ready, stubborn["id"]))
+    began = time.monotonic()
+    ready.roost("machine", "stop", stubborn["id"], "-a", APP)
+    took = time.monotonic() - began
+    assert 1.4 <= took < 5, took
+    assert "got TERM" in log_text(ready, stubborn["id"])
+    stop_event = next(e for e in machine(ready, stubborn["id"])["events"] if e["type"] == "stop"
+                      and e["source"] == "flyd")
+    assert stop_event["request"]["exit_code"] == 128 + signal.SIGKILL
+    # A graceful app with the default kill_signal (SIGINT) stops at once.
+    graceful = run_machine(ready, "-p", "80:8080/tcp:http", "--restart", "no")
+    ready.wait_for(lambda: _try(lambda: hit(graceful)))
+    began = time.monotonic()
+    ready.roost("machine", "stop", graceful["id"], "-a", APP)
+    assert time.monotonic() - began < 1.5
+    assert "got signal 2" in log_text(ready, graceful["id"])
+    # a stopped machine's rootfs is a fresh copy on its next start
+    ready.roost("machine", "destroy", stubborn["id"], graceful["id"], "-a", APP)
+
+
+def test_suspend_resume_keeps_memory_and_a_stopped_start_resets_it(ready):
+    m = run_machine(ready, "-p", "80:8080/tcp:http")
+    ready.wait_for(lambda: _try(lambda: hit(m)))
+    first = hit(m)["hits"]
+    ready.roost("machine", "suspend", m["id"], "-a", APP)
+    assert machine(ready, m["id"])["state"] == "suspended"
+    with pytest.raises(httpx.TimeoutException):
+        hit(m, timeout=0.5)  # frozen: the connection waits
+    ready.roost("machine", "start", m["id"], "-a", APP)
+    assert hit(m)["hits"] > first, "memory kept across suspend/resume"
+    ready.roost("machine", "stop", m["id"], "-a", APP)
+    ready.roost("machine", "start", m["id"], "-a", APP)
+    assert ready.wait_for(lambda: _try(lambda: hit(m)))["hits"] == 1, "a stopped machine boots fresh"
+    ready.roost("machine", "destroy", m["id"], "-a", APP, "--force")
+
+
+def test_agent_sigkill_and_restart_readopts_running_machines(ready):
+    m = run_machine(ready, "-p", "80:8080/tcp:http")
+    ready.wait_for(lambda: _try(lambda: hit(m)))
+    before = hit(m)["hits"]
+    host = ready.host(m["host_id"])
+    os.kill(host["pid"], signal.SIGKILL)
+    ready.wait_for(lambda: not pid_alive(host["pid"]))
+    assert hit(m)["hits"] == before + 1, "the machine keeps running without its agent"
+    host.update(restart_agent(ready.spec.data_dir, host["id"]))
+    records = json.loads(Path(host["data_dir"], "records", f"{m['id']}.json").read_text())
+    ready.wait_for(lambda: _try(lambda: httpx.get(f"{host['agent_url']}/healthz", timeout=1).status_code == 200))
+    agent_view = httpx.get(f"{host['agent_url']}/v1/machines", headers={"Authorization": f"Bearer {ready.token}"},
+                           trust_env=False).json()
+    assert [x["pid"] for x in agent_view if x["id"] == m["id"]] == [records["run"]["pid"]]
+    assert hit(m)["hits"] == before + 2, "same process, memory intact"
+    # still managed: stop and start work through the control plane
+    ready.roost("machine", "stop", m["id"], "-a", APP)
+    with pytest.raises(httpx.HTTPError):
+        hit(m, timeout=1)
+    ready.roost("machine", "start", m["id"], "-a", APP)
+    assert ready.wait_for(lambda: _try(lambda: hit(m)))["hits"] == 1
+    ready.roost("machine", "destroy", m["id"], "-a", APP, "--force")
+
+
+def test_a_machine_that_exits_while_its_agent_is_down_is_reported(ready):
+    m = run_machine(ready, "--restart", "no", "--", "sh", "-c", "exec sleep 60")
+    host = ready.host(m["host_id"])
+    os.kill(host["pid"], signal.SIGKILL)
+    ready.wait_for(lambda: not pid_alive(host["pid"]))
+    pid = json.loads(Path(host["data_dir"], "records", f"{m['id']}.json").read_text())["run"]["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    host.update(restart_agent(ready.spec.data_dir, host["id"]))
+    ready.wait_for(lambda: machine(ready, m["id"])["state"] == "stopped", timeout=20, what="exit reported")
+    exit_events = [e for e in machine(ready, m["id"])["events"] if e["type"] == "exit"]
+    assert exit_events and exit_events[0]["source"] == "flyd"
+    ready.roost("machine", "destroy", m["id"], "-a", APP)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["machine", "run", "ghost:v1", "-a", APP], "image 'ghost:v1' not found"),
+    (["machine", "run", "hello:v1", "-a", APP, "-p", "80:8080/sctp"], "invalid port mapping"),
+    (["machine", "run", "hello:v1", "-a", APP, "-r", "mars"], "unknown region 'mars'"),
+    (["machine", "run", "hello:v1", "-a", APP, "--memory", "200000"], "insufficient resources"),
+    (["machine", "run", "hello:v1", "-a", "no-such-app"], "app 'no-such-app' not found"),
+    (["machine", "stop", "ffffffffffffff", "-a", APP], "not found"),
+    (["machine", "run", "hello:v1", "-a", APP, "--restart", "sometimes"], "invalid --restart"),
+])
+def test_user_errors_are_one_clear_line(ready, args, words):
+    before = ready.api.get(f"/v1/apps/{APP}/machines").json() if args[-1] == APP or APP in args else None
+    result = ready.roost(*args, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error:") and words in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    if before is not None:
+        assert ready.api.get(f"/v1/apps/{APP}/machines").json() == before
+
+
+def test_memory_limit_is_enforced_and_reported(ready):
+    if not Path("/sys/fs/cgroup/memory").is_dir() or os.geteuid() != 0:
+        pytest.skip("memory cgroups need root and cgroup v1 memory here")
+    m = run_machine(ready, "--memory", "256", "--restart", "no", "--detach", "--",
+                    "python3", "-c", "x = bytearray(600 * 1024 * 1024); import time; time.sleep(30)")
+    ready.wait_for(lambda: machine(ready, m["id"])["state"] == "stopped", timeout=30, what="OOM kill")
+    exit_event = next(e for e in machine(ready, m["id"])["events"] if e["type"] == "exit")
+    assert exit_event["request"]["exit_event"]["oom_killed"] is True
+    ready.roost("machine", "destroy", m["id"], "-a", APP)
+
+
+def _try(fn):
+    try:
+        return fn()
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
