@@ -209,7 +209,7 @@ def test_volumes(fleet, app):
     r = api.post(f"/v1/apps/{app}/volumes", json={"name": "data", "region": "ams", "size_gb": 1})
     assert r.status_code == 200, r.text
     vol = r.json()
-    assert vol["id"].startswith("vol_") and vol["size_gb"] == 1 and vol["attached_machine_id"] is None
+    assert vol["id"].startswith("vol_") and vol["size_gb"] == 1 and vol.get("attached_machine_id") is None
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json()["name"] == "data"
     assert [v["id"] for v in api.get(f"/v1/apps/{app}/volumes").json()] == [vol["id"]]
     r = api.put(f"/v1/apps/{app}/volumes/{vol['id']}/extend", json={"size_gb": 2})
@@ -226,7 +226,7 @@ def test_volumes(fleet, app):
     assert r.status_code == 412
     api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
     api.delete(f"/v1/apps/{app}/machines/{m['id']}", params={"force": "true"})
-    assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json()["attached_machine_id"] is None
+    assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json().get("attached_machine_id") is None
     assert api.delete(f"/v1/apps/{app}/volumes/{vol['id']}").status_code == 200
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").status_code == 404
     assert api.post(f"/v1/apps/{app}/volumes", json={"name": "Bad-Name"}).status_code == 400

@@ -180,15 +180,18 @@ class Volume:
         return cls(**doc)
 
     def to_api(self, host_status: str) -> JSON:
-        return {
+        body: JSON = {
             "id": self.id, "name": self.name, "state": self.state, "size_gb": self.size_gb, "region": self.region,
-            "zone": self.host_id, "encrypted": self.encrypted, "attached_machine_id": self.attached_machine_id or None,
-            "attached_alloc_id": self.attached_alloc_id or None, "created_at": rfc3339(self.created_at),
+            "zone": self.host_id, "encrypted": self.encrypted, "created_at": rfc3339(self.created_at),
             "host_status": host_status, "snapshot_retention": self.snapshot_retention,
             "auto_backup_enabled": self.auto_backup_enabled, "fstype": self.fstype, "type": "local",
             "block_size": 4096, "blocks": self.size_gb * 262144, "bytes_total": self.size_gb * 1024**3,
             "host_id": self.host_id,
         }
+        if self.attached_machine_id:  # absent, not null, when unattached: the spec types them as strings
+            body["attached_machine_id"] = self.attached_machine_id
+            body["attached_alloc_id"] = self.attached_alloc_id
+        return body
 
 
 @dataclass

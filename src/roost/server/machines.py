@@ -644,7 +644,6 @@ class MachineService:
             view = self.state.machine_api(m, with_events=not summary)
             if summary:
                 view.pop("config", None)
-                view["incomplete_config"] = None
             out.append(view)
         return out
 
