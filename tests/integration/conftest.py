@@ -45,7 +45,8 @@ class Fleet:
         result = subprocess.run([sys.executable, "-m", "roost", *args], env=self.env, capture_output=True,
                                 text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"roost {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(f"roost {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
         return result
 
     def push_example(self, name: str, example: str = "hello", cmd: str | None = None) -> dict:

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.integration
 
 
 def start_server(data_dir, port):
-    log = open(data_dir / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "roost", "server", "--data-dir", str(data_dir),
-                             "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(data_dir / "server.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "roost", "server", "--data-dir", str(data_dir),
+                                 "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

@@ -110,7 +110,8 @@ def test_machine_lifecycle_over_http(fleet, app):
     assert r.status_code == 200 and r.json()["previous_state"] == "stopped"
     api.get(f"/v1/apps/{app}/machines/{mid}/wait", params={"state": "started", "timeout": 30})
     assert api.post(f"/v1/apps/{app}/machines/{mid}/suspend").status_code == 200
-    assert api.get(f"/v1/apps/{app}/machines/{mid}/wait", params={"state": "suspended", "timeout": 30}).status_code == 200
+    r = api.get(f"/v1/apps/{app}/machines/{mid}/wait", params={"state": "suspended", "timeout": 30})
+    assert r.status_code == 200
     assert api.post(f"/v1/apps/{app}/machines/{mid}/start").json()["previous_state"] == "suspended"
     assert api.get(f"/v1/apps/{app}/machines/{mid}").json()["state"] == "started"
 
@@ -169,7 +170,8 @@ def test_leases(fleet, app):
     assert r.status_code == 200 and r.json()["data"]["nonce"] == nonce
     # release needs the nonce
     assert api.delete(f"/v1/apps/{app}/machines/{mid}/lease").status_code == 400
-    assert api.delete(f"/v1/apps/{app}/machines/{mid}/lease", headers={"fly-machine-lease-nonce": "bad"}).status_code == 409
+    bad = {"fly-machine-lease-nonce": "bad"}
+    assert api.delete(f"/v1/apps/{app}/machines/{mid}/lease", headers=bad).status_code == 409
     assert api.delete(f"/v1/apps/{app}/machines/{mid}/lease", headers=headers).json()["data"]["ok"] is True
     assert api.get(f"/v1/apps/{app}/machines/{mid}/lease").status_code == 404
     # a fresh lease comes back 201 with a new nonce

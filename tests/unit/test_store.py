@@ -14,7 +14,8 @@ def test_commit_load_and_change_log(store, tmp_path):
     rev = store.commit([Put("app", "a", {"name": "a"})], [FeedEntry("app", "a", "put", {"name": "a"})], 1.0)
     assert rev == 1
     rev = store.commit([Put("machine", "m1", {"id": "m1"}), Put("machine", "m2", {"id": "m2"})],
-                       [FeedEntry("machine", "m1", "put", {"id": "m1"}), FeedEntry("machine", "m2", "put", {"id": "m2"})],
+                       [FeedEntry("machine", "m1", "put", {"id": "m1"}),
+                        FeedEntry("machine", "m2", "put", {"id": "m2"})],
                        2.0)
     assert rev == 3
     store.commit([Delete("machine", "m1")], [FeedEntry("machine", "m1", "delete", None)], 3.0)

@@ -45,4 +45,4 @@ def register(app: typer.Typer) -> None:
 
 def _print(item: dict) -> None:  # type: ignore[type-arg]
     console.print(f"[dim]{item['region']} {item['machine_id']}[/dim] {item['message']}", highlight=False,
-                  markup=False if "[" in item["message"] else True)
+                  markup="[" not in item["message"])
