@@ -81,6 +81,8 @@ def test_sigkill_during_a_write_burst_loses_no_acknowledged_write(tmp_path):
                          trust_env=False).json()
         in_feed = {e["key"] for e in feed["events"] if e["kind"] == "app"}
         assert len(set(acknowledged) - in_feed) <= 1  # revision 1 itself is not "since 1"
+        # and the object table, the change log and the revision counter agree (each commit is atomic)
+        assert feed["revision"] == len(stored) and len(feed["events"]) == len(stored) - 1
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(10)

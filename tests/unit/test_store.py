@@ -58,3 +58,17 @@ def test_sqlite_is_wal_and_fully_synchronous(store):
     mode = store.conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     sync = store.conn.exec_driver_sql("PRAGMA synchronous").scalar()
     assert mode == "wal" and sync == 2
+
+
+def test_a_commit_is_atomic(store):
+    """A failure in the middle of a commit leaves nothing of it behind (one transaction, not per statement)."""
+    store.commit([Put("app", "a", {"n": 1})], [FeedEntry("app", "a", "put", {})], 1.0)
+    # Plant a change-log row at the next revision: the next commit's object write succeeds, then its
+    # change-log insert collides; the object write must roll back with it.
+    with store.conn.begin():
+        store.conn.exec_driver_sql("INSERT INTO changes (rev, kind, key, op, doc, ts) VALUES (2, 'x', 'y', 'put', NULL, 0)")
+    with pytest.raises(Exception):
+        store.commit([Put("app", "c", {"n": 3})], [FeedEntry("app", "c", "put", {})], 1.0)
+    revision, docs = store.load()
+    assert revision == 1
+    assert set(docs["app"]) == {"a"}

@@ -65,6 +65,21 @@ class Supervisor:
         self.store.save(record)
         self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
 
+    def _report_state(self, record: MachineRecord, cause: str) -> None:
+        """Tell the control plane what the machine is now, whoever asked (the server, or a proxy directly)."""
+        self.report({"id": record.id, "instance_id": record.instance_id, "state": record.state, "cause": cause})
+
+    def _save_soon(self, record: MachineRecord) -> None:
+        """Save on the next loop iteration (after the response is sent); the heartbeat's list covers a crash
+        in between."""
+        self.records[record.id] = record
+        self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
+        asyncio.get_running_loop().call_soon(self._save_if_current, record)
+
+    def _save_if_current(self, record: MachineRecord) -> None:
+        if self.records.get(record.id) is record:
+            self._save(record)
+
     # ---- recovery after an agent restart ----
 
     async def recover(self) -> None:
@@ -102,8 +117,10 @@ class Supervisor:
             if record.state == "suspended":
                 await self.driver.resume(mid)
                 record.state = "started"
-                self._save(record)
+                # Answer first, persist right after: a resume is on the request path of the proxy.
+                self._save_soon(record)
                 self._start_checks(record)
+                self._report_state(record, "start")
             return {"state": "started", "pid": (record.run or {}).get("pid")}
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
         fresh = not (record is not None and record.state == "suspended"
@@ -132,6 +149,7 @@ class Supervisor:
         self._save(new)
         self._watch(new)
         self._start_checks(new)
+        self._report_state(new, "start")
         return {"state": "started", "pid": run.pid}
 
     async def stop(self, machine_id: str, signal: int, timeout: float) -> dict[str, Any]:
@@ -155,6 +173,7 @@ class Supervisor:
         if exit_info is not None:
             record.last_exit = asdict(exit_info)
         self._save(record)
+        self._report_state(record, "stop")
         return {"state": "stopped", "exit_code": exit_info.exit_code if exit_info else None,
                 "signal": exit_info.signal if exit_info else None}
 
@@ -174,6 +193,7 @@ class Supervisor:
                                                float(spec.get("stop_timeout", 5)))
             record.state = "suspended"
             self._save(record)
+            self._report_state(record, "suspend")
             return {"state": "suspended"}
 
     async def restart(self, machine_id: str, signal: int, timeout: float,

@@ -67,11 +67,12 @@ def routes(s: Services) -> list[Route]:
         q = request.query_params
         metadata = {k[len("metadata."):]: v for k, v in q.multi_items() if k.startswith("metadata.")}
         states = set(q.get("state", "").split(",")) - {""} if q.get("state") else None
-        return ok(s.machines.list(
+        body = s.machines.list_json(
             request.path_params["app"], region=q.get("region") or None,
             include_deleted=query_bool(request, "include_deleted"), metadata=metadata,
             summary=query_bool(request, "summary"), states=states,
-        ))
+        )
+        return Response(body, media_type="application/json")
 
     async def create_machine(request: Request) -> Response:
         body = await json_body(request, required=True)

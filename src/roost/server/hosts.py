@@ -170,9 +170,11 @@ class HostService:
             if reported is not None and m.state not in (State.STOPPING, State.SUSPENDING, State.REPLACING,
                                                         State.DESTROYING, State.DESTROYED):
                 new_state = reported
-        if new_state is None and not changes and event is None:
-            return
-        if new_state is None and not event and changes.keys() == {"checks"} and changes["checks"] == m.checks:
+        if new_state is not None and new_state == m.state and event is None:
+            new_state = None  # already recorded (the server's own operation settled it)
+        elif new_state is not None and event is None:
+            event = machine_event(str(r.get("cause") or "update"), str(new_state), "flyd")
+        if new_state is None and event is None and (not changes or changes == {"checks": m.checks}):
             return
         await self.machines._write(m.id, state=new_state, event=event, **changes)
 

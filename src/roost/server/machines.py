@@ -291,7 +291,9 @@ class MachineService:
             previous = str(m.state)
             if lifecycle.check(Action.START, m.state):
                 self.host_for(m, "start")
-                m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
+                if m.state is not State.SUSPENDED:
+                    # A resume takes a few ms: the operation lock guards it without a transitional write.
+                    m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
                 await self._agent_start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
 
@@ -626,10 +628,12 @@ class MachineService:
 
     # ---- list ----
 
-    def list(self, app: str, *, region: str | None, include_deleted: bool, metadata: dict[str, str],
-             summary: bool, states: set[str] | None) -> list[dict[str, Any]]:
+    def list_json(self, app: str, *, region: str | None, include_deleted: bool, metadata: dict[str, str],
+                  summary: bool, states: set[str] | None) -> bytes:
+        """The list endpoint's body, built from each machine's cached JSON."""
         self.app_or_404(app)
-        out = []
+        parts = []
+        variant = "summary" if summary else "full"
         for m in self.state.app_machines.get(app, {}).values():
             if m.state is State.DESTROYED and not include_deleted:
                 continue
@@ -641,11 +645,8 @@ class MachineService:
                 md = m.config.get("metadata") or {}
                 if any(md.get(k) != v for k, v in metadata.items()):
                     continue
-            view = self.state.machine_api(m, with_events=not summary)
-            if summary:
-                view.pop("config", None)
-            out.append(view)
-        return out
+            parts.append(self.state.machine_json(m, variant))
+        return b"[" + b",".join(parts) + b"]"
 
 
 def _bool(value: Any, field: str) -> bool:

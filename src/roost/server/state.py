@@ -8,6 +8,7 @@ feed. One asyncio lock serialises read-modify-write sections; agents are never c
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,11 @@ from roost.server.watch import WatchHub
 from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store
 
 T = TypeVar("T")
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _encode_bytes(value: Any) -> bytes:
+    return _encode(value).encode()
 Record = App | Machine | Volume | Host | Image
 
 KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image"}
@@ -47,6 +53,12 @@ class ClusterState:
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
+        # Serialised machine views for lists: (record, host status, host address, variant) -> JSON bytes.
+        # The record object is replaced on every write, so holding it makes the key exact.
+        self._json_cache: dict[tuple[str, str], tuple[Machine, str, str, bytes]] = {}
+        # What each host's machines reserve, kept up to date on every write so that placement reads a
+        # snapshot in O(hosts), not O(machines).
+        self._usage: dict[str, _HostUsage] = {}
 
     # ---- loading and persistence ----
 
@@ -97,8 +109,28 @@ class ClusterState:
         return revision
 
     def _index_machine(self, m: Machine) -> None:
+        old = self.machines.get(m.id)
+        if old is not None:
+            self._account(old, -1)
+        self._account(m, +1)
         self.machines[m.id] = m
         self.app_machines.setdefault(m.app, {})[m.id] = m
+
+    def _account(self, m: Machine, sign: int) -> None:
+        if m.state is State.DESTROYED:
+            return
+        usage = self._usage.setdefault(m.host_id, _HostUsage())
+        g = mc.guest(m.config)
+        usage.millicpus += sign * millicpus(g.cpu_kind, g.cpus)
+        usage.memory_mb += sign * g.memory_mb
+        usage.machines += sign
+        group = (m.app, mc.process_group(m.config))
+        usage.groups[group] = usage.groups.get(group, 0) + sign
+        usage.apps[m.app] = usage.apps.get(m.app, 0) + sign
+        for port in m.ports.values():
+            usage.ports[port] = usage.ports.get(port, 0) + sign
+            if usage.ports[port] <= 0:
+                del usage.ports[port]
 
     def _apply(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -117,7 +149,10 @@ class ClusterState:
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
-            self.machines.pop(obj.id, None)
+            self.forget_json(obj.id)
+            old = self.machines.pop(obj.id, None)
+            if old is not None:
+                self._account(old, -1)
             self.app_machines.get(obj.app, {}).pop(obj.id, None)
             waiter = self.machine_waiters.pop(obj.id, None)
             if waiter:
@@ -154,19 +189,32 @@ class ClusterState:
         return m.to_api(host.status if host else "unknown", host_address=host.address if host else "",
                         with_events=with_events)
 
+    def machine_json(self, m: Machine, variant: str) -> bytes:
+        """The machine's API view as JSON bytes ("full" or "summary"), cached until the machine or its
+        host changes: listing 1,000 machines is then a join, not 1,000 serialisations."""
+        host = self.hosts.get(m.host_id)
+        status, address = (host.status, host.address) if host else ("unknown", "")
+        cached = self._json_cache.get((m.id, variant))
+        if cached and cached[0] is m and cached[1] == status and cached[2] == address:
+            return cached[3]
+        view = self.machine_api(m, with_events=variant == "full")
+        if variant == "summary":
+            view.pop("config", None)
+        data = _encode_bytes(view)
+        self._json_cache[(m.id, variant)] = (m, status, address, data)
+        return data
+
+    def forget_json(self, machine_id: str) -> None:
+        for variant in ("full", "summary"):
+            self._json_cache.pop((machine_id, variant), None)
+
     def volume_api(self, v: Volume) -> dict[str, Any]:
         return v.to_api(self.host_status(v.host_id))
 
     def host_usage(self, host_id: str) -> tuple[int, int, int]:
         """(milli-cpus, memory MB, machines) reserved on a host by its machines that are not destroyed."""
-        cpu = mem = count = 0
-        for m in self.machines.values():
-            if m.host_id == host_id and m.state is not State.DESTROYED:
-                g = mc.guest(m.config)
-                cpu += millicpus(g.cpu_kind, g.cpus)
-                mem += g.memory_mb
-                count += 1
-        return cpu, mem, count
+        usage = self._usage.get(host_id) or _HostUsage()
+        return usage.millicpus, usage.memory_mb, usage.machines
 
     def host_api(self, host: Host) -> dict[str, Any]:
         cpu, mem, count = self.host_usage(host.id)
@@ -192,25 +240,28 @@ class ClusterState:
 
     def host_views(self) -> list[HostView]:
         """The scheduler's snapshot of every host."""
-        usage: dict[str, list[int]] = {h: [0, 0] for h in self.hosts}
-        groups: dict[str, dict[tuple[str, str], int]] = {h: {} for h in self.hosts}
-        apps: dict[str, dict[str, int]] = {h: {} for h in self.hosts}
-        for m in self.machines.values():
-            if m.state is State.DESTROYED or m.host_id not in usage:
-                continue
-            g = mc.guest(m.config)
-            usage[m.host_id][0] += millicpus(g.cpu_kind, g.cpus)
-            usage[m.host_id][1] += g.memory_mb
-            key = (m.app, mc.process_group(m.config))
-            groups[m.host_id][key] = groups[m.host_id].get(key, 0) + 1
-            apps[m.host_id][m.app] = apps[m.host_id].get(m.app, 0) + 1
-        return [
-            HostView(h.id, h.region, h.status, h.cordoned, h.cpus * 1000, h.memory_mb,
-                     usage[h.id][0], usage[h.id][1], groups[h.id], apps[h.id])
-            for h in self.hosts.values()
-        ]
+        views = []
+        for h in self.hosts.values():
+            usage = self._usage.get(h.id) or _HostUsage()
+            views.append(HostView(h.id, h.region, h.status, h.cordoned, h.cpus * 1000, h.memory_mb,
+                                  usage.millicpus, usage.memory_mb, dict(usage.groups), dict(usage.apps)))
+        return views
 
     def used_ports(self, host_id: str, except_machine: str = "") -> set[int]:
-        return {p for m in self.machines.values()
-                if m.host_id == host_id and m.id != except_machine and m.state is not State.DESTROYED
-                for p in m.ports.values()}
+        usage = self._usage.get(host_id)
+        used = set(usage.ports) if usage else set()
+        if except_machine and except_machine in self.machines:
+            used -= set(self.machines[except_machine].ports.values())
+        return used
+
+
+class _HostUsage:
+    __slots__ = ("apps", "groups", "machines", "memory_mb", "millicpus", "ports")
+
+    def __init__(self) -> None:
+        self.millicpus = 0
+        self.memory_mb = 0
+        self.machines = 0
+        self.groups: dict[tuple[str, str], int] = {}
+        self.apps: dict[str, int] = {}
+        self.ports: dict[int, int] = {}

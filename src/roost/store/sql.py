@@ -22,6 +22,9 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own transaction handling is off (isolation_level=None), so begin one ourselves:
+            # without this every statement would commit on its own and a commit would not be atomic.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             from sqlalchemy.dialects.sqlite import insert as upsert_insert
         else:
             from sqlalchemy.dialects.postgresql import insert as upsert_insert  # type: ignore[assignment]

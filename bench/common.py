@@ -1,0 +1,79 @@
+"""Shared helpers for the benchmarks: a throwaway fleet, percentiles, a table printer."""
+
+from __future__ import annotations
+
+import random
+import socket
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from roost.dev.fleet import FleetSpec, down, up  # noqa: E402
+from roost.server.images import bundle_directory  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BenchFleet:
+    def __init__(self, regions: list[str], hosts_per_region: int = 1, **kw: object) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="roost-bench-")
+        self.spec = FleetSpec(data_dir=Path(self.tmp.name), regions=regions, hosts_per_region=hosts_per_region,
+                              server_port=free_port(), agent_port=free_port(),
+                              address_offset=random.randint(20, 200), **kw)  # type: ignore[arg-type]
+        self.info = up(self.spec)
+        self.url = self.info["server"]["url"]
+        self.token = self.info["token"]
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.api = httpx.Client(base_url=self.url, headers=self.headers, timeout=120, trust_env=False)
+
+    def push(self, name: str, example: str, cmd: list[str]) -> None:
+        import json
+
+        r = self.api.post("/v1/images", params={"name": name, "cmd": json.dumps(cmd)},
+                          content=bundle_directory(ROOT / "examples" / example))
+        r.raise_for_status()
+
+    def close(self) -> None:
+        self.api.close()
+        down(self.spec.data_dir)
+        self.tmp.cleanup()
+
+    def __enter__(self) -> BenchFleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary_ms(values: Sequence[float]) -> dict[str, str]:
+    ms = [v * 1000 for v in values]
+    return {"n": str(len(ms)), "p50": f"{pct(ms, 50):.2f}", "p99": f"{pct(ms, 99):.2f}",
+            "max": f"{max(ms):.2f}", "mean": f"{statistics.fmean(ms):.2f}"}
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    lines = [f"### {title}", "", "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    return "\n".join(lines)

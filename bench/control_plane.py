@@ -1,0 +1,133 @@
+"""Control-plane benchmarks (issue 2): create latency, listing 1,000 machines, watch-feed fan-out.
+
+    .venv/bin/python bench/control_plane.py [--creates 500] [--machines 1000] [--changes 300]
+
+Runs a real server (SQLite store, synchronous commits) and one agent with the fake driver (placement
+needs a live host; no workload runs), on loopback, and prints Markdown tables. Targets: create
+(skip_launch) p50 <= 5 ms; list of 1,000 machines <= 50 ms; a change reaches 10 watchers <= 10 ms p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+
+from common import BenchFleet, pct, summary_ms, table
+
+CONFIG = {"image": "hello:v1", "services": [{"internal_port": 8080, "protocol": "tcp",
+                                             "ports": [{"port": 80, "handlers": ["http"]}]}],
+          "env": {"A": "1"}, "metadata": {"fly_process_group": "web"}}
+
+
+def bench_create(f: BenchFleet, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = f.api.post("/v1/apps/bench/machines", json={"config": CONFIG, "skip_launch": True})
+        times.append(time.perf_counter() - t0)
+        assert r.status_code == 200, r.text
+    return times
+
+
+def bench_list(f: BenchFleet, total: int, rounds: int = 30) -> tuple[list[float], list[float], int]:
+    have = len(f.api.get("/v1/apps/bench/machines", params={"summary": "true"}).json())
+    for _ in range(total - have):
+        f.api.post("/v1/apps/bench/machines", json={"config": CONFIG, "skip_launch": True}).raise_for_status()
+    full, summary = [], []
+    count = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        r = f.api.get("/v1/apps/bench/machines")
+        full.append(time.perf_counter() - t0)
+        count = len(r.json())
+        t0 = time.perf_counter()
+        f.api.get("/v1/apps/bench/machines", params={"summary": "true"})
+        summary.append(time.perf_counter() - t0)
+    return full, summary, count
+
+
+async def bench_watch(f: BenchFleet, subscribers: int, changes: int) -> list[float]:
+    """Each subscriber holds an SSE stream; a writer changes one machine's metadata `changes` times."""
+    mid = f.api.get("/v1/apps/bench/machines", params={"summary": "true"}).json()[0]["id"]
+    start_rev = f.api.get("/v1/watch", params={"since": 0}).json()["revision"]
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    ready = 0
+    done = asyncio.Event()
+    got = {i: 0 for i in range(subscribers)}
+
+    async def subscriber(i: int) -> None:
+        nonlocal ready
+        async with httpx.AsyncClient(headers=f.headers, timeout=None, trust_env=False) as client, \
+                client.stream("GET", f"{f.url}/v1/watch", params={"since": start_rev},
+                              headers={"Accept": "text/event-stream"}) as response:
+            ready += 1
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                now = time.perf_counter()
+                event = json.loads(line[6:])
+                obj = event.get("object") or {}
+                marker = (obj.get("config") or {}).get("metadata", {}).get("bench")
+                if marker in sent:
+                    latencies.append(now - sent[marker])
+                    got[i] += 1
+                    if got[i] >= changes:
+                        return
+
+    tasks = [asyncio.create_task(subscriber(i)) for i in range(subscribers)]
+    while ready < subscribers:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+
+    def writer() -> None:
+        with httpx.Client(base_url=f.url, headers=f.headers, trust_env=False) as client:
+            for k in range(changes):
+                marker = f"m{k}"
+                sent[marker] = time.perf_counter()  # from the moment the write is sent
+                client.post(f"/v1/apps/bench/machines/{mid}/metadata/bench", json={"value": marker})
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    thread.join()
+    done.set()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--creates", type=int, default=500)
+    parser.add_argument("--machines", type=int, default=1000)
+    parser.add_argument("--changes", type=int, default=300)
+    parser.add_argument("--subscribers", type=int, default=10)
+    args = parser.parse_args()
+    with BenchFleet(["ams"], 1, driver="fake", host_cpus=100000, host_memory_mb=100_000_000) as f:
+        f.push("hello:v1", "hello", ["python3", "app.py"])
+        f.api.post("/v1/apps", json={"app_name": "bench"}).raise_for_status()
+        bench_create(f, 20)  # warm up
+        creates = bench_create(f, args.creates)
+        full, summary, count = bench_list(f, args.machines)
+        watch = asyncio.run(bench_watch(f, args.subscribers, args.changes))
+    c = summary_ms(creates)
+    lf, ls = summary_ms(full), summary_ms(summary)
+    w = summary_ms(watch)
+    print(table("Control plane (one server, SQLite WAL + synchronous=FULL, loopback)",
+                ["measure", "n", "p50 ms", "p99 ms", "max ms", "target", "met"],
+                [["create machine (skip_launch)", c["n"], c["p50"], c["p99"], c["max"], "p50 <= 5 ms",
+                  "yes" if pct(creates, 50) <= 0.005 else "NO"],
+                 [f"list {count} machines (full objects)", lf["n"], lf["p50"], lf["p99"], lf["max"], "<= 50 ms",
+                  "yes" if pct(full, 50) <= 0.050 else "NO"],
+                 [f"list {count} machines (summary=true)", ls["n"], ls["p50"], ls["p99"], ls["max"], "", ""],
+                 [f"watch: write sent -> received by each of {args.subscribers} SSE watchers", w["n"], w["p50"],
+                  w["p99"], w["max"], "p99 <= 10 ms", "yes" if pct(watch, 99) <= 0.010 else "NO"]]))
+
+
+if __name__ == "__main__":
+    main()
