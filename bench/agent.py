@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import BenchFleet, summary_ms, table
+
 from roost.dev.fleet import machine_pids, pid_alive
 
 

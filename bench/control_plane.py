@@ -16,7 +16,6 @@ import threading
 import time
 
 import httpx
-
 from common import BenchFleet, pct, summary_ms, table
 
 CONFIG = {"image": "hello:v1", "services": [{"internal_port": 8080, "protocol": "tcp",

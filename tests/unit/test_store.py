@@ -1,4 +1,5 @@
 import pytest
+import sqlalchemy.exc
 
 from roost.store import Delete, FeedEntry, Put, open_store
 
@@ -66,8 +67,9 @@ def test_a_commit_is_atomic(store):
     # Plant a change-log row at the next revision: the next commit's object write succeeds, then its
     # change-log insert collides; the object write must roll back with it.
     with store.conn.begin():
-        store.conn.exec_driver_sql("INSERT INTO changes (rev, kind, key, op, doc, ts) VALUES (2, 'x', 'y', 'put', NULL, 0)")
-    with pytest.raises(Exception):
+        store.conn.exec_driver_sql(
+            "INSERT INTO changes (rev, kind, key, op, doc, ts) VALUES (2, 'x', 'y', 'put', NULL, 0)")
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
         store.commit([Put("app", "c", {"n": 3})], [FeedEntry("app", "c", "put", {})], 1.0)
     revision, docs = store.load()
     assert revision == 1
