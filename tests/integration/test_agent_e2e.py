@@ -186,3 +186,70 @@ def _try(fn):
         return fn()
     except (httpx.HTTPError, ValueError, KeyError):
         return None
+
+
+def test_checks_are_run_and_reported(ready):
+    m = run_machine(ready, "-p", "80:8080/tcp:http", "--check", "web=http:8080/", "--check", "dead=tcp:9999")
+    def checks():
+        return {c["name"]: c["status"] for c in machine(ready, m["id"])["checks"]}
+    ready.wait_for(lambda: checks() == {"web": "passing", "dead": "critical"}, timeout=20, what="check results")
+    status = ready.roost("machine", "status", m["id"], "-a", APP).stdout
+    assert "passing" in status and "critical" in status
+    ready.roost("machine", "destroy", m["id"], "-a", APP, "--force")
+
+
+def test_clone_standby_and_update(ready):
+    worker = run_machine(ready, "--", "sh", "-c", "exec sleep 60")
+    out = json.loads(ready.roost("machine", "clone", worker["id"], "-a", APP, "--standby-for", "source",
+                                 "--json").stdout)
+    assert out["state"] in ("created", "stopped")
+    assert out["config"]["standbys"] == [worker["id"]]
+    assert out["config"]["env"]["FLY_STANDBY_FOR"] == worker["id"]
+    refused = ready.roost("machine", "start", out["id"], "-a", APP, check=False)
+    assert refused.returncode != 0 and "standby" in refused.stderr
+    ready.roost("machine", "update", out["id"], "-a", APP, "--standby-for", "", "--skip-start")
+    cleared = machine(ready, out["id"])
+    assert "standbys" not in cleared["config"] and "FLY_STANDBY_FOR" not in cleared["config"]["env"]
+    ready.roost("machine", "start", out["id"], "-a", APP)
+    ready.roost("machine", "update", worker["id"], "-a", APP, "-e", "COLOR=blue")
+    updated = machine(ready, worker["id"])
+    assert updated["config"]["env"]["COLOR"] == "blue" and updated["state"] == "started"
+    assert updated["instance_id"] != worker["instance_id"]
+    ready.roost("machine", "destroy", worker["id"], out["id"], "-a", APP, "--force")
+
+
+def test_dev_up_status_down_through_the_cli(tmp_path):
+    from tests.integration.conftest import free_port
+
+    env = {**os.environ, "ROOST_DEV_DIR": str(tmp_path / "dev")}
+    env.pop("ROOST_API_URL", None)
+    env.pop("ROOST_API_TOKEN", None)
+
+    def roost(*args):
+        import subprocess
+        import sys
+
+        return subprocess.run([sys.executable, "-m", "roost", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    up = roost("dev", "up", "--regions", "ams,syd", "--hosts-per-region", "1", "--port", str(free_port()),
+               "--agent-port", str(free_port()), "--address-offset", "190", "--json")
+    assert up.returncode == 0, up.stderr
+    fleet = json.loads(up.stdout)
+    assert [h["address"] for h in fleet["hosts"]] == ["127.0.191.1", "127.0.192.1"]
+    status = json.loads(roost("dev", "status", "--json").stdout)
+    assert status["server"]["alive"] and all(h["alive"] and h["status"] == "ok" for h in status["hosts"])
+    # the CLI finds the fleet by itself, and a machine it runs is stopped by `dev down` too
+    assert roost("image", "push", str(ROOT / "examples" / "hello"), "--name", "hello:v1").returncode == 0
+    assert roost("apps", "create", "dev-test").returncode == 0
+    run = roost("machine", "run", "hello:v1", "-a", "dev-test", "-r", "syd", "--json")
+    assert run.returncode == 0, run.stderr
+    pids = [fleet["server"]["pid"]] + [h["pid"] for h in fleet["hosts"]]
+    from roost.dev.fleet import machine_pids
+
+    machine_procs = [p for h in fleet["hosts"] for p in machine_pids(Path(h["data_dir"]))]
+    assert machine_procs
+    down = roost("dev", "down")
+    assert down.returncode == 0, down.stderr
+    assert [p for p in pids + machine_procs if pid_alive(p)] == []
+    assert roost("dev", "status").returncode != 0

@@ -32,22 +32,27 @@ class CliError(Exception):
 def run_cli(app: typer.Typer, argv: Sequence[str]) -> None:
     try:
         app(args=list(argv), prog_name="roost", standalone_mode=False)
-    except CliError as exc:
+    except (CliError, RoostError) as exc:
         err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        sys.exit(exc.code)
-    except RoostError as exc:
-        err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
+        sys.exit(getattr(exc, "code", 1))
+    except (click.exceptions.Abort, typer.Abort):
         err_console.print("Aborted.")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        err_console.print(f"[red]Error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        # Usage errors (click's, or typer's own copy of them): one line, and where to read more.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err_console.print(f"[red]Error:[/red] {exc.format_message()}{where}", highlight=False, soft_wrap=True)
+        sys.exit(int(exc.exit_code or 2))
 
 
 def print_json(data: Any) -> None:
