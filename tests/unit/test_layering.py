@@ -6,7 +6,7 @@ import sys
 
 import roost
 
-PURE = ("core", "placement", "detector")
+PURE = ("core", "placement", "detector", "balancer")
 ALLOWED_ROOST = tuple(f"roost.{p}" for p in PURE)
 FORBIDDEN_STDLIB = {"socket", "asyncio", "subprocess", "httpx", "starlette", "sqlalchemy", "uvicorn", "threading"}
 

@@ -44,6 +44,12 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
             raise bad_request("body must be the machine's spec, with its id")
         return ok(await sup.start(spec))
 
+    async def prepare(request: Request) -> Response:
+        spec = await json_body(request, required=True)
+        if not isinstance(spec, dict) or spec.get("id") != request.path_params["id"] or "config" not in spec:
+            raise bad_request("body must be the machine's spec, with its id and config")
+        return ok(await sup.prepare(spec))
+
     async def stop(request: Request) -> Response:
         mid = request.path_params["id"]
         sig, timeout = signal_and_timeout(await json_body(request), *defaults(mid))
@@ -101,5 +107,6 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
         Route(base + "/restart", _wrap(restart), methods=["POST"]),
         Route(base + "/signal", _wrap(signal), methods=["POST"]),
         Route(base, _wrap(destroy), methods=["DELETE"]),
+        Route(base, _wrap(prepare), methods=["PUT"]),
         Route(base + "/logs", machine_logs, methods=["GET"]),
     ]

@@ -106,7 +106,27 @@ class Supervisor:
     async def start(self, spec: dict[str, Any]) -> dict[str, Any]:
         mid = _machine_id(spec)
         async with self.lock(mid):
+            if "config" not in spec:
+                # A start by reference (a proxy's autostart): the version the server staged here.
+                record = self.records.get(mid)
+                if record is None or record.instance_id != spec.get("instance_id"):
+                    raise AgentError(404, f"no spec for machine {mid} version {spec.get('instance_id')} on this "
+                                          "host; start it through the control plane")
+                spec = record.spec
             return await self._start_locked(spec)
+
+    async def prepare(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Keep a machine's spec here before it first runs, so that a proxy can start it on its own."""
+        mid = _machine_id(spec)
+        async with self.lock(mid):
+            record = self.records.get(mid)
+            if record is not None and (self.driver.inspect(mid) or record.instance_id == spec.get("instance_id")):
+                return {"state": record.state}
+            new = MachineRecord(id=mid, spec=spec, state="stopped" if record else "created")
+            if record is not None:
+                new.last_exit = record.last_exit
+            self._save(new)
+            return {"state": new.state}
 
     async def _start_locked(self, spec: dict[str, Any], *, restarting: bool = False) -> dict[str, Any]:
         mid = _machine_id(spec)

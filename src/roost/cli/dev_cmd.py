@@ -36,6 +36,11 @@ def up(
     agent_port: int = typer.Option(4300, "--agent-port", help="Port every agent listens on (at its own address)."),
     address_offset: int = typer.Option(0, "--address-offset", hidden=True, min=0, max=200,
                                        help="Host N of region R gets 127.0.(OFFSET+R+1).(N+1)."),
+    proxy_port: int = typer.Option(4400, "--proxy-port", help="The edge of region R listens on 127.0.0.1:(PORT+R)."),
+    admin_port: int = typer.Option(4500, "--admin-port", help="Edge admin ports (/metrics) start here."),
+    tcp_octet: int = typer.Option(100, "--tcp-octet", hidden=True, min=1, max=250,
+                                  help="The edge of region R gives apps addresses in 127.(OCTET+R).0.0/16."),
+    idle_interval: float = typer.Option(30.0, "--idle-interval", help="Seconds between autostop passes."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -51,7 +56,8 @@ def up(
         raise CliError("--regions lists a region twice")
     spec = FleetSpec(data_dir=_data_dir(data_dir), regions=codes, hosts_per_region=hosts_per_region,
                      server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb,
-                     agent_port=agent_port, address_offset=address_offset)
+                     agent_port=agent_port, address_offset=address_offset, proxy_port=proxy_port,
+                     admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -64,6 +70,10 @@ def up(
     console.print(f"\nFleet is up. State: {spec.data_dir / 'fleet.json'}")
     console.print("The CLI finds this fleet by itself; other clients use:")
     console.print(f"  export ROOST_API_URL={fleet['server']['url']} ROOST_API_TOKEN={fleet['token']}")
+    if fleet["proxies"]:
+        first = fleet["proxies"][0]
+        console.print(f"Apps answer at http://APP.localhost:{first['url'].rsplit(':', 1)[1]}/ "
+                      f"(the {first['region']} edge; one edge per region).")
     console.print("Stop everything with 'roost dev down'.")
 
 
@@ -74,7 +84,7 @@ def _print_fleet(fleet: dict) -> None:  # type: ignore[type-arg]
         state = h.get("status", "ok") if h.get("alive", True) else "DOWN"
         rows.append([f"host {h['id']}", h["region"], h["agent_url"], h["pid"], state])
     for p in fleet.get("proxies", []):
-        rows.append([f"proxy {p['region']}", p["region"], p.get("url", p.get("address")), p["pid"],
+        rows.append([f"edge {p['region']}", p["region"], f"{p['url']}  (metrics {p['admin_url']}/metrics)", p["pid"],
                      "up" if p.get("alive", True) else "DOWN"])
     print_table(["COMPONENT", "REGION", "ENDPOINT", "PID", "STATUS"], rows)
     console.print(f"Token: {fleet['token']}")

@@ -30,18 +30,19 @@ class App:
     network: str = "default"
     primary_region: str = ""
     internal_numeric_id: int = 0
+    ip_index: int = 0  # the app's slot in each edge's block of TCP addresses (Roost's dedicated IPs)
 
     def to_doc(self) -> JSON:
         return {
             "name": self.name, "id": self.id, "org_slug": self.org_slug, "created_at": self.created_at,
             "network": self.network, "primary_region": self.primary_region,
-            "internal_numeric_id": self.internal_numeric_id,
+            "internal_numeric_id": self.internal_numeric_id, "ip_index": self.ip_index,
         }
 
     @classmethod
     def from_doc(cls, doc: JSON) -> App:
         return cls(doc["name"], doc["id"], doc["org_slug"], doc["created_at"], doc.get("network", "default"),
-                   doc.get("primary_region", ""), doc.get("internal_numeric_id", 0))
+                   doc.get("primary_region", ""), doc.get("internal_numeric_id", 0), doc.get("ip_index", 0))
 
     def to_api(self, machine_count: int, volume_count: int) -> JSON:
         return {
@@ -50,6 +51,7 @@ class App:
             "organization": {"name": self.org_slug, "slug": self.org_slug},
             "status": "deployed" if machine_count else "pending",
             "primary_region": self.primary_region, "created_at": rfc3339(self.created_at),
+            "ip_index": self.ip_index,
         }
 
 
@@ -261,6 +263,35 @@ class Image:
 
     def to_api(self) -> JSON:
         return {**self.to_doc(), "created_at": rfc3339(self.created_at)}
+
+
+@dataclass
+class EdgeProxy:
+    """A registered edge proxy: where it listens, and its block of per-app TCP addresses."""
+
+    id: str
+    region: str
+    url: str
+    tcp_prefix: str
+    admin_url: str
+    domain: str
+    registered_at: float
+    pid: int = 0
+
+    def to_doc(self) -> JSON:
+        return {"id": self.id, "region": self.region, "url": self.url, "tcp_prefix": self.tcp_prefix,
+                "admin_url": self.admin_url, "domain": self.domain, "registered_at": self.registered_at,
+                "pid": self.pid}
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> EdgeProxy:
+        return cls(**doc)
+
+    def to_api(self) -> JSON:
+        return {**self.to_doc(), "registered_at": rfc3339(self.registered_at)}
+
+    def app_address(self, ip_index: int) -> str:
+        return f"{self.tcp_prefix}.{ip_index // 250}.{ip_index % 250 + 1}"
 
 
 def parse_image_name(name: str) -> tuple[str, str, str]:

@@ -27,6 +27,7 @@ from roost.agent.cgroups import Cgroups
 SERVER_PORT = 4280
 AGENT_PORT = 4300
 PROXY_PORT = 4400
+ADMIN_PORT = 4500
 
 
 class FleetError(Exception):
@@ -45,6 +46,11 @@ class FleetSpec:
     driver: str = "process"
     agent_port: int = AGENT_PORT
     address_offset: int = 0  # host N of region R listens on 127.0.(offset+R+1).(N+1)
+    proxy_port: int = PROXY_PORT  # the edge of region R listens on 127.0.0.1:(proxy_port+R)
+    admin_port: int = ADMIN_PORT  # and serves /metrics on 127.0.0.1:(admin_port+R)
+    tcp_octet: int = 100  # the edge of region R gives apps TCP addresses in 127.(tcp_octet+R).0.0/16
+    idle_interval: float = 30.0  # autostop passes (Fly: every few minutes; seconds here, to see it work)
+    proxies: bool = True
 
 
 def roost_command() -> list[str]:
@@ -156,6 +162,23 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 write_fleet(data, fleet)
         say("waiting for every host to report in")
         _wait_hosts(url, token, {h["id"] for h in fleet["hosts"]}, 30, fleet)
+        if spec.proxies:
+            for r, region in enumerate(spec.regions):
+                port, admin = spec.proxy_port + r, spec.admin_port + r
+                if not _port_free("127.0.0.1", port):
+                    raise FleetError(f"127.0.0.1:{port} is in use; pass --proxy-port to use others")
+                say(f"starting the {region} edge on 127.0.0.1:{port}")
+                argv = ["proxy", "--server", url, "--region", region, "--listen", f"127.0.0.1:{port}",
+                        "--admin", f"127.0.0.1:{admin}", "--tcp-prefix", f"127.{spec.tcp_octet + r}",
+                        "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
+                proxy = {"region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
+                         "admin_url": f"http://127.0.0.1:{admin}", "tcp_prefix": f"127.{spec.tcp_octet + r}",
+                         "argv": argv, "log": str(logs / f"proxy-{region}.log")}
+                proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]), env={"ROOST_API_TOKEN": token})
+                fleet["proxies"].append(proxy)
+                write_fleet(data, fleet)
+            for proxy in fleet["proxies"]:
+                _wait_http(f"{proxy['admin_url']}/healthz", 20, lambda p=proxy: pid_alive(p["pid"]), Path(proxy["log"]))
         write_fleet(data, fleet)
         return fleet
     except BaseException:

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from roost.core.errors import bad_request, not_found
-from roost.core.model import Image, canonical_image_ref, parse_image_name
+from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
 from roost.server.apps import AppService
 from roost.server.hosts import HostService
@@ -298,6 +298,34 @@ def routes(s: Services) -> list[Route]:
                                                                           if h.region == code),
                                 "live": code in live} for code, name in REGIONS.items()]})
 
+    async def register_proxy(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict):
+            raise bad_request("body must be a JSON object")
+        fields = {k: body.get(k) for k in ("id", "region", "url", "tcp_prefix")}
+        if not all(isinstance(v, str) and v for v in fields.values()):
+            raise bad_request("id, region, url and tcp_prefix are required strings")
+        import time as _time
+
+        edge = EdgeProxy(id=fields["id"], region=fields["region"], url=fields["url"], tcp_prefix=fields["tcp_prefix"],
+                         admin_url=str(body.get("admin_url") or ""), domain=str(body.get("domain") or "localhost"),
+                         registered_at=_time.time(), pid=int(body.get("pid") or 0))
+        current = s.state.proxies.get(edge.id)
+        if current is None or current.to_doc() | {"registered_at": 0} != edge.to_doc() | {"registered_at": 0}:
+            async with s.state.lock:
+                await s.state.save(edge)
+        return ok(edge.to_api())
+
+    async def list_proxies(request: Request) -> Response:
+        return ok([p.to_api() for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))])
+
+    async def ip_assignments(request: Request) -> Response:
+        app = s.apps.get(request.path_params["app"])
+        ips = [{"ip": p.app_address(app.ip_index), "region": p.region, "service_name": "roost-edge",
+                "shared": False, "created_at": rfc3339(app.created_at)}
+               for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))]
+        return ok({"ips": ips})
+
     async def healthz(request: Request) -> Response:
         return ok({"ok": True, "revision": s.state.hub.revision})
 
@@ -350,6 +378,9 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/images", push_image, methods=["POST"]),
         Route("/v1/images/blobs/{digest}", get_blob, methods=["GET"]),
         Route("/v1/platform/regions", regions, methods=["GET"]),
+        Route("/v1/proxies", list_proxies, methods=["GET"]),
+        Route("/v1/proxies", register_proxy, methods=["POST"]),
+        Route("/v1/apps/{app}/ip_assignments", ip_assignments, methods=["GET"]),
     ]
 
 

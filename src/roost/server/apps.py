@@ -46,8 +46,9 @@ class AppService:
         async with self.state.lock:
             if name in self.state.apps:
                 raise RoostError(422, f"app name {name!r} is already taken", "name_taken")
+            ip_index = 1 + max((a.ip_index for a in self.state.apps.values()), default=0)
             app = App(name=name, id=name, org_slug=org, created_at=time.time(), network=network,
-                      primary_region=primary, internal_numeric_id=secrets.randbelow(10**9))
+                      primary_region=primary, internal_numeric_id=secrets.randbelow(10**9), ip_index=ip_index)
             await self.state.save(app)
         return self.state.app_api(app)
 

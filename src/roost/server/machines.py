@@ -225,6 +225,8 @@ class MachineService:
 
         if not skip_launch and not mc.standbys(config):
             self.spawn(self._launch(m.id))
+        else:
+            self.spawn(self._stage(m))
         result = self.state.machine_api(m)
         if m.lease:
             result["nonce"] = m.lease.nonce
@@ -252,6 +254,15 @@ class MachineService:
             if holder is not None and holder.state is not State.DESTROYED:
                 raise precondition(f"volume {volume.id} is already attached to machine {holder.id}")
         return volume
+
+    async def _stage(self, m: Machine) -> None:
+        """Give the host agent the machine's spec ahead of its first start, so that a proxy can start it
+        without the control plane. Best effort: the server can always start it itself."""
+        host = self.state.hosts.get(m.host_id)
+        if host is None or host.status != "ok":
+            return
+        with contextlib.suppress(RoostError):
+            await self.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}", self.agent_spec(m), timeout=10)
 
     async def _launch(self, machine_id: str) -> None:
         async with self.op_lock(machine_id):
@@ -472,6 +483,8 @@ class MachineService:
                 with contextlib.suppress(RoostError):
                     await self._agent_start(m)
                 m = self.state.machines[m.id]
+            else:
+                self.spawn(self._stage(m))
         result = self.state.machine_api(m)
         if m.lease and body.get("lease_ttl"):
             result["nonce"] = m.lease.nonce

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
-from roost.core.model import App, Host, Image, Machine, Volume
+from roost.core.model import App, EdgeProxy, Host, Image, Machine, Volume
 from roost.placement.scheduler import HostView, millicpus
 from roost.server.watch import WatchHub
 from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store
@@ -27,9 +27,9 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _encode_bytes(value: Any) -> bytes:
     return _encode(value).encode()
-Record = App | Machine | Volume | Host | Image
+Record = App | Machine | Volume | Host | Image | EdgeProxy
 
-KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image"}
+KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy"}
 
 
 def key_of(obj: Record) -> str:
@@ -50,6 +50,7 @@ class ClusterState:
         self.volumes: dict[str, Volume] = {}
         self.hosts: dict[str, Host] = {}
         self.images: dict[str, Image] = {}
+        self.proxies: dict[str, EdgeProxy] = {}
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
@@ -78,6 +79,9 @@ class ClusterState:
         for doc in docs.get("image", {}).values():
             image = Image.from_doc(doc)
             self.images[image.ref] = image
+        for doc in docs.get("proxy", {}).values():
+            edge = EdgeProxy.from_doc(doc)
+            self.proxies[edge.id] = edge
         self.hub.revision = revision
         oldest = self.store.oldest_revision()
         if oldest:
@@ -146,6 +150,8 @@ class ClusterState:
             self.hosts[obj.id] = obj
         elif isinstance(obj, Image):
             self.images[obj.ref] = obj
+        elif isinstance(obj, EdgeProxy):
+            self.proxies[obj.id] = obj
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -166,6 +172,8 @@ class ClusterState:
             self.hosts.pop(obj.id, None)
         elif isinstance(obj, Image):
             self.images.pop(obj.ref, None)
+        elif isinstance(obj, EdgeProxy):
+            self.proxies.pop(obj.id, None)
 
     def machine_changed(self, machine_id: str) -> asyncio.Event:
         """An event set at the next change of this machine (used by /wait)."""

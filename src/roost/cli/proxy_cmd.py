@@ -1,0 +1,76 @@
+"""`roost proxy` (run an edge) and `roost ips list` (an app's addresses on the edges)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from roost.cli.client import Api
+from roost.cli.common import parse_listen
+from roost.cli.output import CliError, print_json, print_table
+from roost.core.regions import is_known
+
+ips_app = typer.Typer(no_args_is_help=True, help="An app's addresses on the edges (its TCP services).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ips_app, name="ips")
+
+    @app.command("proxy")
+    def proxy(
+        server: str = typer.Option(..., "--server", help="Control plane URL."),
+        token: str = typer.Option(..., "--token", envvar="ROOST_API_TOKEN", help="The fleet token."),
+        region: str = typer.Option(..., "--region", help="This edge's region."),
+        listen: str = typer.Option("127.0.0.1:4400", "--listen", help="HTTP listen address."),
+        admin: str = typer.Option("", "--admin", help="Admin address for /metrics, /healthz, /routes."),
+        domain: str = typer.Option("localhost", "--domain", help="Apps answer at APP.DOMAIN."),
+        tcp_prefix: str = typer.Option("127.100", "--tcp-prefix",
+                                       help="First two octets of this edge's block of per-app TCP addresses."),
+        idle_interval: float = typer.Option(300.0, "--idle-interval",
+                                            help="Seconds between idle-loop passes (autostop)."),
+        data_dir: Path = typer.Option(None, "--data-dir", help="Where the routing snapshot is kept."),
+        workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes sharing the port."),
+        worker_index: int = typer.Option(0, "--worker-index", hidden=True),
+        proxy_id: str = typer.Option("", "--id", help="Edge id (default proxy-REGION)."),
+        route_timeout: float = typer.Option(15.0, "--route-timeout",
+                                            help="How long a request waits for a machine (start, limits)."),
+        upstream_timeout: float = typer.Option(60.0, "--upstream-timeout",
+                                               help="How long a machine has to send its response head."),
+    ) -> None:
+        """Run an edge proxy: routing, balancing, autostart/autostop, retries."""
+        from roost.proxy.httpproxy import HttpSettings
+        from roost.proxy.main import ProxyConfig, run
+
+        if not is_known(region):
+            raise CliError(f"unknown region {region!r}; see 'roost platform regions'")
+        parts = tcp_prefix.split(".")
+        if len(parts) != 2 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
+            raise CliError(f"invalid --tcp-prefix {tcp_prefix!r}: two octets, e.g. 127.100")
+        if idle_interval <= 0:
+            raise CliError("--idle-interval must be positive")
+        host, port = parse_listen(listen)
+        admin_host, admin_port = parse_listen(admin) if admin else ("127.0.0.1", 0)
+        argv = [a for a in sys.argv[2:]]
+        run(ProxyConfig(server_url=server, token=token, region=region, listen_host=host, listen_port=port,
+                        admin_host=admin_host, admin_port=admin_port, domain=domain, tcp_prefix=tcp_prefix,
+                        idle_interval=idle_interval, data_dir=data_dir, workers=workers, worker_index=worker_index,
+                        proxy_id=proxy_id,
+                        http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout)),
+            argv)
+
+
+@ips_app.command("list")
+def list_ips(app: str = typer.Option(..., "--app", "-a"), json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """An app's TCP addresses, one per edge (region)."""
+    api = Api()
+    ips = api.get(f"/v1/apps/{app}/ip_assignments")["ips"]
+    proxies = {p["region"]: p for p in api.get("/v1/proxies")}
+    if json_out:
+        print_json(ips)
+        return
+    print_table(["ADDRESS", "REGION", "HTTP (Host header)", "CREATED"],
+                [[i["ip"], i["region"], f"{proxies.get(i['region'], {}).get('url', '')} "
+                  f"Host: {app}.{proxies.get(i['region'], {}).get('domain', 'localhost')}", i["created_at"]]
+                 for i in ips])

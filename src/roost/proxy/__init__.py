@@ -1,0 +1,1 @@
+"""The data plane (`roost proxy`): HTTP and TCP routing, balancing, autostart/autostop, retries."""

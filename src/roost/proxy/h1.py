@@ -1,0 +1,196 @@
+"""HTTP/1.x message reading on asyncio streams, with httptools (llhttp) doing the parsing.
+
+`H1Reader` turns a byte stream into messages: a head (method or status, target, version, headers) and a
+body delivered chunk by chunk (already de-chunked). It reads only as much as the consumer asks for, so a
+slow reader applies backpressure to the peer. Pipelined requests simply queue up behind the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import httptools
+
+READ_SIZE = 65536
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not HTTP/1.x, or closed in the middle of a message."""
+
+
+class Message:
+    __slots__ = ("body", "body_bytes", "chunked", "complete", "content_length", "headers", "keep_alive",
+                 "method", "reason", "status", "upgrade", "url", "version")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.method = b""
+        self.status = 0
+        self.reason = b""
+        self.version = "1.1"
+        self.keep_alive = True
+        self.upgrade = False
+        self.chunked = False
+        self.content_length: int | None = None
+        self.body: deque[bytes] = deque()
+        self.body_bytes = 0
+        self.complete = False
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class H1Reader:
+    def __init__(self, reader: asyncio.StreamReader, *, response: bool = False, head_request: bool = False) -> None:
+        self.reader = reader
+        self.response = response
+        self.head_request = head_request  # a response to HEAD has no body whatever its headers say
+        self.parser = httptools.HttpResponseParser(self) if response else httptools.HttpRequestParser(self)
+        self.ready: deque[Message] = deque()
+        self.current: Message | None = None
+        self.eof = False
+        self.started = False  # any byte of a message seen (for "reset before any response byte")
+        self.upgraded_tail: bytes | None = None
+
+    # ---- llhttp callbacks ----
+
+    def on_message_begin(self) -> None:
+        self.current = Message()
+        self.started = True
+
+    def on_url(self, url: bytes) -> None:
+        assert self.current is not None
+        self.current.url += url
+
+    def on_status(self, status: bytes) -> None:
+        assert self.current is not None
+        self.current.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.current is not None
+        self.current.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        m = self.current
+        assert m is not None
+        p = self.parser
+        m.version = p.get_http_version()
+        m.keep_alive = p.should_keep_alive()
+        m.upgrade = p.should_upgrade()
+        if self.response:
+            m.status = p.get_status_code()
+        else:
+            m.method = p.get_method()
+        for key, value in m.headers:
+            lower = key.lower()
+            if lower == b"transfer-encoding" and b"chunked" in value.lower():
+                m.chunked = True
+            elif lower == b"content-length":
+                try:
+                    m.content_length = int(value)
+                except ValueError:
+                    raise ProtocolError("invalid Content-Length") from None
+        if self.response and (self.head_request or m.status in (204, 304) or 100 <= m.status < 200):
+            m.complete = True
+        self.ready.append(m)
+
+    def on_body(self, body: bytes) -> None:
+        m = self.current
+        assert m is not None
+        if not m.complete:
+            m.body.append(body)
+            m.body_bytes += len(body)
+
+    def on_message_complete(self) -> None:
+        assert self.current is not None
+        self.current.complete = True
+
+    # ---- reading ----
+
+    async def _fill(self, timeout: float | None) -> None:
+        try:
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except (ConnectionError, OSError) as exc:
+            raise ProtocolError(f"connection lost: {exc}") from None
+        if not data:
+            self.eof = True
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self.upgraded_tail = data[offset:]
+        except httptools.HttpParserError as exc:
+            raise ProtocolError(f"malformed HTTP: {exc}") from None
+
+    async def next_head(self, timeout: float | None) -> Message | None:
+        """The next message's head, or None at a clean end of stream."""
+        while not self.ready:
+            if self.eof or self.upgraded_tail is not None:
+                if self.current is not None and not self.current.complete and self.started:
+                    raise ProtocolError("connection closed in the middle of a message head")
+                return None
+            await self._fill(timeout)
+        return self.ready.popleft()
+
+    async def body_chunk(self, m: Message, timeout: float | None) -> bytes | None:
+        """The next piece of `m`'s body, or None when the body is complete."""
+        while not m.body:
+            if m.complete:
+                return None
+            if self.eof:
+                if self.response and not m.chunked and m.content_length is None:
+                    m.complete = True  # delimited by the end of the connection
+                    return None
+                raise ProtocolError("connection closed in the middle of a body")
+            await self._fill(timeout)
+        return m.body.popleft()
+
+    async def read_body(self, m: Message, limit: int, timeout: float | None) -> tuple[bytes, bool]:
+        """Up to `limit` bytes of body: (data, complete). Stops early once past the limit."""
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = await self.body_chunk(m, timeout)
+            if chunk is None:
+                return b"".join(parts), True
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts), False
+
+
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+              b"upgrade", b"proxy-authenticate", b"proxy-authorization", b"content-length"}
+
+
+def forwardable(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Headers minus hop-by-hop ones (and any the Connection header names); framing is set by the sender."""
+    named: set[bytes] = set()
+    for key, value in headers:
+        if key.lower() == b"connection":
+            named.update(v.strip().lower() for v in value.split(b","))
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in named]
+
+
+def encode_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    parts = [first_line, b"\r\n"]
+    for key, value in headers:
+        parts += [key, b": ", value, b"\r\n"]
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

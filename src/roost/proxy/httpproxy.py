@@ -1,0 +1,341 @@
+"""The HTTP/1.1 edge: route by `Host: <app>.<domain>`, forward to the chosen machine, retry safely.
+
+Per client connection, requests are read one after another (pipelined ones queue in the reader) and
+answered in order. Request bodies up to 10 MB are buffered so that a request can be retried on another
+machine; larger ones stream and are not retried. A connect failure, or a reset before any response byte,
+is retried on another machine (bounded in count and time) when it is safe: always for connect failures,
+else only for idempotent methods. Responses stream back with their framing kept (re-chunked for
+HTTP/1.1 clients). WebSocket and other upgrades become a byte tunnel after the 101.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from roost.core.ids import new_ulid
+from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk, encode_head, forwardable
+from roost.proxy.loads import Loads
+from roost.proxy.metrics import Metrics
+from roost.proxy.router import RouteError, Router
+from roost.proxy.table import MachineRoute, RoutingTable
+from roost.proxy.upstream import Pool, Upstream
+
+log = logging.getLogger("roost.proxy.http")
+
+IDEMPOTENT = {b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"}
+STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+               400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout"}
+
+
+@dataclass
+class HttpSettings:
+    domain: str = "localhost"
+    region: str = "ams"
+    buffer_limit: int = 10 * 1024 * 1024  # bodies up to this are buffered for retries
+    header_timeout: float = 30.0  # a started request head must arrive within this
+    idle_timeout: float = 75.0  # a keep-alive connection with no request
+    body_timeout: float = 60.0  # between two pieces of a body, either side
+    upstream_timeout: float = 60.0  # from the request sent to the response head
+    route_timeout: float = 15.0  # waiting for a machine (autostart, hard limits, none healthy)
+    max_attempts: int = 10
+    tunnel_idle_timeout: float = 3600.0
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HttpProxy:
+    def __init__(self, table: RoutingTable, router: Router, pool: Pool, loads: Loads, metrics: Metrics,
+                 settings: HttpSettings) -> None:
+        self.table = table
+        self.router = router
+        self.pool = pool
+        self.loads = loads
+        self.metrics = metrics
+        self.s = settings
+        self.suffix = ("." + settings.domain).encode()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        local = writer.get_extra_info("sockname") or ("", 0)
+        client = H1Reader(reader)
+        first = True
+        try:
+            while True:
+                req = await client.next_head(self.s.header_timeout if first else self.s.idle_timeout)
+                if req is None:
+                    break
+                first = False
+                keep = await self.handle(req, client, writer, str(peer[0]), int(local[1]))
+                if not keep:
+                    break
+        except (ProtocolError, TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    # ---- one request ----
+
+    async def handle(self, req: Message, client: H1Reader, writer: asyncio.StreamWriter, client_ip: str,
+                     port: int) -> bool:
+        started = time.monotonic()
+        request_id = f"{new_ulid()}-{self.s.region}"
+        app = self._app_of(req)
+        if app is None or (app not in self.table.apps and app not in self.table.by_app):
+            await self._drain_body(req, client)
+            name = app or (req.header(b"host") or b"").decode("latin-1")
+            return await self._error(writer, req, request_id, 404, "PR00",
+                                     f"no app named {name!r} here (send Host: APP.{self.s.domain})")
+        if req.header(b"expect") and req.header(b"expect").lower() == b"100-continue":  # type: ignore[union-attr]
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body, complete = (b"", True)
+        if req.has_body and not req.upgrade:
+            try:
+                body, complete = await client.read_body(req, self.s.buffer_limit, self.s.body_timeout)
+            except (ProtocolError, TimeoutError):
+                return False
+        exclude: set[str] = set()
+        deadline = started + self.s.route_timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                m, service = await self.router.pick(app, lambda: self.table.http_targets(app), exclude, deadline)
+            except RouteError as exc:
+                if not complete:
+                    return await self._error(writer, req, request_id, exc.status, exc.code, exc.message, close=True)
+                return await self._error(writer, req, request_id, exc.status, exc.code, exc.message)
+            host_port = m.host_port(service.internal_port)
+            assert host_port is not None
+            self.loads.acquire(m.id)
+            gauge = self.metrics.concurrency.labels(app, m.id)
+            gauge.inc()
+            try:
+                keep = await self._forward(req, client, writer, app, m, host_port, body, complete, request_id,
+                                           client_ip, port, started)
+                return keep
+            except _Retry as retry:
+                exclude.add(m.id)
+                self.metrics.retries.labels(app, retry.reason).inc()
+                if attempts >= self.s.max_attempts or time.monotonic() > deadline:
+                    return await self._error(writer, req, request_id, 502, "PR04",
+                                             f"no machine of {app!r} answered after {attempts} attempts "
+                                             f"(last: {retry.reason})")
+                continue
+            finally:
+                self.loads.release(m.id)
+                gauge.dec()
+
+    def _app_of(self, req: Message) -> str | None:
+        host = req.header(b"host")
+        if not host:
+            return None
+        name = host.split(b":", 1)[0].lower().rstrip(b".")
+        if name.endswith(self.suffix):
+            name = name[: -len(self.suffix)]
+        elif b"." in name:
+            return None
+        return name.decode("latin-1") or None
+
+    async def _forward(self, req: Message, client: H1Reader, writer: asyncio.StreamWriter, app: str,
+                       m: MachineRoute, host_port: int, body: bytes, complete: bool, request_id: str,
+                       client_ip: str, port: int, started: float) -> bool:
+        try:
+            conn = await self.pool.get(m.address, host_port)
+        except (OSError, TimeoutError):
+            self.table.penalize(m.id)
+            raise _Retry("connect") from None
+        retryable = complete and req.method in IDEMPOTENT
+        try:
+            conn.writer.write(self._request_head(req, body, complete, request_id, client_ip, port))
+            if body and not complete:
+                conn.writer.write(chunk(body))
+            elif body:
+                conn.writer.write(body)
+            await conn.writer.drain()
+            if not complete:
+                while True:
+                    piece = await client.body_chunk(req, self.s.body_timeout)
+                    if piece is None:
+                        break
+                    conn.writer.write(chunk(piece))
+                    await conn.writer.drain()
+                conn.writer.write(LAST_CHUNK)
+                await conn.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            conn.close()
+            if retryable:
+                raise _Retry("reset-while-sending") from exc
+            return await self._error(writer, req, request_id, 502, "PC01", f"machine {m.id} reset the connection")
+        upstream = H1Reader(conn.reader, response=True, head_request=req.method == b"HEAD")
+        try:
+            resp = await upstream.next_head(self.s.upstream_timeout)
+            while resp is not None and 100 <= resp.status < 200 and resp.status != 101:
+                resp = await upstream.next_head(self.s.upstream_timeout)
+        except TimeoutError:
+            conn.close()
+            return await self._error(writer, req, request_id, 504, "PU01",
+                                     f"machine {m.id} did not answer within {self.s.upstream_timeout:g}s")
+        except ProtocolError:
+            resp = None
+        if resp is None:
+            conn.close()
+            # Nothing came back: safe to try elsewhere if the machine cannot have acted on it.
+            if not upstream.started and retryable:
+                if not conn.reused:
+                    self.table.penalize(m.id)
+                raise _Retry("reset-before-response")
+            return await self._error(writer, req, request_id, 502, "PC02",
+                                     f"machine {m.id} closed the connection without answering")
+        self.metrics.latency.labels(app).observe(time.monotonic() - started)
+        self.metrics.requests.labels(app, m.id, str(resp.status)).inc()
+        if resp.status == 101 and req.upgrade:
+            writer.write(self._response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True))
+            await writer.drain()
+            await self._tunnel(client, writer, upstream, conn)
+            return False
+        return await self._relay_response(req, resp, upstream, conn, writer, request_id, complete)
+
+    async def _relay_response(self, req: Message, resp: Message, upstream: H1Reader, conn: Upstream,
+                              writer: asyncio.StreamWriter, request_id: str, request_complete: bool) -> bool:
+        client_11 = req.version == "1.1"
+        keep = req.keep_alive and request_complete
+        no_body = req.method == b"HEAD" or resp.status in (204, 304)
+        if no_body:
+            framing = b""
+        elif resp.content_length is not None:
+            framing = b"content-length"
+        elif resp.chunked and client_11:
+            framing = b"chunked"
+        else:
+            framing = b"close"
+            keep = False
+        writer.write(self._response_head(resp, req, request_id, framing=framing, keep=keep))
+        if no_body:
+            await writer.drain()
+        else:
+            try:
+                while True:
+                    piece = await upstream.body_chunk(resp, self.s.body_timeout)
+                    if piece is None:
+                        break
+                    writer.write(chunk(piece) if framing == b"chunked" else piece)
+                    await writer.drain()
+            except (ProtocolError, TimeoutError):
+                conn.close()
+                return False  # mid-body: nothing left to do but cut the client connection too
+            if framing == b"chunked":
+                writer.write(LAST_CHUNK)
+            await writer.drain()
+        if resp.complete and resp.keep_alive and not upstream.upgraded_tail:
+            self.pool.put(conn)
+        else:
+            conn.close()
+        return keep
+
+    async def _tunnel(self, client: H1Reader, writer: asyncio.StreamWriter, upstream: H1Reader,
+                      conn: Upstream) -> None:
+        async def pump(reader: asyncio.StreamReader, dest: asyncio.StreamWriter, first: bytes | None) -> None:
+            try:
+                if first:
+                    dest.write(first)
+                    await dest.drain()
+                while True:
+                    data = await asyncio.wait_for(reader.read(65536), self.s.tunnel_idle_timeout)
+                    if not data:
+                        break
+                    dest.write(data)
+                    await dest.drain()
+            except (ConnectionError, OSError, TimeoutError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    if dest.can_write_eof():
+                        dest.write_eof()
+
+        await asyncio.gather(pump(client.reader, conn.writer, client.upgraded_tail),
+                             pump(conn.reader, writer, upstream.upgraded_tail))
+        conn.close()
+
+    # ---- heads ----
+
+    def _request_head(self, req: Message, body: bytes, complete: bool, request_id: str, client_ip: str,
+                      port: int) -> bytes:
+        headers = forwardable(req.headers)
+        headers = [(k, v) for k, v in headers if k.lower() not in
+                   (b"expect", b"x-forwarded-for", b"via", b"fly-client-ip", b"fly-region", b"fly-request-id",
+                    b"x-forwarded-proto", b"x-forwarded-port", b"fly-forwarded-port")]
+        forwarded_for = req.header(b"x-forwarded-for")
+        ip = client_ip.encode()
+        via = req.header(b"via")
+        port_b = str(port).encode()
+        headers += [
+            (b"X-Forwarded-For", forwarded_for + b", " + ip if forwarded_for else ip),
+            (b"X-Forwarded-Proto", b"http"), (b"X-Forwarded-Port", port_b), (b"Fly-Forwarded-Port", port_b),
+            (b"Fly-Client-IP", ip), (b"Fly-Region", self.s.region.encode()),
+            (b"Fly-Request-Id", request_id.encode()), (b"Via", via + b", 1.1 roost" if via else b"1.1 roost"),
+        ]
+        if req.upgrade:
+            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", req.header(b"upgrade") or b"websocket")]
+        elif not complete:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        elif body or req.has_body or req.method in (b"POST", b"PUT", b"PATCH"):
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        return encode_head(req.method + b" " + req.url + b" HTTP/1.1", headers)
+
+    def _response_head(self, resp: Message, req: Message, request_id: str, *, framing: bytes, keep: bool,
+                       upgrade: bool = False) -> bytes:
+        headers = forwardable(resp.headers)
+        via = resp.header(b"via")
+        headers = [(k, v) for k, v in headers if k.lower() not in (b"via", b"fly-request-id")]
+        headers += [(b"Fly-Request-Id", request_id.encode()), (b"Via", via + b", 1.1 roost" if via else b"1.1 roost")]
+        if upgrade:
+            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", resp.header(b"upgrade") or b"websocket")]
+        else:
+            if framing == b"content-length" or (req.method == b"HEAD" and resp.content_length is not None):
+                headers.append((b"Content-Length", str(resp.content_length).encode()))
+            elif framing == b"chunked":
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            if not keep:
+                headers.append((b"Connection", b"close"))
+            elif req.version == "1.0":
+                headers.append((b"Connection", b"keep-alive"))
+        version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"
+        return encode_head(version + b" " + str(resp.status).encode() + b" " + (resp.reason or b"OK"), headers)
+
+    async def _error(self, writer: asyncio.StreamWriter, req: Message, request_id: str, status: int, code: str,
+                     message: str, close: bool = False) -> bool:
+        app = self._app_of(req) or "-"
+        self.metrics.requests.labels(app, "-", str(status)).inc()
+        body = f"roost proxy: {message} ({code})\n".encode()
+        keep = req.keep_alive and not close
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode()),
+                   (b"Fly-Request-Id", request_id.encode()), (b"X-Roost-Error", code.encode()),
+                   (b"Via", b"1.1 roost")]
+        if not keep:
+            headers.append((b"Connection", b"close"))
+        version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"
+        head = encode_head(version + b" " + str(status).encode() + b" " + STATUS_TEXT.get(status, b"Error"), headers)
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(head + (b"" if req.method == b"HEAD" else body))
+            await writer.drain()
+        return keep
+
+    async def _drain_body(self, req: Message, client: H1Reader) -> None:
+        if req.has_body:
+            with contextlib.suppress(ProtocolError, TimeoutError):
+                while await client.body_chunk(req, self.s.body_timeout) is not None:
+                    pass

@@ -1,0 +1,174 @@
+"""`roost proxy`: wire the routing table, balancer, HTTP and TCP edges, idle loop and admin port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from roost.proxy.admin import json_page, serve_admin
+from roost.proxy.httpproxy import HttpProxy, HttpSettings
+from roost.proxy.idle import IdleLoop
+from roost.proxy.loads import Loads
+from roost.proxy.metrics import Metrics
+from roost.proxy.router import Router
+from roost.proxy.starter import Starter
+from roost.proxy.table import FeedFollower, RoutingTable
+from roost.proxy.tcp import TcpProxy, app_address
+from roost.proxy.upstream import Pool
+
+log = logging.getLogger("roost.proxy")
+REGISTER_EVERY = 15.0
+OTHER_REGION_RTT_MS = 100.0  # until the region catalogue (issue 7) gives real round-trip times
+
+
+@dataclass
+class ProxyConfig:
+    server_url: str
+    token: str
+    region: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 4400
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 0  # 0: no admin port
+    domain: str = "localhost"
+    tcp_prefix: str = "127.100"
+    idle_interval: float = 300.0
+    data_dir: Path | None = None
+    workers: int = 1
+    worker_index: int = 0
+    proxy_id: str = ""
+    http: HttpSettings = field(default_factory=HttpSettings)
+
+
+class Edge:
+    def __init__(self, cfg: ProxyConfig) -> None:
+        self.cfg = cfg
+        self.table = RoutingTable()
+        snapshot = cfg.data_dir / "routes.json" if cfg.data_dir and cfg.worker_index == 0 else None
+        if cfg.data_dir:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.follower = FeedFollower(self.table, cfg.server_url, cfg.token, snapshot)
+        self.loads = Loads()
+        self.metrics = Metrics()
+        self.starter = Starter(self.table, cfg.server_url, cfg.token)
+        self.router = Router(self.table, self.loads, self.starter, cfg.region, self.distance, self.metrics)
+        self.pool = Pool()
+        cfg.http.region = cfg.region
+        cfg.http.domain = cfg.domain
+        self.http = HttpProxy(self.table, self.router, self.pool, self.loads, self.metrics, cfg.http)
+        self.tcp = TcpProxy(self.table, self.router, self.loads, self.metrics, cfg.tcp_prefix)
+        self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)
+
+    def distance(self, region: str) -> float:
+        return 0.0 if region == self.cfg.region else OTHER_REGION_RTT_MS
+
+    def routes(self) -> dict[str, object]:
+        now = time.monotonic()
+        return {
+            "region": self.cfg.region, "revision": self.table.revision, "feed_connected": self.follower.connected,
+            "apps": {
+                app: {"address": app_address(self.cfg.tcp_prefix, route.ip_index) if route.ip_index else None,
+                      "machines": [{"id": m.id, "region": m.region, "state": self.table.state_of(m, now),
+                                    "healthy": self.table.healthy(m, now), "load": self.loads.get(m.id),
+                                    "address": m.address, "ports": m.ports}
+                                   for m in self.table.by_app.get(app, {}).values()]}
+                for app, route in self.table.apps.items()
+            },
+        }
+
+    async def register(self, stop: asyncio.Event) -> None:
+        """Tell the control plane where this edge listens (for `roost ips list`); best effort, repeated."""
+        body = {"id": self.cfg.proxy_id or f"proxy-{self.cfg.region}", "region": self.cfg.region,
+                "url": f"http://{self.cfg.listen_host}:{self.cfg.listen_port}", "tcp_prefix": self.cfg.tcp_prefix,
+                "admin_url": f"http://{self.cfg.admin_host}:{self.cfg.admin_port}" if self.cfg.admin_port else "",
+                "domain": self.cfg.domain, "pid": os.getpid()}
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {self.cfg.token}"}, timeout=5,
+                                     trust_env=False) as client:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post(f"{self.cfg.server_url.rstrip('/')}/v1/proxies", json=body)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), REGISTER_EVERY)
+
+    async def sweep_pool(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            self.pool.sweep()
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.follower.load_snapshot()
+        server = await asyncio.start_server(self.http.serve, cfg.listen_host, cfg.listen_port,
+                                            reuse_port=cfg.workers > 1, reuse_address=True, backlog=2048)
+        admin = None
+        if cfg.admin_port and cfg.worker_index == 0:
+            pages = {"/metrics": lambda: ("text/plain; version=0.0.4", self.metrics.render()),
+                     "/healthz": json_page(lambda: {"ok": True, "region": cfg.region, "revision": self.table.revision,
+                                                    "feed_connected": self.follower.connected}),
+                     "/routes": json_page(self.routes)}
+            admin = await asyncio.start_server(lambda r, w: serve_admin(r, w, pages), cfg.admin_host, cfg.admin_port)
+        tasks = [asyncio.create_task(self.follower.run(stop)), asyncio.create_task(self.sweep_pool(stop))]
+        if cfg.worker_index == 0:
+            tasks += [asyncio.create_task(self.tcp.run(stop)), asyncio.create_task(self.idle.run(stop)),
+                      asyncio.create_task(self.register(stop))]
+        print(f"roost proxy: region {cfg.region} edge on http://{cfg.listen_host}:{cfg.listen_port} "
+              f"(worker {cfg.worker_index + 1}/{cfg.workers}, pid {os.getpid()})", file=sys.stderr, flush=True)
+        await stop.wait()
+        server.close()
+        if admin:
+            admin.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for tcp_server in self.tcp.servers.values():
+            tcp_server.close()
+        self.pool.close()
+        await self.starter.close()
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run(cfg: ProxyConfig, argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    children: list[subprocess.Popen[bytes]] = []
+    if cfg.workers > 1 and cfg.worker_index == 0:
+        # Extra workers share the listening port (SO_REUSEPORT); only the first runs the idle loop,
+        # the TCP listeners and the admin port, so that exactly one of them stops idle machines.
+        for index in range(1, cfg.workers):
+            children.append(subprocess.Popen([sys.executable, "-m", "roost", "proxy", *argv,
+                                              "--worker-index", str(index)], preexec_fn=_die_with_parent))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(Edge(cfg).run())
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(5)

@@ -1,0 +1,105 @@
+"""From a request to a machine: the balancer's decision, carried out (autostart, bounded waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+from roost.balancer.choose import Candidate, Kind, choose
+from roost.balancer.services import ServiceSpec
+from roost.proxy.loads import Loads
+from roost.proxy.metrics import Metrics
+from roost.proxy.starter import Starter, StartError
+from roost.proxy.table import MachineRoute, RoutingTable
+
+MAX_WAITING_PER_APP = 256
+Pairs = Callable[[], list[tuple[MachineRoute, ServiceSpec]]]
+
+
+class RouteError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Router:
+    def __init__(self, table: RoutingTable, loads: Loads, starter: Starter, region: str,
+                 distance: Callable[[str], float], metrics: Metrics) -> None:
+        self.table = table
+        self.loads = loads
+        self.starter = starter
+        self.region = region
+        self.distance = distance
+        self.metrics = metrics
+        self.rng = random.Random()
+        self.waiting: dict[str, int] = {}
+
+    def candidates(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> list[Candidate]:
+        now = time.monotonic()
+        return [
+            Candidate(m.id, m.region, self.table.state_of(m, now), self.table.healthy(m, now), not m.cordoned,
+                      m.standby, self.loads.get(m.id), s.soft_limit, s.hard_limit, s.autostart)
+            for m, s in pairs
+        ]
+
+    async def pick(self, app: str, pairs_fn: Pairs, exclude: set[str], deadline: float
+                   ) -> tuple[MachineRoute, ServiceSpec]:
+        waited_since: float | None = None
+        try:
+            while True:
+                pairs = pairs_fn()
+                by_id = {m.id: (m, s) for m, s in pairs}
+                decision = choose(self.candidates(pairs), self.region, self.distance, self.rng, frozenset(exclude))
+                if decision.kind is Kind.ROUTE and decision.target is not None:
+                    return by_id[decision.target.id]
+                if decision.kind is Kind.START and decision.target is not None:
+                    m, service = by_id[decision.target.id]
+                    port = m.host_port(service.internal_port)
+                    assert port is not None
+                    try:
+                        budget = max(0.1, deadline - time.monotonic())
+                        took = await asyncio.wait_for(self.starter.start(m, port), budget)
+                    except TimeoutError:
+                        self.metrics.autostarts.labels(app, "timeout").inc()
+                        raise RouteError(503, "PM03", f"timed out waiting for machine {m.id} to start") from None
+                    except StartError as exc:
+                        self.metrics.autostarts.labels(app, "failed").inc()
+                        exclude.add(m.id)
+                        if not any(c.id not in exclude for c in self.candidates(pairs)):
+                            raise RouteError(503, exc.code, exc.message) from None
+                        continue
+                    self.metrics.autostarts.labels(app, "ok").inc()
+                    self.metrics.autostart_seconds.labels(app).observe(took)
+                    return m, service
+                if decision.kind is Kind.NONE:
+                    if exclude:
+                        raise RouteError(502, "PR04", f"no candidate machines left for app {app!r} after retries")
+                    raise RouteError(503, "PR01", f"app {app!r} has no machine that serves this service")
+                # WAIT: every machine at hard_limit, or none healthy yet: queue, bounded in size and time.
+                if waited_since is None:
+                    if self.waiting.get(app, 0) >= MAX_WAITING_PER_APP:
+                        raise RouteError(503, "PL02", f"too many requests waiting for app {app!r}")
+                    self.waiting[app] = self.waiting.get(app, 0) + 1
+                    waited_since = time.monotonic()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    code = "PL01" if "hard_limit" in decision.reason else "PR03"
+                    raise RouteError(503, code, f"app {app!r}: {decision.reason}")
+                await _either(self.table.wait_change(min(remaining, 1.0)), self.loads.wait_release(min(remaining, 1.0)))
+        finally:
+            if waited_since is not None:
+                self.waiting[app] -= 1
+                self.metrics.queue_wait_seconds.labels(app).observe(time.monotonic() - waited_since)
+
+
+async def _either(*aws: object) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

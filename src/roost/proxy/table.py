@@ -1,0 +1,319 @@
+"""The proxy's routing table: apps, machines and hosts as the watch feed last described them.
+
+It is built from the control plane's watch feed and kept when the control plane is gone (static
+stability): running machines keep getting traffic. It is also saved to disk now and then, so that a
+proxy restarted while the server is down still knows where to send traffic. Local overrides cover what
+the proxy itself just did (it started a machine; a machine refused a connection) until the feed
+confirms or the override expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roost.balancer.services import ServiceSpec, http_service, services_of
+from roost.core import machine_config as mc
+
+log = logging.getLogger("roost.proxy.table")
+
+PENALTY_SECONDS = 2.0  # a machine that refused a connection sits out this long (unless nothing else can serve)
+OVERRIDE_SECONDS = 10.0  # how long a locally known state change waits for the feed to confirm it
+
+
+@dataclass
+class MachineRoute:
+    id: str
+    app: str
+    region: str
+    host_id: str
+    state: str
+    instance_id: str
+    address: str
+    ports: dict[int, int]  # guest port -> host port
+    services: list[ServiceSpec]
+    cordoned: bool
+    standby: bool
+    checks: dict[str, str]
+    stop_signal: int
+    stop_timeout: float
+    updated_at: float
+    env_primary_region: str = ""
+
+    def host_port(self, internal_port: int) -> int | None:
+        return self.ports.get(internal_port)
+
+
+@dataclass
+class HostRoute:
+    id: str
+    region: str
+    agent_url: str
+    status: str
+
+
+@dataclass
+class AppRoute:
+    name: str
+    primary_region: str
+    ip_index: int
+
+
+@dataclass
+class RoutingTable:
+    apps: dict[str, AppRoute] = field(default_factory=dict)
+    machines: dict[str, MachineRoute] = field(default_factory=dict)
+    by_app: dict[str, dict[str, MachineRoute]] = field(default_factory=dict)
+    hosts: dict[str, HostRoute] = field(default_factory=dict)
+    revision: int = 0
+    state_overrides: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (state, until)
+    penalties: dict[str, float] = field(default_factory=dict)  # id -> until
+    last_update: float = 0.0
+    _changed: asyncio.Event | None = None
+
+    # ---- feeding ----
+
+    def reset(self, objects: list[dict[str, Any]], revision: int) -> None:
+        self.apps.clear()
+        self.machines.clear()
+        self.by_app.clear()
+        self.hosts.clear()
+        for obj in objects:
+            self._put(obj["kind"], obj["key"], obj["object"])
+        self.revision = revision
+        self._touch()
+
+    def apply(self, event: dict[str, Any]) -> None:
+        if event["op"] == "delete" or event.get("object") is None:
+            self._delete(event["kind"], event["key"])
+        else:
+            self._put(event["kind"], event["key"], event["object"])
+        self.revision = max(self.revision, int(event["rev"]))
+        self._touch()
+
+    def _put(self, kind: str, key: str, obj: dict[str, Any]) -> None:
+        if kind == "machine":
+            route = _machine_route(obj)
+            if route.state == "destroyed":
+                self._delete("machine", key)
+                return
+            old = self.machines.get(key)
+            if old is not None and old.app != route.app:
+                self.by_app.get(old.app, {}).pop(key, None)
+            self.machines[key] = route
+            self.by_app.setdefault(route.app, {})[key] = route
+            override = self.state_overrides.get(key)
+            if override and override[0] == route.state:
+                del self.state_overrides[key]
+        elif kind == "host":
+            self.hosts[key] = HostRoute(obj["id"], obj["region"], obj.get("agent_url", ""), obj.get("status", "ok"))
+        elif kind == "app":
+            self.apps[key] = AppRoute(obj["name"], obj.get("primary_region") or "", int(obj.get("ip_index") or 0))
+
+    def _delete(self, kind: str, key: str) -> None:
+        if kind == "machine":
+            old = self.machines.pop(key, None)
+            if old is not None:
+                self.by_app.get(old.app, {}).pop(key, None)
+        elif kind == "host":
+            self.hosts.pop(key, None)
+        elif kind == "app":
+            self.apps.pop(key, None)
+            for mid in list(self.by_app.pop(key, {})):
+                self.machines.pop(mid, None)
+
+    def _touch(self) -> None:
+        self.last_update = time.monotonic()
+        self.notify()
+
+    def notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_change(self, timeout: float) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    # ---- local knowledge ----
+
+    def override_state(self, machine_id: str, state: str) -> None:
+        self.state_overrides[machine_id] = (state, time.monotonic() + OVERRIDE_SECONDS)
+        self.notify()
+
+    def penalize(self, machine_id: str) -> None:
+        self.penalties[machine_id] = time.monotonic() + PENALTY_SECONDS
+
+    def state_of(self, m: MachineRoute, now: float) -> str:
+        override = self.state_overrides.get(m.id)
+        if override and override[1] > now:
+            return override[0]
+        return m.state
+
+    def healthy(self, m: MachineRoute, now: float) -> bool:
+        host = self.hosts.get(m.host_id)
+        if host is None or host.status != "ok":
+            return False
+        if self.penalties.get(m.id, 0) > now:
+            return False
+        return not any(name.startswith("servicecheck-") and status == "critical" for name, status in m.checks.items())
+
+    # ---- lookups ----
+
+    def http_targets(self, app: str) -> list[tuple[MachineRoute, ServiceSpec]]:
+        out = []
+        for m in self.by_app.get(app, {}).values():
+            service = http_service(m.services)
+            if service is not None and service.internal_port in m.ports:
+                out.append((m, service))
+        return out
+
+    def tcp_targets(self, app: str, port: int) -> list[tuple[MachineRoute, ServiceSpec]]:
+        out = []
+        for m in self.by_app.get(app, {}).values():
+            for service in m.services:
+                if not service.http and port in service.ports and service.internal_port in m.ports:
+                    out.append((m, service))
+                    break
+        return out
+
+    def tcp_listeners(self) -> dict[tuple[str, int], str]:
+        """(app, public port) for every TCP service some machine declares."""
+        wanted: dict[tuple[str, int], str] = {}
+        for app, machines in self.by_app.items():
+            for m in machines.values():
+                for service in m.services:
+                    if not service.http and service.protocol == "tcp":
+                        for port in service.ports:
+                            wanted[(app, port)] = app
+        return wanted
+
+    def primary_region(self, app: str) -> str:
+        route = self.apps.get(app)
+        if route and route.primary_region:
+            return route.primary_region
+        for m in self.by_app.get(app, {}).values():
+            if m.env_primary_region:
+                return m.env_primary_region
+        return ""
+
+
+
+def _machine_route(obj: dict[str, Any]) -> MachineRoute:
+    config = obj.get("config") or {}
+    roost = obj.get("roost") or {}
+    ports = {int(k): int(v) for k, v in (roost.get("ports") or {}).items()}
+    checks = {c["name"]: c.get("status", "") for c in obj.get("checks") or [] if isinstance(c, dict)}
+    try:
+        stop_signal, stop_timeout = mc.stop_signal(config), mc.stop_timeout(config)
+    except Exception:
+        stop_signal, stop_timeout = 2, 5.0
+    return MachineRoute(
+        id=obj["id"], app=obj.get("app", ""), region=obj.get("region", ""), host_id=roost.get("host_id") or
+        obj.get("host_id", ""), state=obj.get("state", ""), instance_id=obj.get("instance_id", ""),
+        address=obj.get("private_ip") or roost.get("address", ""), ports=ports, services=services_of(config),
+        cordoned=bool(obj.get("cordoned")) or bool(roost.get("skip_service_registration")),
+        standby=bool(config.get("standbys")), checks=checks, stop_signal=stop_signal, stop_timeout=stop_timeout,
+        updated_at=time.time(), env_primary_region=(config.get("env") or {}).get("PRIMARY_REGION", ""),
+    )
+
+
+class FeedFollower:
+    """Keeps a RoutingTable current from the server's watch feed (SSE), reconnecting with its last revision."""
+
+    def __init__(self, table: RoutingTable, server_url: str, token: str, snapshot_path: Path | None) -> None:
+        self.table = table
+        self.url = server_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        self.snapshot_path = snapshot_path
+        self.connected = False
+        self.synced = asyncio.Event()
+        self._objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._dirty = False
+
+    def load_snapshot(self) -> bool:
+        if self.snapshot_path is None or not self.snapshot_path.exists():
+            return False
+        try:
+            data = json.loads(self.snapshot_path.read_text())
+        except (OSError, ValueError):
+            return False
+        objects = data.get("objects") or []
+        self._objects = {(o["kind"], o["key"]): o for o in objects}
+        self.table.reset(objects, int(data.get("revision", 0)))
+        log.info("loaded routing snapshot at revision %s (%d objects)", self.table.revision, len(objects))
+        return True
+
+    def _save(self) -> None:
+        if self.snapshot_path is None or not self._dirty:
+            return
+        self._dirty = False
+        tmp = self.snapshot_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"revision": self.table.revision, "objects": list(self._objects.values())}))
+        os.replace(tmp, self.snapshot_path)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        saver = asyncio.create_task(self._save_loop(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self._follow(stop)
+                    delay = 0.1
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    if self.connected:
+                        log.warning("watch feed lost (%s); keeping the last routing table", exc)
+                    self.connected = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(2.0, delay * 2)
+        finally:
+            saver.cancel()
+
+    async def _save_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(2.0)
+            with contextlib.suppress(OSError):
+                self._save()
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        timeout = httpx.Timeout(connect=2.0, read=30.0, write=5.0, pool=5.0)
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client, client.stream(
+            "GET", f"{self.url}/v1/watch", params={"since": self.table.revision if self.synced.is_set() else 0},
+            headers=self.headers,
+        ) as response:
+            if response.status_code != 200:
+                raise httpx.HTTPStatusError("watch refused", request=response.request, response=response)
+            self.connected = True
+            event_name = ""
+            async for line in response.aiter_lines():
+                if stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    event_name = line[7:].strip()
+                elif line.startswith("data: "):
+                    payload = json.loads(line[6:])
+                    if event_name == "reset":
+                        self._objects = {(o["kind"], o["key"]): o for o in payload.get("objects", [])}
+                        self.table.reset(payload.get("objects", []), int(payload["revision"]))
+                    else:
+                        key = (payload["kind"], payload["key"])
+                        if payload["op"] == "delete":
+                            self._objects.pop(key, None)
+                        else:
+                            self._objects[key] = {"kind": payload["kind"], "key": payload["key"],
+                                                  "object": payload["object"]}
+                        self.table.apply(payload)
+                    self._dirty = True
+                    self.synced.set()
