@@ -26,12 +26,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(n: int) -> int:
+    """A base port with n free ports from it."""
+    for _ in range(50):
+        base = random.randint(20000, 60000)
+        ok = True
+        for port in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
 class Fleet:
-    def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, **kw) -> None:
+    def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, proxies: bool = False,
+                 **kw) -> None:
         # A random slice of 127.0.0.0/8 per fleet, so test fleets never collide with each other or a dev fleet.
         self.spec = FleetSpec(data_dir=data_dir, regions=regions, hosts_per_region=hosts_per_region,
                               server_port=free_port(), agent_port=free_port(),
-                              address_offset=random.randint(20, 200), **kw)
+                              address_offset=random.randint(20, 200), proxies=proxies,
+                              proxy_port=free_port_block(len(regions)), admin_port=free_port_block(len(regions)),
+                              tcp_octet=random.randint(101, 240), **kw)
         self.info = up(self.spec)
         self.url = self.info["server"]["url"]
         self.token = self.info["token"]
@@ -74,8 +94,12 @@ class Fleet:
             time.sleep(interval)
         raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
+    def edge(self, region: str) -> dict:
+        return next(p for p in self.info["proxies"] if p["region"] == region)
+
     def all_pids(self) -> list[int]:
         pids = [self.info["server"]["pid"]] + [h["pid"] for h in self.info["hosts"]]
+        pids += [p["pid"] for p in self.info["proxies"]]
         from roost.dev.fleet import machine_pids
 
         for h in self.info["hosts"]:

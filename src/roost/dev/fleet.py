@@ -133,11 +133,11 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                              "server": {}, "token": "", "hosts": [], "proxies": []}
     try:
         say("starting the control plane")
-        server_pid = _spawn([*roost_command(), "server", "--data-dir", str(data / "server"),
-                             "--listen", f"127.0.0.1:{spec.server_port}", "--region", spec.regions[0],
-                             "--heartbeat-interval", str(spec.heartbeat_interval)], logs / "server.log")
+        server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
+                       "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval)]
+        server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log")
         fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
-                           "log": str(logs / "server.log")}
+                           "log": str(logs / "server.log"), "argv": server_argv}
         write_fleet(data, fleet)
         _wait_http(f"{url}/healthz", 30, lambda: pid_alive(server_pid), logs / "server.log")
         token = (data / "server" / "admin-token").read_text().strip()
@@ -204,6 +204,20 @@ def restart_agent(data_dir: Path, host_id: str) -> dict[str, Any]:
     host["pid"] = start_agent(host, fleet["token"])
     write_fleet(data_dir, fleet)
     return dict(host)
+
+
+def restart_server(data_dir: Path) -> dict[str, Any]:
+    """Start the control plane again (after `kill-server`) with its recorded arguments; new PID in fleet.json."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    server = fleet["server"]
+    if pid_alive(server["pid"]):
+        raise FleetError(f"the server is still running (pid {server['pid']})")
+    server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]))
+    write_fleet(data_dir, fleet)
+    _wait_http(f"{server['url']}/healthz", 30, lambda: pid_alive(server["pid"]), Path(server["log"]))
+    return dict(server)
 
 
 def _wait_http(url: str, timeout: float, alive: Any, log: Path) -> None:

@@ -161,19 +161,20 @@ class HttpProxy:
         retryable = complete and req.method in IDEMPOTENT
         try:
             conn.writer.write(self._request_head(req, body, complete, request_id, client_ip, port))
-            if body and not complete:
-                conn.writer.write(chunk(body))
-            elif body:
-                conn.writer.write(body)
+            # A streamed body keeps the client's framing: its Content-Length, or chunked.
+            rechunk = not complete and req.content_length is None
+            if body:
+                conn.writer.write(chunk(body) if rechunk else body)
             await conn.writer.drain()
             if not complete:
                 while True:
                     piece = await client.body_chunk(req, self.s.body_timeout)
                     if piece is None:
                         break
-                    conn.writer.write(chunk(piece))
+                    conn.writer.write(chunk(piece) if rechunk else piece)
                     await conn.writer.drain()
-                conn.writer.write(LAST_CHUNK)
+                if rechunk:
+                    conn.writer.write(LAST_CHUNK)
                 await conn.writer.drain()
         except (ConnectionError, OSError) as exc:
             conn.close()
@@ -290,6 +291,8 @@ class HttpProxy:
         ]
         if req.upgrade:
             headers += [(b"Connection", b"Upgrade"), (b"Upgrade", req.header(b"upgrade") or b"websocket")]
+        elif not complete and req.content_length is not None:
+            headers.append((b"Content-Length", str(req.content_length).encode()))
         elif not complete:
             headers.append((b"Transfer-Encoding", b"chunked"))
         elif body or req.has_body or req.method in (b"POST", b"PUT", b"PATCH"):

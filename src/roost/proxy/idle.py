@@ -32,6 +32,7 @@ class IdleLoop:
         self.metrics = metrics
         self.region = region
         self.interval = interval
+        self.running_since: dict[str, float] = {}  # when this edge first saw each machine running
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -58,6 +59,14 @@ class IdleLoop:
             min_running = max(s.min_machines_running for _, s in mine)
             running = [(m, s) for m, s in mine if self.table.state_of(m, now) == "started" and not m.cordoned
                        and not m.standby]
+            for m, _ in mine:
+                if (m, _) not in running:
+                    self.running_since.pop(m.id, None)
+            for m, _ in running:
+                self.running_since.setdefault(m.id, now)
+            # A machine gets a whole interval of traffic (or none) before it can be judged idle.
+            if any(now - self.running_since[m.id] < self.interval * 0.9 for m, _ in running):
+                continue
             peaks = {m.id: self.loads.take_peak(m.id) for m, _ in running}
             decision = plan([Running(m.id, peaks[m.id], s.soft_limit, m.updated_at) for m, s in running], mode,
                             min_running, self.table.primary_region(app) == self.region)

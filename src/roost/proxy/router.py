@@ -40,10 +40,16 @@ class Router:
 
     def candidates(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> list[Candidate]:
         now = time.monotonic()
+        states = [self.table.state_of(m, now) for m, _ in pairs]
+        healthy = [self.table.healthy(m, now) for m, _ in pairs]
+        # A machine that just refused a connection sits out for a moment, unless nothing else can serve.
+        suspect = [self.table.penalized(m.id, now) for m, _ in pairs]
+        if not any(h and not p and st == "started" for h, p, st in zip(healthy, suspect, states, strict=True)):
+            suspect = [False] * len(pairs)
         return [
-            Candidate(m.id, m.region, self.table.state_of(m, now), self.table.healthy(m, now), not m.cordoned,
-                      m.standby, self.loads.get(m.id), s.soft_limit, s.hard_limit, s.autostart)
-            for m, s in pairs
+            Candidate(m.id, m.region, st, h and not p, not m.cordoned, m.standby, self.loads.get(m.id),
+                      s.soft_limit, s.hard_limit, s.autostart)
+            for (m, s), st, h, p in zip(pairs, states, healthy, suspect, strict=True)
         ]
 
     async def pick(self, app: str, pairs_fn: Pairs, exclude: set[str], deadline: float
@@ -75,6 +81,14 @@ class Router:
                     self.metrics.autostarts.labels(app, "ok").inc()
                     self.metrics.autostart_seconds.labels(app).observe(took)
                     return m, service
+                if decision.kind in (Kind.WAIT, Kind.NONE) and exclude:
+                    # Every machine was tried: back off a little and try them all again (the caller bounds
+                    # the attempts); a machine still booting refuses connections for a moment.
+                    if time.monotonic() + 0.05 > deadline:
+                        raise RouteError(502, "PR04", f"no candidate machines left for app {app!r} after retries")
+                    await asyncio.sleep(min(0.5, 0.02 * (2 ** min(len(exclude), 5))))
+                    exclude.clear()
+                    continue
                 if decision.kind is Kind.NONE:
                     if exclude:
                         raise RouteError(502, "PR04", f"no candidate machines left for app {app!r} after retries")

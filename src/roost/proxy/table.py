@@ -161,11 +161,12 @@ class RoutingTable:
             return override[0]
         return m.state
 
+    def penalized(self, machine_id: str, now: float) -> bool:
+        return self.penalties.get(machine_id, 0) > now
+
     def healthy(self, m: MachineRoute, now: float) -> bool:
         host = self.hosts.get(m.host_id)
         if host is None or host.status != "ok":
-            return False
-        if self.penalties.get(m.id, 0) > now:
             return False
         return not any(name.startswith("servicecheck-") and status == "critical" for name, status in m.checks.items())
 
