@@ -262,7 +262,8 @@ def test_http_correctness(edge_fleet):
     host, port = url[7:].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         # pipelining: two requests in one write, two responses in order
-        s.sendall(b"GET /one HTTP/1.1\r\nHost: proto.localhost\r\n\r\nGET /two HTTP/1.1\r\nHost: proto.localhost\r\n\r\n")
+        s.sendall(b"GET /one HTTP/1.1\r\nHost: proto.localhost\r\n\r\n"
+                  b"GET /two HTTP/1.1\r\nHost: proto.localhost\r\n\r\n")
         data = b""
         deadline = time.monotonic() + 10
         while data.count(b'"path"') < 2 and time.monotonic() < deadline:
@@ -270,7 +271,8 @@ def test_http_correctness(edge_fleet):
         assert data.index(b'"/one"') < data.index(b'"/two"')
     with socket.create_connection((host, int(port)), timeout=10) as s:
         # Expect: 100-continue is answered before the body is sent
-        s.sendall(b"POST /upload HTTP/1.1\r\nHost: proto.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: proto.localhost\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
         assert _read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue")
         s.sendall(b"hello")
         assert b'"received": 5' in _read_until(s, b"}\n")
