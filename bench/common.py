@@ -28,8 +28,10 @@ def free_port() -> int:
 class BenchFleet:
     def __init__(self, regions: list[str], hosts_per_region: int = 1, **kw: object) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="roost-bench-")
+        kw.setdefault("proxies", False)
         self.spec = FleetSpec(data_dir=Path(self.tmp.name), regions=regions, hosts_per_region=hosts_per_region,
-                              server_port=free_port(), agent_port=free_port(),
+                              server_port=free_port(), agent_port=free_port(), proxy_port=free_port(),
+                              admin_port=free_port(), tcp_octet=random.randint(101, 240),
                               address_offset=random.randint(20, 200), **kw)  # type: ignore[arg-type]
         self.info = up(self.spec)
         self.url = self.info["server"]["url"]

@@ -118,7 +118,11 @@ class H1Reader:
 
     async def _fill(self, timeout: float | None) -> None:
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            if timeout is None:
+                data = await self.reader.read(READ_SIZE)
+            else:
+                async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+                    data = await self.reader.read(READ_SIZE)
         except (ConnectionError, OSError) as exc:
             raise ProtocolError(f"connection lost: {exc}") from None
         if not data:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from roost.core.ids import new_ulid
 from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk, encode_head, forwardable
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
@@ -27,6 +29,8 @@ from roost.proxy.upstream import Pool, Upstream
 
 log = logging.getLogger("roost.proxy.http")
 
+_ids = itertools.count()
+_NODE = os.urandom(3).hex()
 IDEMPOTENT = {b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"}
 STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
                400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout"}
@@ -92,7 +96,7 @@ class HttpProxy:
     async def handle(self, req: Message, client: H1Reader, writer: asyncio.StreamWriter, client_ip: str,
                      port: int) -> bool:
         started = time.monotonic()
-        request_id = f"{new_ulid()}-{self.s.region}"
+        request_id = f"{time.time_ns():x}{next(_ids):x}{_NODE}-{self.s.region}"
         app = self._app_of(req)
         if app is None or (app not in self.table.apps and app not in self.table.by_app):
             await self._drain_body(req, client)
@@ -121,7 +125,7 @@ class HttpProxy:
             host_port = m.host_port(service.internal_port)
             assert host_port is not None
             self.loads.acquire(m.id)
-            gauge = self.metrics.concurrency.labels(app, m.id)
+            gauge: Any = self.metrics.child(self.metrics.concurrency, app, m.id)
             gauge.inc()
             try:
                 keep = await self._forward(req, client, writer, app, m, host_port, body, complete, request_id,
@@ -160,11 +164,10 @@ class HttpProxy:
             raise _Retry("connect") from None
         retryable = complete and req.method in IDEMPOTENT
         try:
-            conn.writer.write(self._request_head(req, body, complete, request_id, client_ip, port))
+            head = self._request_head(req, body, complete, request_id, client_ip, port)
             # A streamed body keeps the client's framing: its Content-Length, or chunked.
             rechunk = not complete and req.content_length is None
-            if body:
-                conn.writer.write(chunk(body) if rechunk else body)
+            conn.writer.write(head + (chunk(body) if rechunk else body) if body else head)
             await conn.writer.drain()
             if not complete:
                 while True:
@@ -201,8 +204,10 @@ class HttpProxy:
                 raise _Retry("reset-before-response")
             return await self._error(writer, req, request_id, 502, "PC02",
                                      f"machine {m.id} closed the connection without answering")
-        self.metrics.latency.labels(app).observe(time.monotonic() - started)
-        self.metrics.requests.labels(app, m.id, str(resp.status)).inc()
+        child: Any = self.metrics.child(self.metrics.latency, app)
+        child.observe(time.monotonic() - started)
+        child = self.metrics.child(self.metrics.requests, app, m.id, str(resp.status))
+        child.inc()
         if resp.status == 101 and req.upgrade:
             writer.write(self._response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True))
             await writer.drain()
@@ -224,7 +229,12 @@ class HttpProxy:
         else:
             framing = b"close"
             keep = False
-        writer.write(self._response_head(resp, req, request_id, framing=framing, keep=keep))
+        head = self._response_head(resp, req, request_id, framing=framing, keep=keep)
+        if not no_body and resp.body and framing != b"chunked":
+            # The body's first bytes usually came with the head: one write, one syscall.
+            head += b"".join(resp.body)
+            resp.body.clear()
+        writer.write(head)
         if no_body:
             await writer.drain()
         else:

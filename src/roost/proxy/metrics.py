@@ -30,5 +30,15 @@ class Metrics:
         self.tcp_connections = Counter("roost_proxy_tcp_connections_total", "TCP connections", ["app", "result"],
                                        registry=r)
 
+        self._children: dict[tuple[object, ...], object] = {}
+
+    def child(self, metric: object, *labels: str) -> object:
+        """A labelled child, cached: the per-request path should not pay for prometheus' label lookup."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)  # type: ignore[attr-defined]
+        return found
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

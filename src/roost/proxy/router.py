@@ -40,17 +40,23 @@ class Router:
 
     def candidates(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> list[Candidate]:
         now = time.monotonic()
-        states = [self.table.state_of(m, now) for m, _ in pairs]
-        healthy = [self.table.healthy(m, now) for m, _ in pairs]
-        # A machine that just refused a connection sits out for a moment, unless nothing else can serve.
-        suspect = [self.table.penalized(m.id, now) for m, _ in pairs]
-        if not any(h and not p and st == "started" for h, p, st in zip(healthy, suspect, states, strict=True)):
-            suspect = [False] * len(pairs)
-        return [
-            Candidate(m.id, m.region, st, h and not p, not m.cordoned, m.standby, self.loads.get(m.id),
-                      s.soft_limit, s.hard_limit, s.autostart)
-            for (m, s), st, h, p in zip(pairs, states, healthy, suspect, strict=True)
-        ]
+        table, loads = self.table, self.loads.in_flight
+        out = []
+        any_good = False
+        suspects = []
+        for m, s in pairs:
+            st = table.state_of(m, now)
+            healthy = table.healthy(m, now)
+            suspect = bool(table.penalties) and table.penalized(m.id, now)
+            any_good = any_good or (healthy and not suspect and st == "started")
+            suspects.append(suspect)
+            out.append(Candidate(m.id, m.region, st, healthy, not m.cordoned, m.standby, loads.get(m.id, 0),
+                                 s.soft_limit, s.hard_limit, s.autostart))
+        if any_good and any(suspects):
+            # A machine that just refused a connection sits out for a moment, unless nothing else can serve.
+            out = [Candidate(c.id, c.region, c.state, False, c.routable, c.standby, c.load, c.soft_limit,
+                             c.hard_limit, c.autostart) if sus else c for c, sus in zip(out, suspects, strict=True)]
+        return out
 
     async def pick(self, app: str, pairs_fn: Pairs, exclude: set[str], deadline: float
                    ) -> tuple[MachineRoute, ServiceSpec]:

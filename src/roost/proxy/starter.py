@@ -10,6 +10,7 @@ import time
 
 import httpx
 
+from roost.proxy.agentcall import AgentCaller, AgentCallError
 from roost.proxy.table import MachineRoute, RoutingTable
 
 log = logging.getLogger("roost.proxy.starter")
@@ -32,6 +33,7 @@ class Starter:
         self.headers = {"Authorization": f"Bearer {token}"}
         self.client = httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(START_TIMEOUT, connect=2.0),
                                         trust_env=False)
+        self.agents = AgentCaller(token)
         self._inflight: dict[str, asyncio.Future[float]] = {}
 
     async def start(self, m: MachineRoute, port: int) -> float:
@@ -58,19 +60,22 @@ class Starter:
         if host is None or host.status != "ok":
             raise StartError("PM05", f"machine {m.id}'s host {m.host_id} is not reachable")
         try:
-            response = await self.client.post(f"{host.agent_url}/v1/machines/{m.id}/start",
-                                              json={"id": m.id, "instance_id": m.instance_id})
-        except httpx.TimeoutException:
+            status, answer = await self.agents.post(f"{host.agent_url}/v1/machines/{m.id}/start",
+                                                    {"id": m.id, "instance_id": m.instance_id}, START_TIMEOUT)
+        except TimeoutError:
             raise StartError("PM03", f"timed out starting machine {m.id}") from None
-        except httpx.HTTPError as exc:
+        except AgentCallError as exc:
             raise StartError("PM05", f"could not reach the agent of host {m.host_id}: {exc}") from None
-        if response.status_code in (404, 409, 422) and "spec" in response.text:
+        message = str((answer or {}).get("error", "")) if isinstance(answer, dict) else ""
+        if status in (404, 409, 422) and "spec" in message:
             # The agent does not know this version yet: the control plane can start it.
             await self._start_via_server(m)
-        elif response.status_code >= 400:
-            raise StartError("PM07", f"starting machine {m.id} failed: {_error(response)}")
+        elif status >= 400:
+            raise StartError("PM07", f"starting machine {m.id} failed: {message or status}")
+        was_suspended = self.table.state_of(m, time.monotonic()) == "suspended"
         self.table.override_state(m.id, "started")
-        await self._reachable(m, port)
+        if not was_suspended:  # a resumed machine's sockets were listening all along
+            await self._reachable(m, port)
         return time.monotonic() - began
 
     async def _start_via_server(self, m: MachineRoute) -> None:
@@ -85,7 +90,7 @@ class Starter:
 
     async def _reachable(self, m: MachineRoute, port: int) -> None:
         deadline = time.monotonic() + REACHABLE_TIMEOUT
-        delay = 0.002
+        delay = 0.002  # a connect on loopback is cheap: probe often, so the wait ends when the app is up
         while True:
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(m.address, port), 1.0)
@@ -96,7 +101,7 @@ class Starter:
                     raise StartError("PM03", f"machine {m.id} started but its port {port} never accepted "
                                              f"connections within {REACHABLE_TIMEOUT:g}s") from None
                 await asyncio.sleep(delay)
-                delay = min(0.05, delay * 1.5)
+                delay = min(0.005, delay * 1.2)
 
     async def stop(self, m: MachineRoute, action: str) -> str:
         """The idle loop's stop or suspend, straight to the agent; returns what happened."""
@@ -121,6 +126,7 @@ class Starter:
         return "stopped"
 
     async def close(self) -> None:
+        self.agents.close()
         await self.client.aclose()
 
 

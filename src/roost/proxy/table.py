@@ -156,6 +156,8 @@ class RoutingTable:
         self.penalties[machine_id] = time.monotonic() + PENALTY_SECONDS
 
     def state_of(self, m: MachineRoute, now: float) -> str:
+        if not self.state_overrides:
+            return m.state
         override = self.state_overrides.get(m.id)
         if override and override[1] > now:
             return override[0]
