@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import BenchFleet, free_port, table
 
 ROOT = Path(__file__).resolve().parents[1]
