@@ -66,23 +66,34 @@ def duration_seconds(value: object, *, field: str, int_unit: float = 1e-9) -> fl
 
 
 def format_go_duration(seconds: float) -> str:
-    """90.0 -> '1m30s', 0.5 -> '500ms' (the canonical form we return)."""
-    if seconds <= 0:
+    """Go's time.Duration.String(): 90 -> '1m30s', 3600 -> '1h0m0s', 0.5 -> '500ms', 0 -> '0s'."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
         return "0s"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    frac = seconds - whole
-    h, rem = divmod(whole, 3600)
-    m, s = divmod(rem, 60)
-    out = ""
-    if h:
-        out += f"{h}h"
-    if m:
-        out += f"{m}m"
-    if s or frac or not out:
-        out += f"{s + frac:g}s" if frac else f"{s}s"
-    return out
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+
+    def frac(value: int, scale: int) -> str:
+        whole, rest = divmod(value, scale)
+        if not rest:
+            return str(whole)
+        digits = len(str(scale)) - 1
+        return f"{whole}.{rest:0{digits}d}".rstrip("0")
+
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{frac(ns, 1000)}µs"
+    if ns < 1_000_000_000:
+        return f"{sign}{frac(ns, 1_000_000)}ms"
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    out = sign
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return out + f"{frac(rest, 10**9)}s"
 
 
 def parse_signal(value: object, *, field: str = "signal") -> int:

@@ -1,0 +1,1 @@
+"""Planning deploys and scale changes: which machines to create, update, destroy. Pure."""
