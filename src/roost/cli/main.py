@@ -9,6 +9,7 @@ import typer
 from roost.cli import (
     agent_cmd,
     apps_cmd,
+    deploy_cmd,
     dev_cmd,
     hosts_cmd,
     image_cmd,
@@ -20,14 +21,17 @@ from roost.cli import (
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Roost: run apps as machines on your own fleet, with the resiliency features of Fly.io.")
-for module in (server_cmd, agent_cmd, proxy_cmd, dev_cmd, apps_cmd, machine_cmd, image_cmd, logs_cmd, hosts_cmd):
+for module in (server_cmd, agent_cmd, proxy_cmd, dev_cmd, apps_cmd, machine_cmd, image_cmd, logs_cmd, hosts_cmd,
+               deploy_cmd):
     module.register(app)
 
 
 def main() -> None:
     from roost.cli.output import run_cli
 
-    run_cli(app, sys.argv[1:])
+    # flyctl spells boolean flags --ha=false; Typer spells them --no-ha.
+    argv = [{"--ha=false": "--no-ha", "--ha=true": "--ha"}.get(a, a) for a in sys.argv[1:]]
+    run_cli(app, argv)
 
 
 if __name__ == "__main__":

@@ -294,6 +294,59 @@ class EdgeProxy:
         return f"{self.tcp_prefix}.{ip_index // 250}.{ip_index % 250 + 1}"
 
 
+@dataclass
+class AppSecrets:
+    """An app's secrets. Values are kept for machines' environments and never shown by the API or the feed."""
+
+    app: str
+    values: dict[str, JSON] = field(default_factory=dict)  # name -> {value, digest, created_at, updated_at}
+    version: int = 0
+
+    def to_doc(self) -> JSON:
+        return {"app": self.app, "values": self.values, "version": self.version}
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> AppSecrets:
+        return cls(doc["app"], doc.get("values") or {}, doc.get("version", 0))
+
+    def env(self) -> dict[str, str]:
+        return {name: str(item["value"]) for name, item in self.values.items()}
+
+    def to_api(self) -> JSON:
+        return {"secrets": [{"name": name, "digest": item["digest"], "created_at": rfc3339(item["created_at"]),
+                             "updated_at": rfc3339(item["updated_at"])} for name, item in sorted(self.values.items())],
+                "version": self.version}
+
+
+@dataclass
+class Release:
+    app: str
+    version: int
+    status: str  # pending | running | complete | failed
+    image: str
+    strategy: str
+    created_at: float
+    updated_at: float
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}/{self.version:08d}"
+
+    def to_doc(self) -> JSON:
+        return {"app": self.app, "version": self.version, "status": self.status, "image": self.image,
+                "strategy": self.strategy, "created_at": self.created_at, "updated_at": self.updated_at,
+                "description": self.description}
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Release:
+        return cls(**doc)
+
+    def to_api(self) -> JSON:
+        return {**self.to_doc(), "id": self.key, "created_at": rfc3339(self.created_at),
+                "updated_at": rfc3339(self.updated_at)}
+
+
 def parse_image_name(name: str) -> tuple[str, str, str]:
     """'ghcr.io/org/app:latest' -> ('ghcr.io', 'org/app', 'latest'); 'nginx' -> ('', 'nginx', 'latest').
 

@@ -19,6 +19,8 @@ from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
+from roost.server.releases import ReleaseService
+from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
 from roost.server.volumes import VolumeService
 from roost.weblib import json_body, ok, query_bool, query_number
@@ -36,6 +38,8 @@ class Services:
     hosts: HostService
     blobs: BlobStore
     logs: LogService
+    secrets: SecretService
+    releases: ReleaseService
 
 
 def routes(s: Services) -> list[Route]:
@@ -326,6 +330,46 @@ def routes(s: Services) -> list[Route]:
                for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))]
         return ok({"ips": ips})
 
+    async def list_secrets(request: Request) -> Response:
+        return ok(s.secrets.list(request.path_params["app"]))
+
+    async def set_secrets(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        return ok(await s.secrets.set(request.path_params["app"], body.get("values") if isinstance(body, dict)
+                                      else None))
+
+    async def set_secret(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+            raise bad_request("body must be {\"value\": \"...\"}")
+        name = request.path_params["name"]
+        result = await s.secrets.set(request.path_params["app"], {name: body["value"]})
+        entry = next(x for x in result["secrets"] if x["name"] == name)
+        return ok({**entry, "version": result["version"]}, 201)
+
+    async def get_secret(request: Request) -> Response:
+        listing = s.secrets.list(request.path_params["app"])
+        entry = next((x for x in listing["secrets"] if x["name"] == request.path_params["name"]), None)
+        if entry is None:
+            raise not_found(f"secret {request.path_params['name']!r} is not set")
+        return ok(entry)
+
+    async def unset_secret(request: Request) -> Response:
+        return ok(await s.secrets.unset(request.path_params["app"], request.path_params["name"]))
+
+    async def list_releases(request: Request) -> Response:
+        return ok(s.releases.list(request.path_params["app"]))
+
+    async def create_release(request: Request) -> Response:
+        return ok(await s.releases.create(request.path_params["app"], await json_body(request, required=True)), 201)
+
+    async def update_release(request: Request) -> Response:
+        version = request.path_params["version"]
+        if not version.isdigit():
+            raise bad_request("release version must be a number")
+        return ok(await s.releases.update(request.path_params["app"], int(version),
+                                          await json_body(request, required=True)))
+
     async def healthz(request: Request) -> Response:
         return ok({"ok": True, "revision": s.state.hub.revision})
 
@@ -381,6 +425,14 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/proxies", list_proxies, methods=["GET"]),
         Route("/v1/proxies", register_proxy, methods=["POST"]),
         Route("/v1/apps/{app}/ip_assignments", ip_assignments, methods=["GET"]),
+        Route("/v1/apps/{app}/secrets", list_secrets, methods=["GET"]),
+        Route("/v1/apps/{app}/secrets", set_secrets, methods=["POST"]),
+        Route("/v1/apps/{app}/secrets/{name}", get_secret, methods=["GET"]),
+        Route("/v1/apps/{app}/secrets/{name}", set_secret, methods=["POST"]),
+        Route("/v1/apps/{app}/secrets/{name}", unset_secret, methods=["DELETE"]),
+        Route("/v1/apps/{app}/releases", list_releases, methods=["GET"]),
+        Route("/v1/apps/{app}/releases", create_release, methods=["POST"]),
+        Route("/v1/apps/{app}/releases/{version}", update_release, methods=["PATCH"]),
     ]
 
 

@@ -177,6 +177,15 @@ class HostService:
         if new_state is None and event is None and (not changes or changes == {"checks": m.checks}):
             return
         await self.machines._write(m.id, state=new_state, event=event, **changes)
+        if new_state is State.STOPPED and m.config.get("auto_destroy") and "exit_code" in r:
+            # An auto_destroy machine is gone once it exits on its own (Fly: one-off machines).
+            self.machines.spawn(self._auto_destroy(m.app, m.id))
+
+    async def _auto_destroy(self, app: str, machine_id: str) -> None:
+        try:
+            await self.machines.destroy(app, machine_id, True, None)
+        except Exception:
+            log.exception("auto_destroy of %s failed", machine_id)
 
     async def set_cordon(self, host_id: str, cordoned: bool) -> dict[str, Any]:
         async with self.state.lock:

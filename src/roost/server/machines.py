@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from roost.core import lifecycle
@@ -36,10 +36,12 @@ MAX_BACKGROUND_OPS = 1000
 
 
 class MachineService:
-    def __init__(self, state: ClusterState, agents: AgentClient, default_region: str) -> None:
+    def __init__(self, state: ClusterState, agents: AgentClient, default_region: str,
+                 secrets: Callable[[str], dict[str, str]] = lambda _app: {}) -> None:
         self.state = state
         self.agents = agents
         self.default_region = default_region
+        self.secrets = secrets
         self._op_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -138,7 +140,7 @@ class MachineService:
         app = self.state.apps.get(m.app)
         config_env = dict(m.config.get("env") or {})
         primary = (app.primary_region if app else "") or config_env.get("PRIMARY_REGION") or m.region
-        env = {**config_env}
+        env = {**config_env, **self.secrets(m.app)}  # secrets win over [env]
         env.update({
             "FLY_APP_NAME": m.app,
             "FLY_MACHINE_ID": m.id,
@@ -304,7 +306,8 @@ class MachineService:
                 self.host_for(m, "start")
                 if m.state is not State.SUSPENDED:
                     # A resume takes a few ms: the operation lock guards it without a transitional write.
-                    m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
+                    m = await self._write(m.id, state=State.STARTING, checks={},
+                                          event=machine_event("start", "starting", "user"))
                 await self._agent_start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
 
@@ -405,8 +408,10 @@ class MachineService:
         m = self.get(app, machine_id)
         self.check_lease(m, nonce, time.time())
         lifecycle.check(Action.CORDON, m.state)
-        if m.cordoned != cordoned:
-            await self._write(m.id, cordoned=cordoned,
+        # Uncordon also puts a machine created with skip_service_registration into service (bluegreen).
+        if m.cordoned != cordoned or (not cordoned and m.skip_service_registration):
+            await self._write(m.id, cordoned=cordoned, skip_service_registration=False if not cordoned
+                              else m.skip_service_registration,
                               event=machine_event("cordon" if cordoned else "uncordon", "ok", "user"))
         return {"ok": True}
 
@@ -457,6 +462,7 @@ class MachineService:
                 updated.config = config
                 updated.image_ref = image.image_ref()
                 updated.instance_id = new_ulid()
+                updated.checks = {}  # the new version reports its own
                 updated.ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(m.host_id, m.id),
                                                existing=current.ports)
                 if "skip_service_registration" in body:

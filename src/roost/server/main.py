@@ -23,6 +23,8 @@ from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
+from roost.server.releases import ReleaseService
+from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
 from roost.server.volumes import VolumeService
 from roost.server.watch import WatchHub
@@ -65,7 +67,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     state = ClusterState(store, WatchHub())
     state.load()
     agents = AgentClient(token)
-    machines = MachineService(state, agents, config.default_region)
+    secrets = SecretService(state)
+    machines = MachineService(state, agents, config.default_region, secrets.env)
     services = Services(
         state=state,
         apps=AppService(state, machines),
@@ -74,6 +77,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         hosts=HostService(state, machines, config.detector),
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
+        secrets=secrets,
+        releases=ReleaseService(state),
     )
 
     @contextlib.asynccontextmanager

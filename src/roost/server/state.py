@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
-from roost.core.model import App, EdgeProxy, Host, Image, Machine, Volume
+from roost.core.model import App, AppSecrets, EdgeProxy, Host, Image, Machine, Release, Volume
 from roost.placement.scheduler import HostView, millicpus
 from roost.server.watch import WatchHub
 from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store
@@ -27,14 +27,20 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _encode_bytes(value: Any) -> bytes:
     return _encode(value).encode()
-Record = App | Machine | Volume | Host | Image | EdgeProxy
+Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release
 
-KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy"}
+KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy",
+        AppSecrets: "secrets", Release: "release"}
+PRIVATE_KINDS = {"secrets"}  # stored, never published on the watch feed
 
 
 def key_of(obj: Record) -> str:
     if isinstance(obj, App):
         return obj.name
+    if isinstance(obj, AppSecrets):
+        return obj.app
+    if isinstance(obj, Release):
+        return obj.key
     if isinstance(obj, Image):
         return obj.ref
     return obj.id
@@ -51,6 +57,8 @@ class ClusterState:
         self.hosts: dict[str, Host] = {}
         self.images: dict[str, Image] = {}
         self.proxies: dict[str, EdgeProxy] = {}
+        self.secrets: dict[str, AppSecrets] = {}
+        self.releases: dict[str, Release] = {}
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
@@ -82,6 +90,12 @@ class ClusterState:
         for doc in docs.get("proxy", {}).values():
             edge = EdgeProxy.from_doc(doc)
             self.proxies[edge.id] = edge
+        for doc in docs.get("secrets", {}).values():
+            secrets = AppSecrets.from_doc(doc)
+            self.secrets[secrets.app] = secrets
+        for doc in docs.get("release", {}).values():
+            release = Release.from_doc(doc)
+            self.releases[release.key] = release
         self.hub.revision = revision
         oldest = self.store.oldest_revision()
         if oldest:
@@ -99,8 +113,10 @@ class ClusterState:
         """
         writes: list[Put | Delete] = [Put(KIND[type(o)], key_of(o), o.to_doc()) for o in objs]
         writes += [Delete(KIND[type(o)], key_of(o)) for o in deleted]
-        feed = [FeedEntry(KIND[type(o)], key_of(o), "put", self.public_view(o)) for o in (*objs, *extra_feed)]
-        feed += [FeedEntry(KIND[type(o)], key_of(o), "delete", None) for o in deleted]
+        feed = [FeedEntry(KIND[type(o)], key_of(o), "put", self.public_view(o)) for o in (*objs, *extra_feed)
+                if KIND[type(o)] not in PRIVATE_KINDS]
+        feed += [FeedEntry(KIND[type(o)], key_of(o), "delete", None) for o in deleted
+                 if KIND[type(o)] not in PRIVATE_KINDS]
         now = time.time()
         revision = await self.in_store_thread(self.store.commit, writes, feed, now)
         for obj in objs:
@@ -152,6 +168,10 @@ class ClusterState:
             self.images[obj.ref] = obj
         elif isinstance(obj, EdgeProxy):
             self.proxies[obj.id] = obj
+        elif isinstance(obj, AppSecrets):
+            self.secrets[obj.app] = obj
+        elif isinstance(obj, Release):
+            self.releases[obj.key] = obj
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -174,6 +194,10 @@ class ClusterState:
             self.images.pop(obj.ref, None)
         elif isinstance(obj, EdgeProxy):
             self.proxies.pop(obj.id, None)
+        elif isinstance(obj, AppSecrets):
+            self.secrets.pop(obj.app, None)
+        elif isinstance(obj, Release):
+            self.releases.pop(obj.key, None)
 
     def machine_changed(self, machine_id: str) -> asyncio.Event:
         """An event set at the next change of this machine (used by /wait)."""

@@ -1,0 +1,1 @@
+"""Deploys and scale changes carried out through the Machines API (the CLI side, as flyctl)."""

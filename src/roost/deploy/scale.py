@@ -1,0 +1,115 @@
+"""`roost scale count`: plan with flyctl's convergence, then create and destroy machines through the API.
+
+New machines clone the group's first machine's config with standbys cleared (flyctl: "no point on having
+more than one"); a group with no machines takes fly.toml's config and the image of the latest complete
+release. Volumes are reused when an unattached one of the same name is in the region, else created.
+Removals take the first machines of a region in API order, destroyed with kill=true.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from roost.cli.client import Api
+from roost.cli.output import CliError
+from roost.config.flytoml import AppConfig
+from roost.config.machines import machine_config
+from roost.deploy.runner import group_of, managed_machines
+from roost.plan.scale import RegionChange, converge
+
+
+@dataclass
+class GroupScale:
+    group: str
+    changes: list[RegionChange]
+    template: dict[str, Any]
+    machines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def adds(self) -> int:
+        return sum(max(0, c.delta) for c in self.changes)
+
+    @property
+    def removes(self) -> int:
+        return sum(max(0, -c.delta) for c in self.changes)
+
+
+def plan_scale(api: Api, app: str, counts: dict[str, str], regions: list[str] | None, max_per_region: int,
+               cfg: AppConfig | None) -> list[GroupScale]:
+    from roost.plan.scale import parse_count
+
+    machines = managed_machines(api, app)
+    if not regions:
+        regions = list(dict.fromkeys(m["region"] for m in machines))
+    if not regions:
+        primary = (cfg.primary_region if cfg else "") or str(api.get(f"/v1/apps/{app}").get("primary_region") or "")
+        if not primary:
+            raise CliError("no machines and no primary region to scale in: pass --region")
+        regions = [primary]
+    plans = []
+    for group, count in counts.items():
+        in_group = [m for m in machines if group_of(m) == group]
+        listed = [m for m in in_group if m["region"] in regions]
+        total = parse_count(count, len(listed))
+        current: dict[str, int] = {}
+        for m in listed:
+            current[m["region"]] = current.get(m["region"], 0) + 1
+        changes = converge(total, regions, current, max_per_region)
+        plans.append(GroupScale(group, changes, template_for(api, app, group, in_group, cfg), in_group))
+    return plans
+
+
+def template_for(api: Api, app: str, group: str, machines: list[dict[str, Any]], cfg: AppConfig | None
+                 ) -> dict[str, Any]:
+    if machines:
+        config = copy.deepcopy(machines[0]["config"])
+        config.pop("standbys", None)
+        (config.get("env") or {}).pop("FLY_STANDBY_FOR", None)
+        return dict(config)
+    if cfg is None:
+        raise CliError(f"process group {group!r} has no machines to clone: run from the app's directory "
+                       "(with its fly.toml) or 'roost deploy' first")
+    releases = [r for r in api.get(f"/v1/apps/{app}/releases") if r["status"] == "complete"]
+    if not releases:
+        raise CliError("this app has no complete releases: run 'roost deploy' first")
+    if group not in cfg.processes and not (group == "app" and not cfg.processes):
+        raise CliError(f"unknown process group {group!r} in fly.toml")
+    return machine_config(cfg, group, releases[0]["image"])
+
+
+def execute(api: Api, app: str, plans: list[GroupScale], say: Any) -> tuple[list[str], list[str]]:
+    created: list[str] = []
+    destroyed: list[str] = []
+    for gp in plans:
+        for change in gp.changes:
+            if change.delta < 0:
+                in_region = [m for m in gp.machines if m["region"] == change.region]
+                for m in in_region[: -change.delta]:
+                    api.delete(f"/v1/apps/{app}/machines/{m['id']}", params={"kill": "true"})
+                    destroyed.append(m["id"])
+                    say(f"  destroyed {m['id']} ({gp.group}) in {change.region}")
+        for change in gp.changes:
+            for _ in range(max(0, change.delta)):
+                config = copy.deepcopy(gp.template)
+                for mount in config.get("mounts") or []:
+                    mount["volume"] = volume_for(api, app, mount, change.region, change.target > 1)
+                m = api.post(f"/v1/apps/{app}/machines", json={"config": config, "region": change.region})
+                created.append(m["id"])
+                say(f"  created {m['id']} ({gp.group}) in {change.region} on {m.get('host_id')}")
+    for mid in created:
+        api.wait_state(app, mid, "started", 120)
+    return created, destroyed
+
+
+def volume_for(api: Api, app: str, mount: dict[str, Any], region: str, unique: bool) -> str:
+    name = mount.get("name") or "data"
+    volumes = [v for v in api.get(f"/v1/apps/{app}/volumes") if v["name"] == name]
+    for v in volumes:
+        if v["region"] == region and not v.get("attached_machine_id") and v.get("host_status") == "ok":
+            return str(v["id"])
+    size = max([v["size_gb"] for v in volumes] or [1])
+    created = api.post(f"/v1/apps/{app}/volumes", json={"name": name, "region": region, "size_gb": size,
+                                                        "require_unique_zone": unique})
+    return str(created["id"])
