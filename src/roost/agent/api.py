@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -94,12 +95,29 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
             return ok(logs.since(path(mid), int(query_number(request, "offset", 0, lo=0, hi=2**62))))
         return ok(logs.tail(path(mid), int(query_number(request, "lines", 100, lo=0, hi=100000))))
 
+    async def probe(request: Request) -> Response:
+        """An indirect probe for the control plane: can this host reach that one?"""
+        body = await json_body(request, required=True)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url.startswith("http"):
+            raise bad_request("body must be {\"url\": \"http://...\", \"timeout\": 0.3}")
+        timeout = float(body.get("timeout") or 0.3)
+        local = host_info.get("address")
+        transport = httpx.AsyncHTTPTransport(local_address=local) if local else None
+        try:
+            async with httpx.AsyncClient(timeout=min(timeout, 2.0), trust_env=False, transport=transport) as client:
+                reachable = (await client.get(url)).status_code < 500
+        except httpx.HTTPError:
+            reachable = False
+        return ok({"reachable": reachable})
+
     async def health(request: Request) -> Response:
         return ok({"ok": True, **host_info, "machines": len(sup.records)})
 
     base = "/v1/machines/{id}"
     return [
         Route("/healthz", health),
+        Route("/v1/probe", probe, methods=["POST"]),
         Route("/v1/machines", list_machines, methods=["GET"]),
         Route(base + "/start", _wrap(start), methods=["POST"]),
         Route(base + "/stop", _wrap(stop), methods=["POST"]),

@@ -20,7 +20,8 @@ class ImageError(Exception):
 
 
 class ImageCache:
-    def __init__(self, root: Path, server_url: str, token: str) -> None:
+    def __init__(self, root: Path, server_url: str, token: str, local_address: str | None = None) -> None:
+        self.local_address = local_address
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.server_url = server_url.rstrip("/")
@@ -52,7 +53,8 @@ class ImageCache:
         hasher = hashlib.sha256()
         url = f"{self.server_url}/v1/images/blobs/{digest}"
         try:
-            async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, trust_env=False) as client, \
+            transport = httpx.AsyncHTTPTransport(local_address=self.local_address) if self.local_address else None
+            async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, trust_env=False, transport=transport) as client, \
                     client.stream("GET", url, headers={"Authorization": f"Bearer {self.token}"}) as response:
                 if response.status_code != 200:
                     raise ImageError(f"pulling image {digest}: server answered {response.status_code}")

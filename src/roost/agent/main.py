@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal as signals
@@ -55,9 +56,9 @@ def build_app(config: AgentConfig) -> Starlette:
         driver: Any = FakeDriver()
     else:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
-    outbox = Outbox(config.server_url, config.token, config.host_id)
-    supervisor = Supervisor(driver, RecordStore(data / "records"), ImageCache(data / "images", config.server_url,
-                                                                            config.token),
+    outbox = Outbox(config.server_url, config.token, config.host_id, local_address=config.listen_host)
+    images = ImageCache(data / "images", config.server_url, config.token, local_address=config.listen_host)
+    supervisor = Supervisor(driver, RecordStore(data / "records"), images,
                             outbox.put, runtime_bin_dir(data / "bin"), data / "volumes")
     agent_url = f"http://{config.listen_host}:{config.listen_port}"
     registration = {
@@ -68,16 +69,33 @@ def build_app(config: AgentConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError, ValueError):
+            supervisor.watched = list(json.loads((data / "watched.json").read_text()))
         await supervisor.recover()
 
-        def destroy_orphans(ids: list[str]) -> None:
-            for mid in ids:
+        watched_file = data / "watched.json"
+
+        def on_reply(reply: dict[str, Any]) -> None:
+            watched = sorted(reply.get("watched") or [])
+            if watched != supervisor.watched:
+                # Kept on disk: after a crash, a watched machine found dead is not restarted by this host
+                # (its standby may have taken over); the control plane decides.
+                supervisor.watched = watched
+                tmp = watched_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(watched))
+                os.replace(tmp, watched_file)
+            for mid in reply.get("destroy") or []:
                 if mid in supervisor.records:
                     log.info("server no longer knows machine %s: removing it", mid)
                     loop.call_soon_threadsafe(lambda m=mid: asyncio.ensure_future(supervisor.destroy(m)))
+            for mid in reply.get("stop") or []:
+                if mid in supervisor.records:
+                    log.info("machine %s was replaced by its standby while this host was away: stopping it", mid)
+                    loop.call_soon_threadsafe(lambda m=mid: asyncio.ensure_future(supervisor.stop(m, 9, 1.0)))
 
         heartbeat = Heartbeat(config.server_url, config.token, registration, config.heartbeat_interval,
-                              lambda: supervisor.snapshot, destroy_orphans)
+                              lambda: supervisor.snapshot, on_reply, supervisor.fence,
+                              local_address=config.listen_host)
         heartbeat.start()
         stop = asyncio.Event()
         outbox_task = asyncio.create_task(outbox.run(stop))
@@ -95,7 +113,8 @@ def build_app(config: AgentConfig) -> Starlette:
             await supervisor.shutdown()
             driver.shutdown()  # machines keep running: the agent's exit is not theirs
 
-    app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region}),
+    app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
+                                               "address": config.listen_host}),
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(BearerAuth, tokens=lambda: [config.token])
     return app

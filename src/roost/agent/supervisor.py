@@ -52,6 +52,12 @@ class Supervisor:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._checks: dict[str, CheckRunner] = {}
         self.snapshot: dict[str, Any] = {}  # replaced whole on change: read by the heartbeat thread
+        self.fenced: set[str] = set()  # machines killed by fencing: their exits are expected and final
+        self.watched: list[str] = []  # machines a standby elsewhere watches (from the control plane)
+        self._no_restart: set[str] = set()
+        self.runs_log = records.root.parent / "runs.log"
+        self.fencing_dir = records.root.parent / "fencing"
+        self.fencing_dir.mkdir(parents=True, exist_ok=True)
 
     def lock(self, machine_id: str) -> asyncio.Lock:
         lock = self._locks.get(machine_id)
@@ -64,6 +70,36 @@ class Supervisor:
         self.records[record.id] = record
         self.store.save(record)
         self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
+
+    def _run_log(self, machine_id: str, pid: int | None, what: str, reason: str = "") -> None:
+        """Append-only record of when each machine's process started and ended (wall clock), for drills'
+        double-run checks across hosts."""
+        import json
+
+        line = json.dumps({"machine": machine_id, "pid": pid, "event": what, "time": time.time(),
+                           "reason": reason}) + "\n"
+        with open(self.runs_log, "a") as fh:
+            fh.write(line)
+
+    def fence(self, machine_ids: list[str]) -> None:
+        """Called from the heartbeat thread when the lease ran out: kill the watched machines now.
+
+        Marked first, so that their exits are expected (no restart policy), then killed outright: a fenced
+        machine must be gone before the control plane may start its standby."""
+        import os
+        import signal
+
+        for mid in machine_ids:
+            record = self.records.get(mid)
+            pid = (record.run or {}).get("pid") if record else None
+            self.fenced.add(mid)
+            if pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(pid), signal.SIGKILL)
+            kill = getattr(self.driver, "kill_leftovers", None)
+            if kill is not None:
+                with contextlib.suppress(Exception):
+                    kill(mid)
 
     def _report_state(self, record: MachineRecord, cause: str) -> None:
         """Tell the control plane what the machine is now, whoever asked (the server, or a proxy directly)."""
@@ -93,9 +129,12 @@ class Supervisor:
                     if record.state == "started":
                         self._start_checks(record)
                     continue
-                # It exited while nobody watched: report that, then let the restart policy decide.
+                # It exited while nobody watched: report that, then let the restart policy decide —
+                # except for a watched machine, whose standby may have taken over meanwhile.
                 log.info("machine %s exited while the agent was down", record.id)
                 self.records[record.id] = record
+                if record.id in self.watched:
+                    self._no_restart.add(record.id)
                 task = asyncio.ensure_future(self._on_exit(record.id, info.pid,
                                                            ExitInfo(exit_code=None, exited_at=time.time())))
                 self._watchers[record.id] = task
@@ -167,6 +206,7 @@ class Supervisor:
             raise AgentError(422, str(exc)) from exc
         new.run = asdict(run)
         self._save(new)
+        self._run_log(mid, run.pid, "start")
         self._watch(new)
         self._start_checks(new)
         self._report_state(new, "start")
@@ -258,8 +298,21 @@ class Supervisor:
     async def _on_exit(self, machine_id: str, pid: int | None, info: ExitInfo) -> None:
         async with self.lock(machine_id):
             record = self.records.get(machine_id)
+            self._run_log(machine_id, pid, "end", "fenced" if machine_id in self.fenced else "exit")
             if machine_id in self._expected:
                 self._expected.discard(machine_id)
+                return
+            if machine_id in self.fenced and record is not None:
+                self.fenced.discard(machine_id)
+                await self._stop_checks(machine_id)
+                record.state = "stopped"
+                record.run = None
+                record.last_exit = asdict(info)
+                self._save(record)
+                self.report({"id": machine_id, "instance_id": record.instance_id, "state": "stopped",
+                             "event": machine_event("fenced", "stopped", "flyd", {
+                                 "reason": "this host lost the control plane and most peers for longer than "
+                                           "its lease; a standby may have taken over"})})
                 return
             if record is None or (record.run and record.run.get("pid") != pid) \
                     or record.state not in ("started", "suspended"):
@@ -267,7 +320,9 @@ class Supervisor:
             await self._stop_checks(machine_id)
             now = time.time()
             policy = mc.restart_policy(record.spec.get("config") or {})
-            again = should_restart(policy, info.exit_code, record.restart_times, now)
+            again = should_restart(policy, info.exit_code, record.restart_times, now) \
+                and machine_id not in self._no_restart
+            self._no_restart.discard(machine_id)
             event = machine_event("exit", "restarting" if again else "stopped", "flyd", exit_request(
                 info.exit_code, info.signal, info.oom_killed, False, again, info.exited_at or now,
                 record.restart_count), now=now)
@@ -319,6 +374,9 @@ class Supervisor:
         env.setdefault("LANG", "C.UTF-8")
         env["PATH"] = f"{self.runtime_bin}:{env.get('PATH') or SYSTEM_PATH}"
         env.setdefault("HOME", "/tmp")
+        token_file = self.fencing_dir / f"{spec.get('id')}.token"
+        token_file.write_text(env.get("ROOST_FENCING_TOKEN", "1") + "\n")
+        env["ROOST_FENCING_FILE"] = str(token_file)
         return env
 
     async def shutdown(self) -> None:

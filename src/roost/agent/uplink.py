@@ -1,6 +1,11 @@
 """The agent's link to the control plane: registration and heartbeats on a thread of their own (busy
-machines or a busy event loop cannot starve them), and a bounded outbox of state reports that is
-retried until the server takes it — the agent keeps running its machines while the server is away."""
+machines or a busy event loop cannot starve them), the lease that fences a cut-off host, and a bounded
+outbox of state reports that is retried until the server takes it — the agent keeps running its machines
+while the server is away.
+
+All outgoing connections leave from the host's own address, so that cutting a host off (firewall rules
+on its address, as drills do) cuts exactly what it would cut for a real host.
+"""
 
 from __future__ import annotations
 
@@ -11,57 +16,125 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+
+from roost.detector.fencing import LeaseConfig, has_contact, must_fence
 
 log = logging.getLogger("roost.agent.uplink")
 
 OUTBOX_LIMIT = 10_000
 BATCH = 200
 FULL_SNAPSHOT_EVERY = 8  # heartbeats; the others carry no machine list
+PEER_PROBE_TIMEOUT = 0.3
 
 
 class Heartbeat(threading.Thread):
     def __init__(self, server_url: str, token: str, registration: dict[str, Any], interval: float,
-                 snapshot: Callable[[], dict[str, Any]], on_destroy: Callable[[list[str]], None]) -> None:
+                 snapshot: Callable[[], dict[str, Any]], on_reply: Callable[[dict[str, Any]], None],
+                 fence: Callable[[list[str]], None], local_address: str | None = None) -> None:
         super().__init__(name="roost-heartbeat", daemon=True)
         self.url = server_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"}
         self.registration = registration
         self.interval = interval
         self.snapshot = snapshot
-        self.on_destroy = on_destroy
+        self.on_reply = on_reply
+        self.fence = fence
+        self.local_address = local_address
         self.stopping = threading.Event()
         self.registered = threading.Event()
         self.paused = threading.Event()  # drills: a host that stops beating without dying
         self.last_ok = 0.0
+        # The lease: what the server last told us, and when we last had contact (monotonic clock).
+        self.lease = LeaseConfig()
+        self.peers: list[dict[str, str]] = []
+        self.watched: list[str] = []
+        self.last_contact = time.monotonic()
+        self.last_server_ok = time.monotonic()
+        self.fenced: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="roost-peer-probe")
+
+    def _client(self, timeout: httpx.Timeout) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=self.local_address) if self.local_address else None
+        return httpx.Client(headers=self.headers, timeout=timeout, trust_env=False, transport=transport)
 
     def run(self) -> None:
+        # The lease is kept by two more threads, so that a slow heartbeat (a connect timing out on a cut
+        # network) never delays fencing: one probes the peers while the server is quiet, one checks the
+        # lease every 50 ms.
+        threading.Thread(target=self._probe_peers_loop, name="roost-peers", daemon=True).start()
+        threading.Thread(target=self._watchdog_loop, name="roost-lease", daemon=True).start()
         seq = 0
         timeout = httpx.Timeout(max(self.interval * 2, 0.5), connect=max(self.interval, 0.25))
-        with httpx.Client(headers=self.headers, timeout=timeout, trust_env=False) as client:
+        with self._client(timeout) as client:
             while not self.stopping.is_set():
                 started = time.monotonic()
-                if not self.paused.is_set():
-                    try:
-                        if not self.registered.is_set():
-                            self._register(client)
-                        body: dict[str, Any] = {"seq": seq}
-                        if seq % FULL_SNAPSHOT_EVERY == 0:
-                            body["machines"] = self.snapshot()
-                        response = client.post(f"{self.url}/v1/hosts/{self.registration['id']}/heartbeat", json=body)
-                        if response.status_code == 404:
-                            self.registered.clear()
-                        elif response.status_code == 200:
-                            self.last_ok = time.time()
-                            doomed = response.json().get("destroy") or []
-                            if doomed:
-                                self.on_destroy(list(doomed))
-                        seq += 1
-                    except (httpx.HTTPError, ValueError) as exc:
-                        log.debug("heartbeat failed: %s", exc)
+                if not self.paused.is_set() and self._beat(client, seq):
+                    self.last_server_ok = time.monotonic()
+                    self.last_contact = self.last_server_ok
+                    self.fenced.clear()
+                seq += 1
                 self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        self._pool.shutdown(wait=False)
+
+    def _probe_peers_loop(self) -> None:
+        with self._client(httpx.Timeout(PEER_PROBE_TIMEOUT)) as client:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                peers = self.peers[:16]
+                if peers and started - self.last_server_ok > self.interval * 1.5:
+                    futures = [self._pool.submit(self._probe, client, p["agent_url"]) for p in peers]
+                    reachable = sum(1 for f in futures if f.result())
+                    if has_contact(False, reachable, len(peers)):
+                        self.last_contact = max(self.last_contact, started)
+                self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _watchdog_loop(self) -> None:
+        while not self.stopping.wait(0.05):
+            now = time.monotonic()
+            to_fence = [m for m in self.watched if m not in self.fenced]
+            if to_fence and must_fence(now, self.last_contact, self.lease, len(self.peers), len(to_fence)):
+                log.warning("no contact with the control plane or most peers for %.2fs (lease %.1fs): fencing %s",
+                            now - self.last_contact, self.lease.lease, ", ".join(to_fence))
+                self.fenced.update(to_fence)
+                self.fence(to_fence)
+
+    def _beat(self, client: httpx.Client, seq: int) -> bool:
+        try:
+            if not self.registered.is_set():
+                self._register(client)
+            body: dict[str, Any] = {"seq": seq}
+            if seq % FULL_SNAPSHOT_EVERY == 0:
+                body["machines"] = self.snapshot()
+            response = client.post(f"{self.url}/v1/hosts/{self.registration['id']}/heartbeat", json=body)
+            if response.status_code == 404:
+                self.registered.clear()
+                return False
+            if response.status_code != 200:
+                return False
+            reply = response.json()
+            self.last_ok = time.time()
+            if isinstance(reply.get("peers"), list):
+                self.peers = reply["peers"]
+            if isinstance(reply.get("watched"), list):
+                self.watched = reply["watched"]
+            if isinstance(reply.get("lease"), int | float):
+                self.lease = LeaseConfig(lease=float(reply["lease"]), margin=self.lease.margin)
+            self.on_reply(reply)
+            return True
+        except (httpx.HTTPError, ValueError) as exc:
+            log.debug("heartbeat failed: %s", exc)
+            return False
+
+    @staticmethod
+    def _probe(client: httpx.Client, url: str) -> bool:
+        try:
+            return client.get(f"{url}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _register(self, client: httpx.Client) -> None:
         response = client.post(f"{self.url}/v1/hosts", json=self.registration)
@@ -80,9 +153,10 @@ class Outbox:
     """Reports for the server, in order, bounded: the oldest are dropped first if the server is away for
     very long (the heartbeat's full machine list reconciles whatever was dropped)."""
 
-    def __init__(self, server_url: str, token: str, host_id: str) -> None:
+    def __init__(self, server_url: str, token: str, host_id: str, local_address: str | None = None) -> None:
         self.url = f"{server_url.rstrip('/')}/v1/hosts/{host_id}/reports"
         self.headers = {"Authorization": f"Bearer {token}"}
+        self.local_address = local_address
         self.queue: collections.deque[dict[str, Any]] = collections.deque(maxlen=OUTBOX_LIMIT)
         self._wake = asyncio.Event()
         self.sent = 0
@@ -93,8 +167,9 @@ class Outbox:
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
+        transport = httpx.AsyncHTTPTransport(local_address=self.local_address) if self.local_address else None
         async with httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(5.0, connect=1.0),
-                                     trust_env=False) as client:
+                                     trust_env=False, transport=transport) as client:
             while not stop.is_set():
                 if not self.queue:
                     self._wake.clear()

@@ -168,7 +168,8 @@ class RoutingTable:
 
     def healthy(self, m: MachineRoute, now: float) -> bool:
         host = self.hosts.get(m.host_id)
-        if host is None or host.status != "ok":
+        # A suspect host ("unknown": silent to the control plane, not confirmed dead) keeps its traffic.
+        if host is None or host.status == "unreachable":
             return False
         return not any(name.startswith("servicecheck-") and status == "critical" for name, status in m.checks.items())
 

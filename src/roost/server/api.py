@@ -320,6 +320,10 @@ def routes(s: Services) -> list[Route]:
                 await s.state.save(edge)
         return ok(edge.to_api())
 
+    async def takeovers(request: Request) -> Response:
+        controller = s.hosts.takeover
+        return ok(list(reversed(controller.history)) if controller else [])
+
     async def list_proxies(request: Request) -> Response:
         return ok([p.to_api() for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))])
 
@@ -423,6 +427,7 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/images/blobs/{digest}", get_blob, methods=["GET"]),
         Route("/v1/platform/regions", regions, methods=["GET"]),
         Route("/v1/proxies", list_proxies, methods=["GET"]),
+        Route("/v1/takeovers", takeovers, methods=["GET"]),
         Route("/v1/proxies", register_proxy, methods=["POST"]),
         Route("/v1/apps/{app}/ip_assignments", ip_assignments, methods=["GET"]),
         Route("/v1/apps/{app}/secrets", list_secrets, methods=["GET"]),

@@ -23,6 +23,7 @@ from roost.core.regions import is_known
 from roost.detector.membership import DetectorConfig, judge
 from roost.server.machines import MachineService
 from roost.server.state import ClusterState
+from roost.server.takeover import StandbyController
 
 log = logging.getLogger("roost.server.hosts")
 
@@ -34,10 +35,12 @@ RECONCILE_AFTER = 3.0
 
 
 class HostService:
-    def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig) -> None:
+    def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig,
+                 takeover: StandbyController | None = None) -> None:
         self.state = state
         self.machines = machines
         self.detector = detector
+        self.takeover = takeover
         self.last_seen: dict[str, float] = {}
         started = time.time()
         for host_id in state.hosts:
@@ -92,10 +95,20 @@ class HostService:
         self.last_seen[host_id] = now
         if self.state.hosts[host_id].status != "ok":
             await self._set_status(host_id, "ok")
+            if self.takeover:
+                self.takeover.host_back(host_id)
         reply: dict[str, Any] = {"ok": True, "server_time": now}
+        if self.takeover:
+            reply["peers"] = self.takeover.peers(host_id)
+            reply["watched"] = self.takeover.watched(host_id)
+            reply["lease"] = self.takeover.lease.lease
         machines = body.get("machines") if isinstance(body, dict) else None
         if isinstance(machines, dict):
             reply["destroy"] = await self._reconcile(host_id, machines)
+            # A machine replaced by its standby while its host was away must not run again.
+            reply["stop"] = [mid for mid, info in machines.items() if isinstance(info, dict)
+                             and info.get("state") in ("started", "suspended") and mid in self.state.machines
+                             and self.state.machines[mid].fencing.get("replaced_by")]
         return reply
 
     async def _reconcile(self, host_id: str, seen: dict[str, Any]) -> list[str]:
@@ -221,10 +234,18 @@ class HostService:
         while not stop.is_set():
             now = time.time()
             for host_id, host in list(self.state.hosts.items()):
-                status = judge(self.last_seen.get(host_id, host.last_heartbeat), now, self.detector)
+                last = self.last_seen.get(host_id, host.last_heartbeat)
+                status = judge(last, now, self.detector)
+                if status != "ok" and self.takeover is not None:
+                    # Suspect: ask other hosts at once, so that the answer is in by the time it would be dead.
+                    confirmed = self.takeover.confirmed_dead(host_id, last)
+                    if status == "unreachable" and confirmed is not True:
+                        status = "unknown"  # silent to us only, or not yet confirmed
                 if status != host.status:
                     try:
                         await self._set_status(host_id, status)
+                        if status == "unreachable" and self.takeover is not None:
+                            self.takeover.host_dead(host_id, last)
                     except Exception:  # keep judging the others; the next tick retries
                         log.exception("detector: updating %s failed", host_id)
             with contextlib.suppress(TimeoutError):

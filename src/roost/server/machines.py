@@ -152,6 +152,8 @@ class MachineService:
             "FLY_PRIVATE_IP": m.private_ip,
             "FLY_VM_MEMORY_MB": str(mc.guest(m.config).memory_mb),
             "PRIMARY_REGION": primary,
+            # Fencing: apps reject writes from a holder with an older token than one they have seen.
+            "ROOST_FENCING_TOKEN": str(m.fencing.get("token", 1)),
         })
         for guest_port, host_port in m.ports.items():
             env[f"ROOST_PORT_{guest_port}"] = str(host_port)

@@ -15,6 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from roost.core.ids import new_token
+from roost.detector.fencing import LeaseConfig
 from roost.detector.membership import DetectorConfig
 from roost.server.agent_client import AgentClient
 from roost.server.api import Services, routes
@@ -26,6 +27,7 @@ from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
 from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
+from roost.server.takeover import StandbyController
 from roost.server.volumes import VolumeService
 from roost.server.watch import WatchHub
 from roost.store import open_store
@@ -45,6 +47,7 @@ class ServerConfig:
     default_region: str = "ams"
     store_url: str = ""
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    lease: LeaseConfig = field(default_factory=LeaseConfig)
 
 
 def load_or_create_token(data_dir: Path) -> tuple[str, Path, bool]:
@@ -74,7 +77,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         apps=AppService(state, machines),
         machines=machines,
         volumes=VolumeService(state, config.default_region),
-        hosts=HostService(state, machines, config.detector),
+        hosts=HostService(state, machines, config.detector,
+                          StandbyController(state, machines, agents, config.lease)),
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
         secrets=secrets,

@@ -1,0 +1,158 @@
+"""Faults for the local fleet: power-cut a host, cut it off the network, kill the control plane — and read
+back what actually ran when (the agents' run logs), for drills and tests.
+
+Network cuts are iptables rules on the host's own loopback address (agents send from it too), so they
+need root and iptables; the error says so otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roost.dev.fleet import FleetError, kill_machines, pid_alive, read_fleet, write_fleet
+
+COMMENT = "roost-fault"
+
+
+def _host(fleet: dict[str, Any], host_id: str) -> dict[str, Any]:
+    for host in fleet["hosts"]:
+        if host["id"] == host_id:
+            return dict(host)
+    raise FleetError(f"no host {host_id!r} in this fleet")
+
+
+def kill_host(data_dir: Path, host_id: str) -> float:
+    """A power cut: SIGKILL the host's agent and every machine process on it. Returns when (wall clock)."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    host = _host(fleet, host_id)
+    at = time.time()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(host["pid"], signal.SIGKILL)
+    kill_machines(Path(host["data_dir"]))
+    deadline = time.monotonic() + 5
+    while pid_alive(host["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return at
+
+
+def kill_server(data_dir: Path) -> float:
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    at = time.time()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(fleet["server"]["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pid_alive(fleet["server"]["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return at
+
+
+def _iptables(*args: str) -> None:
+    if os.geteuid() != 0:
+        raise FleetError("cutting a host off the network needs root (iptables rules on its loopback address)")
+    if shutil.which("iptables") is None:
+        raise FleetError("cutting a host off the network needs iptables (apt-get install iptables)")
+    result = subprocess.run(["iptables", *args], capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        raise FleetError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _rules_partition(address: str) -> list[list[str]]:
+    return [["INPUT", "-d", address, "-m", "comment", "--comment", COMMENT, "-j", "DROP"],
+            ["OUTPUT", "-s", address, "-m", "comment", "--comment", COMMENT, "-j", "DROP"]]
+
+
+def _rules_server_only(address: str, server_port: int) -> list[list[str]]:
+    return [["INPUT", "-s", address, "-d", "127.0.0.1", "-p", "tcp", "--dport", str(server_port),
+             "-m", "comment", "--comment", COMMENT, "-j", "DROP"],
+            ["INPUT", "-s", "127.0.0.1", "-d", address, "-p", "tcp", "--sport", str(server_port),
+             "-m", "comment", "--comment", COMMENT, "-j", "DROP"]]
+
+
+def partition_host(data_dir: Path, host_id: str, server_only: bool = False) -> float:
+    """Cut the host off from the control plane and every other host (or only from the control plane).
+    Its machines keep running. Returns when (wall clock)."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    host = _host(fleet, host_id)
+    port = int(fleet["server"]["url"].rsplit(":", 1)[1])
+    rules = _rules_server_only(host["address"], port) if server_only else _rules_partition(host["address"])
+    at = time.time()
+    for rule in rules:
+        _iptables("-I", *rule)
+    fleet.setdefault("faults", []).append({"host": host_id, "rules": rules, "at": at})
+    write_fleet(data_dir, fleet)
+    return at
+
+
+def heal(data_dir: Path) -> int:
+    """Remove every network fault this fleet set. Returns how many rules were removed."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        return 0
+    removed = 0
+    for fault in fleet.get("faults", []):
+        for rule in fault["rules"]:
+            with contextlib.suppress(FleetError):
+                _iptables("-D", *rule)
+                removed += 1
+    fleet["faults"] = []
+    write_fleet(data_dir, fleet)
+    return removed
+
+
+@dataclass(frozen=True)
+class Run:
+    machine: str
+    host: str
+    pid: int | None
+    start: float
+    end: float | None  # None: still running (or its end was never recorded)
+    end_reason: str = ""
+
+
+def runs(data_dir: Path) -> list[Run]:
+    """Every process run of every machine, from the agents' run logs (start and end, wall clock)."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        return []
+    out: list[Run] = []
+    for host in fleet["hosts"]:
+        log = Path(host["data_dir"]) / "runs.log"
+        if not log.exists():
+            continue
+        open_runs: dict[tuple[str, Any], float] = {}
+        for line in log.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError):
+                item = json.loads(line)
+                key = (item["machine"], item["pid"])
+                if item["event"] == "start":
+                    open_runs[key] = item["time"]
+                elif item["event"] == "end" and key in open_runs:
+                    out.append(Run(item["machine"], host["id"], item["pid"], open_runs.pop(key), item["time"],
+                                   item.get("reason", "")))
+        for (machine, pid), start in open_runs.items():
+            # A run with no recorded end ended no later than its host's agent died, if it did.
+            out.append(Run(machine, host["id"], pid, start, None))
+    return out
+
+
+def overlaps(a: list[Run], b: list[Run], now: float | None = None) -> list[tuple[Run, Run]]:
+    """Pairs of runs (one of each list) that were alive at the same moment."""
+    def end_of(r: Run) -> float:
+        return r.end if r.end is not None else (now or time.time())
+
+    return [(x, y) for x in a for y in b if x.start < end_of(y) and y.start < end_of(x)]

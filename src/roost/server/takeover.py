@@ -1,0 +1,150 @@
+"""Host failure handling on the control plane: confirm a silent host is dead through other hosts, then start
+the standbys that watch its machines — only after its lease has surely run out, so that a host that is
+merely cut off has fenced itself first.
+
+Confirmation is SWIM's indirect probe: a few other live hosts are asked to reach the silent host's agent.
+If any of them can, only the control plane lost it: the host stays `unknown` (suspect), nothing is taken
+over, and its machines keep serving. Every takeover increments the pair's fencing token, handed to the
+standby (env ROOST_FENCING_TOKEN and a file), and leaves the replaced machine stopped with a note saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from roost.core.events import machine_event
+from roost.core.lifecycle import State
+from roost.core.machine_config import standbys as standbys_of
+from roost.detector.fencing import LeaseConfig, takeover_at
+from roost.detector.standby import MachineView, takeovers, watched_on
+from roost.server.agent_client import AgentClient
+from roost.server.machines import MachineService
+from roost.server.state import ClusterState
+
+log = logging.getLogger("roost.server.takeover")
+
+PROBE_PEERS = 3
+PROBE_TIMEOUT = 0.3
+
+
+class StandbyController:
+    def __init__(self, state: ClusterState, machines: MachineService, agents: AgentClient, lease: LeaseConfig) -> None:
+        self.state = state
+        self.machines = machines
+        self.agents = agents
+        self.lease = lease
+        self.probes: dict[str, tuple[float, bool]] = {}  # host -> (when, reachable by some peer)
+        self._probing: set[str] = set()
+        self._scheduled: set[str] = set()
+        self.history: list[dict[str, Any]] = []  # recent takeovers, for the API and drills (bounded)
+
+    def views(self) -> list[MachineView]:
+        return [MachineView(m.id, m.host_id, m.state, tuple(standbys_of(m.config)))
+                for m in self.state.machines.values() if m.state is not State.DESTROYED]
+
+    def watched(self, host_id: str) -> list[str]:
+        return sorted(watched_on(host_id, self.views()))
+
+    def peers(self, host_id: str) -> list[dict[str, str]]:
+        return [{"id": h.id, "agent_url": h.agent_url} for h in self.state.hosts.values()
+                if h.id != host_id and h.status != "unreachable"]
+
+    # ---- indirect probes ----
+
+    def probe_soon(self, host_id: str) -> None:
+        if host_id in self._probing:
+            return
+        self._probing.add(host_id)
+        self.machines.spawn(self._probe(host_id))
+
+    async def _probe(self, host_id: str) -> None:
+        try:
+            target = self.state.hosts.get(host_id)
+            if target is None:
+                return
+            peers = [h for h in self.state.hosts.values() if h.id != host_id and h.status == "ok"][:PROBE_PEERS]
+            reachable = False
+            if peers:
+                results = await asyncio.gather(*(self._ask(p.agent_url, target.agent_url) for p in peers),
+                                               return_exceptions=True)
+                reachable = any(r is True for r in results)
+            self.probes[host_id] = (time.time(), reachable)
+            log.info("indirect probe of %s through %d peers: %s", host_id, len(peers),
+                     "reachable" if reachable else "unreachable")
+        finally:
+            self._probing.discard(host_id)
+
+    async def _ask(self, peer_url: str, target_url: str) -> bool:
+        answer = await self.agents.call(peer_url, "POST", "/v1/probe",
+                                        {"url": f"{target_url}/healthz", "timeout": PROBE_TIMEOUT}, timeout=2)
+        return bool(answer and answer.get("reachable"))
+
+    def confirmed_dead(self, host_id: str, last_seen: float) -> bool | None:
+        """True/False once a probe made after the host went silent has answered; None while waiting."""
+        result = self.probes.get(host_id)
+        if result is None or result[0] < last_seen:
+            self.probe_soon(host_id)
+            return None
+        when, reachable = result
+        if reachable and time.time() - when > 1.0:
+            self.probe_soon(host_id)  # keep checking a host only the control plane cannot reach
+        return not reachable
+
+    # ---- takeovers ----
+
+    def host_dead(self, host_id: str, last_seen: float) -> None:
+        if host_id not in self._scheduled:
+            self._scheduled.add(host_id)
+            self.machines.spawn(self._take_over(host_id, last_seen))
+
+    def host_back(self, host_id: str) -> None:
+        self._scheduled.discard(host_id)
+        self.probes.pop(host_id, None)
+
+    async def _take_over(self, host_id: str, last_seen: float) -> None:
+        try:
+            delay = takeover_at(last_seen, self.lease) - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the host has surely fenced itself by now
+            host = self.state.hosts.get(host_id)
+            if host is None or host.status != "unreachable":
+                return
+            live = {h.id for h in self.state.hosts.values() if h.status == "ok"}
+            for plan in takeovers(host_id, self.views(), live):
+                try:
+                    await self._start_standby(host_id, plan.watched, plan.standby)
+                except Exception:
+                    log.exception("takeover of %s by %s failed", plan.watched, plan.standby)
+        finally:
+            self._scheduled.discard(host_id)
+
+    async def _start_standby(self, host_id: str, watched_id: str, standby_id: str) -> None:
+        watched = self.state.machines[watched_id]
+        standby = self.state.machines[standby_id]
+        token = max(int(watched.fencing.get("token", 1)), int(standby.fencing.get("token", 1))) + 1
+        now = time.time()
+        note = (f"replaced by standby {standby_id}: host {host_id} failed at "
+                f"{time.strftime('%H:%M:%S', time.gmtime(now))} UTC (fencing token {token})")
+        fencing = {"token": token, "pair": [watched_id, standby_id], "holder": standby_id, "at": now}
+        log.info("takeover: %s on dead host %s -> standby %s (token %d)", watched_id, host_id, standby_id, token)
+        await self.machines._write(watched_id, state=State.STOPPED, note=note,
+                                   fencing={**fencing, "replaced_by": standby_id},
+                                   event=machine_event("takeover", "replaced", "flyd",
+                                                       {"standby": standby_id, "host": host_id,
+                                                        "fencing_token": token}))
+        await self.machines._write(standby_id, state=State.STARTING, fencing=fencing, checks={},
+                                   note=f"took over from {watched_id} (host {host_id} failed; fencing token {token})",
+                                   event=machine_event("takeover", "starting", "flyd",
+                                                       {"replaces": watched_id, "host": host_id,
+                                                        "fencing_token": token}))
+        self.history.append({"watched": watched_id, "standby": standby_id, "host": host_id, "token": token,
+                             "at": now})
+        del self.history[:-100]
+        async with self.machines.op_lock(standby_id):
+            with contextlib.suppress(Exception):
+                await self.machines._agent_start(self.state.machines[standby_id])
+        _ = standby
