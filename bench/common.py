@@ -29,6 +29,7 @@ class BenchFleet:
     def __init__(self, regions: list[str], hosts_per_region: int = 1, **kw: object) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="roost-bench-")
         kw.setdefault("proxies", False)
+        kw.setdefault("anycast_port", free_port() if kw["proxies"] else 0)
         self.spec = FleetSpec(data_dir=Path(self.tmp.name), regions=regions, hosts_per_region=hosts_per_region,
                               server_port=free_port(), agent_port=free_port(), proxy_port=free_port(),
                               admin_port=free_port(), tcp_octet=random.randint(101, 240),

@@ -79,6 +79,7 @@ def deploy(f: BenchFleet, work: Path, app: str) -> tuple[dict, dict, Path]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (shared.exists() and shared.read_text().count("\n") > 2):
         time.sleep(0.05)
+    time.sleep(1.0)  # steady state: the worker's host has heard (and acknowledged) that a standby watches it
     return worker, standby, shared
 
 

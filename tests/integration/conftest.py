@@ -51,7 +51,7 @@ class Fleet:
                               server_port=free_port(), agent_port=free_port(),
                               address_offset=random.randint(20, 200), proxies=proxies,
                               proxy_port=free_port_block(len(regions)), admin_port=free_port_block(len(regions)),
-                              tcp_octet=random.randint(101, 240), **kw)
+                              tcp_octet=random.randint(101, 240), anycast_port=free_port() if proxies else 0, **kw)
         self.info = up(self.spec)
         self.url = self.info["server"]["url"]
         self.token = self.info["token"]

@@ -45,6 +45,7 @@ def deploy_worker(f: Fleet, app: str) -> tuple[dict, dict, Path]:
     standby = next(m for m in machines if m["config"].get("standbys"))
     assert worker["host_id"] != standby["host_id"]
     f.wait_for(lambda: shared.exists() and shared.read_text().count("\n") > 3, what="the worker writing")
+    time.sleep(1.0)  # steady state: the worker's host has acknowledged that a standby watches it
     return worker, standby, shared
 
 

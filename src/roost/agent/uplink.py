@@ -106,7 +106,8 @@ class Heartbeat(threading.Thread):
         try:
             if not self.registered.is_set():
                 self._register(client)
-            body: dict[str, Any] = {"seq": seq}
+            # The watched list we act on: the server takes over only machines whose host knew to fence them.
+            body: dict[str, Any] = {"seq": seq, "watched": list(self.watched)}
             if seq % FULL_SNAPSHOT_EVERY == 0:
                 body["machines"] = self.snapshot()
             response = client.post(f"{self.url}/v1/hosts/{self.registration['id']}/heartbeat", json=body)

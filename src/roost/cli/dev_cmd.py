@@ -41,6 +41,9 @@ def up(
     tcp_octet: int = typer.Option(100, "--tcp-octet", hidden=True, min=1, max=250,
                                   help="The edge of region R gives apps addresses in 127.(OCTET+R).0.0/16."),
     idle_interval: float = typer.Option(30.0, "--idle-interval", help="Seconds between autostop passes."),
+    simulate_latency: bool = typer.Option(True, "--simulate-latency/--no-simulate-latency",
+                                          help="Edges add the round-trip time when forwarding to another region."),
+    anycast_port: int = typer.Option(4399, "--anycast-port", help="The anycast entry (0: none)."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -57,7 +60,8 @@ def up(
     spec = FleetSpec(data_dir=_data_dir(data_dir), regions=codes, hosts_per_region=hosts_per_region,
                      server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb,
                      agent_port=agent_port, address_offset=address_offset, proxy_port=proxy_port,
-                     admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval)
+                     admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
+                     simulate_latency=simulate_latency, anycast_port=anycast_port)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -70,6 +74,9 @@ def up(
     console.print(f"\nFleet is up. State: {spec.data_dir / 'fleet.json'}")
     console.print("The CLI finds this fleet by itself; other clients use:")
     console.print(f"  export ROOST_API_URL={fleet['server']['url']} ROOST_API_TOKEN={fleet['token']}")
+    if fleet.get("anycast"):
+        console.print(f"Anycast entry: http://APP.localhost:{fleet['anycast']['port']}/ sends each client to the "
+                      "nearest live edge (say where the client is with the Fly-Client-Region header).")
     if fleet["proxies"]:
         first = fleet["proxies"][0]
         console.print(f"Apps answer at http://APP.localhost:{first['url'].rsplit(':', 1)[1]}/ "
@@ -86,8 +93,32 @@ def _print_fleet(fleet: dict) -> None:  # type: ignore[type-arg]
     for p in fleet.get("proxies", []):
         rows.append([f"edge {p['region']}", p["region"], f"{p['url']}  (metrics {p['admin_url']}/metrics)", p["pid"],
                      "up" if p.get("alive", True) else "DOWN"])
+    if fleet.get("anycast"):
+        a = fleet["anycast"]
+        rows.append(["anycast", "-", a["url"], a["pid"], "up" if a.get("alive", True) else "DOWN"])
     print_table(["COMPONENT", "REGION", "ENDPOINT", "PID", "STATUS"], rows)
     console.print(f"Token: {fleet['token']}")
+
+
+@dev_app.command("anycast", hidden=True)
+def anycast(
+    listen: str = typer.Option("127.0.0.1:4399", "--listen"),
+    edge: list[str] = typer.Option(..., "--edge", help="REGION=HOST:PORT, repeatable."),
+    default_region: str = typer.Option(..., "--default-region"),
+    rtt_file: Path = typer.Option(None, "--rtt-file"),
+) -> None:
+    """Run the dev fleet's anycast entry (started by 'roost dev up')."""
+    from roost.cli.common import parse_listen
+    from roost.core.regions import RttTable
+    from roost.dev.anycast import EdgeAddress, run
+
+    edges = []
+    for item in edge:
+        region, _, address = item.partition("=")
+        host, port = parse_listen(address)
+        edges.append(EdgeAddress(region, host, port))
+    host, port = parse_listen(listen)
+    run(host, port, edges, default_region, RttTable.from_file(rtt_file) if rtt_file else RttTable())
 
 
 @dev_app.command("status")

@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
                                             help="How long a request waits for a machine (start, limits)."),
         upstream_timeout: float = typer.Option(60.0, "--upstream-timeout",
                                                help="How long a machine has to send its response head."),
+        rtt_file: Path = typer.Option(None, "--rtt-file", help="JSON {\"ams-ewr\": ms, ...} overriding RTTs."),
+        simulate_rtt: bool = typer.Option(False, "--simulate-rtt",
+                                          help="Add the RTT when forwarding to another region (dev fleet)."),
     ) -> None:
         """Run an edge proxy: routing, balancing, autostart/autostop, retries."""
         from roost.proxy.httpproxy import HttpSettings
@@ -56,7 +59,7 @@ def register(app: typer.Typer) -> None:
         run(ProxyConfig(server_url=server, token=token, region=region, listen_host=host, listen_port=port,
                         admin_host=admin_host, admin_port=admin_port, domain=domain, tcp_prefix=tcp_prefix,
                         idle_interval=idle_interval, data_dir=data_dir, workers=workers, worker_index=worker_index,
-                        proxy_id=proxy_id,
+                        proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,
                         http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout)),
             argv)
 

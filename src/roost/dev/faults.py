@@ -46,6 +46,24 @@ def kill_host(data_dir: Path, host_id: str) -> float:
     return at
 
 
+def kill_region(data_dir: Path, region: str) -> float:
+    """Every host of a region (agents and machines) and the region's edge, at once."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    hosts = [h for h in fleet["hosts"] if h["region"] == region]
+    if not hosts:
+        raise FleetError(f"no hosts in region {region!r}")
+    at = time.time()
+    for proxy in fleet.get("proxies", []):
+        if proxy["region"] == region:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proxy["pid"], signal.SIGKILL)
+    for host in hosts:
+        kill_host(data_dir, host["id"])
+    return at
+
+
 def kill_server(data_dir: Path) -> float:
     fleet = read_fleet(data_dir)
     if fleet is None:

@@ -51,6 +51,8 @@ class FleetSpec:
     tcp_octet: int = 100  # the edge of region R gives apps TCP addresses in 127.(tcp_octet+R).0.0/16
     idle_interval: float = 30.0  # autostop passes (Fly: every few minutes; seconds here, to see it work)
     proxies: bool = True
+    simulate_latency: bool = True  # edges add the round-trip time when they forward to another region
+    anycast_port: int = 4399  # one address that sends each client to its nearest live edge (0: none)
 
 
 def roost_command() -> list[str]:
@@ -171,6 +173,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 argv = ["proxy", "--server", url, "--region", region, "--listen", f"127.0.0.1:{port}",
                         "--admin", f"127.0.0.1:{admin}", "--tcp-prefix", f"127.{spec.tcp_octet + r}",
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
+                if spec.simulate_latency:
+                    argv.append("--simulate-rtt")
                 proxy = {"region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
                          "admin_url": f"http://127.0.0.1:{admin}", "tcp_prefix": f"127.{spec.tcp_octet + r}",
                          "argv": argv, "log": str(logs / f"proxy-{region}.log")}
@@ -179,6 +183,20 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 write_fleet(data, fleet)
             for proxy in fleet["proxies"]:
                 _wait_http(f"{proxy['admin_url']}/healthz", 20, lambda p=proxy: pid_alive(p["pid"]), Path(proxy["log"]))
+            if spec.anycast_port:
+                if not _port_free("127.0.0.1", spec.anycast_port):
+                    raise FleetError(f"127.0.0.1:{spec.anycast_port} is in use; pass --anycast-port")
+                argv = ["dev", "anycast", "--listen", f"127.0.0.1:{spec.anycast_port}",
+                        "--default-region", spec.regions[0]]
+                for proxy in fleet["proxies"]:
+                    argv += ["--edge", f"{proxy['region']}={proxy['address']}"]
+                log = logs / "anycast.log"
+                fleet["anycast"] = {"url": f"http://127.0.0.1:{spec.anycast_port}", "port": spec.anycast_port,
+                                    "argv": argv, "log": str(log), "pid": _spawn([*roost_command(), *argv], log)}
+                write_fleet(data, fleet)
+                deadline = time.monotonic() + 10
+                while _port_free("127.0.0.1", spec.anycast_port) and time.monotonic() < deadline:
+                    time.sleep(0.05)
         write_fleet(data, fleet)
         return fleet
     except BaseException:
@@ -310,6 +328,8 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
         for host in fleet.get("hosts", []):
             stopped["machines"] += kill_machines(Path(host["data_dir"]))
         proxies = [p["pid"] for p in fleet.get("proxies", []) if pid_alive(p["pid"])]
+        if fleet.get("anycast") and pid_alive(fleet["anycast"]["pid"]):
+            proxies.append(fleet["anycast"]["pid"])
         _terminate(proxies, 3)
         stopped["proxies"] = len(proxies)
         if fleet.get("server", {}).get("pid") and pid_alive(fleet["server"]["pid"]):
@@ -357,4 +377,6 @@ def status(data_dir: Path) -> dict[str, Any] | None:
         host["machines"] = live.get(host["id"], {}).get("used", {}).get("machines", 0)
     for proxy in fleet.get("proxies", []):
         proxy["alive"] = pid_alive(proxy["pid"])
+    if fleet.get("anycast"):
+        fleet["anycast"]["alive"] = pid_alive(fleet["anycast"]["pid"])
     return fleet

@@ -17,9 +17,11 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from roost.balancer.services import ServiceSpec
 from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk, encode_head, forwardable
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
@@ -48,6 +50,31 @@ class HttpSettings:
     route_timeout: float = 15.0  # waiting for a machine (autostart, hard limits, none healthy)
     max_attempts: int = 10
     tunnel_idle_timeout: float = 3600.0
+    max_replays: int = 10  # Fly: at most 10 chained fly-replays (PA02)
+    simulate_rtt: bool = False  # the dev fleet: forwarding to another region costs its round-trip time
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A machine's `fly-replay` answer: where the request should go instead."""
+
+    regions: tuple[str, ...] = ()
+    instance: str = ""
+    elsewhere: bool = False
+    state: str = ""
+    source: str = ""  # the machine that asked
+    source_region: str = ""
+
+    @classmethod
+    def parse(cls, value: bytes, source: str, source_region: str) -> Replay:
+        fields: dict[str, str] = {}
+        for part in value.decode("latin-1").split(";"):
+            key, _, val = part.strip().partition("=")
+            if key:
+                fields[key.strip().lower()] = val.strip().strip('"')
+        regions = tuple(r.strip() for r in fields.get("region", "").split(",") if r.strip())
+        return cls(regions, fields.get("instance", ""), fields.get("elsewhere", "").lower() == "true",
+                   fields.get("state", ""), source, source_region)
 
 
 class _Retry(Exception):
@@ -58,7 +85,8 @@ class _Retry(Exception):
 
 class HttpProxy:
     def __init__(self, table: RoutingTable, router: Router, pool: Pool, loads: Loads, metrics: Metrics,
-                 settings: HttpSettings) -> None:
+                 settings: HttpSettings, rtt: Callable[[str, str], float] | None = None) -> None:
+        self.rtt = rtt or (lambda _a, _b: 0.0)
         self.table = table
         self.router = router
         self.pool = pool
@@ -113,24 +141,33 @@ class HttpProxy:
                 return False
         exclude: set[str] = set()
         deadline = started + self.s.route_timeout
-        attempts = 0
+        attempts = replays = 0
+        replay: Replay | None = None
+        prefer = (req.header(b"fly-prefer-region") or b"").decode("latin-1").strip()
+        force = (req.header(b"fly-force-instance-id") or b"").decode("latin-1").strip()
+        force_region = (req.header(b"fly-force-region") or b"").decode("latin-1").strip()
+        if force_region and replay is None:
+            # Fly-Force-Region: that region or nothing (a replay to it, without the fallback of a preference).
+            replay = Replay(regions=tuple(r.strip() for r in force_region.split(",") if r.strip()))
         while True:
             attempts += 1
+            origin, pairs_fn = self._targets(app, prefer, force, replay)
             try:
-                m, service = await self.router.pick(app, lambda: self.table.http_targets(app), exclude, deadline)
+                m, service = await self.router.pick(app, pairs_fn, exclude, deadline, origin)
             except RouteError as exc:
-                if not complete:
-                    return await self._error(writer, req, request_id, exc.status, exc.code, exc.message, close=True)
-                return await self._error(writer, req, request_id, exc.status, exc.code, exc.message)
+                if replay is not None and exc.code in ("PR01", "PR03", "PR04"):
+                    exc = RouteError(502, "PA03", f"fly-replay to {replay.instance or ','.join(replay.regions)}: "
+                                                  f"{exc.message}")
+                return await self._error(writer, req, request_id, exc.status, exc.code, exc.message,
+                                         close=not complete)
             host_port = m.host_port(service.internal_port)
             assert host_port is not None
             self.loads.acquire(m.id)
             gauge: Any = self.metrics.child(self.metrics.concurrency, app, m.id)
             gauge.inc()
             try:
-                keep = await self._forward(req, client, writer, app, m, host_port, body, complete, request_id,
-                                           client_ip, port, started)
-                return keep
+                outcome = await self._forward(req, client, writer, app, m, host_port, body, complete, request_id,
+                                              client_ip, port, started, replay)
             except _Retry as retry:
                 exclude.add(m.id)
                 self.metrics.retries.labels(app, retry.reason).inc()
@@ -142,6 +179,46 @@ class HttpProxy:
             finally:
                 self.loads.release(m.id)
                 gauge.dec()
+            if not isinstance(outcome, Replay):
+                return outcome
+            replays += 1
+            if replays > self.s.max_replays:
+                return await self._error(writer, req, request_id, 502, "PA02",
+                                         f"more than {self.s.max_replays} fly-replays for one request")
+            replay, exclude, attempts = outcome, set(), 0
+
+    def _targets(self, app: str, prefer: str, force: str, replay: Replay | None
+                 ) -> tuple[str | None, Callable[[], list[tuple[MachineRoute, ServiceSpec]]]]:
+        """Which machines may take the request, and from where distance is counted."""
+        def all_targets() -> list[tuple[MachineRoute, ServiceSpec]]:
+            return self.table.http_targets(app)
+
+        if replay is not None:
+            if replay.instance:
+                return None, lambda: [(m, sv) for m, sv in all_targets() if m.id == replay.instance]
+            regions = [r for r in replay.regions if r != "any"]
+            skip = replay.source if replay.elsewhere else ""
+            if regions:
+                wanted = set(regions)
+                if "any" in replay.regions:  # a preference list ending in "any": fall back to anywhere
+                    return regions[0], lambda: (
+                        [(m, sv) for m, sv in all_targets() if m.region in wanted and m.id != skip]
+                        or [(m, sv) for m, sv in all_targets() if m.id != skip])
+                return regions[0], lambda: [(m, sv) for m, sv in all_targets()
+                                            if m.region in wanted and m.id != skip]
+            return None, lambda: [(m, sv) for m, sv in all_targets() if m.id != skip]
+        if force:
+            return None, lambda: [(m, sv) for m, sv in all_targets() if m.id == force]
+        if prefer:
+            def preferred() -> list[tuple[MachineRoute, ServiceSpec]]:
+                targets = all_targets()
+                now = time.monotonic()
+                there = [(m, sv) for m, sv in targets if m.region == prefer]
+                usable = [m for m, _ in there if self.table.healthy(m, now)
+                          and self.table.state_of(m, now) in ("started", "stopped", "suspended")]
+                return there if usable else targets
+            return prefer, preferred
+        return None, all_targets
 
     def _app_of(self, req: Message) -> str | None:
         host = req.header(b"host")
@@ -156,15 +233,17 @@ class HttpProxy:
 
     async def _forward(self, req: Message, client: H1Reader, writer: asyncio.StreamWriter, app: str,
                        m: MachineRoute, host_port: int, body: bytes, complete: bool, request_id: str,
-                       client_ip: str, port: int, started: float) -> bool:
+                       client_ip: str, port: int, started: float, replay: Replay | None = None) -> bool | Replay:
         try:
             conn = await self.pool.get(m.address, host_port)
         except (OSError, TimeoutError):
             self.table.penalize(m.id)
             raise _Retry("connect") from None
+        if self.s.simulate_rtt and m.region != self.s.region:
+            await asyncio.sleep(self.rtt(self.s.region, m.region) / 1000)  # the dev fleet's distance
         retryable = complete and req.method in IDEMPOTENT
         try:
-            head = self._request_head(req, body, complete, request_id, client_ip, port)
+            head = self._request_head(req, body, complete, request_id, client_ip, port, replay)
             # A streamed body keeps the client's framing: its Content-Length, or chunked.
             rechunk = not complete and req.content_length is None
             conn.writer.write(head + (chunk(body) if rechunk else body) if body else head)
@@ -204,6 +283,15 @@ class HttpProxy:
                 raise _Retry("reset-before-response")
             return await self._error(writer, req, request_id, 502, "PC02",
                                      f"machine {m.id} closed the connection without answering")
+        replay_to = resp.header(b"fly-replay")
+        if replay_to is not None and req.method != b"HEAD" and not req.upgrade:
+            # The machine asks for the request to be replayed elsewhere; its own answer is never shown.
+            await self._discard(resp, upstream, conn)
+            if not complete:
+                return await self._error(writer, req, request_id, 413, "PA01",
+                                         f"request body larger than {self.s.buffer_limit // (1024 * 1024)} MB: "
+                                         "it was not buffered, so it cannot be replayed")
+            return Replay.parse(replay_to, m.id, m.region)
         child: Any = self.metrics.child(self.metrics.latency, app)
         child.observe(time.monotonic() - started)
         child = self.metrics.child(self.metrics.requests, app, m.id, str(resp.status))
@@ -257,6 +345,18 @@ class HttpProxy:
             conn.close()
         return keep
 
+    async def _discard(self, resp: Message, upstream: H1Reader, conn: Upstream) -> None:
+        try:
+            while await upstream.body_chunk(resp, self.s.body_timeout) is not None:
+                pass
+        except (ProtocolError, TimeoutError):
+            conn.close()
+            return
+        if resp.complete and resp.keep_alive:
+            self.pool.put(conn)
+        else:
+            conn.close()
+
     async def _tunnel(self, client: H1Reader, writer: asyncio.StreamWriter, upstream: H1Reader,
                       conn: Upstream) -> None:
         async def pump(reader: asyncio.StreamReader, dest: asyncio.StreamWriter, first: bytes | None) -> None:
@@ -284,11 +384,16 @@ class HttpProxy:
     # ---- heads ----
 
     def _request_head(self, req: Message, body: bytes, complete: bool, request_id: str, client_ip: str,
-                      port: int) -> bytes:
+                      port: int, replay: Replay | None = None) -> bytes:
         headers = forwardable(req.headers)
         headers = [(k, v) for k, v in headers if k.lower() not in
                    (b"expect", b"x-forwarded-for", b"via", b"fly-client-ip", b"fly-region", b"fly-request-id",
-                    b"x-forwarded-proto", b"x-forwarded-port", b"fly-forwarded-port")]
+                    b"x-forwarded-proto", b"x-forwarded-port", b"fly-forwarded-port", b"fly-replay-src")]
+        if replay is not None and replay.source:
+            src = f"instance={replay.source};region={replay.source_region};t={time.time_ns() // 1000}"
+            if replay.state:
+                src += f";state={replay.state}"
+            headers.append((b"fly-replay-src", src.encode()))
         forwarded_for = req.header(b"x-forwarded-for")
         ip = client_ip.encode()
         via = req.header(b"via")

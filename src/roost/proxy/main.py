@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from roost.core.regions import RttTable
 from roost.proxy.admin import json_page, serve_admin
 from roost.proxy.httpproxy import HttpProxy, HttpSettings
 from roost.proxy.idle import IdleLoop
@@ -29,7 +30,6 @@ from roost.proxy.upstream import Pool
 
 log = logging.getLogger("roost.proxy")
 REGISTER_EVERY = 15.0
-OTHER_REGION_RTT_MS = 100.0  # until the region catalogue (issue 7) gives real round-trip times
 
 
 @dataclass
@@ -48,6 +48,8 @@ class ProxyConfig:
     workers: int = 1
     worker_index: int = 0
     proxy_id: str = ""
+    rtt_file: Path | None = None
+    simulate_rtt: bool = False  # the dev fleet: crossing regions costs their round-trip time
     http: HttpSettings = field(default_factory=HttpSettings)
 
 
@@ -62,16 +64,15 @@ class Edge:
         self.loads = Loads()
         self.metrics = Metrics()
         self.starter = Starter(self.table, cfg.server_url, cfg.token)
-        self.router = Router(self.table, self.loads, self.starter, cfg.region, self.distance, self.metrics)
+        self.rtt = RttTable.from_file(cfg.rtt_file) if cfg.rtt_file else RttTable()
+        self.router = Router(self.table, self.loads, self.starter, cfg.region, self.rtt.rtt, self.metrics)
         self.pool = Pool()
         cfg.http.region = cfg.region
         cfg.http.domain = cfg.domain
-        self.http = HttpProxy(self.table, self.router, self.pool, self.loads, self.metrics, cfg.http)
+        cfg.http.simulate_rtt = cfg.simulate_rtt
+        self.http = HttpProxy(self.table, self.router, self.pool, self.loads, self.metrics, cfg.http, self.rtt.rtt)
         self.tcp = TcpProxy(self.table, self.router, self.loads, self.metrics, cfg.tcp_prefix)
         self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)
-
-    def distance(self, region: str) -> float:
-        return 0.0 if region == self.cfg.region else OTHER_REGION_RTT_MS
 
     def routes(self) -> dict[str, object]:
         now = time.monotonic()

@@ -28,12 +28,12 @@ class RouteError(Exception):
 
 class Router:
     def __init__(self, table: RoutingTable, loads: Loads, starter: Starter, region: str,
-                 distance: Callable[[str], float], metrics: Metrics) -> None:
+                 rtt: Callable[[str, str], float], metrics: Metrics) -> None:
         self.table = table
         self.loads = loads
         self.starter = starter
         self.region = region
-        self.distance = distance
+        self.rtt = rtt
         self.metrics = metrics
         self.rng = random.Random()
         self.waiting: dict[str, int] = {}
@@ -58,14 +58,21 @@ class Router:
                              c.hard_limit, c.autostart) if sus else c for c, sus in zip(out, suspects, strict=True)]
         return out
 
-    async def pick(self, app: str, pairs_fn: Pairs, exclude: set[str], deadline: float
-                   ) -> tuple[MachineRoute, ServiceSpec]:
+    async def pick(self, app: str, pairs_fn: Pairs, exclude: set[str], deadline: float,
+                   origin: str | None = None) -> tuple[MachineRoute, ServiceSpec]:
+        """Choose (starting it if need be) a machine for a request, as seen from `origin` (this edge's region,
+        or the region a fly-replay asked for)."""
+        where = origin or self.region
+
+        def distance(region: str) -> float:
+            return self.rtt(where, region)
+
         waited_since: float | None = None
         try:
             while True:
                 pairs = pairs_fn()
                 by_id = {m.id: (m, s) for m, s in pairs}
-                decision = choose(self.candidates(pairs), self.region, self.distance, self.rng, frozenset(exclude))
+                decision = choose(self.candidates(pairs), where, distance, self.rng, frozenset(exclude))
                 if decision.kind is Kind.ROUTE and decision.target is not None:
                     return by_id[decision.target.id]
                 if decision.kind is Kind.START and decision.target is not None:

@@ -98,6 +98,8 @@ class HostService:
             if self.takeover:
                 self.takeover.host_back(host_id)
         reply: dict[str, Any] = {"ok": True, "server_time": now}
+        if self.takeover and isinstance(body, dict) and isinstance(body.get("watched"), list):
+            self.takeover.acknowledged[host_id] = {str(x) for x in body["watched"]}
         if self.takeover:
             reply["peers"] = self.takeover.peers(host_id)
             reply["watched"] = self.takeover.watched(host_id)

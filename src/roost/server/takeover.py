@@ -41,6 +41,9 @@ class StandbyController:
         self._probing: set[str] = set()
         self._scheduled: set[str] = set()
         self.history: list[dict[str, Any]] = []  # recent takeovers, for the API and drills (bounded)
+        # What each host's agent says it would fence (sent with every heartbeat). A machine is taken over only
+        # if its host knew to fence it: otherwise a host that is merely cut off could still be running it.
+        self.acknowledged: dict[str, set[str]] = {}
 
     def views(self) -> list[MachineView]:
         return [MachineView(m.id, m.host_id, m.state, tuple(standbys_of(m.config)))
@@ -114,7 +117,15 @@ class StandbyController:
             if host is None or host.status != "unreachable":
                 return
             live = {h.id for h in self.state.hosts.values() if h.status == "ok"}
+            known = self.acknowledged.get(host_id, set())
             for plan in takeovers(host_id, self.views(), live):
+                if plan.watched not in known:
+                    log.warning("not starting standby %s for %s: host %s went silent before it acknowledged "
+                                "that it must fence %s (it may still be running it)", plan.standby, plan.watched,
+                                host_id, plan.watched)
+                    await self.machines._write(plan.watched, note=f"host {host_id} went silent before it learned "
+                                               f"of standby {plan.standby}; not taken over, to be safe")
+                    continue
                 try:
                     await self._start_standby(host_id, plan.watched, plan.standby)
                 except Exception:
