@@ -210,14 +210,11 @@ class HttpProxy:
         if force:
             return None, lambda: [(m, sv) for m, sv in all_targets() if m.id == force]
         if prefer:
-            def preferred() -> list[tuple[MachineRoute, ServiceSpec]]:
-                targets = all_targets()
-                now = time.monotonic()
-                there = [(m, sv) for m, sv in targets if m.region == prefer]
-                usable = [m for m, _ in there if self.table.healthy(m, now)
-                          and self.table.state_of(m, now) in ("started", "stopped", "suspended")]
-                return there if usable else targets
-            return prefer, preferred
+            now = time.monotonic()
+            there = [(m, sv) for m, sv in all_targets() if m.region == prefer and self.table.healthy(m, now)
+                     and self.table.state_of(m, now) in ("started", "stopped", "suspended")]
+            if there:
+                return prefer, lambda: [(m, sv) for m, sv in all_targets() if m.region == prefer] or all_targets()
         return None, all_targets
 
     def _app_of(self, req: Message) -> str | None:
