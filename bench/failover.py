@@ -184,7 +184,7 @@ def outage(f: BenchFleet, work: Path, seconds: int) -> list[list[object]]:
     after = {r.machine for r in faults.runs(f.spec.data_dir) if r.end is None}
     took = standby_start(f, standby["id"], t, timeout=0.1)
     rows.append([f"control plane killed for {seconds}s", len(before - after), 0 if took is None else 1])
-    if os.geteuid() == 0 and shutil.which("iptables"):
+    if faults.partition_unavailable() is None:
         worker, standby, _ = deploy(f, work, "island")
         before = {r.machine for r in faults.runs(f.spec.data_dir) if r.end is None}
         t = faults.partition_host(f.spec.data_dir, worker["host_id"], server_only=True)
@@ -215,7 +215,7 @@ def main() -> None:
         results = {}
         if args.kills:
             results["kills"] = kills(f, work, watch, args.kills)
-        if args.partitions and os.geteuid() == 0 and shutil.which("iptables"):
+        if args.partitions and faults.partition_unavailable() is None:
             results["partitions"] = partitions(f, work, args.partitions)
         if args.soak:
             results["soak"] = soak(f, args.soak, watch)

@@ -5,7 +5,6 @@ starts a standby or stops a machine."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from tests.integration.conftest import Fleet
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-CAN_PARTITION = os.geteuid() == 0 and shutil.which("iptables") is not None
+CAN_PARTITION = faults.partition_unavailable() is None
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from roost.cli import (
     apps_cmd,
     deploy_cmd,
     dev_cmd,
+    drill_cmd,
     hosts_cmd,
     image_cmd,
     logs_cmd,
@@ -22,7 +23,7 @@ from roost.cli import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Roost: run apps as machines on your own fleet, with the resiliency features of Fly.io.")
 for module in (server_cmd, agent_cmd, proxy_cmd, dev_cmd, apps_cmd, machine_cmd, image_cmd, logs_cmd, hosts_cmd,
-               deploy_cmd):
+               deploy_cmd, drill_cmd):
     module.register(app)
 
 

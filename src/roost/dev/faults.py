@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roost.dev.fleet import FleetError, kill_machines, pid_alive, read_fleet, write_fleet
+from roost.dev.fleet import (
+    FleetError,
+    kill_machines,
+    machine_pids,
+    machine_processes,
+    pid_alive,
+    read_fleet,
+    write_fleet,
+)
 
 COMMENT = "roost-fault"
 
@@ -36,12 +44,14 @@ def kill_host(data_dir: Path, host_id: str) -> float:
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
     host = _host(fleet, host_id)
+    pids = machine_pids(Path(host["data_dir"]))
     at = time.time()
     with contextlib.suppress(ProcessLookupError):
         os.kill(host["pid"], signal.SIGKILL)
     kill_machines(Path(host["data_dir"]))
+    # Back only once the agent and every machine process are gone: a drill then knows they ended by now.
     deadline = time.monotonic() + 5
-    while pid_alive(host["pid"]) and time.monotonic() < deadline:
+    while (pid_alive(host["pid"]) or any(pid_alive(p) for p in pids)) and time.monotonic() < deadline:
         time.sleep(0.01)
     return at
 
@@ -64,6 +74,36 @@ def kill_region(data_dir: Path, region: str) -> float:
     return at
 
 
+def kill_machine(data_dir: Path, host_id: str, machine_id: str) -> float:
+    """SIGKILL one machine's processes (its agent lives on and applies the machine's restart policy)."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    host = _host(fleet, host_id)
+    pids = machine_processes(Path(host["data_dir"]), machine_id)
+    if not pids:
+        raise FleetError(f"machine {machine_id} has no running process on {host_id}")
+    at = time.time()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return at
+
+
+def signal_machine(data_dir: Path, host_id: str, machine_id: str, sig: int) -> int:
+    """Send `sig` to every process of one machine (SIGSTOP/SIGCONT for a slow machine); returns how many."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    pids = machine_processes(Path(_host(fleet, host_id)["data_dir"]), machine_id)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return len(pids)
+
+
 def kill_server(data_dir: Path) -> float:
     fleet = read_fleet(data_dir)
     if fleet is None:
@@ -75,6 +115,22 @@ def kill_server(data_dir: Path) -> float:
     while pid_alive(fleet["server"]["pid"]) and time.monotonic() < deadline:
         time.sleep(0.01)
     return at
+
+
+def partition_unavailable() -> str | None:
+    """Why this machine cannot cut a host off the network (None when it can): needs root and a working
+    iptables (a container without NET_ADMIN has the binary but cannot list the rules)."""
+    if os.geteuid() != 0:
+        return "cutting a host off the network needs root (iptables rules on its loopback address)"
+    if shutil.which("iptables") is None:
+        return "cutting a host off the network needs iptables (apt-get install iptables)"
+    try:
+        probe = subprocess.run(["iptables", "-L", "OUTPUT", "-n"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"iptables does not work here: {exc}"
+    if probe.returncode != 0:
+        return f"iptables does not work here: {probe.stderr.strip() or probe.returncode}"
+    return None
 
 
 def _iptables(*args: str) -> None:

@@ -287,6 +287,36 @@ def machine_pids(host_data_dir: Path) -> set[int]:
     return pids
 
 
+def machine_processes(host_data_dir: Path, machine_id: str) -> set[int]:
+    """The live processes of one machine: its recorded main process and everything in its cgroup."""
+    pids: set[int] = set()
+    with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
+        run = json.loads((host_data_dir / "records" / f"{machine_id}.json").read_text()).get("run") or {}
+        if run.get("pid"):
+            pids.add(int(run["pid"]))
+    for base in Cgroups.bases(host_data_dir.name):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(p) for p in (base / machine_id / "cgroup.procs").read_text().split())
+    return {p for p in pids if pid_alive(p)}
+
+
+def restart_proxy(data_dir: Path, region: str) -> dict[str, Any]:
+    """Start a region's edge again (after a region was killed) with its recorded arguments."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    proxy = next((p for p in fleet.get("proxies", []) if p["region"] == region), None)
+    if proxy is None:
+        raise FleetError(f"no edge in region {region!r} in this fleet")
+    if pid_alive(proxy["pid"]):
+        raise FleetError(f"the {region} edge is still running (pid {proxy['pid']})")
+    proxy["pid"] = _spawn([*roost_command(), *proxy["argv"]], Path(proxy["log"]),
+                          env={"ROOST_API_TOKEN": fleet["token"]})
+    write_fleet(data_dir, fleet)
+    _wait_http(f"{proxy['admin_url']}/healthz", 20, lambda: pid_alive(proxy["pid"]), Path(proxy["log"]))
+    return dict(proxy)
+
+
 def _terminate(pids: list[int], grace: float) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

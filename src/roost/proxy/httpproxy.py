@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -293,15 +294,26 @@ class HttpProxy:
         child.observe(time.monotonic() - started)
         child = self.metrics.child(self.metrics.requests, app, m.id, str(resp.status))
         child.inc()
+        extra = self._debug_header(req, m, client_ip)
         if resp.status == 101 and req.upgrade:
-            writer.write(self._response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True))
+            writer.write(self._response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True,
+                                             extra=extra))
             await writer.drain()
             await self._tunnel(client, writer, upstream, conn)
             return False
-        return await self._relay_response(req, resp, upstream, conn, writer, request_id, complete)
+        return await self._relay_response(req, resp, upstream, conn, writer, request_id, complete, extra)
+
+    def _debug_header(self, req: Message, m: MachineRoute, client_ip: str) -> list[tuple[bytes, bytes]]:
+        """`flyio-debug: doit` asks, as on Fly, which edge and which machine served the request."""
+        if req.header(b"flyio-debug") is None:
+            return []
+        info = {"n": f"roost-edge-{self.s.region}", "nr": self.s.region, "ra": client_ip, "sr": m.region,
+                "sid": m.id}
+        return [(b"flyio-debug", json.dumps(info, separators=(",", ":")).encode())]
 
     async def _relay_response(self, req: Message, resp: Message, upstream: H1Reader, conn: Upstream,
-                              writer: asyncio.StreamWriter, request_id: str, request_complete: bool) -> bool:
+                              writer: asyncio.StreamWriter, request_id: str, request_complete: bool,
+                              extra: list[tuple[bytes, bytes]]) -> bool:
         client_11 = req.version == "1.1"
         keep = req.keep_alive and request_complete
         no_body = req.method == b"HEAD" or resp.status in (204, 304)
@@ -314,7 +326,7 @@ class HttpProxy:
         else:
             framing = b"close"
             keep = False
-        head = self._response_head(resp, req, request_id, framing=framing, keep=keep)
+        head = self._response_head(resp, req, request_id, framing=framing, keep=keep, extra=extra)
         if not no_body and resp.body and framing != b"chunked":
             # The body's first bytes usually came with the head: one write, one syscall.
             head += b"".join(resp.body)
@@ -412,11 +424,12 @@ class HttpProxy:
         return encode_head(req.method + b" " + req.url + b" HTTP/1.1", headers)
 
     def _response_head(self, resp: Message, req: Message, request_id: str, *, framing: bytes, keep: bool,
-                       upgrade: bool = False) -> bytes:
+                       upgrade: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
         headers = forwardable(resp.headers)
         via = resp.header(b"via")
-        headers = [(k, v) for k, v in headers if k.lower() not in (b"via", b"fly-request-id")]
+        headers = [(k, v) for k, v in headers if k.lower() not in (b"via", b"fly-request-id", b"flyio-debug")]
         headers += [(b"Fly-Request-Id", request_id.encode()), (b"Via", via + b", 1.1 roost" if via else b"1.1 roost")]
+        headers += extra or []
         if upgrade:
             headers += [(b"Connection", b"Upgrade"), (b"Upgrade", resp.header(b"upgrade") or b"websocket")]
         else:
@@ -440,6 +453,9 @@ class HttpProxy:
         headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode()),
                    (b"Fly-Request-Id", request_id.encode()), (b"X-Roost-Error", code.encode()),
                    (b"Via", b"1.1 roost")]
+        if req.header(b"flyio-debug") is not None:
+            headers.append((b"flyio-debug", json.dumps({"n": f"roost-edge-{self.s.region}", "nr": self.s.region},
+                                                       separators=(",", ":")).encode()))
         if not keep:
             headers.append((b"Connection", b"close"))
         version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"

@@ -1,0 +1,152 @@
+"""Drill benchmarks (issue 8): every fault of `roost drill`, under open-loop load, on one dev fleet.
+
+    .venv/bin/python bench/drills.py [--rps 100] [--duration 30] [--at 10] [--heal-after 10] [--repeat 1]
+
+A fleet with ams and ewr (two hosts each), an edge per region and the anycast entry. Apps: `web` (two
+machines in ams, one in ewr: the HTTP app), `crunch` (a fenced worker and its standby), `ledger` (the
+primary-db example: primary in ams, replica in ewr). Each drill runs through the same code as `roost drill`
+(roost.drill.runner) and one row per drill is printed; the targets come from issue 8:
+- kill-host on a two-machine HTTP app: 0 failed GETs;
+- kill-host under a worker with a standby: the standby runs (takeover time shown), 0 double runs;
+- kill-region: the region's clients shift to the next nearest region (time to shift shown);
+- kill-server: traffic unaffected (0 failed);
+- partition-host (root): the watched worker is fenced before its standby starts, 0 double runs;
+- writes to the primary region while its host is killed: 0 acknowledged writes lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import ROOT, BenchFleet, table
+
+from roost.cli.client import Api
+from roost.dev import faults
+from roost.drill.runner import Drill, DrillOptions
+
+SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": False, "autostart": False,
+           "ports": [{"port": 80, "handlers": ["http"]}]}
+
+
+def roost(f: BenchFleet, *args: str) -> None:
+    env = {"ROOST_API_URL": f.url, "ROOST_API_TOKEN": f.token, "ROOST_DEV_DIR": str(f.spec.data_dir),
+           "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-m", "roost", *args], check=True, capture_output=True, timeout=300,
+                   env=env)
+
+
+def known_everywhere(f: BenchFleet, app: str, n: int) -> None:
+    for proxy in f.info["proxies"]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            routes = httpx.get(f"{proxy['admin_url']}/routes", trust_env=False).json()["apps"]
+            if sum(1 for m in routes.get(app, {}).get("machines", []) if m["state"] == "started") >= n:
+                break
+            time.sleep(0.1)
+
+
+def web(f: BenchFleet) -> list[dict[str, Any]]:
+    f.api.post("/v1/apps", json={"app_name": "web", "primary_region": "ams"})
+    out = []
+    for region in ("ams", "ams", "ewr"):
+        m = f.api.post("/v1/apps/web/machines", json={"config": {"image": "hello:v1", "services": [SERVICE]},
+                                                       "region": region}).json()
+        f.api.get(f"/v1/apps/web/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+        out.append(m)
+    known_everywhere(f, "web", 3)
+    return out
+
+
+def example(f: BenchFleet, work: Path, source: str, app: str, replace: dict[str, str]) -> Path:
+    directory = work / app
+    shutil.copytree(ROOT / "examples" / source, directory)
+    text = (directory / "fly.toml").read_text()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    (directory / "fly.toml").write_text(text)
+    roost(f, "apps", "create", app, "--primary-region", "ams")
+    roost(f, "deploy", "-c", str(directory / "fly.toml"))
+    return directory
+
+
+def run(f: BenchFleet, api: Api, args: argparse.Namespace, fault: str, app: str, target: str | None = None,
+        **kw: Any) -> dict[str, Any]:
+    options = DrillOptions(fault=fault, app=app, target=target, rps=args.rps, duration=args.duration, at=args.at,
+                           heal_after=args.heal_after, **kw)
+    drill = Drill(f.spec.data_dir, api, options, lambda m: print(f"  {fault}: {m}", file=sys.stderr))
+    drill.prepare()
+    report = drill.run()
+    time.sleep(3)  # let the healed parts rejoin before the next drill
+    return report
+
+
+def row(expect: str, report: dict[str, Any]) -> list[object]:
+    t, shift = report["totals"], report["shift"]
+    during = report["phases"]["during"]
+    served = ", ".join(f"{k} {v}" for k, v in (during["by_region"] if report["target"]["kind"] == "region"
+                                                 else during["by_machine"]).items()) or "-"
+    standby = report["standbys"][0] if report["standbys"] else None
+    causes = ", ".join(f"{n} {c}" for c, n in t["causes"].items())
+    return [report["fault"], report["target"]["name"], t["sent"], f"{t['failed']}" + (f" ({causes})" if causes else ""),
+            report["phases"]["before"]["p99_ms"] or "-", during["p99_ms"] or "-", during["max_ms"] or "-",
+            "none affected" if shift["seconds"] is None else f"{shift['seconds'] * 1000:.0f} ms",
+            served[:40],
+            "-" if standby is None or standby["standby_started_after_s"] is None
+            else f"{standby['standby_started_after_s'] * 1000:.0f} ms (token {standby['fencing_token']})",
+            "-" if report["double_runs"] is None else report["double_runs"],
+            "-" if report["writes"] is None else f"{report['writes']['lost']}/{report['writes']['acknowledged']}",
+            expect]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rps", type=float, default=100)
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--at", type=float, default=10)
+    parser.add_argument("--heal-after", type=float, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="roost-drills-"))
+    rows = []
+    with BenchFleet(["ams", "ewr"], 2, proxies=True, idle_interval=3600.0) as f:
+        api = Api(f.url, f.token)
+        f.push("hello:v1", "hello", ["python3", "app.py"])
+        machines = web(f)
+        ams_host = machines[0]["host_id"]
+        rows.append(row("0 failed", run(f, api, args, "kill-host", "web", ams_host)))
+        rows.append(row("shift to ewr", run(f, api, args, "kill-region", "web", "ams")))
+        rows.append(row("0 failed", run(f, api, args, "kill-server", "web")))
+        rows.append(row("-", run(f, api, args, "stop-machine", "web", machines[1]["id"])))
+        rows.append(row("-", run(f, api, args, "slow-machine", "web", machines[1]["id"])))
+        example(f, work, "fenced-worker", "crunch", {'app = "fenced"': 'app = "crunch"',
+                                                     "/tmp/roost-fenced/shared.log": str(work / "crunch.log")})
+        time.sleep(3)
+        rows.append(row("standby runs, 0 double", run(f, api, args, "kill-host", "crunch")))
+        if faults.partition_unavailable() is None:
+            example(f, work, "fenced-worker", "island", {'app = "fenced"': 'app = "island"',
+                                                         "/tmp/roost-fenced/shared.log": str(work / "island.log")})
+            time.sleep(3)
+            rows.append(row("fenced first, 0 double", run(f, api, args, "partition-host", "island")))
+        edge = next(p for p in f.info["proxies"] if p["region"] == "ams")["url"]
+        example(f, work, "primary-db", "ledger", {'app = "notes"': 'app = "ledger"', 'source = "notes"':
+                                                  'source = "ledger"', "http://127.0.0.1:4400": edge})
+        roost(f, "scale", "count", "2", "--region", "ams,ewr", "-a", "ledger", "--yes")
+        known_everywhere(f, "ledger", 2)
+        rows.append(row("0 writes lost", run(f, api, args, "kill-host", "ledger", method="POST", path="/items",
+                                             check_writes="/items")))
+    shutil.rmtree(work, ignore_errors=True)
+    print(table(f"Drills at {args.rps:g} req/s for {args.duration:g}s: fault at {args.at:g}s, healed "
+                f"{args.heal_after:g}s later (latencies in ms)",
+                ["fault", "target", "sent", "failed", "p99 before", "p99 during", "max during", "time to shift",
+                 "served during", "standby ran after", "double runs", "writes lost", "target of issue 8"], rows))
+
+
+if __name__ == "__main__":
+    main()

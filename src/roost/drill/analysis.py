@@ -1,0 +1,184 @@
+"""What a drill measured, computed from its samples: pure, so every figure in a report can be unit-tested.
+
+Times are seconds since the drill started. Each sample is one request of the open-loop load: `sent` is when
+it was *scheduled* (not when a busy client got round to it), so a stall shows up as latency instead of
+silently thinning the load (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+PHASES = ("before", "during", "after")
+
+
+@dataclass(frozen=True)
+class Sample:
+    seq: int
+    sent: float
+    done: float
+    status: int  # 0: no HTTP answer at all
+    cause: str  # "ok", or why it failed: "edge 502 PR04", "app 500", "connect refused", "timeout", "reset"
+    machine: str = ""  # the machine that answered (from the edge's flyio-debug header)
+    region: str = ""  # that machine's region
+    edge: str = ""  # the edge's region
+
+    @property
+    def ok(self) -> bool:
+        return self.cause == "ok"
+
+    @property
+    def latency(self) -> float:
+        return self.done - self.sent
+
+
+@dataclass(frozen=True)
+class Window:
+    fault_at: float
+    heal_at: float | None  # None: never healed (or nothing to heal)
+    end: float
+
+    def phase(self, t: float) -> str:
+        if t < self.fault_at:
+            return "before"
+        if self.heal_at is None or t < self.heal_at:
+            return "during"
+        return "after"
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of `values`; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class PhaseStats:
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    causes: dict[str, int] = field(default_factory=dict)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    by_machine: dict[str, int] = field(default_factory=dict)  # successful answers per machine
+    by_region: dict[str, int] = field(default_factory=dict)  # and per region
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "ok": self.ok, "failed": self.failed, "causes": self.causes,
+                "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "max_ms": self.max_ms,
+                "by_machine": self.by_machine, "by_region": self.by_region}
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+def summarize(samples: list[Sample]) -> PhaseStats:
+    """Counts, failure causes and latency (successful requests only: a refused connection is not fast)."""
+    stats = PhaseStats(sent=len(samples))
+    latencies = [s.latency for s in samples if s.ok]
+    stats.ok = len(latencies)
+    stats.failed = stats.sent - stats.ok
+    stats.causes = dict(Counter(s.cause for s in samples if not s.ok).most_common())
+    stats.p50_ms, stats.p99_ms = _ms(percentile(latencies, 50)), _ms(percentile(latencies, 99))
+    stats.max_ms = _ms(max(latencies)) if latencies else None
+    stats.by_machine = dict(Counter(s.machine for s in samples if s.ok and s.machine).most_common())
+    stats.by_region = dict(Counter(s.region for s in samples if s.ok and s.region).most_common())
+    return stats
+
+
+def by_phase(samples: list[Sample], window: Window) -> dict[str, PhaseStats]:
+    groups: dict[str, list[Sample]] = {p: [] for p in PHASES}
+    for s in samples:
+        groups[window.phase(s.sent)].append(s)
+    return {p: summarize(groups[p]) for p in PHASES}
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How long the fault disturbed traffic. A request sent after the fault (and before the heal) is
+    *affected* when it failed, was answered by the fault's target, or took longer than `slow`. The shift is
+    over when the last affected request finished; no affected request at all means the fault went unnoticed."""
+
+    affected: int
+    seconds: float | None  # from the fault to the end of the last affected request; None: nothing affected
+    first_elsewhere: float | None  # from the fault to the first success from outside the target
+    slow: float  # the latency counted as "stalled"
+
+
+def slow_threshold(before: list[Sample], floor: float = 1.0, factor: float = 5.0) -> float:
+    """Stalled means slower than `factor` x the p99 before the fault, and never less than `floor` seconds
+    (a shift to a farther region legitimately adds its round trip)."""
+    p99 = percentile([s.latency for s in before if s.ok], 99)
+    return max(floor, factor * p99) if p99 is not None else floor
+
+
+def time_to_shift(samples: list[Sample], window: Window, target_machines: set[str],
+                  target_regions: set[str] | None = None, slow: float = 1.0) -> Shift:
+    regions = target_regions or set()
+
+    def on_target(s: Sample) -> bool:
+        return (bool(s.machine) and s.machine in target_machines) or (bool(s.region) and s.region in regions)
+
+    during = [s for s in samples if window.phase(s.sent) == "during"]
+    affected = [s for s in during if not s.ok or on_target(s) or s.latency > slow]
+    elsewhere = [s.done for s in during if s.ok and not on_target(s)]
+    return Shift(affected=len(affected),
+                 seconds=max(s.done for s in affected) - window.fault_at if affected else None,
+                 first_elsewhere=min(elsewhere) - window.fault_at if elsewhere else None,
+                 slow=slow)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: float
+    ok: dict[str, int]  # successes per series (a machine, or a region)
+    errors: int
+
+
+def timeline(samples: list[Sample], end: float, width: float, series: str = "machine") -> list[Bucket]:
+    """Requests per bucket of `width` seconds (by when they were sent), successes split by machine or region."""
+    count = max(1, math.ceil(end / width))
+    oks: list[Counter[str]] = [Counter() for _ in range(count)]
+    errors = [0] * count
+    for s in samples:
+        i = min(count - 1, max(0, int(s.sent // width)))
+        if s.ok:
+            oks[i][(s.region if series == "region" else s.machine) or "?"] += 1
+        else:
+            errors[i] += 1
+    return [Bucket(round(i * width, 3), dict(oks[i]), errors[i]) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    target: str
+    measured: str
+    passed: bool
+
+
+def checks(*, failed: int, shift: Shift, expect_no_errors: bool, expect_shift_under: float | None,
+           double_runs: int | None, writes_lost: int | None) -> list[Check]:
+    """The drill's own targets: the ones asked for, plus the safety ones that always hold (no machine and its
+    standby ever ran together; no acknowledged write was lost) whenever they were measured."""
+    out: list[Check] = []
+    if expect_no_errors:
+        out.append(Check("no failed requests", "0", str(failed), failed == 0))
+    if expect_shift_under is not None:
+        took = shift.seconds
+        out.append(Check("time to shift", f"< {expect_shift_under:g} s",
+                         "nothing affected" if took is None else f"{took:.3f} s",
+                         took is None or took < expect_shift_under))
+    if double_runs is not None:
+        out.append(Check("machine and standby never ran together", "0", str(double_runs), double_runs == 0))
+    if writes_lost is not None:
+        out.append(Check("acknowledged writes lost", "0", str(writes_lost), writes_lost == 0))
+    return out

@@ -1,0 +1,104 @@
+"""The drill's figures, from hand-made samples: phases, percentiles, time to shift, timeline, checks."""
+
+from __future__ import annotations
+
+from roost.drill.analysis import (
+    Sample,
+    Window,
+    by_phase,
+    checks,
+    percentile,
+    slow_threshold,
+    summarize,
+    time_to_shift,
+    timeline,
+)
+
+
+def ok(seq: int, sent: float, latency: float = 0.01, machine: str = "m1", region: str = "ams") -> Sample:
+    return Sample(seq, sent, sent + latency, 200, "ok", machine, region, "ams")
+
+
+def failed(seq: int, sent: float, cause: str = "edge 502 PR04", latency: float = 0.02) -> Sample:
+    return Sample(seq, sent, sent + latency, 502 if cause.startswith("edge") else 0, cause)
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([], 50) is None
+
+
+def test_summary_counts_causes_and_takes_latency_from_successes_only():
+    samples = [ok(0, 0.0, 0.010), ok(1, 0.1, 0.030, machine="m2"), failed(2, 0.2, "timeout", latency=5.0),
+               failed(3, 0.3), failed(4, 0.4)]
+    s = summarize(samples)
+    assert (s.sent, s.ok, s.failed) == (5, 2, 3)
+    assert s.causes == {"edge 502 PR04": 2, "timeout": 1}
+    assert s.max_ms == 30.0  # the 5 s timeout is a failure, not a latency
+    assert s.by_machine == {"m1": 1, "m2": 1}
+
+
+def test_phases_split_on_the_scheduled_send_time():
+    window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
+    samples = [ok(i, i * 0.5) for i in range(6)]  # sent at 0, .5, 1, 1.5, 2, 2.5
+    phases = by_phase(samples, window)
+    assert [phases[p].sent for p in ("before", "during", "after")] == [2, 2, 2]
+    assert by_phase(samples, Window(1.0, None, 3.0))["during"].sent == 4
+
+
+def test_time_to_shift_ends_with_the_last_affected_request():
+    window = Window(fault_at=1.0, heal_at=None, end=3.0)
+    samples = [ok(0, 0.5, machine="dead"), ok(1, 0.6, machine="alive"),
+               failed(2, 1.05, latency=0.1),              # failed: affected, done at 1.15
+               ok(3, 1.1, machine="dead"),                 # still answered by the target: affected, done 1.11
+               ok(4, 1.2, machine="alive"),                # first success elsewhere, done 1.21
+               ok(5, 1.3, latency=1.6, machine="alive"),   # stalled past the threshold: affected, done 2.9
+               ok(6, 1.5, machine="alive")]
+    shift = time_to_shift(samples, window, {"dead"}, slow=1.0)
+    assert shift.affected == 3
+    assert abs(shift.seconds - 1.9) < 1e-9
+    assert abs(shift.first_elsewhere - 0.21) < 1e-9
+
+
+def test_nothing_affected_means_no_shift_time_and_region_targets_count():
+    window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
+    samples = [ok(0, 0.5, region="ewr"), ok(1, 1.2, region="yyz"), ok(2, 1.4, region="yyz")]
+    assert time_to_shift(samples, window, set()).seconds is None
+    hit = time_to_shift([*samples, ok(3, 1.3, region="ewr")], window, set(), {"ewr"})
+    assert hit.affected == 1 and abs(hit.seconds - 0.31) < 1e-9
+
+
+def test_slow_threshold_has_a_floor_and_follows_the_baseline():
+    assert slow_threshold([]) == 1.0
+    assert slow_threshold([ok(i, 0, 0.002) for i in range(10)]) == 1.0
+    assert slow_threshold([ok(i, 0, 0.5) for i in range(10)]) == 2.5
+
+
+def test_timeline_buckets_by_send_time_and_series():
+    samples = [ok(0, 0.1, machine="a"), ok(1, 0.2, machine="b"), failed(2, 1.1), ok(3, 1.9, region="syd"),
+               ok(4, 9.0)]  # past the end: folded into the last bucket
+    buckets = timeline(samples, end=2.0, width=1.0)
+    assert [b.start for b in buckets] == [0.0, 1.0]
+    assert buckets[0].ok == {"a": 1, "b": 1} and buckets[0].errors == 0
+    assert buckets[1].errors == 1 and buckets[1].ok == {"m1": 2}
+    by_region = timeline(samples, end=2.0, width=1.0, series="region")
+    assert by_region[1].ok == {"syd": 1, "ams": 1}
+
+
+def test_checks_fail_only_on_what_was_asked_or_unsafe():
+    window = Window(1.0, None, 2.0)
+    shift = time_to_shift([failed(0, 1.0, latency=2.5)], window, set())
+    results = checks(failed=1, shift=shift, expect_no_errors=True, expect_shift_under=2.0, double_runs=0,
+                     writes_lost=None)
+    assert [(c.name, c.passed) for c in results] == [("no failed requests", False), ("time to shift", False),
+                                                     ("machine and standby never ran together", True)]
+    assert checks(failed=5, shift=shift, expect_no_errors=False, expect_shift_under=None, double_runs=None,
+                  writes_lost=None) == []
+    assert not checks(failed=0, shift=shift, expect_no_errors=False, expect_shift_under=None, double_runs=1,
+                      writes_lost=0)[0].passed
+    assert not checks(failed=0, shift=shift, expect_no_errors=False, expect_shift_under=None, double_runs=None,
+                      writes_lost=2)[0].passed
