@@ -6,6 +6,7 @@ from roost.drill.analysis import (
     Sample,
     Window,
     by_phase,
+    phase_of,
     checks,
     percentile,
     slow_threshold,
@@ -50,6 +51,14 @@ def test_phases_split_on_the_scheduled_send_time():
     assert by_phase(samples, Window(1.0, None, 3.0))["during"].sent == 4
 
 
+def test_a_request_in_flight_when_the_fault_struck_belongs_to_the_fault():
+    window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
+    cut = failed(1, 0.99, "connection reset", latency=0.05)  # due before, broken by the fault
+    assert phase_of(cut, window) == "during"
+    phases = by_phase([ok(0, 0.5), cut], window)
+    assert phases["before"].failed == 0 and phases["during"].failed == 1
+
+
 def test_time_to_shift_ends_with_the_last_affected_request():
     window = Window(fault_at=1.0, heal_at=None, end=3.0)
     samples = [ok(0, 0.5, machine="dead"), ok(1, 0.6, machine="alive"),
@@ -59,17 +68,30 @@ def test_time_to_shift_ends_with_the_last_affected_request():
                ok(5, 1.3, latency=1.6, machine="alive"),   # stalled past the threshold: affected, done 2.9
                ok(6, 1.5, machine="alive")]
     shift = time_to_shift(samples, window, {"dead"}, slow=1.0)
-    assert shift.affected == 3
+    assert shift.affected == 3 and shift.requests == 5
     assert abs(shift.seconds - 1.9) < 1e-9
     assert abs(shift.first_elsewhere - 0.21) < 1e-9
 
 
-def test_nothing_affected_means_no_shift_time_and_region_targets_count():
+def test_unnoticed_faults_shift_at_the_first_answer_from_elsewhere():
     window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
     samples = [ok(0, 0.5, region="ewr"), ok(1, 1.2, region="yyz"), ok(2, 1.4, region="yyz")]
-    assert time_to_shift(samples, window, set()).seconds is None
+    quiet = time_to_shift(samples, window, set(), {"ewr"})
+    assert quiet.affected == 0 and abs(quiet.seconds - 0.21) < 1e-9
     hit = time_to_shift([*samples, ok(3, 1.3, region="ewr")], window, set(), {"ewr"})
     assert hit.affected == 1 and abs(hit.seconds - 0.31) < 1e-9
+
+
+def test_no_answer_from_elsewhere_means_it_never_shifted():
+    window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
+    stuck = time_to_shift([failed(0, 1.1), ok(1, 1.5, machine="dead")], window, {"dead"})
+    assert stuck.seconds is None and stuck.affected == 2 and stuck.requests == 2
+    assert not checks(failed=1, shift=stuck, expect_no_errors=False, expect_shift_under=5.0, double_runs=None,
+                      writes_lost=None)[0].passed
+    idle = time_to_shift([], window, set())
+    assert idle.seconds is None and idle.requests == 0
+    assert checks(failed=0, shift=idle, expect_no_errors=False, expect_shift_under=1.0, double_runs=None,
+                  writes_lost=None)[0].passed
 
 
 def test_slow_threshold_has_a_floor_and_follows_the_baseline():
@@ -90,8 +112,9 @@ def test_timeline_buckets_by_send_time_and_series():
 
 
 def test_checks_fail_only_on_what_was_asked_or_unsafe():
-    window = Window(1.0, None, 2.0)
-    shift = time_to_shift([failed(0, 1.0, latency=2.5)], window, set())
+    window = Window(1.0, None, 3.0)
+    shift = time_to_shift([failed(0, 1.0, latency=2.5), ok(1, 1.1, latency=0.01, machine="b")], window, set())
+    assert abs(shift.seconds - 2.5) < 1e-9
     results = checks(failed=1, shift=shift, expect_no_errors=True, expect_shift_under=2.0, double_runs=0,
                      writes_lost=None)
     assert [(c.name, c.passed) for c in results] == [("no failed requests", False), ("time to shift", False),

@@ -38,10 +38,23 @@ def _series(report: dict[str, Any]) -> list[str]:
     return sorted(names, key=lambda k: -names[k])
 
 
+def shift_text(shift: dict[str, Any]) -> str:
+    if shift["requests"] == 0:
+        return "no traffic during the fault"
+    if shift["seconds"] is None:
+        return "never: no answer came from elsewhere while the fault lasted"
+    if shift["affected"] == 0:
+        return (f"{shift['seconds']:.3f}s (no request failed, stalled > {shift['slow_threshold_s']:g}s or reached "
+                "the target; that is the first answer from elsewhere)")
+    return (f"{shift['seconds']:.3f}s ({shift['affected']} requests affected: failed, stalled > "
+            f"{shift['slow_threshold_s']:g}s, or answered by the target)")
+
+
 def headline(report: dict[str, Any]) -> str:
     t = report["totals"]
     shift = report["shift"]
-    took = "nothing noticed it" if shift["seconds"] is None else f"traffic shifted in {shift['seconds']:.3f}s"
+    took = "nothing to shift" if shift["requests"] == 0 else (
+        "traffic never shifted" if shift["seconds"] is None else f"traffic shifted in {shift['seconds']:.3f}s")
     return (f"{report['fault']} {report['target']['name']}: {t['sent']} requests, {t['failed']} failed; {took}; "
             f"{'all checks passed' if report['passed'] else 'CHECKS FAILED'}")
 
@@ -71,13 +84,7 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
         console.print(table)
         if t["causes"]:
             console.print("  failures: " + ", ".join(f"{n} {cause}" for cause, n in t["causes"].items()))
-        shift = report["shift"]
-        if shift["seconds"] is None:
-            console.print("  time to shift: no request after the fault failed, stalled "
-                          f"(> {shift['slow_threshold_s']:g}s) or reached the target")
-        else:
-            console.print(f"  time to shift: [bold]{shift['seconds']:.3f}s[/] ({shift['affected']} requests affected: "
-                          f"failed, stalled > {shift['slow_threshold_s']:g}s, or answered by the target)")
+        console.print(f"  time to shift: {shift_text(report['shift'])}")
         print_timeline(report, console)
     for row in report["standbys"]:
         started = row["standby_started_after_s"]
@@ -194,9 +201,7 @@ def html_report(report: dict[str, Any]) -> str:
         sections += ["<h2>Traffic</h2>", _svg(report),
                      _table(["phase", "sent", "ok", "failed", "p50 ms", "p99 ms", "max ms", "served by", "failures"],
                             phases),
-                     "<p>Time to shift: " + (html.escape(_secs(shift["seconds"])) + f" ({shift['affected']} requests "
-                                             "affected)" if shift["seconds"] is not None else "nothing was affected")
-                     + f"; first answer from elsewhere after {html.escape(_secs(shift['first_elsewhere_s']))}.</p>"]
+                     f"<p>Time to shift: {html.escape(shift_text(shift))}.</p>"]
     if standbys:
         sections += ["<h2>Standbys</h2>", _table(["standby", "watches", "started after fault", "fencing token",
                                                   "watched ended after fault", "how", "ran together"], standbys)]

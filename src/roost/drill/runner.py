@@ -142,6 +142,10 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
     return rows
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 class Drill:
     def __init__(self, data_dir: Path, api: Any, options: DrillOptions,
                  say: Callable[[str], None] = lambda _m: None) -> None:
@@ -237,7 +241,7 @@ class Drill:
                 fault_wall: float) -> dict[str, Any]:
         o = self.o
         phases = analysis.by_phase(samples, window)
-        slow = analysis.slow_threshold([s for s in samples if window.phase(s.sent) == "before"])
+        slow = analysis.slow_threshold([s for s in samples if analysis.phase_of(s, window) == "before"])
         regions = {self.target.name} if self.target.kind == "region" else set()
         shift = analysis.time_to_shift(samples, window, self.target.machines, regions, slow)
         series = "region" if self.target.kind == "region" else "machine"
@@ -264,10 +268,9 @@ class Drill:
             "fault_at_s": window.fault_at, "heal_at_s": window.heal_at,
             "fault_time": round(fault_wall, 4),  # wall clock, to line the report up with logs and records
             "totals": total.as_dict(), "phases": {p: s.as_dict() for p, s in phases.items()},
-            "shift": {"affected": shift.affected,
-                      "seconds": None if shift.seconds is None else round(shift.seconds, 4),
-                      "first_elsewhere_s": None if shift.first_elsewhere is None else round(shift.first_elsewhere, 4),
-                      "slow_threshold_s": round(shift.slow, 4)},
+            "shift": {"seconds": _round(shift.seconds), "affected": shift.affected, "requests": shift.requests,
+                      "first_elsewhere_s": _round(shift.first_elsewhere),
+                      "last_affected_s": _round(shift.last_affected), "slow_threshold_s": round(shift.slow, 4)},
             "timeline": {"width_s": width, "series_by": series,
                          "buckets": [asdict(b) for b in buckets]},
             "standbys": standbys, "double_runs": double_runs, "writes": writes,
