@@ -10,7 +10,8 @@ primary-db example: primary in ams, replica in ewr). Each drill runs through the
 - kill-host under a worker with a standby: the standby runs (takeover time shown), 0 double runs;
 - kill-region: the region's clients shift to the next nearest region (time to shift shown);
 - kill-server: traffic unaffected (0 failed);
-- partition-host (root): the watched worker is fenced before its standby starts, 0 double runs;
+- partition-host (root): the watched worker is fenced before its standby starts, 0 double runs; and under
+  the HTTP app, no failed GET (the edge drops requests waiting on a host declared unreachable and retries);
 - writes to the primary region while its host is killed: 0 acknowledged writes lost.
 """
 
@@ -97,7 +98,8 @@ def row(expect: str, report: dict[str, Any]) -> list[object]:
     causes = ", ".join(f"{n} {c}" for c, n in t["causes"].items())
     return [report["fault"], report["target"]["name"], t["sent"], f"{t['failed']}" + (f" ({causes})" if causes else ""),
             report["phases"]["before"]["p99_ms"] or "-", during["p99_ms"] or "-", during["max_ms"] or "-",
-            "none affected" if shift["seconds"] is None else f"{shift['seconds'] * 1000:.0f} ms",
+            "no traffic" if shift["requests"] == 0 else "never" if shift["seconds"] is None
+            else f"{shift['seconds'] * 1000:.0f} ms",
             served[:40],
             "-" if standby is None or standby["standby_started_after_s"] is None
             else f"{standby['standby_started_after_s'] * 1000:.0f} ms (token {standby['fencing_token']})",
@@ -125,6 +127,8 @@ def main() -> None:
         rows.append(row("0 failed", run(f, api, args, "kill-server", "web")))
         rows.append(row("-", run(f, api, args, "stop-machine", "web", machines[1]["id"])))
         rows.append(row("-", run(f, api, args, "slow-machine", "web", machines[1]["id"])))
+        if faults.partition_unavailable() is None:
+            rows.append(row("0 failed", run(f, api, args, "partition-host", "web", ams_host)))
         example(f, work, "fenced-worker", "crunch", {'app = "fenced"': 'app = "crunch"',
                                                      "/tmp/roost-fenced/shared.log": str(work / "crunch.log")})
         time.sleep(3)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from roost.dev import faults
 from tests.integration.conftest import Fleet
+from tests.integration.test_failover import deploy_worker
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,24 +153,8 @@ def test_kill_region_shifts_to_the_next_nearest(fleet):
         fleet.wait_for(lambda h=host: host_ok(fleet, h), what="ams back")
 
 
-def deploy_worker(f: Fleet, app: str) -> tuple[dict, dict]:
-    directory = f.workdir / app
-    shutil.copytree(ROOT / "examples" / "fenced-worker", directory)
-    shared = f.workdir / f"{app}-shared" / "shared.log"
-    text = (directory / "fly.toml").read_text().replace('app = "fenced"', f'app = "{app}"')
-    (directory / "fly.toml").write_text(text.replace("/tmp/roost-fenced/shared.log", str(shared)))
-    f.roost("apps", "create", app, "--primary-region", "ams")
-    f.roost("deploy", "-c", str(directory / "fly.toml"), timeout=120)
-    machines = f.api.get(f"/v1/apps/{app}/machines").json()
-    worker = next(m for m in machines if not m["config"].get("standbys"))
-    standby = next(m for m in machines if m["config"].get("standbys"))
-    f.wait_for(lambda: shared.exists() and shared.read_text().count("\n") > 3, what="the worker writing")
-    time.sleep(1.0)  # steady state: the worker's host has acknowledged its standby
-    return worker, standby
-
-
 def test_kill_host_under_a_worker_reports_the_takeover(fleet):
-    worker, standby = deploy_worker(fleet, "crunch")
+    worker, standby, _ = deploy_worker(fleet, "crunch")
     report = drill(fleet, "kill-host", "-a", "crunch", "--duration", "6s", "--at", "1s", "--heal-after", "4s")
     assert report["target"]["name"] == worker["host_id"], "the drill picks the watched machine's host"
     assert report["rps"] == 0 and any("no services" in n for n in report["notes"])
@@ -188,7 +172,7 @@ def test_kill_host_under_a_worker_reports_the_takeover(fleet):
 
 @pytest.mark.skipif(not CAN_PARTITION, reason="partitions need root and iptables")
 def test_partition_host_shows_fencing(fleet):
-    worker, _ = deploy_worker(fleet, "island")
+    worker, _, _ = deploy_worker(fleet, "island")
     report = drill(fleet, "partition-host", "-a", "island", "--duration", "6s", "--at", "1s", "--heal-after", "4s")
     row = report["standbys"][0]
     assert row["watched_end_reason"] == "fenced", row
@@ -196,6 +180,20 @@ def test_partition_host_shows_fencing(fleet):
     assert row["double_runs"] == 0 and row["fencing_token"] >= 2 and report["passed"]
     fleet.wait_for(lambda: host_ok(fleet, worker['host_id']),
                    what="the host back")
+
+
+@pytest.mark.skipif(not CAN_PARTITION, reason="partitions need root and iptables")
+def test_partition_host_under_an_http_app_fails_no_get(fleet):
+    """The cut-off host never answers nor resets: the edge gives up on it when the control plane declares it
+    unreachable (and on new connections after the connect timeout) and retries on the other machine."""
+    machines = http_app(fleet, "moat", ["ams", "ams"])
+    host = machines[0]["host_id"]
+    report = drill(fleet, "partition-host", "-a", "moat", "--target", host, "--rps", "40", "--duration", "8s",
+                   "--at", "2s", "--heal-after", "4s", "--expect-no-errors")
+    assert report["passed"] and report["totals"]["failed"] == 0, report["totals"]
+    assert report["phases"]["during"]["max_ms"] < 4000, report["phases"]["during"]
+    assert report["shift"]["seconds"] is not None and report["shift"]["seconds"] < 4
+    fleet.wait_for(lambda: host_ok(fleet, host), what="the host back")
 
 
 def test_primary_region_writes_survive_a_killed_primary(fleet):

@@ -262,6 +262,8 @@ class HttpProxy:
                 raise _Retry("reset-while-sending") from exc
             return await self._error(writer, req, request_id, 502, "PC01", f"machine {m.id} reset the connection")
         upstream = H1Reader(conn.reader, response=True, head_request=req.method == b"HEAD")
+        awaiting = self.pool.awaiting.setdefault(m.address, set())
+        awaiting.add(conn)
         try:
             resp = await upstream.next_head(self.s.upstream_timeout)
             while resp is not None and 100 <= resp.status < 200 and resp.status != 101:
@@ -272,6 +274,13 @@ class HttpProxy:
                                      f"machine {m.id} did not answer within {self.s.upstream_timeout:g}s")
         except ProtocolError:
             resp = None
+        finally:
+            awaiting.discard(conn)
+        if resp is None and conn.aborted:
+            if retryable:
+                raise _Retry("host-unreachable")
+            return await self._error(writer, req, request_id, 502, "PC03",
+                                     f"the host of machine {m.id} became unreachable before it answered")
         if resp is None:
             conn.close()
             # Nothing came back: safe to try elsewhere if the machine cannot have acted on it.

@@ -67,12 +67,18 @@ class Edge:
         self.rtt = RttTable.from_file(cfg.rtt_file) if cfg.rtt_file else RttTable()
         self.router = Router(self.table, self.loads, self.starter, cfg.region, self.rtt.rtt, self.metrics)
         self.pool = Pool()
+        self.table.on_host_lost = self._host_lost
         cfg.http.region = cfg.region
         cfg.http.domain = cfg.domain
         cfg.http.simulate_rtt = cfg.simulate_rtt
         self.http = HttpProxy(self.table, self.router, self.pool, self.loads, self.metrics, cfg.http, self.rtt.rtt)
         self.tcp = TcpProxy(self.table, self.router, self.loads, self.metrics, cfg.tcp_prefix)
         self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)
+
+    def _host_lost(self, addresses: set[str]) -> None:
+        aborted = self.pool.abort_addresses(addresses)
+        if aborted:
+            log.info("host of %s unreachable: %d waiting requests sent elsewhere", ",".join(sorted(addresses)), aborted)
 
     def routes(self) -> dict[str, object]:
         now = time.monotonic()

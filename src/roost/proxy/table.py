@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class RoutingTable:
     penalties: dict[str, float] = field(default_factory=dict)  # id -> until
     last_update: float = 0.0
     _changed: asyncio.Event | None = None
+    # Called with a host's machine addresses when the control plane declares that host unreachable.
+    on_host_lost: Callable[[set[str]], None] | None = None
 
     # ---- feeding ----
 
@@ -115,7 +118,12 @@ class RoutingTable:
             if override and override[0] == route.state:
                 del self.state_overrides[key]
         elif kind == "host":
-            self.hosts[key] = HostRoute(obj["id"], obj["region"], obj.get("agent_url", ""), obj.get("status", "ok"))
+            old_host = self.hosts.get(key)
+            host = self.hosts[key] = HostRoute(obj["id"], obj["region"], obj.get("agent_url", ""),
+                                               obj.get("status", "ok"))
+            if host.status == "unreachable" and old_host is not None and old_host.status != "unreachable" \
+                    and self.on_host_lost is not None:
+                self.on_host_lost({m.address for m in self.machines.values() if m.host_id == key})
         elif kind == "app":
             self.apps[key] = AppRoute(obj["name"], obj.get("primary_region") or "", int(obj.get("ip_index") or 0))
 

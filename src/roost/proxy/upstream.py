@@ -14,7 +14,7 @@ CONNECT_TIMEOUT = 2.0
 
 
 class Upstream:
-    __slots__ = ("idle_since", "key", "reader", "reused", "writer")
+    __slots__ = ("aborted", "idle_since", "key", "reader", "reused", "writer")
 
     def __init__(self, key: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.key = key
@@ -22,6 +22,7 @@ class Upstream:
         self.writer = writer
         self.reused = False
         self.idle_since = 0.0
+        self.aborted = False  # closed by us because its host was declared unreachable
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -31,6 +32,24 @@ class Upstream:
 class Pool:
     def __init__(self) -> None:
         self._idle: dict[tuple[str, int], deque[Upstream]] = {}
+        # Connections with a request sent and no response head yet, per machine address.
+        self.awaiting: dict[str, set[Upstream]] = {}
+
+    def abort_addresses(self, addresses: set[str]) -> int:
+        """The control plane declared these addresses' host unreachable: drop idle connections to them and
+        end requests still waiting for an answer there (a cut-off host may never answer or reset), so that
+        they are retried elsewhere or fail now instead of at the upstream timeout. Answers already streaming
+        (and WebSockets) are left alone: they are evidently still flowing."""
+        aborted = 0
+        for key in [k for k in self._idle if k[0] in addresses]:
+            for conn in self._idle.pop(key):
+                conn.close()
+        for address in addresses:
+            for conn in self.awaiting.pop(address, set()):
+                conn.aborted = True
+                conn.close()
+                aborted += 1
+        return aborted
 
     async def get(self, host: str, port: int) -> Upstream:
         key = (host, port)
