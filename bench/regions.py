@@ -54,16 +54,22 @@ def shift(f: BenchFleet, trials: int) -> list[list[object]]:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and sum(1 for m in routes(f, "ams", app) if m["healthy"]) < 2:
             time.sleep(0.05)
+        seen: list[str] = []
         with httpx.Client(headers={"Host": f"{app}.localhost"}, trust_env=False, timeout=10) as client:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 try:
-                    if client.get(f"{edge}/").json()["region"] == "ewr":
+                    answer = client.get(f"{edge}/")
+                    seen.append(f"{answer.status_code}:{answer.json().get('region')}")
+                    if answer.json()["region"] == "ewr":
                         near += 1
                         break
-                except (httpx.HTTPError, ValueError):
-                    pass
+                except (httpx.HTTPError, ValueError) as exc:
+                    seen.append(type(exc).__name__)
                 time.sleep(0.05)
+            else:
+                print(f"trial {i}: never answered from ewr; answers: {seen[:5]} ... {seen[-3:]}; "
+                      f"ams edge routes: {routes(f, 'ams', app)}", file=sys.stderr)
         results: list[tuple[float, int]] = []
         stop = threading.Event()
 

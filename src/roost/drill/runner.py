@@ -125,14 +125,14 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
             watched = [r for r in runs if r.machine == watched_id]
             standby = [r for r in runs if r.machine == m["id"]]
             started = sorted(r.start for r in standby if r.start >= fault_wall)
-            stopped = [r for r in watched if r.start < fault_wall and r.end is not None and r.end >= fault_wall]
+            stopped = sorted((r for r in watched if r.start < fault_wall and r.end is not None and r.end >= fault_wall),
+                             key=lambda r: r.end or 0.0)
             fencing = ((m.get("roost") or {}).get("fencing") or {})
             rows.append({
                 "watched": watched_id, "standby": m["id"],
                 "watched_host": (by_id.get(watched_id) or {}).get("host_id", ""), "standby_host": m.get("host_id", ""),
                 "hit": watched_id in target.machines,
-                "watched_ended_after_s": round(min(r.end for r in stopped) - fault_wall, 3)  # type: ignore[type-var]
-                if stopped else None,
+                "watched_ended_after_s": round((stopped[0].end or fault_wall) - fault_wall, 3) if stopped else None,
                 "watched_end_reason": stopped[0].end_reason if stopped else "",
                 "standby_started_after_s": round(started[0] - fault_wall, 3) if started else None,
                 "fencing_token": fencing.get("token") if fencing.get("holder") == m["id"] else None,
