@@ -15,6 +15,7 @@ ams–syd ~252 ms, ewr–syd ~242 ms, from core/regions.py):
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -70,6 +71,9 @@ def shift(f: BenchFleet, trials: int) -> list[list[object]]:
             else:
                 print(f"trial {i}: never answered from ewr; answers: {seen[:5]} ... {seen[-3:]}; "
                       f"ams edge routes: {routes(f, 'ams', app)}", file=sys.stderr)
+                if os.environ.get("ROOST_BENCH_KEEP"):
+                    shutil.copytree(f.spec.data_dir / "logs", Path(os.environ["ROOST_BENCH_KEEP"]) / f"trial{i}",
+                                    dirs_exist_ok=True)
         results: list[tuple[float, int]] = []
         stop = threading.Event()
 
