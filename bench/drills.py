@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/drills.py [--rps 100] [--duration 30] [--at 10] [--heal-after 10] [--repeat 1]
 
-A fleet with ams and ewr (two hosts each), an edge per region and the anycast entry. Apps: `web` (two
-machines in ams, one in ewr: the HTTP app), `crunch` (a fenced worker and its standby), `ledger` (the
+A fleet with ams, ewr and syd (two hosts each), an edge per region and the anycast entry. Apps: `web` (two
+machines in ams, one in ewr, one in syd: the HTTP app; clients in ams), `crunch` (a fenced worker and its standby), `ledger` (the
 primary-db example: primary in ams, replica in ewr). Each drill runs through the same code as `roost drill`
 (roost.drill.runner) and one row per drill is printed; the targets come from issue 8:
 - kill-host on a two-machine HTTP app: 0 failed GETs;
 - kill-host under a worker with a standby: the standby runs (takeover time shown), 0 double runs;
-- kill-region: the region's clients shift to the next nearest region (time to shift shown);
+- kill-region: the region's clients shift to the next nearest region, ewr (~90 ms from ams), not syd;
 - kill-server: traffic unaffected (0 failed);
 - partition-host (root): the watched worker is fenced before its standby starts, 0 double runs; and under
   the HTTP app, no failed GET (the edge drops requests waiting on a host declared unreachable and retries);
@@ -57,12 +57,12 @@ def known_everywhere(f: BenchFleet, app: str, n: int) -> None:
 def web(f: BenchFleet) -> list[dict[str, Any]]:
     f.api.post("/v1/apps", json={"app_name": "web", "primary_region": "ams"})
     out = []
-    for region in ("ams", "ams", "ewr"):
+    for region in ("ams", "ams", "ewr", "syd"):
         m = f.api.post("/v1/apps/web/machines", json={"config": {"image": "hello:v1", "services": [SERVICE]},
                                                        "region": region}).json()
         f.api.get(f"/v1/apps/web/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
         out.append(m)
-    known_everywhere(f, "web", 3)
+    known_everywhere(f, "web", 4)
     return out
 
 
@@ -117,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="roost-drills-"))
     rows = []
-    with BenchFleet(["ams", "ewr"], 2, proxies=True, idle_interval=3600.0) as f:
+    with BenchFleet(["ams", "ewr", "syd"], 2, proxies=True, idle_interval=3600.0) as f:
         api = Api(f.url, f.token)
         f.push("hello:v1", "hello", ["python3", "app.py"])
         machines = web(f)

@@ -26,7 +26,7 @@ CAN_PARTITION = faults.partition_unavailable() is None
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    f = Fleet(tmp_path_factory.mktemp("drill"), ["ams", "ewr"], 2, proxies=True, idle_interval=3600.0)
+    f = Fleet(tmp_path_factory.mktemp("drill"), ["ams", "ewr", "syd"], 2, proxies=True, idle_interval=3600.0)
     f.push_example("hello:v1")
     f.workdir = tmp_path_factory.mktemp("drill-apps")
     yield f
@@ -139,13 +139,14 @@ def test_kill_server_leaves_traffic_alone(fleet):
 
 
 def test_kill_region_shifts_to_the_next_nearest(fleet):
-    http_app(fleet, "world", ["ams", "ewr"])
+    http_app(fleet, "world", ["ams", "ewr", "syd"])
     report = drill(fleet, "kill-region", "-a", "world", "--target", "ams", "--rps", "40", "--duration", "8s",
                    "--at", "2s", "--heal-after", "3s")
     assert report["target"]["kind"] == "region" and "anycast" in report["entry"]
     assert report["phases"]["before"]["by_region"] == {"ams": report["phases"]["before"]["ok"]}
     during = report["phases"]["during"]["by_region"]
     assert during.get("ewr", 0) > 0.8 * report["phases"]["during"]["sent"], during
+    assert "syd" not in during, "ams clients go to the next nearest region (ewr ~90 ms), not syd (~250 ms)"
     assert report["shift"]["seconds"] is not None and report["shift"]["seconds"] < 3
     assert report["phases"]["after"]["ok"] > 0
     assert report["timeline"]["series_by"] == "region"
