@@ -3,9 +3,10 @@
     .venv/bin/python bench/drills.py [--rps 100] [--duration 30] [--at 10] [--heal-after 10] [--repeat 1]
 
 A fleet with ams, ewr and syd (two hosts each), an edge per region and the anycast entry. Apps: `web` (two
-machines in ams, one in ewr, one in syd: the HTTP app; clients in ams), `crunch` (a fenced worker and its standby), `ledger` (the
-primary-db example: primary in ams, replica in ewr). Each drill runs through the same code as `roost drill`
-(roost.drill.runner) and one row per drill is printed; the targets come from issue 8:
+machines in ams, one in ewr, one in syd: the HTTP app; clients in ams), `crunch` (a fenced worker and its
+standby), `ledger` (the primary-db example: primary in ams, replica in ewr). Each drill runs through the
+same code as `roost drill` (roost.drill.runner) and one row per drill is printed; the targets come from
+issue 8:
 - kill-host on a two-machine HTTP app: 0 failed GETs;
 - kill-host under a worker with a standby: the standby runs (takeover time shown), 0 double runs;
 - kill-region: the region's clients shift to the next nearest region, ewr (~90 ms from ams), not syd;
