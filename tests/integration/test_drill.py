@@ -226,7 +226,9 @@ def test_the_drill_refuses_what_is_not_its_fleet(fleet):
                           (["stop-machine", "--target", "0000"], "no machine '0000'"),
                           (["kill-server", "--target", "ams-1"], "takes no --target"),
                           (["melt-host"], "unknown fault 'melt-host'"),
-                          (["kill-host", "--at", "40s"], "--at must fall inside the drill")):
+                          (["kill-host", "--at", "40s"], "--at must fall inside the drill"),
+                          (["kill-host", "--client-region", "mars"], "not a region code"),
+                          (["kill-host", "--rps", "5000"], "--rps must be between")):
         result = fleet.roost("drill", args[0], "-a", "safe", *args[1:], check=False)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

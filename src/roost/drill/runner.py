@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from roost.core.regions import is_known
 from roost.dev import faults as fleet_faults
 from roost.dev.fleet import pid_alive, read_fleet
 from roost.drill import analysis
@@ -61,6 +62,9 @@ class DrillOptions:
                              "lower --rps or --duration")
         if not 0 < self.timeout <= 60:
             raise DrillError("--timeout must be between 0s and 60s")
+        if self.client_region is not None and not is_known(self.client_region):
+            raise DrillError(f"--client-region {self.client_region!r} is not a region code "
+                             "('roost platform regions' lists them)")
         if not self.path.startswith("/"):
             raise DrillError(f"--path must start with '/', got {self.path!r}")
         self.method = self.method.upper()
