@@ -67,7 +67,7 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
                   f" of app {report['app']} at {report['fault_at_s']:.2f}s{heal}; "
                   f"{report['rps']:g} req/s for {report['duration_s']:g}s via {report['entry']}")
     if target["machines"]:
-        console.print(f"  the app's machines taken away: {', '.join(target['machines'])}")
+        console.print(f"  the app's machines it hits: {', '.join(target['machines'])}")
     if report["rps"] > 0:
         table = Table(title="Requests", title_justify="left")
         for column in ("phase", "sent", "ok", "failed", "p50 ms", "p99 ms", "max ms", "served by"):
