@@ -172,17 +172,36 @@ class H1Reader:
         return b"".join(parts), False
 
 
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
-              b"upgrade", b"proxy-authenticate", b"proxy-authorization", b"content-length"}
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+              b"upgrade", b"proxy-authenticate", b"proxy-authorization", b"content-length"})
 
 
-def forwardable(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Headers minus hop-by-hop ones (and any the Connection header names); framing is set by the sender."""
+def pass_headers(headers: list[tuple[bytes, bytes]], replaced: frozenset[bytes]
+                 ) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """One pass over a message's headers for forwarding: the header lines to pass on, as parts of a head
+    (minus hop-by-hop ones, any the Connection header names, and `replaced`, which the proxy sets itself),
+    and the first value of each header left out, by lower-case name."""
+    parts: list[bytes] = []
+    left_out: dict[bytes, bytes] = {}
     named: set[bytes] = set()
     for key, value in headers:
-        if key.lower() == b"connection":
-            named.update(v.strip().lower() for v in value.split(b","))
-    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in named]
+        lower = key.lower()
+        if lower in HOP_BY_HOP or lower in replaced:
+            left_out.setdefault(lower, value)
+            if lower == b"connection":
+                named.update(v.strip().lower() for v in value.split(b","))
+            continue
+        parts += (key, b": ", value, b"\r\n")
+    named -= HOP_BY_HOP | replaced | {b"close"}
+    if named:  # rare: the Connection header names end-to-end-looking headers that are hop-by-hop here
+        parts = []
+        for key, value in headers:
+            lower = key.lower()
+            if lower in named:
+                left_out.setdefault(lower, value)
+            elif lower not in HOP_BY_HOP and lower not in replaced:
+                parts += (key, b": ", value, b"\r\n")
+    return parts, left_out
 
 
 def encode_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -20,10 +20,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from roost.balancer.services import ServiceSpec
-from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk, encode_head, forwardable
+from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk, encode_head, pass_headers
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.router import RouteError, Router
@@ -34,6 +33,11 @@ log = logging.getLogger("roost.proxy.http")
 
 _ids = itertools.count()
 _NODE = os.urandom(3).hex()
+# Headers the edge sets itself (any the client or machine sent are replaced).
+REQUEST_SET_BY_EDGE = frozenset({b"expect", b"x-forwarded-for", b"via", b"fly-client-ip", b"fly-region",
+                                 b"fly-request-id", b"x-forwarded-proto", b"x-forwarded-port", b"fly-forwarded-port",
+                                 b"fly-replay-src"})
+RESPONSE_SET_BY_EDGE = frozenset({b"via", b"fly-request-id", b"flyio-debug"})
 IDEMPOTENT = {b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"}
 STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
                400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout"}
@@ -78,6 +82,19 @@ class Replay:
                    fields.get("state", ""), source, source_region)
 
 
+def response_framing(req: Message, resp: Message, request_complete: bool) -> tuple[bytes, bool]:
+    """How the response body is framed to the client (b"" none, content-length, chunked, close) and whether
+    the client connection stays open after it."""
+    keep = req.keep_alive and request_complete
+    if req.method == b"HEAD" or resp.status in (204, 304):
+        return b"", keep
+    if resp.content_length is not None:
+        return b"content-length", keep
+    if resp.chunked and req.version == "1.1":
+        return b"chunked", keep
+    return b"close", False
+
+
 class _Retry(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -95,6 +112,10 @@ class HttpProxy:
         self.metrics = metrics
         self.s = settings
         self.suffix = ("." + settings.domain).encode()
+        self._region_b = settings.region.encode()
+        # Request ids: unique per edge process (start time, random node) plus a counter; cheap to make.
+        self._id_prefix = f"{time.time_ns():x}"
+        self._id_suffix = f"{_NODE}-{settings.region}"
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -103,15 +124,24 @@ class HttpProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
-        client = H1Reader(reader)
-        first = True
+        await self.serve_connection(H1Reader(reader), writer, str(peer[0]), int(local[1]), first=True)
+
+    async def serve_connection(self, client: H1Reader, writer: asyncio.StreamWriter, client_ip: str, port: int,
+                               first: bool, pending: tuple[Message, set[str], Replay | None] | None = None) -> None:
+        """Answer a connection's requests in order until it closes. `pending` is a request the callback data
+        plane (edgeconn) hands over part-way, with the machines it already tried or the replay it was asked."""
         try:
+            if pending is not None:
+                handed, exclude, replay = pending
+                if not await self.handle(handed, client, writer, client_ip, port, exclude, replay):
+                    return
+                first = False
             while True:
                 req = await client.next_head(self.s.header_timeout if first else self.s.idle_timeout)
                 if req is None:
                     break
                 first = False
-                keep = await self.handle(req, client, writer, str(peer[0]), int(local[1]))
+                keep = await self.handle(req, client, writer, client_ip, port)
                 if not keep:
                     break
         except (ProtocolError, TimeoutError, ConnectionError, OSError):
@@ -122,11 +152,14 @@ class HttpProxy:
 
     # ---- one request ----
 
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(_ids):x}{self._id_suffix}"  # prefix and suffix are fixed-length
+
     async def handle(self, req: Message, client: H1Reader, writer: asyncio.StreamWriter, client_ip: str,
-                     port: int) -> bool:
+                     port: int, exclude: set[str] | None = None, replay: Replay | None = None) -> bool:
         started = time.monotonic()
-        request_id = f"{time.time_ns():x}{next(_ids):x}{_NODE}-{self.s.region}"
-        app = self._app_of(req)
+        request_id = self.new_request_id()
+        app = self.app_of(req)
         if app is None or (app not in self.table.apps and app not in self.table.by_app):
             await self._drain_body(req, client)
             name = app or (req.header(b"host") or b"").decode("latin-1")
@@ -140,10 +173,9 @@ class HttpProxy:
                 body, complete = await client.read_body(req, self.s.buffer_limit, self.s.body_timeout)
             except (ProtocolError, TimeoutError):
                 return False
-        exclude: set[str] = set()
+        exclude = exclude if exclude is not None else set()
         deadline = started + self.s.route_timeout
         attempts = replays = 0
-        replay: Replay | None = None
         prefer = (req.header(b"fly-prefer-region") or b"").decode("latin-1").strip()
         force = (req.header(b"fly-force-instance-id") or b"").decode("latin-1").strip()
         force_region = (req.header(b"fly-force-region") or b"").decode("latin-1").strip()
@@ -164,8 +196,6 @@ class HttpProxy:
             host_port = m.host_port(service.internal_port)
             assert host_port is not None
             self.loads.acquire(m.id)
-            gauge: Any = self.metrics.child(self.metrics.concurrency, app, m.id)
-            gauge.inc()
             try:
                 outcome = await self._forward(req, client, writer, app, m, host_port, body, complete, request_id,
                                               client_ip, port, started, replay)
@@ -179,7 +209,6 @@ class HttpProxy:
                 continue
             finally:
                 self.loads.release(m.id)
-                gauge.dec()
             if not isinstance(outcome, Replay):
                 return outcome
             replays += 1
@@ -218,8 +247,10 @@ class HttpProxy:
                 return prefer, lambda: [(m, sv) for m, sv in all_targets() if m.region == prefer] or all_targets()
         return None, all_targets
 
-    def _app_of(self, req: Message) -> str | None:
-        host = req.header(b"host")
+    def app_of(self, req: Message) -> str | None:
+        return self.app_from_host(req.header(b"host"))
+
+    def app_from_host(self, host: bytes | None) -> str | None:
         if not host:
             return None
         name = host.split(b":", 1)[0].lower().rstrip(b".")
@@ -241,7 +272,7 @@ class HttpProxy:
             await asyncio.sleep(self.rtt(self.s.region, m.region) / 1000)  # the dev fleet's distance
         retryable = complete and req.method in IDEMPOTENT
         try:
-            head = self._request_head(req, body, complete, request_id, client_ip, port, replay)
+            head = self.request_head(req, body, complete, request_id, client_ip, port, replay)
             # A streamed body keeps the client's framing: its Content-Length, or chunked.
             rechunk = not complete and req.content_length is None
             conn.writer.write(head + (chunk(body) if rechunk else body) if body else head)
@@ -299,20 +330,18 @@ class HttpProxy:
                                          f"request body larger than {self.s.buffer_limit // (1024 * 1024)} MB: "
                                          "it was not buffered, so it cannot be replayed")
             return Replay.parse(replay_to, m.id, m.region)
-        child: Any = self.metrics.child(self.metrics.latency, app)
-        child.observe(time.monotonic() - started)
-        child = self.metrics.child(self.metrics.requests, app, m.id, str(resp.status))
-        child.inc()
-        extra = self._debug_header(req, m, client_ip)
+        self.metrics.observe_latency(app, time.monotonic() - started)
+        self.metrics.count_request(app, m.id, resp.status)
+        extra = self.debug_header(req, m, client_ip)
         if resp.status == 101 and req.upgrade:
-            writer.write(self._response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True,
+            writer.write(self.response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True,
                                              extra=extra))
             await writer.drain()
             await self._tunnel(client, writer, upstream, conn)
             return False
         return await self._relay_response(req, resp, upstream, conn, writer, request_id, complete, extra)
 
-    def _debug_header(self, req: Message, m: MachineRoute, client_ip: str) -> list[tuple[bytes, bytes]]:
+    def debug_header(self, req: Message, m: MachineRoute, client_ip: str) -> list[tuple[bytes, bytes]]:
         """`flyio-debug: doit` asks, as on Fly, which edge and which machine served the request."""
         if req.header(b"flyio-debug") is None:
             return []
@@ -323,19 +352,9 @@ class HttpProxy:
     async def _relay_response(self, req: Message, resp: Message, upstream: H1Reader, conn: Upstream,
                               writer: asyncio.StreamWriter, request_id: str, request_complete: bool,
                               extra: list[tuple[bytes, bytes]]) -> bool:
-        client_11 = req.version == "1.1"
-        keep = req.keep_alive and request_complete
-        no_body = req.method == b"HEAD" or resp.status in (204, 304)
-        if no_body:
-            framing = b""
-        elif resp.content_length is not None:
-            framing = b"content-length"
-        elif resp.chunked and client_11:
-            framing = b"chunked"
-        else:
-            framing = b"close"
-            keep = False
-        head = self._response_head(resp, req, request_id, framing=framing, keep=keep, extra=extra)
+        framing, keep = response_framing(req, resp, request_complete)
+        no_body = not framing
+        head = self.response_head(resp, req, request_id, framing=framing, keep=keep, extra=extra)
         if not no_body and resp.body and framing != b"chunked":
             # The body's first bytes usually came with the head: one write, one syscall.
             head += b"".join(resp.body)
@@ -401,62 +420,63 @@ class HttpProxy:
 
     # ---- heads ----
 
-    def _request_head(self, req: Message, body: bytes, complete: bool, request_id: str, client_ip: str,
-                      port: int, replay: Replay | None = None) -> bytes:
-        headers = forwardable(req.headers)
-        headers = [(k, v) for k, v in headers if k.lower() not in
-                   (b"expect", b"x-forwarded-for", b"via", b"fly-client-ip", b"fly-region", b"fly-request-id",
-                    b"x-forwarded-proto", b"x-forwarded-port", b"fly-forwarded-port", b"fly-replay-src")]
+    def request_head(self, req: Message, body: bytes, complete: bool, request_id: str, client_ip: str,
+                     port: int, replay: Replay | None = None) -> bytes:
+        parts, left_out = pass_headers(req.headers, REQUEST_SET_BY_EDGE)
+        head = [req.method, b" ", req.url, b" HTTP/1.1\r\n", *parts]
         if replay is not None and replay.source:
             src = f"instance={replay.source};region={replay.source_region};t={time.time_ns() // 1000}"
             if replay.state:
                 src += f";state={replay.state}"
-            headers.append((b"fly-replay-src", src.encode()))
-        forwarded_for = req.header(b"x-forwarded-for")
+            head += (b"fly-replay-src: ", src.encode(), b"\r\n")
+        forwarded_for = left_out.get(b"x-forwarded-for")
         ip = client_ip.encode()
-        via = req.header(b"via")
+        via = left_out.get(b"via")
         port_b = str(port).encode()
-        headers += [
-            (b"X-Forwarded-For", forwarded_for + b", " + ip if forwarded_for else ip),
-            (b"X-Forwarded-Proto", b"http"), (b"X-Forwarded-Port", port_b), (b"Fly-Forwarded-Port", port_b),
-            (b"Fly-Client-IP", ip), (b"Fly-Region", self.s.region.encode()),
-            (b"Fly-Request-Id", request_id.encode()), (b"Via", via + b", 1.1 roost" if via else b"1.1 roost"),
-        ]
+        head += (b"X-Forwarded-For: ", forwarded_for + b", " + ip if forwarded_for else ip,
+                 b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ", port_b, b"\r\nFly-Forwarded-Port: ", port_b,
+                 b"\r\nFly-Client-IP: ", ip, b"\r\nFly-Region: ", self._region_b, b"\r\nFly-Request-Id: ",
+                 request_id.encode(), b"\r\nVia: ", via + b", 1.1 roost" if via else b"1.1 roost", b"\r\n")
         if req.upgrade:
-            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", req.header(b"upgrade") or b"websocket")]
+            head += (b"Connection: Upgrade\r\nUpgrade: ", left_out.get(b"upgrade") or b"websocket", b"\r\n")
         elif not complete and req.content_length is not None:
-            headers.append((b"Content-Length", str(req.content_length).encode()))
+            head += (b"Content-Length: ", str(req.content_length).encode(), b"\r\n")
         elif not complete:
-            headers.append((b"Transfer-Encoding", b"chunked"))
+            head.append(b"Transfer-Encoding: chunked\r\n")
         elif body or req.has_body or req.method in (b"POST", b"PUT", b"PATCH"):
-            headers.append((b"Content-Length", str(len(body)).encode()))
-        return encode_head(req.method + b" " + req.url + b" HTTP/1.1", headers)
+            head += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
+        head.append(b"\r\n")
+        return b"".join(head)
 
-    def _response_head(self, resp: Message, req: Message, request_id: str, *, framing: bytes, keep: bool,
-                       upgrade: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
-        headers = forwardable(resp.headers)
-        via = resp.header(b"via")
-        headers = [(k, v) for k, v in headers if k.lower() not in (b"via", b"fly-request-id", b"flyio-debug")]
-        headers += [(b"Fly-Request-Id", request_id.encode()), (b"Via", via + b", 1.1 roost" if via else b"1.1 roost")]
-        headers += extra or []
+    def response_head(self, resp: Message, req: Message, request_id: str, *, framing: bytes, keep: bool,
+                      upgrade: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        parts, left_out = pass_headers(resp.headers, RESPONSE_SET_BY_EDGE)
+        version = b"HTTP/1.1 " if req.version == "1.1" else b"HTTP/1.0 "
+        via = left_out.get(b"via")
+        head = [version, str(resp.status).encode(), b" ", resp.reason or b"OK", b"\r\n", *parts,
+                b"Fly-Request-Id: ", request_id.encode(), b"\r\nVia: ", via + b", 1.1 roost" if via else b"1.1 roost",
+                b"\r\n"]
+        for key, value in extra or ():
+            head += (key, b": ", value, b"\r\n")
         if upgrade:
-            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", resp.header(b"upgrade") or b"websocket")]
+            head += (b"Connection: Upgrade\r\nUpgrade: ", left_out.get(b"upgrade") or b"websocket", b"\r\n")
         else:
             if framing == b"content-length" or (req.method == b"HEAD" and resp.content_length is not None):
-                headers.append((b"Content-Length", str(resp.content_length).encode()))
+                head += (b"Content-Length: ", str(resp.content_length).encode(), b"\r\n")
             elif framing == b"chunked":
-                headers.append((b"Transfer-Encoding", b"chunked"))
+                head.append(b"Transfer-Encoding: chunked\r\n")
             if not keep:
-                headers.append((b"Connection", b"close"))
+                head.append(b"Connection: close\r\n")
             elif req.version == "1.0":
-                headers.append((b"Connection", b"keep-alive"))
-        version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"
-        return encode_head(version + b" " + str(resp.status).encode() + b" " + (resp.reason or b"OK"), headers)
+                head.append(b"Connection: keep-alive\r\n")
+        head.append(b"\r\n")
+        return b"".join(head)
 
-    async def _error(self, writer: asyncio.StreamWriter, req: Message, request_id: str, status: int, code: str,
-                     message: str, close: bool = False) -> bool:
-        app = self._app_of(req) or "-"
-        self.metrics.requests.labels(app, "-", str(status)).inc()
+    def error_response(self, req: Message, request_id: str, status: int, code: str, message: str,
+                       close: bool = False) -> tuple[bytes, bool]:
+        """The edge's own answer (bytes to write, keep the connection) for a request it cannot forward."""
+        app = self.app_of(req) or "-"
+        self.metrics.count_request(app, "-", status)
         body = f"roost proxy: {message} ({code})\n".encode()
         keep = req.keep_alive and not close
         headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode()),
@@ -469,8 +489,13 @@ class HttpProxy:
             headers.append((b"Connection", b"close"))
         version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"
         head = encode_head(version + b" " + str(status).encode() + b" " + STATUS_TEXT.get(status, b"Error"), headers)
+        return head + (b"" if req.method == b"HEAD" else body), keep
+
+    async def _error(self, writer: asyncio.StreamWriter, req: Message, request_id: str, status: int, code: str,
+                     message: str, close: bool = False) -> bool:
+        data, keep = self.error_response(req, request_id, status, code, message, close)
         with contextlib.suppress(ConnectionError, OSError):
-            writer.write(head + (b"" if req.method == b"HEAD" else body))
+            writer.write(data)
             await writer.drain()
         return keep
 

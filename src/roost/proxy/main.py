@@ -18,6 +18,7 @@ import httpx
 
 from roost.core.regions import RttTable
 from roost.proxy.admin import json_page, serve_admin
+from roost.proxy.fastpath import ClientConn, FastPool
 from roost.proxy.httpproxy import HttpProxy, HttpSettings
 from roost.proxy.idle import IdleLoop
 from roost.proxy.loads import Loads
@@ -63,10 +64,14 @@ class Edge:
         self.follower = FeedFollower(self.table, cfg.server_url, cfg.token, snapshot)
         self.loads = Loads()
         self.metrics = Metrics()
+        self.metrics.in_flight = lambda: [(m.app if (m := self.table.machines.get(mid)) else "-", mid, n)
+                                          for mid, n in list(self.loads.in_flight.items())]
         self.starter = Starter(self.table, cfg.server_url, cfg.token)
         self.rtt = RttTable.from_file(cfg.rtt_file) if cfg.rtt_file else RttTable()
         self.router = Router(self.table, self.loads, self.starter, cfg.region, self.rtt.rtt, self.metrics)
-        self.pool = Pool()
+        self.pool = Pool()  # the coroutine path's upstream connections
+        self.fast_pool = FastPool()  # the callback path's
+        self.connections: set[asyncio.Task[None]] = set()
         self.table.on_host_lost = self._host_lost
         cfg.http.region = cfg.region
         cfg.http.domain = cfg.domain
@@ -76,7 +81,7 @@ class Edge:
         self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)
 
     def _host_lost(self, addresses: set[str]) -> None:
-        aborted = self.pool.abort_addresses(addresses)
+        aborted = self.pool.abort_addresses(addresses) + self.fast_pool.abort_addresses(addresses)
         if aborted:
             log.info("host of %s unreachable: %d waiting requests sent elsewhere", ",".join(sorted(addresses)), aborted)
 
@@ -113,6 +118,7 @@ class Edge:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             self.pool.sweep()
+            self.fast_pool.sweep()
 
     async def run(self) -> None:
         cfg = self.cfg
@@ -121,8 +127,9 @@ class Edge:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         self.follower.load_snapshot()
-        server = await asyncio.start_server(self.http.serve, cfg.listen_host, cfg.listen_port,
-                                            reuse_port=cfg.workers > 1, reuse_address=True, backlog=2048)
+        server = await loop.create_server(lambda: ClientConn(self.http, self.fast_pool, self.connections),
+                                          cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1,
+                                          reuse_address=True, backlog=2048)
         admin = None
         if cfg.admin_port and cfg.worker_index == 0:
             pages = {"/metrics": lambda: ("text/plain; version=0.0.4", self.metrics.render()),
@@ -146,6 +153,9 @@ class Edge:
         for tcp_server in self.tcp.servers.values():
             tcp_server.close()
         self.pool.close()
+        self.fast_pool.close()
+        for task in list(self.connections):
+            task.cancel()
         await self.starter.close()
 
 

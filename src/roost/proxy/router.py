@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from roost.balancer.choose import Candidate, Kind, choose
 from roost.balancer.services import ServiceSpec
@@ -15,7 +16,19 @@ from roost.proxy.starter import Starter, StartError
 from roost.proxy.table import MachineRoute, RoutingTable
 
 MAX_WAITING_PER_APP = 256
+NO_LIMIT = 1 << 62
 Pairs = Callable[[], list[tuple[MachineRoute, ServiceSpec]]]
+
+
+@dataclass
+class _Ranking:
+    """An app's live machines (started, healthy, routable) grouped by distance from this edge, the edge's
+    own region first; valid while the routing table's generation is unchanged."""
+
+    generation: int
+    groups: list[list[tuple[MachineRoute, ServiceSpec]]]
+    local: list[tuple[MachineRoute, ServiceSpec]]
+    startable: bool  # a stopped or suspended machine could be started (then choose() decides)
 
 
 class RouteError(Exception):
@@ -37,6 +50,7 @@ class Router:
         self.metrics = metrics
         self.rng = random.Random()
         self.waiting: dict[str, int] = {}
+        self._ranked: dict[str, _Ranking] = {}
 
     def candidates(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> list[Candidate]:
         now = time.monotonic()
@@ -57,6 +71,76 @@ class Router:
             out = [Candidate(c.id, c.region, c.state, False, c.routable, c.standby, c.load, c.soft_limit,
                              c.hard_limit, c.autostart) if sus else c for c, sus in zip(out, suspects, strict=True)]
         return out
+
+    def route_now(self, app: str) -> tuple[MachineRoute, ServiceSpec] | None:
+        """The machine a request goes to right now from this edge, if one can take it without starting or
+        waiting (the callback data plane's common case); None hands the request to `pick`.
+
+        The usual answer (an under-soft_limit machine, the closest first, random among equals) comes from a
+        per-app ranking of live machines kept until the routing table changes, so that a request costs a
+        few load lookups; anything else is decided by `choose` over every candidate, as `pick` would."""
+        table = self.table
+        if table.penalties or table.state_overrides:
+            table.expire_local(time.monotonic())
+        if not table.penalties and not table.state_overrides:
+            ranked = self._ranked.get(app)
+            if ranked is None or ranked.generation != table.generation:
+                ranked = self._ranked[app] = self._rank(app)
+            loads = self.loads.in_flight
+            # choose()'s rules on the ranking: local machines under their hard limit if any, else any
+            # machine under its hard limit; among those, under soft_limit first, closest group first.
+            usable: list[list[tuple[MachineRoute, ServiceSpec, int]]] = []
+            for group in ranked.groups:
+                open_ = [(m, s, load) for m, s in group
+                         if (load := loads.get(m.id, 0)) < (NO_LIMIT if s.hard_limit is None else s.hard_limit)]
+                if open_:
+                    usable.append(open_)
+                    if group is ranked.local:
+                        break
+            for loaded in usable:
+                under = [t for t in loaded if t[2] < t[1].soft_limit]
+                if under:
+                    m, s, _ = under[0] if len(under) == 1 else self.rng.choice(under)
+                    return m, s
+            if usable and not ranked.startable:  # between soft and hard: the least loaded, closest first
+                least = min(t[2] for loaded in usable for t in loaded)
+                for loaded in usable:
+                    lightest = [t for t in loaded if t[2] == least]
+                    if lightest:
+                        m, s, _ = lightest[0] if len(lightest) == 1 else self.rng.choice(lightest)
+                        return m, s
+        pairs = table.http_targets(app)
+        decision = choose(self.candidates(pairs), self.region, self._from_here, self.rng)
+        if decision.kind is not Kind.ROUTE or decision.target is None:
+            return None
+        target = decision.target.id
+        for pair in pairs:
+            if pair[0].id == target:
+                return pair
+        return None
+
+    def _rank(self, app: str) -> _Ranking:
+        now = time.monotonic()
+        table = self.table
+        by_distance: dict[float, list[tuple[MachineRoute, ServiceSpec]]] = {}
+        local: list[tuple[MachineRoute, ServiceSpec]] = []
+        startable = False
+        for m, s in table.http_targets(app):
+            state, healthy = table.state_of(m, now), table.healthy(m, now)
+            if state == "started" and healthy and not m.cordoned:
+                if m.region == self.region:
+                    local.append((m, s))
+                else:
+                    by_distance.setdefault(self._from_here(m.region), []).append((m, s))
+            elif state in ("stopped", "suspended", "created") and s.autostart and healthy and not m.cordoned \
+                    and not m.standby:
+                startable = True
+        groups = [local] if local else []
+        groups += [by_distance[d] for d in sorted(by_distance)]
+        return _Ranking(table.generation, groups, local, startable)
+
+    def _from_here(self, region: str) -> float:
+        return self.rtt(self.region, region)
 
     async def pick(self, app: str, pairs_fn: Pairs, exclude: set[str], deadline: float,
                    origin: str | None = None) -> tuple[MachineRoute, ServiceSpec]:

@@ -79,6 +79,7 @@ class RoutingTable:
     state_overrides: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (state, until)
     penalties: dict[str, float] = field(default_factory=dict)  # id -> until
     last_update: float = 0.0
+    generation: int = 0  # bumped on every change a routing decision depends on (for caches of decisions)
     _changed: asyncio.Event | None = None
     # Called with a host's machine addresses when the control plane declares that host unreachable.
     on_host_lost: Callable[[set[str]], None] | None = None
@@ -141,6 +142,7 @@ class RoutingTable:
 
     def _touch(self) -> None:
         self.last_update = time.monotonic()
+        self.generation += 1
         self.notify()
 
     def notify(self) -> None:
@@ -158,10 +160,21 @@ class RoutingTable:
 
     def override_state(self, machine_id: str, state: str) -> None:
         self.state_overrides[machine_id] = (state, time.monotonic() + OVERRIDE_SECONDS)
+        self.generation += 1
         self.notify()
 
     def penalize(self, machine_id: str) -> None:
         self.penalties[machine_id] = time.monotonic() + PENALTY_SECONDS
+        self.generation += 1
+
+    def expire_local(self, now: float) -> None:
+        """Forget penalties and state overrides whose time is up."""
+        for mid in [k for k, until in self.penalties.items() if until <= now]:
+            del self.penalties[mid]
+            self.generation += 1
+        for mid in [k for k, (_, until) in self.state_overrides.items() if until <= now]:
+            del self.state_overrides[mid]
+            self.generation += 1
 
     def state_of(self, m: MachineRoute, now: float) -> str:
         if not self.state_overrides:

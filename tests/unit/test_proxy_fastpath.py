@@ -1,0 +1,245 @@
+"""The edge's callback data plane (proxy/fastpath.py) against real sockets on loopback: plain requests stay
+on the callback path, anything else is handed to the coroutine path without losing a byte, and the
+failure cases (reset, timeout, replay, HEAD, close-delimited bodies) answer as the coroutine path would.
+
+The machines are small asyncio servers; the routing table is filled by hand, as the watch feed would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from roost.proxy.fastpath import ClientConn
+from roost.proxy.main import Edge, ProxyConfig
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length) if length else b""
+
+
+def answer(name: str, extra: bytes = b"") -> Handler:
+    """A machine that answers every request on a connection with its name and the path it was asked."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, body = await read_request(reader)
+                path = head.split(b" ")[1]
+                payload = b"%s %s %d" % (name.encode(), path, len(body))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(payload), extra, payload))
+                await writer.drain()
+        writer.close()
+    return serve
+
+
+async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A machine that takes the request and drops the connection without a byte of answer."""
+    with contextlib.suppress(Exception):
+        await read_request(reader)
+    writer.transport.abort()
+
+
+class Rig:
+    def __init__(self, **settings: float) -> None:
+        self.settings = settings
+        self.servers: list[asyncio.Server] = []
+        self.conns: list[ClientConn] = []
+        self.machines: list[dict] = []
+
+    async def machine(self, mid: str, handler: Handler) -> None:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        self.servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        self.machines.append({"kind": "machine", "key": mid, "object": {
+            "id": mid, "app": "web", "region": "ams", "state": "started", "private_ip": "127.0.0.1",
+            "roost": {"host_id": "h1", "ports": {"8080": port}},
+            "config": {"services": [{"protocol": "tcp", "internal_port": 8080,
+                                     "ports": [{"port": 80, "handlers": ["http"]}]}]}}})
+
+    async def start(self) -> int:
+        cfg = ProxyConfig(server_url="http://127.0.0.1:1", token="t", region="ams")
+        for key, value in self.settings.items():
+            setattr(cfg.http, key, value)
+        self.edge = Edge(cfg)
+        self.edge.table.reset([
+            {"kind": "host", "key": "h1", "object": {"id": "h1", "region": "ams", "status": "ok"}},
+            {"kind": "app", "key": "web", "object": {"name": "web", "primary_region": "ams"}},
+            *self.machines], 1)
+
+        def factory() -> ClientConn:
+            conn = ClientConn(self.edge.http, self.edge.fast_pool, self.edge.connections)
+            self.conns.append(conn)
+            return conn
+
+        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        for task in list(self.edge.connections):
+            task.cancel()
+        self.edge.fast_pool.close()
+        self.edge.pool.close()
+        for server in self.servers:
+            server.close()
+
+
+@pytest.fixture
+async def rig():
+    r = Rig()
+    yield r
+    await r.close()
+
+
+async def exchange(port: int, data: bytes, until: int = 1, timeout: float = 5.0) -> bytes:
+    """Send `data`, read until `until` complete responses (with Content-Length) have arrived, or the end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    got = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while _complete_responses(got) < until:
+                piece = await reader.read(65536)
+                if not piece:
+                    break
+                got += piece
+    finally:
+        writer.close()
+    return got
+
+
+def _complete_responses(data: bytes) -> int:
+    n, rest = 0, data
+    while b"\r\n\r\n" in rest:
+        head, rest = rest.split(b"\r\n\r\n", 1)
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        if len(rest) < length:
+            break
+        rest = rest[length:]
+        n += 1
+    return n
+
+
+GET = b"GET /%s HTTP/1.1\r\nHost: web.localhost\r\n\r\n"
+
+
+async def test_keep_alive_requests_stay_on_the_callback_path(rig: Rig) -> None:
+    await rig.machine("m1", answer("m1"))
+    port = await rig.start()
+    got = await exchange(port, (GET % b"a") + (GET % b"b") + (GET % b"c"), until=3)
+    assert got.count(b"HTTP/1.1 200 OK") == 3
+    assert got.index(b"m1 /a") < got.index(b"m1 /b") < got.index(b"m1 /c")  # pipelined, answered in order
+    assert b"Fly-Request-Id: " in got and b"Via: 1.1 roost" in got
+    assert [c.handed_over for c in rig.conns] == [False]
+    assert rig.edge.metrics.requests[("web", "m1", "200")] == 3
+
+
+async def test_a_small_body_is_forwarded_whole(rig: Rig) -> None:
+    await rig.machine("m1", answer("m1"))
+    port = await rig.start()
+    got = await exchange(port, b"POST /up HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 5\r\n\r\nhello")
+    assert b"m1 /up 5" in got and not rig.conns[0].handed_over
+
+
+async def test_expect_continue_is_handed_over_and_answered(rig: Rig) -> None:
+    await rig.machine("m1", answer("m1"))
+    port = await rig.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 100 Continue")
+    writer.write(b"hello" + GET % b"after")  # the next request on the same connection is served too
+    got = b""
+    async with asyncio.timeout(5):
+        while b"m1 /after" not in got:
+            got += await reader.read(65536)
+    writer.close()
+    assert b"m1 /up 5" in got and rig.conns[0].handed_over
+
+
+async def test_a_reset_before_any_answer_is_retried_on_another_machine(rig: Rig) -> None:
+    await rig.machine("bad", reset)
+    await rig.machine("good", answer("good"))
+    port = await rig.start()
+    for i in range(6):  # whichever machine the balancer picks first, every GET is answered by "good"
+        got = await exchange(port, GET % str(i).encode())
+        assert b"200 OK" in got and b"good /%d" % i in got
+    assert rig.edge.router.route_now("web") is not None
+
+
+async def test_a_reset_post_is_not_retried(rig: Rig) -> None:
+    await rig.machine("bad", reset)
+    port = await rig.start()
+    got = await exchange(port, b"POST /x HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 1\r\n\r\nx")
+    assert got.startswith(b"HTTP/1.1 502") and b"PC02" in got
+
+
+async def test_head_then_get_on_one_upstream_connection(rig: Rig) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, _ = await read_request(reader)
+                if head.startswith(b"HEAD"):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n")  # no body: it answers a HEAD
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world")
+    await rig.machine("m1", serve)
+    port = await rig.start()
+    got = await exchange(port, b"HEAD / HTTP/1.1\r\nHost: web.localhost\r\n\r\n" + GET % b"", until=1)
+    assert got.count(b"HTTP/1.1 200 OK") >= 1
+    got = await exchange(port, (b"HEAD / HTTP/1.1\r\nHost: web.localhost\r\n\r\n" + GET % b""), until=2)
+    heads = got.split(b"HTTP/1.1 200 OK")
+    assert len(heads) == 3 and heads[2].endswith(b"hello world") and b"hello" not in heads[1]
+
+
+async def test_a_silent_machine_gets_a_504(rig: Rig) -> None:
+    rig.settings["upstream_timeout"] = 0.3
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+    await rig.machine("m1", silent)
+    port = await rig.start()
+    got = await exchange(port, GET % b"")
+    assert got.startswith(b"HTTP/1.1 504") and b"PU01" in got
+
+
+async def test_a_body_delimited_by_the_end_of_the_connection(rig: Rig) -> None:
+    async def old_style(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+        writer.close()
+    await rig.machine("m1", old_style)
+    port = await rig.start()
+    got = await exchange(port, GET % b"", until=99)
+    assert got.endswith(b"until the end") and b"Connection: close" in got
+
+
+async def test_fly_replay_goes_to_the_named_machine(rig: Rig) -> None:
+    await rig.machine("asks", answer("asks", b"fly-replay: instance=other\r\n"))
+    await rig.machine("other", answer("other"))
+    port = await rig.start()
+    rig.edge.router.rng.seed(1)
+    for i in range(4):
+        got = await exchange(port, GET % str(i).encode())
+        assert b"other /%d" % i in got and b"asks" not in got
+
+
+async def test_an_idle_connection_is_closed(rig: Rig) -> None:
+    rig.settings["idle_timeout"] = 0.2
+    await rig.machine("m1", answer("m1"))
+    port = await rig.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET % b"")
+    await asyncio.wait_for(reader.readuntil(b"m1 / 0"), 5)
+    assert await asyncio.wait_for(reader.read(100), 2) == b""  # closed by the edge after 0.2 s idle
+    writer.close()
