@@ -1,14 +1,17 @@
 """Proxy benchmarks (issue 4): Roost's edge vs nginx vs HAProxy, side by side, same upstream; autostart.
 
-    .venv/bin/python bench/proxy.py [--duration 10] [--connections 50] [--trials 20]
+    .venv/bin/python bench/proxy.py [--duration 10] [--connections 50] [--trials 20] [--rate 2000]
 
 Needs nginx, haproxy and wrk (as root it installs them with apt-get when missing). One run:
 1. a fleet (server, one agent, the ams edge) and an upstream machine: nginx with one worker answering a
    short static body (`examples/nginx-static`), so that the upstream is not the bottleneck;
-2. wrk -t1 -cN against: the upstream directly (baseline), Roost's edge (1 worker, full routing and
-   balancing), Roost's edge with 2 workers (SO_REUSEPORT), nginx (1 worker, keepalive upstream pool) and
-   HAProxy (1 thread, http-reuse always), all to that same upstream;
-3. autostart: the example Python app, stopped then requested through the edge (vs the app's own boot
+2. wrk -t1 -cN against: the upstream directly (baseline), Roost's edge with 1, 2 and 4 worker processes
+   (SO_REUSEPORT; full routing and balancing), nginx (1 worker, keepalive upstream pool) and HAProxy
+   (1 thread, http-reuse always), all to that same upstream: saturated throughput and its latency;
+3. the same targets at a fixed, unsaturated rate (open loop, --rate requests/s over keep-alive
+   connections, latency from each request's scheduled time): what a proxy adds to a request when it is
+   not queueing behind others;
+4. autostart: the example Python app, stopped then requested through the edge (vs the app's own boot
    measured by starting it through its agent and probing its port), and suspended vs running.
 Targets: Roost >= 0.8x nginx's throughput, added p99 <= 1 ms; stopped -> answered <= app boot + 15 ms;
 suspended <= running + 5 ms.
@@ -17,6 +20,7 @@ suspended <= running + 5 ms.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -30,6 +34,9 @@ from pathlib import Path
 
 import httpx
 from common import BenchFleet, free_port, table
+
+from roost.drill.analysis import percentile
+from roost.drill.load import LoadGenerator, LoadSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,23 +159,27 @@ def throughput(f: BenchFleet, args: argparse.Namespace, tmp: Path) -> list[list[
     edge = f.info["proxies"][0]["url"]
     wait_ok(f"{edge}/", "bench.localhost")
     procs = []
-    ports = {name: free_port() for name in ("nginx", "haproxy", "roost2")}
+    ports = {name: free_port() for name in ("nginx", "haproxy", "roost2", "roost4")}
     procs.append(start_nginx(tmp, ports["nginx"], upstream))
     procs.append(start_haproxy(tmp, ports["haproxy"], upstream))
     procs.append(start_roost_proxy(f, ports["roost2"], 2, tmp))
+    procs.append(start_roost_proxy(f, ports["roost4"], 4, tmp))
     try:
         wait_ok(f"http://127.0.0.1:{ports['nginx']}/")
         wait_ok(f"http://127.0.0.1:{ports['haproxy']}/")
         wait_ok(f"http://127.0.0.1:{ports['roost2']}/", "bench.localhost")
+        wait_ok(f"http://127.0.0.1:{ports['roost4']}/", "bench.localhost")
         runs = [("upstream direct (baseline)", f"http://{upstream}/", None),
                 ("Roost edge, 1 worker", f"{edge}/", "bench.localhost"),
                 ("Roost edge, 2 workers", f"http://127.0.0.1:{ports['roost2']}/", "bench.localhost"),
+                ("Roost edge, 4 workers", f"http://127.0.0.1:{ports['roost4']}/", "bench.localhost"),
                 ("nginx 1.22, 1 worker", f"http://127.0.0.1:{ports['nginx']}/", None),
                 ("HAProxy 2.6, 1 thread", f"http://127.0.0.1:{ports['haproxy']}/", None)]
         results = {}
         for name, url, host in runs:
             wrk(url, host, 2, args.connections)  # warm up
             results[name] = wrk(url, host, args.duration, args.connections)
+        fixed = {name: at_fixed_rate(url, host, args.rate, args.rate_seconds) for name, url, host in runs}
     finally:
         for proc in procs:
             stop(proc)
@@ -179,8 +190,32 @@ def throughput(f: BenchFleet, args: argparse.Namespace, tmp: Path) -> list[list[
         rows.append([name, f"{r['rps']:.0f}", f"{r['rps'] / nginx['rps']:.2f}x", f"{r['p50']:.2f}",
                      f"{r['p99']:.2f}", "" if name.startswith("upstream") else f"{r['p50'] - base['p50']:+.2f}",
                      "" if name.startswith("upstream") else f"{r['p99'] - base['p99']:+.2f}", int(r["errors"])])
+    base_fixed = fixed["upstream direct (baseline)"]
+    fixed_rows = []
+    for name, (p50, p99, errors) in fixed.items():
+        added = not name.startswith("upstream")
+        fixed_rows.append([name, f"{p50:.2f}", f"{p99:.2f}", f"{p50 - base_fixed[0]:+.2f}" if added else "",
+                           f"{p99 - base_fixed[1]:+.2f}" if added else "", errors])
     f.api.delete(f"/v1/apps/bench/machines/{m['id']}", params={"force": "true"})
-    return rows
+    return rows, fixed_rows
+
+
+def at_fixed_rate(url: str, host: str | None, rate: int, seconds: float) -> tuple[float, float, int]:
+    """Open-loop load at `rate` requests/s for `seconds` (after a 1 s warm-up): p50 and p99 ms, failures."""
+    hostport = url.split("//", 1)[1].split("/", 1)[0]
+    address = (hostport.rsplit(":", 1)[0], int(hostport.rsplit(":", 1)[1]))
+
+    async def run(duration: float) -> list[float]:
+        spec = LoadSpec(address=address, host=host or "bench.localhost", rps=rate, duration=duration, timeout=5.0)
+        gen = LoadGenerator(spec)
+        samples = await gen.run(gen.clock() + 0.05)
+        failures.append(sum(1 for x in samples if not x.ok))
+        return [(x.done - x.sent) * 1000 for x in samples if x.ok]
+
+    failures: list[int] = []
+    asyncio.run(run(1.0))
+    latencies = asyncio.run(run(seconds))
+    return percentile(latencies, 50) or 0.0, percentile(latencies, 99) or 0.0, failures[-1]
 
 
 def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
@@ -195,6 +230,7 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
     addr = f"http://{m['private_ip']}:{m['roost']['ports']['8080']}/"
     agent = f.info["hosts"][0]["agent_url"]
     edge = f.info["proxies"][0]["url"]
+    admin = f.info["proxies"][0]["admin_url"]
     client = httpx.Client(trust_env=False, timeout=30)
     wait_ok(addr)
 
@@ -203,7 +239,7 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
         f.api.get(f"/v1/apps/wake/machines/{mid}/wait", params={"state": "stopped", "timeout": 30})
         time.sleep(0.3)  # the edge hears of it through the watch feed
 
-    boots, cold, running, warm = [], [], [], []
+    boots, cold, waits, running, warm = [], [], [], [], []
     for _ in range(trials):
         stopped()
         instance = f.api.get(f"/v1/apps/wake/machines/{mid}").json()["instance_id"]
@@ -218,10 +254,13 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
         boots.append(time.perf_counter() - t0)
         time.sleep(0.3)
         stopped()
+        waited = autostart_seconds(client, admin)
         t0 = time.perf_counter()
         r = client.get(edge, headers={"Host": "wake.localhost"})
         cold.append(time.perf_counter() - t0)
         assert r.status_code == 200, r.text
+        # what the edge itself waited for: its agent call and the app's boot until the port accepted
+        waits.append(autostart_seconds(client, admin) - waited)
         time.sleep(0.3)
         for _ in range(3):
             t0 = time.perf_counter()
@@ -239,9 +278,19 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
     return [["app boot (agent start -> port answers), stopped machine", len(boots), f"{ms(boots):.1f}", ""],
             ["request to a stopped machine through the edge", len(cold), f"{ms(cold):.1f}",
              f"{ms(cold) - ms(boots):+.1f} ms over boot (target <= +15)"],
+            ["  of which the edge waited for the start and boot", len(waits), f"{ms(waits):.1f}", ""],
+            ["  edge's own cost per cold request (request - that wait)", len(cold),
+             f"{statistics.median(c - w for c, w in zip(cold, waits, strict=True)) * 1000:.1f}", ""],
             ["request to a running machine through the edge", len(running), f"{ms(running):.2f}", ""],
             ["request to a suspended machine through the edge", len(warm), f"{ms(warm):.2f}",
              f"{ms(warm) - ms(running):+.2f} ms over running (target <= +5)"]]
+
+
+def autostart_seconds(client: httpx.Client, admin: str) -> float:
+    """The edge's total time spent starting machines (its roost_proxy_autostart_seconds sum)."""
+    text = client.get(f"{admin}/metrics").text
+    match = re.search(r'^roost_proxy_autostart_seconds_sum\{app="wake"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
 
 
 def main() -> None:
@@ -249,16 +298,22 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--rate", type=int, default=2000, help="requests/s for the fixed-rate latency table")
+    parser.add_argument("--rate-seconds", type=float, default=5.0)
     args = parser.parse_args()
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="roost-bench-proxy-") as tmp_name, \
             BenchFleet(["ams"], 1, proxies=True, host_cpus=8, host_memory_mb=16384, idle_interval=3600.0) as f:
         tmp = Path(tmp_name)
-        rows = throughput(f, args, tmp)
+        rows, fixed_rows = throughput(f, args, tmp)
         auto = autostart(f, args.trials)
     print(table(f"Proxies side by side: wrk -t1 -c{args.connections} -d{args.duration}s, same upstream "
                 "(nginx static, 1 worker), loopback, 2 cores",
                 ["proxy", "requests/s", "vs nginx", "p50 ms", "p99 ms", "added p50", "added p99", "errors"], rows))
+    print()
+    print(table(f"Latency at a fixed rate: {args.rate} requests/s for {args.rate_seconds:g}s, open loop, keep-alive "
+                "(Python client, the same for every target)",
+                ["proxy", "p50 ms", "p99 ms", "added p50", "added p99", "failed"], fixed_rows))
     print()
     print(table("Autostart (example Python app)", ["measure", "n", "median ms", "vs target"], auto))
 

@@ -243,3 +243,28 @@ async def test_an_idle_connection_is_closed(rig: Rig) -> None:
     await asyncio.wait_for(reader.readuntil(b"m1 / 0"), 5)
     assert await asyncio.wait_for(reader.read(100), 2) == b""  # closed by the edge after 0.2 s idle
     writer.close()
+
+
+async def test_a_large_answer_to_a_slow_reader_arrives_whole(rig: Rig) -> None:
+    body = bytes(range(256)) * (8 * 4096)  # 8 MiB
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for i in range(0, len(body), 1 << 16):
+            writer.write(body[i:i + (1 << 16)])
+            await writer.drain()
+    await rig.machine("m1", big)
+    port = await rig.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+    writer.write(GET % b"big")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"Content-Length: %d" % len(body) in head
+    got = bytearray()
+    async with asyncio.timeout(30):
+        while len(got) < len(body):
+            got += await reader.read(1 << 16)
+            if len(got) < 1 << 20:
+                await asyncio.sleep(0.01)  # a slow start: the edge must hold the machine back, not buffer it all
+    writer.close()
+    assert bytes(got) == body and not rig.conns[0].handed_over
