@@ -268,3 +268,46 @@ async def test_a_large_answer_to_a_slow_reader_arrives_whole(rig: Rig) -> None:
                 await asyncio.sleep(0.01)  # a slow start: the edge must hold the machine back, not buffer it all
     writer.close()
     assert bytes(got) == body and not rig.conns[0].handed_over
+
+
+async def test_a_connection_held_back_for_a_slow_reader_is_not_pooled_paused(rig: Rig) -> None:
+    """The client's buffer fills with the response's last bytes: the edge holds the machine's connection
+    back (pauses reading it), and that connection, back in the pool, must serve the next request."""
+    rig.settings["upstream_timeout"] = 2.0
+    await rig.machine("m1", answer("m1"))
+    port = await rig.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with asyncio.timeout(5):
+        while not rig.conns:
+            await asyncio.sleep(0.01)
+    slow = rig.conns[0]
+    assert slow.transport is not None
+    write = slow.transport.write
+
+    def write_and_fill(data: bytes) -> None:  # as if this write took the buffer over its high-water mark
+        write(data)
+        if not slow.write_paused:
+            slow.pause_writing()
+            asyncio.get_running_loop().call_later(0.5, slow.resume_writing)
+
+    slow.transport.write = write_and_fill  # type: ignore[method-assign]
+    writer.write(GET % b"first")
+    await asyncio.wait_for(reader.readuntil(b"m1 /first 0"), 5)
+    got = await exchange(port, GET % b"next", timeout=5.0)  # takes the pooled connection at once
+    writer.close()
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"m1 /next 0")
+
+
+async def test_interim_answers_are_skipped(rig: Rig) -> None:
+    async def hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await read_request(reader)
+                writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the interim answer arrives on its own
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+    await rig.machine("m1", hints)
+    port = await rig.start()
+    got = await exchange(port, (GET % b"1") + (GET % b"2"), until=2)
+    assert got.count(b"HTTP/1.1 200 OK") == 2 and got.endswith(b"real") and b"103" not in got

@@ -55,6 +55,7 @@ class UpstreamConn(H1Reader, asyncio.Protocol):
         self.idle_since = 0.0
         self.aborted = False  # closed by us because its host was declared unreachable
         self.closed = False
+        self.paused = False  # held back because the client it answers is not reading fast enough
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -99,6 +100,16 @@ class UpstreamConn(H1Reader, asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.response_complete()
 
+    def pause(self) -> None:
+        if not self.paused and not self.closed and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and not self.closed and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
@@ -137,6 +148,7 @@ class FastPool:
         if conn.closed or len(idle) >= POOL_MAX_PER_TARGET:
             conn.close()
             return
+        conn.resume()  # the next request on it owes nothing to the last one's slow client
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
@@ -254,13 +266,13 @@ class ClientConn(H1Reader, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.conn is not None and self.conn.transport is not None:
-            self.conn.transport.pause_reading()
+        if self.conn is not None:
+            self.conn.pause()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.conn is not None and self.conn.transport is not None and not self.conn.closed:
-            self.conn.transport.resume_reading()
+        if self.conn is not None:
+            self.conn.resume()
         if self.deferred_hand_over is not False:
             pending, self.deferred_hand_over = self.deferred_hand_over, False
             self._hand_over(pending)  # type: ignore[arg-type]
@@ -344,6 +356,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.conn = conn
         conn.exchange = self
         conn.started = False
+        if self.write_paused:  # the client is still behind on the previous answer
+            conn.pause()
         body = b"".join(req.body) if req.body else b""
         head = self.edge.request_head(req, body, True, self.request_id, self.client_ip, self.port)
         conn.transport.write(head + body if body else head)
@@ -385,6 +399,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.out.append(chunk(data) if self.framing == b"chunked" else data)
 
     def response_complete(self) -> None:
+        if self.resp is None:
+            return  # the end of an interim (1xx) answer: the real one follows
         if self.framing == b"chunked" and self.replay is None:
             self.out.append(LAST_CHUNK)
         self.done = True
