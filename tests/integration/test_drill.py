@@ -91,7 +91,8 @@ def test_kill_host_under_a_two_machine_app_fails_no_request(fleet, tmp_path):
     html = tmp_path / "report.html"
     report = drill(fleet, "kill-host", "-a", "pair", "--target", host, *SHORT, "--expect-no-errors",
                    "--expect-shift-under", "2s", "--report", str(html))
-    assert report["passed"] and report["totals"]["failed"] == 0, report["totals"]
+    assert report["passed"] and report["totals"]["failed"] == 0, (report["totals"], report["phases"],
+                                                                  report.get("shift"))
     assert report["totals"]["sent"] == 240
     assert report["target"]["machines"] == [victim]
     assert set(report["phases"]["before"]["by_machine"]) == {victim, survivor}

@@ -140,7 +140,7 @@ async def test_keep_alive_requests_stay_on_the_callback_path(rig: Rig) -> None:
     assert got.count(b"HTTP/1.1 200 OK") == 3
     assert got.index(b"m1 /a") < got.index(b"m1 /b") < got.index(b"m1 /c")  # pipelined, answered in order
     assert b"Fly-Request-Id: " in got and b"Via: 1.1 roost" in got
-    assert [c.handed_over for c in rig.conns] == [False]
+    assert [c.hand_overs for c in rig.conns] == [0]
     assert rig.edge.metrics.requests[("web", "m1", "200")] == 3
 
 
@@ -148,7 +148,7 @@ async def test_a_small_body_is_forwarded_whole(rig: Rig) -> None:
     await rig.machine("m1", answer("m1"))
     port = await rig.start()
     got = await exchange(port, b"POST /up HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 5\r\n\r\nhello")
-    assert b"m1 /up 5" in got and not rig.conns[0].handed_over
+    assert b"m1 /up 5" in got and rig.conns[0].hand_overs == 0
 
 
 async def test_expect_continue_is_handed_over_and_answered(rig: Rig) -> None:
@@ -162,8 +162,17 @@ async def test_expect_continue_is_handed_over_and_answered(rig: Rig) -> None:
     async with asyncio.timeout(5):
         while b"m1 /after" not in got:
             got += await reader.read(65536)
+    assert b"m1 /up 5" in got
+    # the connection came back to the callback path: the next request does not go through a hand-over
+    conn = rig.conns[0]
+    assert conn.hand_overs == 1 and not conn.handed_over
+    writer.write(GET % b"third")
+    async with asyncio.timeout(5):
+        while b"m1 /third" not in got:
+            got += await reader.read(65536)
     writer.close()
-    assert b"m1 /up 5" in got and rig.conns[0].handed_over
+    assert conn.hand_overs == 1 and not conn.handed_over
+    assert rig.edge.metrics.handovers.labels("expect")._value.get() == 1
 
 
 async def test_a_reset_before_any_answer_is_retried_on_another_machine(rig: Rig) -> None:
@@ -267,7 +276,7 @@ async def test_a_large_answer_to_a_slow_reader_arrives_whole(rig: Rig) -> None:
             if len(got) < 1 << 20:
                 await asyncio.sleep(0.01)  # a slow start: the edge must hold the machine back, not buffer it all
     writer.close()
-    assert bytes(got) == body and not rig.conns[0].handed_over
+    assert bytes(got) == body and rig.conns[0].hand_overs == 0
 
 
 async def test_a_connection_held_back_for_a_slow_reader_is_not_pooled_paused(rig: Rig) -> None:
@@ -311,3 +320,70 @@ async def test_interim_answers_are_skipped(rig: Rig) -> None:
     port = await rig.start()
     got = await exchange(port, (GET % b"1") + (GET % b"2"), until=2)
     assert got.count(b"HTTP/1.1 200 OK") == 2 and got.endswith(b"real") and b"103" not in got
+
+
+async def test_after_a_retry_the_connection_comes_back_to_the_callback_path(rig: Rig) -> None:
+    await rig.machine("bad", reset)
+    await rig.machine("good", answer("good"))
+    port = await rig.start()
+    rig.edge.router.rng.seed(3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for i in range(8):  # one keep-alive connection, one request at a time
+        writer.write(GET % str(i).encode())
+        await asyncio.wait_for(reader.readuntil(b"good /%d 0" % i), 5)
+    writer.close()
+    conn = rig.conns[0]
+    # the refusing machine sits out after its reset, so at most one request needed the coroutine path
+    assert conn.hand_overs == 1 and not conn.handed_over
+
+
+async def head_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A machine killed between writing its answer's head and its body (Python's http.server writes them
+    separately)."""
+    with contextlib.suppress(Exception):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    writer.transport.abort()
+
+
+# no extra header: the callback path; a routing header: the coroutine path
+PATHS = [b"", b"Fly-Prefer-Region: ams\r\n"]
+
+
+@pytest.mark.parametrize("extra", PATHS)
+async def test_a_machine_dying_after_its_head_is_retried_for_a_get(rig: Rig, extra: bytes) -> None:
+    await rig.machine("dies", head_then_die)
+    await rig.machine("good", answer("good"))
+    port = await rig.start()
+    for i in range(6):
+        got = await exchange(port, b"GET /%d HTTP/1.1\r\nHost: web.localhost\r\n%s\r\n" % (i, extra))
+        assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"good /%d 0" % i), got
+
+
+@pytest.mark.parametrize("extra", PATHS)
+async def test_a_machine_dying_after_its_head_fails_a_post_cleanly(rig: Rig, extra: bytes) -> None:
+    await rig.machine("dies", head_then_die)
+    port = await rig.start()
+    got = await exchange(port, b"POST / HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 1\r\n%s\r\nx" % extra)
+    assert got.startswith(b"HTTP/1.1 502") and b"PC02" in got
+
+
+@pytest.mark.parametrize("extra", PATHS)
+async def test_a_slow_body_gets_its_head_first(rig: Rig, extra: bytes) -> None:
+    async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1.0)
+        writer.write(b"late")
+        await writer.drain()
+    await rig.machine("m1", slow_body)
+    port = await rig.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: web.localhost\r\n%s\r\n" % extra)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.5)  # long before the body
+    assert head.startswith(b"HTTP/1.1 200")
+    assert await asyncio.wait_for(reader.readexactly(4), 3) == b"late"
+    writer.close()

@@ -8,9 +8,10 @@ That is what makes the common case cheap.
 
 Everything else (autostart, waiting for capacity, retries, fly-replay, big or streamed bodies,
 WebSocket, cross-region forwarding in the dev fleet) is handed over, with the connection, to the
-coroutine path in httpproxy.py, which then serves that connection to its end. Both share the parser
-state (this class *is* the connection's H1Reader), the routing table, the loads and the metrics, so the
-hand-over loses no byte: the connection's transport is simply given a stream protocol.
+coroutine path in httpproxy.py. Both share the parser state (this class *is* the connection's H1Reader),
+the routing table, the loads and the metrics, so the hand-over loses no byte: the connection's transport
+is simply given a stream protocol. After each request there, the connection comes back to the callback
+path if nothing is left half-read, so one cold start or retry does not slow a keep-alive client for good.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import httptools
 
 from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, chunk
-from roost.proxy.httpproxy import IDEMPOTENT, HttpProxy, Replay, response_framing
+from roost.proxy.httpproxy import HOLD_HEAD_SECONDS, IDEMPOTENT, HttpProxy, Replay, response_framing
 from roost.proxy.table import MachineRoute
 from roost.proxy.upstream import CONNECT_TIMEOUT, POOL_IDLE_SECONDS, POOL_MAX_PER_TARGET
 
@@ -200,6 +201,9 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.deferred_hand_over: tuple[Message, set[str], Replay | None] | bool | None = False
+        self.deferred_reason = ""
+        self.hand_overs = 0
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamReaderProtocol, asyncio.StreamWriter] | None = None
         # the timer: one per connection, moved lazily
         self.phase = IDLE
         self.deadline = 0.0
@@ -219,6 +223,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.replay: Replay | None = None
         self.out: list[bytes] = []
         self.done = False
+        self.held: bytes | None = None  # the response head, until the body's first bytes arrive
+        self.hold_timer: asyncio.TimerHandle | None = None
 
     # ---- transport events ----
 
@@ -275,7 +281,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
             self.conn.resume()
         if self.deferred_hand_over is not False:
             pending, self.deferred_hand_over = self.deferred_hand_over, False
-            self._hand_over(pending)  # type: ignore[arg-type]
+            self._hand_over(pending, self.deferred_reason)  # type: ignore[arg-type]
 
     # ---- requests, one at a time ----
 
@@ -291,11 +297,11 @@ class ClientConn(H1Reader, asyncio.Protocol):
                 return
             req = self.ready[0]
             if req.upgrade or req.chunked or (req.content_length or 0) > FAST_BODY_LIMIT:
-                self._hand_over(None)
+                self._hand_over(None, "upgrade or streamed body")
                 return
             if not req.complete:
                 if req.header(b"expect") is not None:  # the client waits for a 100 Continue
-                    self._hand_over(None)
+                    self._hand_over(None, "expect")
                 return  # its body is still arriving
             self.ready.popleft()
             self._start(req)
@@ -308,19 +314,19 @@ class ClientConn(H1Reader, asyncio.Protocol):
             if lower == b"host":
                 host = host or value
             elif lower in ROUTING_HEADERS:
-                self._hand_over((req, set(), None))
+                self._hand_over((req, set(), None), "routing header")
                 return
         app = edge.app_from_host(host)
         if app is None or app not in edge.table.by_app:
-            self._hand_over((req, set(), None))  # the coroutine path explains (404, 503)
+            self._hand_over((req, set(), None), "unknown app")  # the coroutine path explains (404, 503)
             return
         chosen = edge.router.route_now(app)
         if chosen is None:  # start a machine, wait for capacity or health: the coroutine path does it
-            self._hand_over((req, set(), None))
+            self._hand_over((req, set(), None), "start or wait")
             return
         m, service = chosen
         if edge.s.simulate_rtt and m.region != edge.s.region:
-            self._hand_over((req, set(), None))  # the dev fleet's simulated distance is a sleep
+            self._hand_over((req, set(), None), "simulated distance")  # the dev fleet's simulated distance is a sleep
             return
         host_port = m.host_port(service.internal_port)
         assert host_port is not None
@@ -328,7 +334,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.req, self.machine, self.app = req, m, app
         self.request_id = edge.new_request_id()
         self.started_at = time.monotonic()
-        self.resp, self.replay, self.out, self.done = None, None, [], False
+        self.resp, self.replay, self.out, self.done, self.held = None, None, [], False, None
         edge.loads.acquire(m.id)
         conn = self.pool.take(m.address, host_port)
         if conn is not None:
@@ -379,34 +385,51 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.resp = resp
         self.phase = RELAY
         self._arm(self.edge.s.body_timeout)
-        metrics = self.edge.metrics
         replay_to = resp.header(b"fly-replay")
         if replay_to is not None and req.method != b"HEAD":
             self.replay = Replay.parse(replay_to, m.id, m.region)  # its own answer is never shown
             return
-        metrics.observe_latency(self.app, time.monotonic() - self.started_at)
-        metrics.count_request(self.app, m.id, resp.status)
         self.framing, self.keep = response_framing(req, resp, True)
         extra = self.edge.debug_header(req, m, self.client_ip) if req.header(b"flyio-debug") is not None else None
-        self.out.append(self.edge.response_head(resp, req, self.request_id, framing=self.framing, keep=self.keep,
-                                                extra=extra))
+        # Held until the body's first bytes (or its end) arrive: see HOLD_HEAD_SECONDS.
+        self.held = self.edge.response_head(resp, req, self.request_id, framing=self.framing, keep=self.keep,
+                                            extra=extra)
         if req.method == b"HEAD":
             self.done = True  # no body, whatever its headers say (llhttp cannot know it answers a HEAD)
+            self._release_head()
+
+    def _release_head(self) -> None:
+        """The answer is on its way to the client: from here on it can no longer be retried."""
+        resp, m = self.resp, self.machine
+        assert self.held is not None and resp is not None and m is not None
+        self.out.insert(0, self.held)
+        self.held = None
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+        self.edge.metrics.observe_latency(self.app, time.monotonic() - self.started_at)
+        self.edge.metrics.count_request(self.app, m.id, resp.status)
 
     def response_body(self, data: bytes) -> None:
         if self.replay is not None or not self.framing:
             return
+        if self.held is not None:
+            self._release_head()
         self.out.append(chunk(data) if self.framing == b"chunked" else data)
 
     def response_complete(self) -> None:
         if self.resp is None:
             return  # the end of an interim (1xx) answer: the real one follows
+        if self.held is not None:
+            self._release_head()
         if self.framing == b"chunked" and self.replay is None:
             self.out.append(LAST_CHUNK)
         self.done = True
 
     def flush(self) -> None:
         """After each read from the machine: write what it produced to the client in one go."""
+        if self.held is not None and self.hold_timer is None and self.busy:
+            self.hold_timer = self.loop.call_later(HOLD_HEAD_SECONDS, self._head_alone)
         if self.out:
             assert self.transport is not None
             self.transport.write(b"".join(self.out) if len(self.out) > 1 else self.out[0])
@@ -416,6 +439,13 @@ class ClientConn(H1Reader, asyncio.Protocol):
         if self.done:
             self._complete()
 
+    def _head_alone(self) -> None:
+        """No body byte came soon after the head (a slow or streamed body): the head goes alone."""
+        self.hold_timer = None
+        if self.held is not None and self.busy and not self.closed:
+            self._release_head()
+            self.flush()
+
     def _complete(self) -> None:
         conn, req, resp, replay = self.conn, self.req, self.resp, self.replay
         assert req is not None and resp is not None
@@ -424,7 +454,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         reuse = conn is not None and not conn.closed and resp.keep_alive
         self._end_exchange(reuse=reuse)
         if replay is not None:
-            self._hand_over((req, set(), replay))
+            self._hand_over((req, set(), replay), "replay")
         elif not self.keep:
             self._close()
         else:
@@ -437,6 +467,13 @@ class ClientConn(H1Reader, asyncio.Protocol):
             return
         req, m, resp = self.req, self.machine, self.resp
         assert req is not None and m is not None
+        if resp is not None and self.held is not None and not self.done and self.framing != b"close":
+            # The head came but the client has seen nothing of it: as if nothing had come back.
+            if req.method in IDEMPOTENT:
+                self._retry_elsewhere("reset-before-body")
+            else:
+                self._fail(502, "PC02", f"machine {m.id} closed the connection in the middle of its answer")
+            return
         if resp is not None:
             if resp.complete or self.done:
                 self.flush()
@@ -470,7 +507,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.edge.metrics.retries.labels(self.app, reason).inc()
         self._end_exchange(reuse=False)
         if not self.closed:
-            self._hand_over((req, {m.id}, None))
+            self._hand_over((req, {m.id}, None), "retry")
 
     def _fail(self, status: int, code: str, message: str) -> None:
         req = self.req
@@ -490,6 +527,10 @@ class ClientConn(H1Reader, asyncio.Protocol):
         conn, m = self.conn, self.machine
         self.conn = None
         self.busy = False
+        self.held = None
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
         if conn is not None:
             conn.exchange = None
             if m is not None:
@@ -502,32 +543,61 @@ class ClientConn(H1Reader, asyncio.Protocol):
             self.edge.loads.release(m.id)
         self.machine = None
 
-    def _hand_over(self, pending: tuple[Message, set[str], Replay | None] | None) -> None:
+    def _hand_over(self, pending: tuple[Message, set[str], Replay | None] | None, reason: str) -> None:
         """Give the connection to the coroutine path: a stream protocol takes the transport, and the
-        request at hand (if any) and the ones after it are served there."""
+        request at hand (if any) and the ones after it are served there, until `_hand_back`."""
         if self.closed or self.handed_over:
             return
         if self.write_paused:  # the stream protocol could not know the transport is paused: wait
-            self.deferred_hand_over = pending
+            self.deferred_hand_over, self.deferred_reason = pending, reason
             return
         transport = self.transport
         assert transport is not None
         self.handed_over = True
+        self.hand_overs += 1
+        self.edge.metrics.handovers.labels(reason).inc()
         self._cancel_timer()
-        stream = asyncio.StreamReader(limit=2 ** 16)
-        protocol = asyncio.StreamReaderProtocol(stream)
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        if self.streams is None:
+            stream = asyncio.StreamReader(limit=2 ** 16)
+            protocol = asyncio.StreamReaderProtocol(stream)
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            # Kept for the connection's life: a StreamWriter closes its transport when collected.
+            self.streams = (stream, protocol, asyncio.StreamWriter(transport, protocol, stream, self.loop))
+        else:
+            transport.set_protocol(self.streams[1])
+        stream, _, writer = self.streams
         if self.eof:
             stream.feed_eof()
         if self.read_paused:
+            self.read_paused = False
             transport.resume_reading()
         self.reader = stream
-        writer = asyncio.StreamWriter(transport, protocol, stream, self.loop)
         task = self.loop.create_task(self.edge.serve_connection(self, writer, self.client_ip, self.port,
-                                                                first=False, pending=pending))
+                                                                first=False, pending=pending,
+                                                                hand_back=self._hand_back))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _hand_back(self) -> bool:
+        """Called by the coroutine path after each request: take the connection back onto the callback
+        path if nothing is half-read (no buffered bytes, no partial message, no upgrade, no end of stream)
+        and the client is keeping up with its answers."""
+        assert self.streams is not None and self.transport is not None
+        stream, protocol, _ = self.streams
+        if (self.closed or self.transport.is_closing() or self.upgraded_tail is not None or self.eof
+                or stream.at_eof() or stream.exception() is not None
+                or (self.current is not None and not self.current.complete)
+                or stream._buffer or stream._paused or protocol._paused):  # type: ignore[attr-defined]
+            return False
+        self.transport.set_protocol(self)
+        self.handed_over = False
+        self.reader = None  # type: ignore[assignment]
+        self.phase = IDLE
+        self._arm(self.edge.s.idle_timeout)
+        if self.ready:
+            self.loop.call_soon(self._advance)
+        return True
 
     def _pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None:

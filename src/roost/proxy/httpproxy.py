@@ -38,6 +38,9 @@ REQUEST_SET_BY_EDGE = frozenset({b"expect", b"x-forwarded-for", b"via", b"fly-cl
                                  b"fly-request-id", b"x-forwarded-proto", b"x-forwarded-port", b"fly-forwarded-port",
                                  b"fly-replay-src"})
 RESPONSE_SET_BY_EDGE = frozenset({b"via", b"fly-request-id", b"flyio-debug"})
+# A response head that arrives without any body is held this long for the body's first bytes: a machine
+# that dies in between has then sent the client nothing, and an idempotent request is retried elsewhere.
+HOLD_HEAD_SECONDS = 0.05
 IDEMPOTENT = {b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"}
 STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
                400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout"}
@@ -127,28 +130,34 @@ class HttpProxy:
         await self.serve_connection(H1Reader(reader), writer, str(peer[0]), int(local[1]), first=True)
 
     async def serve_connection(self, client: H1Reader, writer: asyncio.StreamWriter, client_ip: str, port: int,
-                               first: bool, pending: tuple[Message, set[str], Replay | None] | None = None) -> None:
+                               first: bool, pending: tuple[Message, set[str], Replay | None] | None = None,
+                               hand_back: Callable[[], bool] | None = None) -> None:
         """Answer a connection's requests in order until it closes. `pending` is a request the callback data
-        plane (edgeconn) hands over part-way, with the machines it already tried or the replay it was asked."""
+        plane (fastpath) hands over part-way, with the machines it already tried or the replay it was asked;
+        `hand_back`, from the callback path, takes the connection back after a request when nothing is left
+        half-read, and this coroutine then ends without closing it."""
+        kept = False
         try:
             if pending is not None:
                 handed, exclude, replay = pending
                 if not await self.handle(handed, client, writer, client_ip, port, exclude, replay):
                     return
                 first = False
-            while True:
+                kept = hand_back is not None and hand_back()
+            while not kept:
                 req = await client.next_head(self.s.header_timeout if first else self.s.idle_timeout)
                 if req is None:
                     break
                 first = False
-                keep = await self.handle(req, client, writer, client_ip, port)
-                if not keep:
+                if not await self.handle(req, client, writer, client_ip, port):
                     break
+                kept = hand_back is not None and hand_back()
         except (ProtocolError, TimeoutError, ConnectionError, OSError):
             pass
         finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+            if not kept:
+                with contextlib.suppress(Exception):
+                    writer.close()
 
     # ---- one request ----
 
@@ -330,6 +339,20 @@ class HttpProxy:
                                          f"request body larger than {self.s.buffer_limit // (1024 * 1024)} MB: "
                                          "it was not buffered, so it cannot be replayed")
             return Replay.parse(replay_to, m.id, m.region)
+        if resp.status != 101 and response_framing(req, resp, complete)[0] and not resp.body and not resp.complete:
+            # The head came alone: wait a moment for the body's first bytes before passing it on, so that a
+            # machine dying in between leaves the client untouched and the request can still be retried.
+            try:
+                async with asyncio.timeout(HOLD_HEAD_SECONDS):
+                    await upstream.wait_body(resp)
+            except TimeoutError:
+                pass  # a slow or streamed body: the head goes now
+            except ProtocolError:
+                conn.close()
+                if retryable:
+                    raise _Retry("reset-before-body") from None
+                return await self._error(writer, req, request_id, 502, "PC02",
+                                         f"machine {m.id} closed the connection in the middle of its answer")
         self.metrics.observe_latency(app, time.monotonic() - started)
         self.metrics.count_request(app, m.id, resp.status)
         extra = self.debug_header(req, m, client_ip)
