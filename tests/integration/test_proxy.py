@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -276,6 +277,29 @@ def test_http_correctness(edge_fleet):
         assert _read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue")
         s.sendall(b"hello")
         assert b'"received": 5' in _read_until(s, b"}\n")
+
+
+def test_a_handed_over_connection_comes_back_to_the_callback_path(edge_fleet):
+    """On the real edge (uvloop): a request with a routing header takes the coroutine path, the next plain
+    one brings the connection back, so a third with the header is handed over again: two hand-overs."""
+    f = edge_fleet
+    create_app(f, "handback", 1)
+    wait_routable(f, "handback", 1)
+    edge = f.edge("ams")
+    pattern = re.compile(r'^roost_proxy_handovers_total\{reason="routing header"\} (\S+)$', re.M)
+
+    def handovers() -> float:
+        found = pattern.search(httpx.get(f"{edge['admin_url']}/metrics", trust_env=False).text)
+        return float(found.group(1)) if found else 0.0
+
+    before = handovers()
+    host, port = edge["url"][7:].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        for header in (b"Fly-Prefer-Region: ams\r\n", b"", b"Fly-Prefer-Region: ams\r\n"):
+            s.sendall(b"GET /n HTTP/1.1\r\nHost: handback.localhost\r\n" + header + b"\r\n")
+            answer = _read_until(s, b"}\n")
+            assert b"200 OK" in answer and b'"/n"' in answer
+    assert handovers() - before == 2
 
 
 def _read_until(s: socket.socket, marker: bytes) -> bytes:
