@@ -308,15 +308,10 @@ class ClientConn(H1Reader, asyncio.Protocol):
 
     def _start(self, req: Message) -> None:
         edge = self.edge
-        host = None
-        for key, value in req.headers:
-            lower = key.lower()
-            if lower == b"host":
-                host = host or value
-            elif lower in ROUTING_HEADERS:
-                self._hand_over((req, set(), None), "routing header")
-                return
-        app = edge.app_from_host(host)
+        if not ROUTING_HEADERS.isdisjoint(req.names):
+            self._hand_over((req, set(), None), "routing header")
+            return
+        app = edge.app_from_host(req.header(b"host"))
         if app is None or app not in edge.table.by_app:
             self._hand_over((req, set(), None), "unknown app")  # the coroutine path explains (404, 503)
             return

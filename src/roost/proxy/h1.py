@@ -21,11 +21,12 @@ class ProtocolError(Exception):
 
 class Message:
     __slots__ = ("body", "body_bytes", "chunked", "complete", "content_length", "headers", "keep_alive",
-                 "method", "reason", "status", "upgrade", "url", "version")
+                 "method", "names", "reason", "status", "upgrade", "url", "version")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.names: list[bytes] = []  # the headers' names in lower case, lowered once as they arrive
         self.method = b""
         self.status = 0
         self.reason = b""
@@ -39,10 +40,11 @@ class Message:
         self.complete = False
 
     def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+        """The first value of header `name` (lower case)."""
+        try:
+            return self.headers[self.names.index(name)][1]
+        except ValueError:
+            return None
 
     @property
     def has_body(self) -> bool:
@@ -78,6 +80,7 @@ class H1Reader:
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.current is not None
         self.current.headers.append((name, value))
+        self.current.names.append(name.lower())
 
     def on_headers_complete(self) -> None:
         m = self.current
@@ -90,15 +93,16 @@ class H1Reader:
             m.status = p.get_status_code()
         else:
             m.method = p.get_method()
-        for key, value in m.headers:
-            lower = key.lower()
-            if lower == b"transfer-encoding" and b"chunked" in value.lower():
-                m.chunked = True
-            elif lower == b"content-length":
-                try:
-                    m.content_length = int(value)
-                except ValueError:
-                    raise ProtocolError("invalid Content-Length") from None
+        names = m.names
+        if b"transfer-encoding" in names or b"content-length" in names:
+            for lower, (_, value) in zip(names, m.headers, strict=True):
+                if lower == b"transfer-encoding" and b"chunked" in value.lower():
+                    m.chunked = True
+                elif lower == b"content-length":
+                    try:
+                        m.content_length = int(value)
+                    except ValueError:
+                        raise ProtocolError("invalid Content-Length") from None
         if self.response and (self.head_request or m.status in (204, 304) or 100 <= m.status < 200):
             m.complete = True
         self.ready.append(m)
@@ -186,32 +190,38 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
               b"upgrade", b"proxy-authenticate", b"proxy-authorization", b"content-length"})
 
 
-def pass_headers(headers: list[tuple[bytes, bytes]], replaced: frozenset[bytes]
-                 ) -> tuple[list[bytes], dict[bytes, bytes]]:
+def pass_headers(m: Message, replaced: frozenset[bytes]) -> tuple[list[bytes], dict[bytes, bytes]]:
     """One pass over a message's headers for forwarding: the header lines to pass on, as parts of a head
     (minus hop-by-hop ones, any the Connection header names, and `replaced`, which the proxy sets itself),
     and the first value of each header left out, by lower-case name."""
+    drop = _DROP.get(replaced)
+    if drop is None:
+        drop = _DROP[replaced] = HOP_BY_HOP | replaced
     parts: list[bytes] = []
     left_out: dict[bytes, bytes] = {}
-    named: set[bytes] = set()
-    for key, value in headers:
-        lower = key.lower()
-        if lower in HOP_BY_HOP or lower in replaced:
-            left_out.setdefault(lower, value)
-            if lower == b"connection":
-                named.update(v.strip().lower() for v in value.split(b","))
+    for lower, (key, value) in zip(m.names, m.headers, strict=True):
+        if lower in drop:
+            if lower not in left_out:
+                left_out[lower] = value
             continue
         parts += (key, b": ", value, b"\r\n")
-    named -= HOP_BY_HOP | replaced | {b"close"}
-    if named:  # rare: the Connection header names end-to-end-looking headers that are hop-by-hop here
-        parts = []
-        for key, value in headers:
-            lower = key.lower()
-            if lower in named:
-                left_out.setdefault(lower, value)
-            elif lower not in HOP_BY_HOP and lower not in replaced:
-                parts += (key, b": ", value, b"\r\n")
+    connection = left_out.get(b"connection")
+    if connection is not None and (connection.lower() not in (b"close", b"keep-alive", b"upgrade")
+                                   or m.names.count(b"connection") > 1):
+        named = {v.strip().lower() for value in (v for n, (_, v) in zip(m.names, m.headers, strict=True)
+                                                  if n == b"connection") for v in value.split(b",")}
+        named -= drop | {b"close"}
+        if named:  # rare: the Connection header names end-to-end-looking headers that are hop-by-hop here
+            parts = []
+            for lower, (key, value) in zip(m.names, m.headers, strict=True):
+                if lower in named:
+                    left_out.setdefault(lower, value)
+                elif lower not in drop:
+                    parts += (key, b": ", value, b"\r\n")
     return parts, left_out
+
+
+_DROP: dict[frozenset[bytes], frozenset[bytes]] = {}
 
 
 def encode_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:

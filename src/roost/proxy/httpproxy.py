@@ -116,6 +116,7 @@ class HttpProxy:
         self.s = settings
         self.suffix = ("." + settings.domain).encode()
         self._region_b = settings.region.encode()
+        self._apps_by_host: dict[bytes, str | None] = {}
         # Request ids: unique per edge process (start time, random node) plus a counter; cheap to make.
         self._id_prefix = f"{time.time_ns():x}"
         self._id_suffix = f"{_NODE}-{settings.region}"
@@ -260,6 +261,19 @@ class HttpProxy:
         return self.app_from_host(req.header(b"host"))
 
     def app_from_host(self, host: bytes | None) -> str | None:
+        if not host:
+            return None
+        try:
+            return self._apps_by_host[host]
+        except KeyError:
+            pass
+        app = self._parse_host(host)
+        if len(self._apps_by_host) >= 4096:  # bounded: Host headers are the client's to choose
+            self._apps_by_host.clear()
+        self._apps_by_host[host] = app
+        return app
+
+    def _parse_host(self, host: bytes) -> str | None:
         if not host:
             return None
         name = host.split(b":", 1)[0].lower().rstrip(b".")
@@ -445,7 +459,7 @@ class HttpProxy:
 
     def request_head(self, req: Message, body: bytes, complete: bool, request_id: str, client_ip: str,
                      port: int, replay: Replay | None = None) -> bytes:
-        parts, left_out = pass_headers(req.headers, REQUEST_SET_BY_EDGE)
+        parts, left_out = pass_headers(req, REQUEST_SET_BY_EDGE)
         head = [req.method, b" ", req.url, b" HTTP/1.1\r\n", *parts]
         if replay is not None and replay.source:
             src = f"instance={replay.source};region={replay.source_region};t={time.time_ns() // 1000}"
@@ -473,7 +487,7 @@ class HttpProxy:
 
     def response_head(self, resp: Message, req: Message, request_id: str, *, framing: bytes, keep: bool,
                       upgrade: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
-        parts, left_out = pass_headers(resp.headers, RESPONSE_SET_BY_EDGE)
+        parts, left_out = pass_headers(resp, RESPONSE_SET_BY_EDGE)
         version = b"HTTP/1.1 " if req.version == "1.1" else b"HTTP/1.0 "
         via = left_out.get(b"via")
         head = [version, str(resp.status).encode(), b" ", resp.reason or b"OK", b"\r\n", *parts,
