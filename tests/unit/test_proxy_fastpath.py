@@ -387,3 +387,21 @@ async def test_a_slow_body_gets_its_head_first(rig: Rig, extra: bytes) -> None:
     assert head.startswith(b"HTTP/1.1 200")
     assert await asyncio.wait_for(reader.readexactly(4), 3) == b"late"
     writer.close()
+
+
+async def test_answers_without_a_body_keep_the_connection(rig: Rig) -> None:
+    async def empty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, _ = await read_request(reader)
+                status = b"204 No Content" if b" /a " in head else b"304 Not Modified"
+                writer.write(b"HTTP/1.1 %s\r\nETag: \"x\"\r\n\r\n" % status)
+    await rig.machine("m1", empty)
+    port = await rig.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for path, status in ((b"a", b"204"), (b"b", b"304"), (b"a", b"204")):
+        writer.write(GET % path)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)  # no wait for a body that never comes
+        assert head.startswith(b"HTTP/1.1 " + status) and b"Content-Length" not in head
+    writer.close()
+    assert rig.conns[0].hand_overs == 0
