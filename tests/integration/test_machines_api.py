@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -227,10 +228,19 @@ def test_volumes(fleet, app):
     r = api.delete(f"/v1/apps/{app}/volumes/{vol['id']}")
     assert r.status_code == 412
     api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+    host = next(h for h in fleet.info["hosts"] if h["id"] == m["host_id"])
+    data = Path(host["data_dir"]) / "volumes" / vol["id"]
+    fleet.wait_for(lambda: (data / "file").exists(), what="the machine's write on its volume")
+    # the host itself refuses to delete the data of a volume a machine runs on
+    r = httpx.delete(f"{host['agent_url']}/v1/volumes/{vol['id']}", trust_env=False,
+                     headers={"Authorization": f"Bearer {fleet.info['token']}"})
+    assert r.status_code == 409 and "in use" in r.json()["error"] and data.exists()
     api.delete(f"/v1/apps/{app}/machines/{m['id']}", params={"force": "true"})
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json().get("attached_machine_id") is None
+    assert data.exists()  # destroying the machine keeps the volume's data
     assert api.delete(f"/v1/apps/{app}/volumes/{vol['id']}").status_code == 200
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").status_code == 404
+    assert not data.exists()  # destroying the volume deletes it on its host
     assert api.post(f"/v1/apps/{app}/volumes", json={"name": "Bad-Name"}).status_code == 400
 
 

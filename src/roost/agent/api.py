@@ -111,6 +111,9 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
             reachable = False
         return ok({"reachable": reachable})
 
+    async def delete_volume(request: Request) -> Response:
+        return ok({"deleted": await sup.delete_volume(request.path_params["vid"])})
+
     async def health(request: Request) -> Response:
         return ok({"ok": True, **host_info, "machines": len(sup.records)})
 
@@ -127,4 +130,5 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
         Route(base, _wrap(destroy), methods=["DELETE"]),
         Route(base, _wrap(prepare), methods=["PUT"]),
         Route(base + "/logs", machine_logs, methods=["GET"]),
+        Route("/v1/volumes/{vid}", _wrap(delete_volume), methods=["DELETE"]),
     ]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -282,6 +283,22 @@ class Supervisor:
             self.store.delete(machine_id)
             self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
         self._locks.pop(machine_id, None)
+
+    # ---- volumes ----
+
+    async def delete_volume(self, volume_id: str) -> bool:
+        """Remove a destroyed volume's directory; False if there was none. Refused while a machine runs on it."""
+        if not volume_id or "/" in volume_id or volume_id.startswith("."):
+            raise AgentError(400, f"invalid volume id {volume_id!r}")
+        for record in self.records.values():
+            volume = record.spec.get("volume") or {}
+            if volume.get("id") == volume_id and record.state in ("started", "suspended"):
+                raise AgentError(409, f"volume {volume_id} is in use by machine {record.id}")
+        path = self.volumes_dir / volume_id
+        if not path.exists():
+            return False
+        await asyncio.to_thread(shutil.rmtree, path)
+        return True
 
     # ---- exits ----
 

@@ -14,12 +14,14 @@ from roost.core.model import App
 from roost.core.regions import is_known
 from roost.server.machines import MachineService
 from roost.server.state import ClusterState
+from roost.server.volumes import VolumeService
 
 
 class AppService:
-    def __init__(self, state: ClusterState, machines: MachineService) -> None:
+    def __init__(self, state: ClusterState, machines: MachineService, volumes: VolumeService | None = None) -> None:
         self.state = state
         self.machines = machines
+        self.volumes = volumes
 
     def get(self, name: str) -> App:
         app = self.state.apps.get(name)
@@ -81,9 +83,12 @@ class AppService:
             if app is None:
                 return
             gone: list[Any] = [app]
-            gone += [v for v in self.state.volumes.values() if v.app == name]
+            volumes = [v for v in self.state.volumes.values() if v.app == name]
+            gone += volumes
             gone += list(self.state.app_machines.get(name, {}).values())
             await self.state.save(deleted=gone)
+        if self.volumes is not None:
+            await self.volumes.remove_data(volumes)
 
 
 def _lease_nonce(state: ClusterState, machine_id: str) -> str | None:

@@ -72,11 +72,12 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     agents = AgentClient(token)
     secrets = SecretService(state)
     machines = MachineService(state, agents, config.default_region, secrets.env)
+    volumes = VolumeService(state, config.default_region, agents)
     services = Services(
         state=state,
-        apps=AppService(state, machines),
+        apps=AppService(state, machines, volumes),
         machines=machines,
-        volumes=VolumeService(state, config.default_region),
+        volumes=volumes,
         hosts=HostService(state, machines, config.detector,
                           StandbyController(state, machines, agents, config.lease)),
         blobs=BlobStore(config.data_dir / "images"),

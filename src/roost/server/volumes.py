@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import time
 from typing import Any
@@ -12,7 +13,10 @@ from roost.core.ids import new_volume_id
 from roost.core.lifecycle import State
 from roost.core.model import Volume
 from roost.placement.scheduler import place_volume
+from roost.server.agent_client import AgentClient, AgentError
 from roost.server.state import ClusterState
+
+log = logging.getLogger("roost.server.volumes")
 
 VOLUME_NAME = re.compile(r"^[a-z0-9_]{1,30}$")
 MAX_SIZE_GB = 500
@@ -20,9 +24,10 @@ DEFAULT_SIZE_GB = 3  # the API's default; flyctl sends 1
 
 
 class VolumeService:
-    def __init__(self, state: ClusterState, default_region: str) -> None:
+    def __init__(self, state: ClusterState, default_region: str, agents: AgentClient | None = None) -> None:
         self.state = state
         self.default_region = default_region
+        self.agents = agents
 
     def get(self, app: str, volume_id: str) -> Volume:
         if app not in self.state.apps:
@@ -117,4 +122,21 @@ class VolumeService:
             gone = copy.copy(volume)
             gone.state = "destroyed"
             await self.state.save(deleted=[volume])
+        await self.remove_data([volume])
         return self.state.volume_api(gone)
+
+    async def remove_data(self, volumes: list[Volume]) -> None:
+        """Delete destroyed volumes' directories on their hosts, best effort: a host that is down keeps the
+        directory (the record is gone either way, so nothing will use it again)."""
+        if self.agents is None:
+            return
+        for volume in volumes:
+            host = self.state.hosts.get(volume.host_id)
+            if host is None or host.status != "ok":
+                log.warning("volume %s destroyed while its host %s is not reachable: its data stays there",
+                            volume.id, volume.host_id)
+                continue
+            try:
+                await self.agents.call(host.agent_url, "DELETE", f"/v1/volumes/{volume.id}", timeout=5)
+            except AgentError as exc:
+                log.warning("volume %s: could not delete its data on host %s: %s", volume.id, host.id, exc.message)
