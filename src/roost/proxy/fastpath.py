@@ -580,6 +580,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
         and the client is keeping up with its answers."""
         assert self.streams is not None and self.transport is not None
         stream, protocol, _ = self.streams
+        # StreamReader._buffer/_paused and the protocol's _paused are private, but nothing public says
+        # "no byte buffered, reading and writing not paused"; they have been there since Python 3.4.
         if (self.closed or self.transport.is_closing() or self.upgraded_tail is not None or self.eof
                 or stream.at_eof() or stream.exception() is not None
                 or (self.current is not None and not self.current.complete)
