@@ -42,6 +42,17 @@ class Candidate:
         return self.state == "started"
 
     @property
+    def live(self) -> bool:
+        """Can take traffic now: running, healthy, routable."""
+        return self.running and self.healthy and self.routable
+
+    @property
+    def startable(self) -> bool:
+        """Autostart may start it: stopped or suspended, healthy, routable, autostart on, not a standby."""
+        return self.state in ("stopped", "suspended", "created") and self.autostart and self.routable \
+            and self.healthy and not self.standby
+
+    @property
     def at_hard(self) -> bool:
         return self.hard_limit is not None and self.load >= self.hard_limit
 
@@ -65,7 +76,7 @@ def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance
     if not candidates:
         return Decision(Kind.NONE, reason="no machine of this app serves this service")
     pool = [c for c in candidates if c.id not in exclude]
-    live = [c for c in pool if c.running and c.healthy and c.routable]
+    live = [c for c in pool if c.live]
     local_open = [c for c in live if c.region == edge_region and not c.at_hard]
     # Other regions only when every local machine is unhealthy or at hard_limit (or there is none):
     # soft limits never send traffic away from the edge's region.
@@ -74,8 +85,7 @@ def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance
     under = [c for c in usable if c.under_soft]
     if under:
         return Decision(Kind.ROUTE, _closest(under, distance, rng), "under soft_limit")
-    startable = [c for c in pool if c.state in ("stopped", "suspended", "created") and c.autostart
-                 and c.routable and c.healthy and not c.standby]
+    startable = [c for c in pool if c.startable]
     if startable:
         why = "every running machine is at or over soft_limit" if usable else "no machine is running"
         return Decision(Kind.START, _closest(startable, distance, rng), why)

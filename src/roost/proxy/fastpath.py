@@ -23,10 +23,10 @@ import time
 
 import httptools
 
-from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, chunk
+from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk
 from roost.proxy.httpproxy import HOLD_HEAD_SECONDS, IDEMPOTENT, HttpProxy, Replay, response_framing
 from roost.proxy.table import MachineRoute
-from roost.proxy.upstream import CONNECT_TIMEOUT, POOL_IDLE_SECONDS, POOL_MAX_PER_TARGET
+from roost.proxy.upstream import CONNECT_TIMEOUT, IdlePool
 
 FAST_BODY_LIMIT = 64 * 1024  # request bodies up to this are taken whole before forwarding
 MAX_QUEUED = 8  # pipelined requests parsed ahead of the one in flight before reading pauses
@@ -117,25 +117,8 @@ class UpstreamConn(H1Reader, asyncio.Protocol):
         self.closed = True
 
 
-class FastPool:
-    """Idle upstream connections per machine address, reused for a few seconds (as the stream pool)."""
-
-    def __init__(self) -> None:
-        self.idle: dict[tuple[str, int], list[UpstreamConn]] = {}
-        self.awaiting: dict[str, set[UpstreamConn]] = {}  # a request sent, no response head yet
-
-    def take(self, host: str, port: int) -> UpstreamConn | None:
-        idle = self.idle.get((host, port))
-        if not idle:
-            return None
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < POOL_IDLE_SECONDS:
-                conn.reused = True
-                return conn
-            conn.close()
-        return None
+class FastPool(IdlePool[UpstreamConn]):
+    """The callback path's upstream connections."""
 
     async def connect(self, host: str, port: int) -> UpstreamConn:
         loop = asyncio.get_running_loop()
@@ -145,43 +128,8 @@ class FastPool:
         return conn
 
     def put(self, conn: UpstreamConn) -> None:
-        idle = self.idle.setdefault(conn.key, [])
-        if conn.closed or len(idle) >= POOL_MAX_PER_TARGET:
-            conn.close()
-            return
         conn.resume()  # the next request on it owes nothing to the last one's slow client
-        conn.idle_since = time.monotonic()
-        idle.append(conn)
-
-    def abort_addresses(self, addresses: set[str]) -> int:
-        aborted = 0
-        for key in [k for k in self.idle if k[0] in addresses]:
-            for conn in self.idle.pop(key):
-                conn.close()
-        for address in addresses:
-            for conn in self.awaiting.pop(address, set()):
-                conn.aborted = True
-                conn.close()  # its exchange hears of it in connection_lost and retries elsewhere
-                aborted += 1
-        return aborted
-
-    def sweep(self) -> None:
-        now = time.monotonic()
-        for key, idle in list(self.idle.items()):
-            fresh = [c for c in idle if not c.closed and now - c.idle_since < POOL_IDLE_SECONDS]
-            for conn in idle:
-                if conn not in fresh:
-                    conn.close()
-            if fresh:
-                self.idle[key] = fresh
-            else:
-                del self.idle[key]
-
-    def close(self) -> None:
-        for idle in self.idle.values():
-            for conn in idle:
-                conn.close()
-        self.idle.clear()
+        super().put(conn)
 
 
 class ClientConn(H1Reader, asyncio.Protocol):
@@ -200,8 +148,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.closed = False
         self.read_paused = False
         self.write_paused = False
-        self.deferred_hand_over: tuple[Message, set[str], Replay | None] | bool | None = False
-        self.deferred_reason = ""
+        # a hand-over waiting for the client to catch up: (the request at hand, if any; why)
+        self.deferred_hand_over: tuple[tuple[Message, set[str], Replay | None] | None, str] | None = None
         self.hand_overs = 0
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamReaderProtocol, asyncio.StreamWriter] | None = None
         # the timer: one per connection, moved lazily
@@ -241,11 +189,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
             self.upgraded_tail += data
             return
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
-            self.upgraded_tail = data[offset:]
-        except httptools.HttpParserError:
+            self.feed(data)
+        except ProtocolError:
             self._close()
             return
         if self.busy:
@@ -279,9 +224,9 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.write_paused = False
         if self.conn is not None:
             self.conn.resume()
-        if self.deferred_hand_over is not False:
-            pending, self.deferred_hand_over = self.deferred_hand_over, False
-            self._hand_over(pending, self.deferred_reason)  # type: ignore[arg-type]
+        if self.deferred_hand_over is not None:
+            (pending, reason), self.deferred_hand_over = self.deferred_hand_over, None
+            self._hand_over(pending, reason)
 
     # ---- requests, one at a time ----
 
@@ -544,7 +489,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         if self.closed or self.handed_over:
             return
         if self.write_paused:  # the stream protocol could not know the transport is paused: wait
-            self.deferred_hand_over, self.deferred_reason = pending, reason
+            self.deferred_hand_over = (pending, reason)
             return
         transport = self.transport
         assert transport is not None

@@ -132,6 +132,10 @@ class H1Reader:
         if not data:
             self.eof = True
             return
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; bytes after an upgrade request's head are kept in `upgraded_tail` for the tunnel."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

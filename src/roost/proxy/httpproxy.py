@@ -274,8 +274,6 @@ class HttpProxy:
         return app
 
     def _parse_host(self, host: bytes) -> str | None:
-        if not host:
-            return None
         name = host.split(b":", 1)[0].lower().rstrip(b".")
         if name.endswith(self.suffix):
             name = name[: -len(self.suffix)]

@@ -37,8 +37,6 @@ class Metrics:
         self.tcp_connections = Counter("roost_proxy_tcp_connections_total", "TCP connections", ["app", "result"],
                                        registry=r)
 
-        self._children: dict[tuple[object, ...], object] = {}
-
     def count_request(self, app: str, machine: str, status: int) -> None:
         key = (app, machine, str(status))
         self.requests[key] = self.requests.get(key, 0) + 1
@@ -49,14 +47,6 @@ class Metrics:
             counts = self.latency[app] = [0.0] * (len(LATENCY_BUCKETS) + 2)
         counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         counts[-1] += seconds
-
-    def child(self, metric: object, *labels: str) -> object:
-        """A labelled child, cached: the per-request path should not pay for prometheus' label lookup."""
-        key = (id(metric), *labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)  # type: ignore[attr-defined]
-        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -120,24 +120,20 @@ class Router:
         return None
 
     def _rank(self, app: str) -> _Ranking:
-        now = time.monotonic()
-        table = self.table
         by_distance: dict[float, list[tuple[MachineRoute, ServiceSpec]]] = {}
         local: list[tuple[MachineRoute, ServiceSpec]] = []
         startable = False
-        for m, s in table.http_targets(app):
-            state, healthy = table.state_of(m, now), table.healthy(m, now)
-            if state == "started" and healthy and not m.cordoned:
-                if m.region == self.region:
-                    local.append((m, s))
-                else:
-                    by_distance.setdefault(self._from_here(m.region), []).append((m, s))
-            elif state in ("stopped", "suspended", "created") and s.autostart and healthy and not m.cordoned \
-                    and not m.standby:
-                startable = True
+        pairs = self.table.http_targets(app)
+        for c, pair in zip(self.candidates(pairs), pairs, strict=True):
+            if not c.live:
+                startable = startable or c.startable
+            elif c.region == self.region:
+                local.append(pair)
+            else:
+                by_distance.setdefault(self._from_here(c.region), []).append(pair)
         groups = [local] if local else []
         groups += [by_distance[d] for d in sorted(by_distance)]
-        return _Ranking(table.generation, groups, local, startable)
+        return _Ranking(self.table.generation, groups, local, startable)
 
     def _from_here(self, region: str) -> float:
         return self.rtt(self.region, region)

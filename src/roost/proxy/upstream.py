@@ -7,10 +7,86 @@ import contextlib
 import socket
 import time
 from collections import deque
+from typing import Generic, Protocol, TypeVar
 
 POOL_IDLE_SECONDS = 4.0
 POOL_MAX_PER_TARGET = 64
 CONNECT_TIMEOUT = 2.0
+
+
+class PooledConn(Protocol):
+    """What IdlePool needs of a connection (a stream one here, a protocol one in fastpath)."""
+
+    key: tuple[str, int]
+    idle_since: float
+    reused: bool
+    aborted: bool  # closed by us because its host was declared unreachable
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=PooledConn)
+
+
+class IdlePool(Generic[C]):
+    """Idle connections per machine address (reused newest first, for POOL_IDLE_SECONDS), and the
+    connections waiting for a response head, per address, so that a lost host's can be ended at once."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[str, int], deque[C]] = {}
+        self.awaiting: dict[str, set[C]] = {}
+
+    def take(self, host: str, port: int) -> C | None:
+        idle = self.idle.get((host, port))
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < POOL_IDLE_SECONDS:
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
+    def put(self, conn: C) -> None:
+        idle = self.idle.setdefault(conn.key, deque())
+        if conn.closed or len(idle) >= POOL_MAX_PER_TARGET:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    def abort_addresses(self, addresses: set[str]) -> int:
+        """The control plane declared these addresses' host unreachable: drop idle connections to them and
+        end requests still waiting for an answer there (a cut-off host may never answer or reset), so that
+        they are retried elsewhere or fail now instead of at the upstream timeout. Answers already streaming
+        (and WebSockets) are left alone: they are evidently still flowing."""
+        aborted = 0
+        for key in [k for k in self.idle if k[0] in addresses]:
+            for conn in self.idle.pop(key):
+                conn.close()
+        for address in addresses:
+            for conn in self.awaiting.pop(address, set()):
+                conn.aborted = True
+                conn.close()
+                aborted += 1
+        return aborted
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for key, idle in list(self.idle.items()):
+            while idle and (idle[0].closed or now - idle[0].idle_since >= POOL_IDLE_SECONDS):
+                idle.popleft().close()
+            if not idle:
+                del self.idle[key]
+
+    def close(self) -> None:
+        for idle in self.idle.values():
+            for conn in idle:
+                conn.close()
+        self.idle.clear()
 
 
 class Upstream:
@@ -24,73 +100,25 @@ class Upstream:
         self.idle_since = 0.0
         self.aborted = False  # closed by us because its host was declared unreachable
 
+    @property
+    def closed(self) -> bool:
+        return self.writer.is_closing() or self.reader.at_eof()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
 
 
-class Pool:
-    def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], deque[Upstream]] = {}
-        # Connections with a request sent and no response head yet, per machine address.
-        self.awaiting: dict[str, set[Upstream]] = {}
-
-    def abort_addresses(self, addresses: set[str]) -> int:
-        """The control plane declared these addresses' host unreachable: drop idle connections to them and
-        end requests still waiting for an answer there (a cut-off host may never answer or reset), so that
-        they are retried elsewhere or fail now instead of at the upstream timeout. Answers already streaming
-        (and WebSockets) are left alone: they are evidently still flowing."""
-        aborted = 0
-        for key in [k for k in self._idle if k[0] in addresses]:
-            for conn in self._idle.pop(key):
-                conn.close()
-        for address in addresses:
-            for conn in self.awaiting.pop(address, set()):
-                conn.aborted = True
-                conn.close()
-                aborted += 1
-        return aborted
+class Pool(IdlePool[Upstream]):
+    """The coroutine path's upstream connections (asyncio streams)."""
 
     async def get(self, host: str, port: int) -> Upstream:
-        key = (host, port)
-        idle = self._idle.get(key)
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()
-            if now - conn.idle_since < POOL_IDLE_SECONDS and not conn.reader.at_eof() \
-                    and not conn.writer.is_closing():
-                conn.reused = True
-                return conn
-            conn.close()
+        conn = self.take(host, port)
+        if conn is not None:
+            return conn
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Upstream(key, reader, writer)
-
-    def put(self, conn: Upstream) -> None:
-        idle = self._idle.setdefault(conn.key, deque())
-        if len(idle) >= POOL_MAX_PER_TARGET or conn.writer.is_closing():
-            conn.close()
-            return
-        conn.idle_since = time.monotonic()
-        idle.append(conn)
-
-    def drop(self, host: str, port: int) -> None:
-        for conn in self._idle.pop((host, port), ()):
-            conn.close()
-
-    def sweep(self) -> None:
-        now = time.monotonic()
-        for key, idle in list(self._idle.items()):
-            while idle and now - idle[0].idle_since >= POOL_IDLE_SECONDS:
-                idle.popleft().close()
-            if not idle:
-                del self._idle[key]
-
-    def close(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
+        return Upstream((host, port), reader, writer)
