@@ -5,6 +5,7 @@ from __future__ import annotations
 from roost.drill.analysis import (
     Sample,
     Window,
+    after_heal,
     by_phase,
     checks,
     percentile,
@@ -16,8 +17,13 @@ from roost.drill.analysis import (
 )
 
 
-def ok(seq: int, sent: float, latency: float = 0.01, machine: str = "m1", region: str = "ams") -> Sample:
-    return Sample(seq, sent, sent + latency, 200, "ok", machine, region, "ams")
+def ok(seq: int, sent: float, latency: float = 0.01, machine: str = "m1", region: str = "ams",
+       new_conn: bool = False) -> Sample:
+    return Sample(seq, sent, sent + latency, 200, "ok", machine, region, "ams", new_conn=new_conn)
+
+
+def rerouted(seq: int, sent: float, latency: float = 0.01, machine: str = "m1") -> Sample:
+    return Sample(seq, sent, sent + latency, 200, "ok", machine, "ams", "ams", rerouted=True)
 
 
 def failed(seq: int, sent: float, cause: str = "edge 502 PR04", latency: float = 0.02) -> Sample:
@@ -63,35 +69,58 @@ def test_time_to_shift_ends_with_the_last_affected_request():
     window = Window(fault_at=1.0, heal_at=None, end=3.0)
     samples = [ok(0, 0.5, machine="dead"), ok(1, 0.6, machine="alive"),
                failed(2, 1.05, latency=0.1),              # failed: affected, done at 1.15
-               ok(3, 1.1, machine="dead"),                 # still answered by the target: affected, done 1.11
-               ok(4, 1.2, machine="alive"),                # first success elsewhere, done 1.21
+               ok(3, 1.1, machine="dead"),                 # answered quickly (by the target): nobody could tell
+               rerouted(4, 1.2, machine="alive"),          # the edge retried it elsewhere: affected, done 1.21
                ok(5, 1.3, latency=1.6, machine="alive"),   # stalled past the threshold: affected, done 2.9
-               ok(6, 1.5, machine="alive")]
+               ok(6, 1.5, machine="alive"),
+               ok(7, 2.95, machine="alive")]               # undisturbed after the last affected one
     shift = time_to_shift(samples, window, {"dead"}, slow=1.0)
-    assert shift.affected == 3 and shift.requests == 5
+    assert shift.affected == 3 and shift.requests == 6
     assert abs(shift.seconds - 1.9) < 1e-9
     assert abs(shift.first_elsewhere - 0.21) < 1e-9
 
 
-def test_unnoticed_faults_shift_at_the_first_answer_from_elsewhere():
-    window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
-    samples = [ok(0, 0.5, region="ewr"), ok(1, 1.2, region="yyz"), ok(2, 1.4, region="yyz")]
-    quiet = time_to_shift(samples, window, set(), {"ewr"})
-    assert quiet.affected == 0 and abs(quiet.seconds - 0.21) < 1e-9
-    hit = time_to_shift([*samples, ok(3, 1.3, region="ewr")], window, set(), {"ewr"})
-    assert hit.affected == 1 and abs(hit.seconds - 0.31) < 1e-9
+def test_a_machine_back_within_a_second_affects_only_what_failed_or_was_rerouted():
+    # Issue 12 case 10: kill-machine reported "19.991s (894 requests affected)" when nothing failed and the
+    # machine was back within a second: its own answers counted as affected.
+    window = Window(fault_at=1.0, heal_at=None, end=21.0)
+    samples = [ok(0, 0.9, machine="k")]
+    samples += [rerouted(1, 1.01, machine="other"), rerouted(2, 1.2, machine="other")]
+    samples += [ok(i, 1.0 + i * 0.01, machine="k") for i in range(30, 2000)]  # the restarted machine, for 19 s
+    shift = time_to_shift(samples, window, {"k"}, slow=1.0)
+    assert shift.affected == 2
+    assert shift.seconds is not None and shift.seconds < 0.3
 
 
-def test_no_answer_from_elsewhere_means_it_never_shifted():
+def test_nothing_affected_means_no_time_to_shift():
     window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
-    stuck = time_to_shift([failed(0, 1.1), ok(1, 1.5, machine="dead")], window, {"dead"})
-    assert stuck.seconds is None and stuck.affected == 2 and stuck.requests == 2
-    assert not checks(failed=1, shift=stuck, expect_no_errors=False, expect_shift_under=5.0, double_runs=None,
+    quiet = time_to_shift([ok(0, 0.5, region="ewr"), ok(1, 1.2, region="yyz"), ok(2, 1.4, region="ewr")], window,
+                          set(), {"ewr"})
+    assert quiet.affected == 0 and quiet.seconds == 0.0 and abs(quiet.first_elsewhere - 0.21) < 1e-9
+
+
+def test_a_fault_that_disturbs_traffic_to_its_end_never_shifted():
+    window = Window(fault_at=1.0, heal_at=2.0, end=3.0)
+    stuck = time_to_shift([ok(0, 1.05), failed(1, 1.1), failed(2, 1.5)], window, {"dead"})
+    assert stuck.seconds is None and stuck.affected == 2 and stuck.requests == 3
+    assert not checks(failed=2, shift=stuck, expect_no_errors=False, expect_shift_under=5.0, double_runs=None,
                       writes_lost=None)[0].passed
     idle = time_to_shift([], window, set())
     assert idle.seconds is None and idle.requests == 0
     assert checks(failed=0, shift=idle, expect_no_errors=False, expect_shift_under=1.0, double_runs=None,
                   writes_lost=None)[0].passed
+
+
+def test_where_new_connections_land_after_the_heal():
+    # Issue 12 case 12: keep-alive clients stay on ewr after the heal; the report says where new ones go.
+    window = Window(fault_at=1.0, heal_at=2.0, end=5.0)
+    samples = [ok(0, 2.1, region="ewr"),  # an old connection
+               ok(1, 2.2, region="ewr", new_conn=True), ok(2, 3.0, region="ams", new_conn=True),
+               ok(3, 3.5, region="ams", new_conn=True), ok(4, 1.5, region="ewr", new_conn=True)]  # during
+    back = after_heal(samples, window, {"ams"})
+    assert back.by_region == {"ams": 2, "ewr": 1}
+    assert abs(back.back_after - 1.01) < 1e-9
+    assert after_heal(samples, Window(1.0, None, 5.0), {"ams"}).back_after is None
 
 
 def test_slow_threshold_has_a_floor_and_follows_the_baseline():
@@ -112,8 +141,9 @@ def test_timeline_buckets_by_send_time_and_series():
 
 
 def test_checks_fail_only_on_what_was_asked_or_unsafe():
-    window = Window(1.0, None, 3.0)
-    shift = time_to_shift([failed(0, 1.0, latency=2.5), ok(1, 1.1, latency=0.01, machine="b")], window, set())
+    window = Window(1.0, None, 4.0)
+    shift = time_to_shift([failed(0, 1.0, latency=2.5), ok(1, 1.1, latency=0.01, machine="b"),
+                           ok(2, 3.6, machine="b")], window, set())
     assert abs(shift.seconds - 2.5) < 1e-9
     results = checks(failed=1, shift=shift, expect_no_errors=True, expect_shift_under=2.0, double_runs=0,
                      writes_lost=None)

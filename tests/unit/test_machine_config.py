@@ -65,3 +65,22 @@ def test_accessors_defaults_and_values():
     plain = mc.normalize({"image": "a"})
     assert mc.stop_signal(plain) == 2 and mc.stop_timeout(plain) == 5
     assert mc.restart_policy(plain) == mc.RestartPolicy("on-failure", 10)
+
+
+def test_a_standby_carries_fly_standby_for_however_it_was_made():
+    # Issue 12 case 2: a standby created through the API with config.standbys gets FLY_STANDBY_FOR too.
+    config = mc.normalize({"image": "x", "standbys": ["a", "b"]})
+    assert config["env"]["FLY_STANDBY_FOR"] == "a,b"
+    cleared = mc.normalize({"image": "x", "standbys": [], "env": {"FLY_STANDBY_FOR": "a", "K": "v"}})
+    assert "standbys" not in cleared and cleared["env"] == {"K": "v"}
+
+
+def test_a_standby_of_a_machine_with_services_has_none():
+    # Issue 12 case 3: the guide's `clone --standby-for` works for a machine with services.
+    source = {"image": "x", "services": [{"internal_port": 8080}], "env": {"A": "1"}}
+    standby = mc.as_standby(source, ["m1"])
+    assert "services" not in standby and standby["standbys"] == ["m1"]
+    assert standby["env"] == {"A": "1", "FLY_STANDBY_FOR": "m1"}
+    assert source["services"], "the source config is not changed"
+    plain = mc.as_standby(standby, [])
+    assert "standbys" not in plain and "FLY_STANDBY_FOR" not in plain["env"]

@@ -3,7 +3,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roost.core.errors import RoostError
-from roost.plan.deploy import chunks, groups_needing_machines, new_machines, pool_size, skip_launch
+from roost.plan.deploy import (
+    chunks,
+    groups_needing_machines,
+    new_machines,
+    pool_size,
+    skip_launch,
+    state_after_update,
+)
 from roost.plan.scale import converge, parse_count
 
 
@@ -73,10 +80,56 @@ def test_first_deploy_defaults():
 
 def test_groups_needing_machines_and_update_rules():
     assert groups_needing_machines(["web", "worker"], {"web": 2}) == ["worker"]
-    assert skip_launch("stopped", False) and skip_launch("suspended", False) and skip_launch("started", True)
+    assert skip_launch("stopped", False) and skip_launch("suspended", False) and skip_launch("stopped", True)
     assert not skip_launch("started", False) and not skip_launch("failed", False)
+    assert skip_launch("failed", True)  # a standby comes back up only if it runs
+
+
+def test_a_running_standby_is_relaunched_by_a_deploy():
+    # Issue 12 case 4: after a failover the standby does the group's work; flyctl looks at the state first.
+    assert not skip_launch("started", True)
+
+
+def test_a_suspended_machine_ends_stopped_after_an_update():
+    # Issue 12 case 6: a new version cannot resume the old one's memory.
+    assert state_after_update("suspended", launched=False) == "stopped"
+    assert state_after_update("stopped", launched=False) == "stopped"
+    assert state_after_update("started", launched=True) == "started"
+
+
+def test_scale_without_regions_adds_to_the_first_listed_region_first():
+    # Issue 12 case 8: without --region flyctl adds round-robin from the first region (the primary one),
+    # where filling the emptiest region would put a volume machine far away in syd.
+    assert deltas(converge(2, ["ams", "syd"], {"ams": 1}, fill_emptiest=False)) == {"ams": 1, "syd": 0}
+    assert deltas(converge(2, ["ams", "syd"], {"ams": 1})) == {"ams": 0, "syd": 1}
+    assert deltas(converge(4, ["ams", "ewr", "syd"], {"ams": 1}, fill_emptiest=False)) == {"ams": 1, "ewr": 1,
+                                                                                          "syd": 1}
+    assert deltas(converge(3, ["scl", "iad"], {}, fill_emptiest=False)) == {"scl": 2, "iad": 1}
 
 
 def test_rolling_pool_size():
     assert pool_size(None, 3) == 1 and pool_size(None, 10) == 4 and pool_size(2, 10) == 2 and pool_size(0.5, 3) == 2
     assert chunks(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
+
+
+class _FakeApi:
+    """The two reads plan_scale makes, answered from memory."""
+
+    def __init__(self, machines: list[tuple[str, str]], primary: str) -> None:
+        self.machines = [{"id": str(i), "region": region, "config": {"image": "x", "metadata": {
+            "fly_process_group": group}}} for i, (region, group) in enumerate(machines)]
+        self.primary = primary
+
+    def get(self, path: str):
+        return self.machines if path.endswith("/machines") else {"primary_region": self.primary}
+
+
+def test_scale_without_regions_puts_a_volume_group_in_the_primary_region():
+    # Issue 12 case 8, through the shell that reads the app: web also runs in syd, db only in ams.
+    from roost.deploy.scale import plan_scale
+
+    api = _FakeApi([("syd", "web"), ("ams", "web"), ("ams", "db")], primary="ams")
+    plan = plan_scale(api, "stack", {"db": "2"}, None, -1, None)  # type: ignore[arg-type]
+    assert deltas(plan[0].changes) == {"ams": 1, "syd": 0}
+    listed = plan_scale(api, "stack", {"db": "2"}, ["ams", "syd"], -1, None)  # type: ignore[arg-type]
+    assert deltas(listed[0].changes) == {"ams": 0, "syd": 1}, "listing regions spreads over them"

@@ -108,3 +108,15 @@ def test_ports_are_unique_per_host_and_stable_on_update():
     assert ports == {"8080": 20002, "9090": 20003}
     again = allocate_ports([8080, 7070], used={20000, 20001}, existing=ports)
     assert again["8080"] == 20002 and again["7070"] not in {20000, 20001, 20002}
+
+
+def test_a_standby_never_lands_on_a_host_of_a_machine_it_watches():
+    # Issue 12 case 2: whatever the ranking prefers (here h0: more free memory, no machines), the watched
+    # machine's host is excluded.
+    hosts = [host(0, mem=8192), host(1), host(2)]
+    for _ in range(5):
+        chosen = place(PlacementRequest("a", "worker", "ams", exclude_hosts=frozenset({"h0"})), hosts)
+        assert chosen.id != "h0"
+    with pytest.raises(RoostError) as err:
+        place(PlacementRequest("a", "worker", "ams", exclude_hosts=frozenset({"h0"})), [host(0)])
+    assert err.value.status == 412 and "stands by for" in err.value.message

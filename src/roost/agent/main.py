@@ -71,7 +71,7 @@ def build_app(config: AgentConfig) -> Starlette:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError, ValueError):
             supervisor.watched = list(json.loads((data / "watched.json").read_text()))
-        await supervisor.recover()
+        await supervisor.recover(host_restarted=_host_restarted(data))
 
         watched_file = data / "watched.json"
 
@@ -95,9 +95,9 @@ def build_app(config: AgentConfig) -> Starlette:
 
         heartbeat = Heartbeat(config.server_url, config.token, registration, config.heartbeat_interval,
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
-                              local_address=config.listen_host)
-        heartbeat.start()
+                              local_address=config.listen_host, alive=supervisor.mark_alive)
         stop = asyncio.Event()
+        serving = asyncio.create_task(_start_when_serving(heartbeat, config.listen_host, config.listen_port))
         outbox_task = asyncio.create_task(outbox.run(stop))
         _app.state.heartbeat = heartbeat
         # Drills pause heartbeats with SIGUSR1 and resume them with SIGUSR2 (a host that goes silent).
@@ -106,6 +106,7 @@ def build_app(config: AgentConfig) -> Starlette:
         try:
             yield
         finally:
+            serving.cancel()
             await outbox.flush(1.0)
             stop.set()
             heartbeat.stop()
@@ -118,6 +119,39 @@ def build_app(config: AgentConfig) -> Starlette:
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(BearerAuth, tokens=lambda: [config.token])
     return app
+
+
+async def _start_when_serving(heartbeat: Heartbeat, host: str, port: int, timeout: float = 10.0) -> None:
+    """Register (and heartbeat) only once this agent's own API accepts connections: the control plane acts on
+    the first heartbeat (it starts machines that its host's return should run again), and uvicorn listens
+    only after the lifespan's startup."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.02)
+    heartbeat.start()
+
+
+def _host_restarted(data: Path) -> bool:
+    """Did the host itself go down since this agent last ran (a power cut or a reboot), rather than the agent
+    alone? The kernel's boot id says so; the dev fleet's simulated power cut rewrites `simulated-boot`."""
+    current = ""
+    with contextlib.suppress(OSError):
+        current = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    with contextlib.suppress(OSError):
+        current += ":" + (data / "simulated-boot").read_text().strip()
+    path = data / "host-boot"
+    try:
+        previous: str | None = path.read_text().strip()
+    except OSError:
+        previous = None
+    path.write_text(current + "\n")
+    return previous is not None and previous != current
 
 
 def _boot_id(data: Path) -> str:

@@ -23,6 +23,10 @@ class MachineRecord:
     restart_count: int = 0
     last_exit: dict[str, Any] | None = None
     updated_at: float = 0.0
+    # Down because of its host, waiting for the control plane's verdict (a standby may hold its work):
+    # "host-lost" (found dead after a power cut) or "fenced" (killed when the host was cut off).
+    awaiting: str = ""
+    keep_rootfs: bool = False  # a suspended machine whose memory was lost: its next start boots from its files
 
     @property
     def instance_id(self) -> str:

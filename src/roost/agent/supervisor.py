@@ -26,6 +26,8 @@ from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
 from roost.core.events import exit_request, machine_event
 from roost.core.restart import backoff, should_restart
+from roost.detector import recovery
+from roost.detector.recovery import AgentAction
 
 log = logging.getLogger("roost.agent.supervisor")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -55,7 +57,7 @@ class Supervisor:
         self.snapshot: dict[str, Any] = {}  # replaced whole on change: read by the heartbeat thread
         self.fenced: set[str] = set()  # machines killed by fencing: their exits are expected and final
         self.watched: list[str] = []  # machines a standby elsewhere watches (from the control plane)
-        self._no_restart: set[str] = set()
+        self.alive_file = records.root.parent / "alive"
         self.runs_log = records.root.parent / "runs.log"
         self.fencing_dir = records.root.parent / "fencing"
         self.fencing_dir.mkdir(parents=True, exist_ok=True)
@@ -70,15 +72,26 @@ class Supervisor:
         record.updated_at = time.time()
         self.records[record.id] = record
         self.store.save(record)
-        self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
+        self._snap()
 
-    def _run_log(self, machine_id: str, pid: int | None, what: str, reason: str = "") -> None:
+    def _snap(self) -> None:
+        """Replace the heartbeat's view of the machines (whole, so the heartbeat thread reads it safely)."""
+        snapshot: dict[str, Any] = {}
+        for mid, r in self.records.items():
+            entry: dict[str, Any] = {"instance_id": r.instance_id, "state": r.state}
+            if r.awaiting:
+                entry["recover"] = r.awaiting
+            snapshot[mid] = entry
+        self.snapshot = snapshot
+
+    def _run_log(self, machine_id: str, pid: int | None, what: str, reason: str = "",
+                 when: float | None = None) -> None:
         """Append-only record of when each machine's process started and ended (wall clock), for drills'
         double-run checks across hosts."""
         import json
 
-        line = json.dumps({"machine": machine_id, "pid": pid, "event": what, "time": time.time(),
-                           "reason": reason}) + "\n"
+        line = json.dumps({"machine": machine_id, "pid": pid, "event": what,
+                           "time": time.time() if when is None else when, "reason": reason}) + "\n"
         with open(self.runs_log, "a") as fh:
             fh.write(line)
 
@@ -110,7 +123,7 @@ class Supervisor:
         """Save on the next loop iteration (after the response is sent); the heartbeat's list covers a crash
         in between."""
         self.records[record.id] = record
-        self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
+        self._snap()
         asyncio.get_running_loop().call_soon(self._save_if_current, record)
 
     def _save_if_current(self, record: MachineRecord) -> None:
@@ -119,27 +132,80 @@ class Supervisor:
 
     # ---- recovery after an agent restart ----
 
-    async def recover(self) -> None:
+    def mark_alive(self) -> None:
+        """Called on every heartbeat: after a power cut, the stamp says when this host was last alive."""
+        with contextlib.suppress(OSError):
+            self.alive_file.touch()
+
+    async def recover(self, host_restarted: bool = False) -> None:
+        """Find the recorded machines again and apply the recovery rule (detector/recovery.py) to each.
+        `host_restarted`: the host itself went down (power cut, reboot), not just this agent."""
+        try:
+            last_alive: float | None = self.alive_file.stat().st_mtime
+        except OSError:
+            last_alive = None
         for record in self.store.load_all():
             self.records[record.id] = record
             info = record.run_info()
-            if record.state in ("started", "suspended") and info is not None:
-                if await self.driver.recover(record.id, info, record.state == "suspended"):
-                    log.info("re-adopted machine %s (pid %s, %s)", record.id, info.pid, record.state)
-                    self._watch(record)
-                    if record.state == "started":
-                        self._start_checks(record)
-                    continue
-                # It exited while nobody watched: report that, then let the restart policy decide —
-                # except for a watched machine, whose standby may have taken over meanwhile.
+            alive = info is not None and record.state in ("started", "suspended") and \
+                await self.driver.recover(record.id, info, record.state == "suspended")
+            action = recovery.on_agent_start(record.state, alive, record.id in self.watched, host_restarted)
+            if action is AgentAction.NOTHING:
+                continue
+            pid = info.pid if info else None
+            if action is AgentAction.ADOPT:
+                log.info("re-adopted machine %s (pid %s, %s)", record.id, pid, record.state)
+                self._watch(record)
+                if record.state == "started":
+                    self._start_checks(record)
+                continue
+            if action is AgentAction.EXITED:
+                # Only this agent was down: the process ended on its own meanwhile; its restart policy decides.
                 log.info("machine %s exited while the agent was down", record.id)
-                self.records[record.id] = record
-                if record.id in self.watched:
-                    self._no_restart.add(record.id)
-                task = asyncio.ensure_future(self._on_exit(record.id, info.pid,
-                                                           ExitInfo(exit_code=None, exited_at=time.time())))
-                self._watchers[record.id] = task
-        self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
+                self._watchers[record.id] = asyncio.ensure_future(
+                    self._on_exit(record.id, pid, ExitInfo(exit_code=None, exited_at=time.time())))
+                continue
+            # It died with its host: its end is recorded at the host's last sign of life, not now.
+            when = last_alive if host_restarted else None
+            self._run_log(record.id, pid, "end", "host lost", when=when)
+            exited = ExitInfo(exit_code=None, exited_at=when or time.time())
+            record.last_exit = asdict(exited)
+            record.run = None
+            was = record.state
+            record.state = "stopped"
+            if action is AgentAction.STOPPED:
+                record.keep_rootfs = True
+                why = "its host went down while it was suspended: its memory is lost, its files are kept"
+            elif action is AgentAction.AWAIT:
+                record.awaiting = "host-lost"
+                why = ("it went down while its host was away; a standby watches it, so the control plane decides "
+                       "whether it runs again")
+            else:
+                why = "its host went down; it starts again"
+            log.info("machine %s (%s) went down with the host: %s", record.id, was, action.value)
+            self._save(record)
+            event = machine_event("exit", "restarting" if action is AgentAction.RESTART else "stopped", "flyd",
+                                  {**exit_request(None, None, False, False, action is AgentAction.RESTART,
+                                                  exited.exited_at, record.restart_count), "reason": why})
+            report: dict[str, Any] = {"id": record.id, "instance_id": record.instance_id, "state": "stopped",
+                                      "event": event, "cause": "host-lost"}
+            if record.awaiting:
+                report["recover"] = record.awaiting
+            self.report(report)
+            if action is AgentAction.RESTART:
+                self._watchers[record.id] = asyncio.ensure_future(self._restart_after_host_loss(record.id))
+        self._snap()
+
+    async def _restart_after_host_loss(self, machine_id: str) -> None:
+        async with self.lock(machine_id):
+            record = self.records.get(machine_id)
+            if record is None or record.state != "stopped" or self.driver.inspect(machine_id):
+                return  # something else already acted on it
+            try:
+                await self._start_locked(record.spec, restarting=True)
+            except AgentError as exc:
+                self.report({"id": machine_id, "instance_id": record.instance_id, "state": "failed",
+                             "event": machine_event("start", "failed", "flyd", {"error": exc.message})})
 
     # ---- operations (each under the machine's lock) ----
 
@@ -152,6 +218,9 @@ class Supervisor:
                 if record is None or record.instance_id != spec.get("instance_id"):
                     raise AgentError(404, f"no spec for machine {mid} version {spec.get('instance_id')} on this "
                                           "host; start it through the control plane")
+                if record.awaiting and not self.driver.inspect(mid):
+                    raise AgentError(409, f"machine {mid} went down with this host and a standby may hold its "
+                                          "work: only the control plane may start it")
                 spec = record.spec
             return await self._start_locked(spec)
 
@@ -183,7 +252,7 @@ class Supervisor:
                 self._report_state(record, "start")
             return {"state": "started", "pid": (record.run or {}).get("pid")}
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
-        fresh = not (record is not None and record.state == "suspended"
+        fresh = not (record is not None and (record.state == "suspended" or record.keep_rootfs)
                      and record.instance_id == spec.get("instance_id"))
         try:
             image_dir = await self.images.ensure(str(spec["image"]["digest"]))
@@ -281,7 +350,7 @@ class Supervisor:
             await self.driver.destroy(machine_id)
             self.records.pop(machine_id, None)
             self.store.delete(machine_id)
-            self.snapshot = {mid: {"instance_id": r.instance_id, "state": r.state} for mid, r in self.records.items()}
+            self._snap()
         self._locks.pop(machine_id, None)
 
     # ---- volumes ----
@@ -325,8 +394,10 @@ class Supervisor:
                 record.state = "stopped"
                 record.run = None
                 record.last_exit = asdict(info)
+                record.awaiting = "fenced"  # runs again once the control plane says no standby took over
                 self._save(record)
                 self.report({"id": machine_id, "instance_id": record.instance_id, "state": "stopped",
+                             "cause": "fenced", "recover": "fenced",
                              "event": machine_event("fenced", "stopped", "flyd", {
                                  "reason": "this host lost the control plane and most peers for longer than "
                                            "its lease; a standby may have taken over"})})
@@ -337,9 +408,7 @@ class Supervisor:
             await self._stop_checks(machine_id)
             now = time.time()
             policy = mc.restart_policy(record.spec.get("config") or {})
-            again = should_restart(policy, info.exit_code, record.restart_times, now) \
-                and machine_id not in self._no_restart
-            self._no_restart.discard(machine_id)
+            again = should_restart(policy, info.exit_code, record.restart_times, now)
             event = machine_event("exit", "restarting" if again else "stopped", "flyd", exit_request(
                 info.exit_code, info.signal, info.oom_killed, False, again, info.exited_at or now,
                 record.restart_count), now=now)

@@ -34,8 +34,10 @@ PEER_PROBE_TIMEOUT = 0.3
 class Heartbeat(threading.Thread):
     def __init__(self, server_url: str, token: str, registration: dict[str, Any], interval: float,
                  snapshot: Callable[[], dict[str, Any]], on_reply: Callable[[dict[str, Any]], None],
-                 fence: Callable[[list[str]], None], local_address: str | None = None) -> None:
+                 fence: Callable[[list[str]], None], local_address: str | None = None,
+                 alive: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="roost-heartbeat", daemon=True)
+        self.alive = alive  # called every beat: leaves a "last alive" stamp a restarted agent reads
         self.url = server_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"}
         self.registration = registration
@@ -72,6 +74,7 @@ class Heartbeat(threading.Thread):
         with self._client(timeout) as client:
             while not self.stopping.is_set():
                 started = time.monotonic()
+                self.alive()
                 if not self.paused.is_set() and self._beat(client, seq):
                     self.last_server_ok = time.monotonic()
                     self.last_contact = self.last_server_ok

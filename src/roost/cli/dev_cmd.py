@@ -106,6 +106,8 @@ def anycast(
     edge: list[str] = typer.Option(..., "--edge", help="REGION=HOST:PORT, repeatable."),
     default_region: str = typer.Option(..., "--default-region"),
     rtt_file: Path = typer.Option(None, "--rtt-file"),
+    simulate_rtt: bool = typer.Option(False, "--simulate-rtt",
+                                      help="Clients feel the round trip to the edge they reach."),
 ) -> None:
     """Run the dev fleet's anycast entry (started by 'roost dev up')."""
     from roost.cli.common import parse_listen
@@ -118,7 +120,7 @@ def anycast(
         host, port = parse_listen(address)
         edges.append(EdgeAddress(region, host, port))
     host, port = parse_listen(listen)
-    run(host, port, edges, default_region, RttTable.from_file(rtt_file) if rtt_file else RttTable())
+    run(host, port, edges, default_region, RttTable.from_file(rtt_file) if rtt_file else RttTable(), simulate_rtt)
 
 
 @dev_app.command("status")

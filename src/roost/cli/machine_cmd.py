@@ -10,6 +10,7 @@ import typer
 
 from roost.cli.client import Api
 from roost.cli.output import CliError, console, print_json, print_table, progress
+from roost.core import machine_config as mc
 from roost.core.errors import RoostError
 from roost.core.portspec import services_from_ports
 
@@ -57,17 +58,10 @@ def _standbys(value: str | None, source_id: str | None = None) -> list[str] | No
     return ids
 
 
-def _apply_standbys(config: dict[str, Any], standbys: list[str] | None) -> None:
-    if standbys is None:
-        return
-    env = dict(config.get("env") or {})
-    if standbys:
-        config["standbys"] = standbys
-        env["FLY_STANDBY_FOR"] = ",".join(standbys)
-    else:
-        config.pop("standbys", None)
-        env.pop("FLY_STANDBY_FOR", None)
-    config["env"] = env
+def _apply_standbys(config: dict[str, Any], standbys: list[str] | None) -> dict[str, Any]:
+    """The config made a standby for `standbys` (services dropped: a standby is never routed to); None
+    leaves it as it is."""
+    return config if standbys is None else mc.as_standby(config, standbys)
 
 
 def _checks(values: list[str]) -> dict[str, Any]:
@@ -157,7 +151,9 @@ def run(
     if check:
         config["checks"] = _checks(check)
     standbys = _standbys(standby_for)
-    _apply_standbys(config, standbys)
+    if standbys and services:
+        raise CliError("a standby has no services (the edge never routes to it): drop --port, or --standby-for")
+    config = _apply_standbys(config, standbys)
     api = Api()
     body: dict[str, Any] = {"config": config, "skip_launch": bool(standbys)}
     if region:
@@ -340,15 +336,18 @@ def clone(
     source = api.get(f"/v1/apps/{app}/machines/{machine_id}")
     config = copy.deepcopy(source["config"])
     target_region = region or source["region"]
+    standbys = _standbys(standby_for, source["id"])
     for mount in config.get("mounts") or []:
         volumes = api.get(f"/v1/apps/{app}/volumes")
         size = max([v["size_gb"] for v in volumes if v["name"] == mount.get("name")] or [1])
+        # A standby's volume must not sit on the source's host (the standby is pinned to its volume's host):
+        # require_unique_zone puts it on a host without a volume of that name.
         volume = api.post(f"/v1/apps/{app}/volumes",
                           json={"name": mount.get("name") or "data", "region": target_region, "size_gb": size,
-                                "require_unique_zone": False})
+                                "require_unique_zone": bool(standbys)})
         mount["volume"] = volume["id"]
-    standbys = _standbys(standby_for, source["id"])
-    _apply_standbys(config, standbys)
+    dropped = bool(standbys and config.get("services"))
+    config = _apply_standbys(config, standbys)
     body: dict[str, Any] = {"config": config, "region": target_region, "skip_launch": bool(standbys)}
     if name:
         body["name"] = name
@@ -360,7 +359,10 @@ def clone(
         print_json(machine)
         return
     kind = f"standby for {', '.join(standbys)}" if standbys else machine["state"]
-    console.print(f"Cloned {machine_id} into [bold]{machine['id']}[/bold] in {machine['region']}: {kind}")
+    console.print(f"Cloned {machine_id} into [bold]{machine['id']}[/bold] in {machine['region']} on host "
+                  f"{machine.get('host_id')}: {kind}")
+    if dropped:
+        console.print("  without the source's services: a standby is never routed to")
 
 
 @machine_app.command("update")
@@ -410,7 +412,7 @@ def update(
         config["guest"] = guest
     if command:
         config["init"] = {**(config.get("init") or {}), "cmd": command.split()}
-    _apply_standbys(config, _standbys(standby_for))
+    config = _apply_standbys(config, _standbys(standby_for))
     if config == m["config"]:
         console.print("Nothing to change.")
         return

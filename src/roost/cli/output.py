@@ -31,7 +31,9 @@ class CliError(Exception):
 
 def run_cli(app: typer.Typer, argv: Sequence[str]) -> None:
     try:
-        app(args=list(argv), prog_name="roost", standalone_mode=False)
+        # Outside standalone mode click *returns* the code of a `typer.Exit(n)` instead of raising it:
+        # dropping it made a failed drill exit 0.
+        code = app(args=list(argv), prog_name="roost", standalone_mode=False)
     except (CliError, RoostError) as exc:
         err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "code", 1))
@@ -53,6 +55,8 @@ def run_cli(app: typer.Typer, argv: Sequence[str]) -> None:
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         err_console.print(f"[red]Error:[/red] {exc.format_message()}{where}", highlight=False, soft_wrap=True)
         sys.exit(int(exc.exit_code or 2))
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
 
 
 def print_json(data: Any) -> None:

@@ -234,6 +234,9 @@ def normalize(raw: object) -> JSON:
         for i, sid in enumerate(_str_list(config["standbys"], "config.standbys")):
             if not sid:
                 raise bad_request(f"config.standbys[{i}]: empty machine id")
+        if not config["standbys"]:
+            del config["standbys"]
+    _sync_standby_env(config)
     if config.get("auto_destroy") is not None and not isinstance(config["auto_destroy"], bool):
         raise bad_request("config.auto_destroy: expected true or false")
     if config.get("processes") is not None:
@@ -287,6 +290,35 @@ def process_group(config: JSON) -> str:
 
 def standbys(config: JSON) -> list[str]:
     return list(config.get("standbys") or [])
+
+
+STANDBY_ENV = "FLY_STANDBY_FOR"
+
+
+def _sync_standby_env(config: JSON) -> None:
+    """A standby's env names what it stands by for (flyctl sets FLY_STANDBY_FOR wherever it sets standbys),
+    however the standby was made; a machine that is no longer a standby loses it."""
+    watched = standbys(config)
+    env = config.get("env")
+    if watched:
+        config["env"] = {**(env or {}), STANDBY_ENV: ",".join(watched)}
+    elif env and STANDBY_ENV in env:
+        config["env"] = {k: v for k, v in env.items() if k != STANDBY_ENV}
+
+
+def as_standby(config: JSON, watched: list[str]) -> JSON:
+    """A copy of `config` made a standby for `watched` (an empty list makes it an ordinary machine again).
+
+    A standby is never routed to, so it carries no services, even when the machine it watches has them
+    (Fly: "you can create a standby Machine for any Machine, including one with services")."""
+    out = copy.deepcopy(config)
+    if watched:
+        out["standbys"] = list(watched)
+        out.pop("services", None)
+    else:
+        out.pop("standbys", None)
+    _sync_standby_env(out)
+    return out
 
 
 def internal_ports(config: JSON) -> list[int]:

@@ -19,6 +19,7 @@ from roost.cli.client import Api
 from roost.cli.output import CliError
 from roost.config.flytoml import AppConfig, parse_size_gb
 from roost.config.machines import group_mounts, group_services, machine_config, process_groups, release_command_config
+from roost.core import machine_config as mc
 from roost.core.ids import new_ulid
 from roost.core.units import parse_go_duration
 from roost.plan import deploy as plan
@@ -211,8 +212,7 @@ class Deployer:
             if self.region:
                 body["region"] = self.region
             if role == "standby":
-                config["standbys"] = [first_id]
-                config["env"]["FLY_STANDBY_FOR"] = first_id
+                body["config"] = mc.as_standby(config, [first_id])
                 body["skip_launch"] = True
             m = self.api.post(f"/v1/apps/{self.app}/machines", json=body)
             created.append(m["id"])
@@ -237,8 +237,7 @@ class Deployer:
             raise CliError(f"machine {m['id']} has volume {old_mount['volume']} mounted but fly.toml has no "
                            f"[[mounts]] for group {group!r}; add the mount back, or destroy the machine")
         if old.get("standbys") and not config.get("services"):
-            config["standbys"] = list(old["standbys"])
-            config["env"]["FLY_STANDBY_FOR"] = ",".join(old["standbys"])
+            config = mc.as_standby(config, list(old["standbys"]))
         config["metadata"] = {**(old.get("metadata") or {}), **config["metadata"]}
         return config
 
@@ -250,7 +249,9 @@ class Deployer:
             self.api.post(f"/v1/apps/{self.app}/machines/{m['id']}",
                           json={"config": self.updated_config(m, image, version), "skip_launch": True})
             done.append(m["id"])
-            self.say(f"  updated {m['id']} ({group_of(m)}, stays {m['state']})")
+            after = plan.state_after_update(m["state"], launched=False)
+            how = f"stays {after}" if after == m["state"] else f"{m['state']} -> {after}: a new version starts cold"
+            self.say(f"  updated {m['id']} ({group_of(m)}, {how})")
         max_unavailable = self.cfg.deploy.get("max_unavailable")
         size = plan.pool_size(max_unavailable, len(warm)) if rolling else len(warm) or 1
         by_id = {m["id"]: m for m in warm}

@@ -16,6 +16,7 @@ from roost.cli.client import Api
 from roost.cli.output import CliError
 from roost.config.flytoml import AppConfig
 from roost.config.machines import machine_config
+from roost.core import machine_config as mc
 from roost.deploy.runner import group_of, managed_machines
 from roost.plan.scale import RegionChange, converge
 
@@ -41,13 +42,16 @@ def plan_scale(api: Api, app: str, counts: dict[str, str], regions: list[str] | 
     from roost.plan.scale import parse_count
 
     machines = managed_machines(api, app)
+    primary = (cfg.primary_region if cfg else "") or str(api.get(f"/v1/apps/{app}").get("primary_region") or "")
+    regions_given = bool(regions)
     if not regions:
+        # flyctl: the regions the app's machines are in; new machines go round-robin from the first, which
+        # is the primary region (a group's machines start there), never to a far region first.
         regions = list(dict.fromkeys(m["region"] for m in machines))
+        if primary:
+            regions = [primary] + [r for r in regions if r != primary]
     if not regions:
-        primary = (cfg.primary_region if cfg else "") or str(api.get(f"/v1/apps/{app}").get("primary_region") or "")
-        if not primary:
-            raise CliError("no machines and no primary region to scale in: pass --region")
-        regions = [primary]
+        raise CliError("no machines and no primary region to scale in: pass --region")
     plans = []
     for group, count in counts.items():
         in_group = [m for m in machines if group_of(m) == group]
@@ -56,7 +60,7 @@ def plan_scale(api: Api, app: str, counts: dict[str, str], regions: list[str] | 
         current: dict[str, int] = {}
         for m in listed:
             current[m["region"]] = current.get(m["region"], 0) + 1
-        changes = converge(total, regions, current, max_per_region)
+        changes = converge(total, regions, current, max_per_region, fill_emptiest=regions_given)
         plans.append(GroupScale(group, changes, template_for(api, app, group, in_group, cfg), in_group))
     return plans
 
@@ -64,10 +68,8 @@ def plan_scale(api: Api, app: str, counts: dict[str, str], regions: list[str] | 
 def template_for(api: Api, app: str, group: str, machines: list[dict[str, Any]], cfg: AppConfig | None
                  ) -> dict[str, Any]:
     if machines:
-        config = copy.deepcopy(machines[0]["config"])
-        config.pop("standbys", None)
-        (config.get("env") or {}).pop("FLY_STANDBY_FOR", None)
-        return dict(config)
+        # flyctl: "Nullify standbys, no point on having more than one".
+        return mc.as_standby(machines[0]["config"], [])
     if cfg is None:
         raise CliError(f"process group {group!r} has no machines to clone: run from the app's directory "
                        "(with its fly.toml) or 'roost deploy' first")

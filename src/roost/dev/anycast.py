@@ -5,6 +5,11 @@ client says where it is (`Fly-Client-Region: syd`, or the entry's default region
 by round-trip time from there and hands the connection to the first that accepts it, so killing a region's
 edge moves its clients to the next nearest — a region outage can be rehearsed end to end. It works at the
 connection level (like anycast): it reads the first request's head to learn the region, then pipes bytes.
+
+With `simulate_rtt` (the dev fleet's default) the distance between the client's region and the edge's is
+felt: a connection costs one round trip to set up (the TCP handshake), and every chunk waits half a round
+trip each way. So clients moved from a dead region's edge to a farther one see the latency of that move,
+as users would, instead of the 2 ms of loopback.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ def client_region(head: bytes, default: str) -> str:
 
 
 class Anycast:
-    def __init__(self, edges: list[EdgeAddress], default_region: str, rtt: RttTable) -> None:
+    def __init__(self, edges: list[EdgeAddress], default_region: str, rtt: RttTable,
+                 simulate_rtt: bool = False) -> None:
         self.edges = edges
         self.default_region = default_region
         self.rtt = rtt
+        self.simulate_rtt = simulate_rtt
         self.routed: dict[tuple[str, str], int] = {}  # (client region, edge region) -> connections
 
     def ranked(self, region: str) -> list[EdgeAddress]:
@@ -63,8 +70,11 @@ class Anycast:
                 except (OSError, TimeoutError):
                     continue  # that edge is down: the next nearest takes the client
                 self.routed[(region, edge.region)] = self.routed.get((region, edge.region), 0) + 1
+                one_way = self.rtt.rtt(region, edge.region) / 2000 if self.simulate_rtt else 0.0
+                if one_way:
+                    await asyncio.sleep(3 * one_way)  # the handshake's round trip, then the head's way there
                 upstream_writer.write(head)
-                await asyncio.gather(_pump(reader, upstream_writer), _pump(up_reader, writer))
+                await asyncio.gather(_pump(reader, upstream_writer, one_way), _pump(up_reader, writer, one_way))
                 return
             writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n"
                          b"Connection: close\r\n\r\nroost anycast: no edge is up\n\n")
@@ -78,9 +88,11 @@ class Anycast:
                         w.close()
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float = 0.0) -> None:
     try:
         while data := await reader.read(65536):
+            if delay:
+                await asyncio.sleep(delay)
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
@@ -91,12 +103,13 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
-def run(listen_host: str, listen_port: int, edges: list[EdgeAddress], default_region: str, rtt: RttTable) -> None:
+def run(listen_host: str, listen_port: int, edges: list[EdgeAddress], default_region: str, rtt: RttTable,
+        simulate_rtt: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
 
     async def main() -> None:
-        anycast = Anycast(edges, default_region, rtt)
+        anycast = Anycast(edges, default_region, rtt, simulate_rtt)
         server = await asyncio.start_server(anycast.serve, listen_host, listen_port, reuse_address=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def kill_host(data_dir: Path, host_id: str) -> float:
     with contextlib.suppress(ProcessLookupError):
         os.kill(host["pid"], signal.SIGKILL)
     kill_machines(Path(host["data_dir"]))
+    # The host "reboots": its agent will find that everything died with it, not by its own exit.
+    (Path(host["data_dir"]) / "simulated-boot").write_text(uuid.uuid4().hex + "\n")
     # Back only once the agent and every machine process are gone: a drill then knows they ended by now.
     deadline = time.monotonic() + 5
     while (pid_alive(host["pid"]) or any(pid_alive(p) for p in pids)) and time.monotonic() < deadline:
@@ -224,9 +227,10 @@ def runs(data_dir: Path) -> list[Run]:
     return out
 
 
-def overlaps(a: list[Run], b: list[Run], now: float | None = None) -> list[tuple[Run, Run]]:
-    """Pairs of runs (one of each list) that were alive at the same moment."""
+def overlaps(a: list[Run], b: list[Run], now: float | None = None, since: float = 0.0) -> list[tuple[Run, Run]]:
+    """Pairs of runs (one of each list) that were alive at the same moment, at or after `since`."""
     def end_of(r: Run) -> float:
         return r.end if r.end is not None else (now or time.time())
 
-    return [(x, y) for x in a for y in b if x.start < end_of(y) and y.start < end_of(x)]
+    return [(x, y) for x in a for y in b
+            if max(x.start, y.start, since) < min(end_of(x), end_of(y))]

@@ -190,6 +190,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--default-region", spec.regions[0]]
                 for proxy in fleet["proxies"]:
                     argv += ["--edge", f"{proxy['region']}={proxy['address']}"]
+                if spec.simulate_latency:
+                    argv.append("--simulate-rtt")
                 log = logs / "anycast.log"
                 fleet["anycast"] = {"url": f"http://127.0.0.1:{spec.anycast_port}", "port": spec.anycast_port,
                                     "argv": argv, "log": str(log), "pid": _spawn([*roost_command(), *argv], log)}

@@ -25,6 +25,8 @@ class Sample:
     machine: str = ""  # the machine that answered (from the edge's flyio-debug header)
     region: str = ""  # that machine's region
     edge: str = ""  # the edge's region
+    rerouted: bool = False  # the edge retried it on another machine, or the client resent it on a new connection
+    new_conn: bool = False  # sent on a connection opened for it (where a new client lands)
 
     @property
     def ok(self) -> bool:
@@ -112,13 +114,16 @@ def by_phase(samples: list[Sample], window: Window) -> dict[str, PhaseStats]:
 @dataclass(frozen=True)
 class Shift:
     """How long the fault disturbed traffic. A request of the fault's phase (due after it and before the heal,
-    or in flight when it struck) is *affected* when it failed, was answered by the fault's target, or took
-    longer than `slow`. Traffic has shifted once the last affected request is over and answers come from
-    elsewhere: `seconds` runs from the fault to the later of the two (None: no request in that phase)."""
+    or in flight when it struck) is *affected* when users could tell: it failed, it stalled (took longer than
+    `slow`), or it was rerouted (the edge had to retry it on another machine, or the client had to resend it
+    on a new connection). A request answered quickly, wherever it was answered, is not: a machine that is
+    back within a second and serves normally disturbs nobody. `seconds` runs from the fault to the end of the
+    last affected request, provided traffic was undisturbed after it: 0 when nothing was affected, None when
+    the phase ended still disturbed (or had no traffic)."""
 
     affected: int
-    seconds: float | None  # None: no request in the phase, or none answered from elsewhere
-    first_elsewhere: float | None  # from the fault to the first success from outside the target
+    seconds: float | None  # None: the phase ended disturbed, or had no request
+    first_elsewhere: float | None  # from the fault to the first success from outside the target (for reference)
     last_affected: float | None  # from the fault to the end of the last affected request
     slow: float  # the latency counted as "stalled"
     requests: int = 0  # requests in the fault's phase
@@ -139,14 +144,43 @@ def time_to_shift(samples: list[Sample], window: Window, target_machines: set[st
         return (bool(s.machine) and s.machine in target_machines) or (bool(s.region) and s.region in regions)
 
     during = [s for s in samples if phase_of(s, window) == "during"]
-    affected = [s for s in during if not s.ok or on_target(s) or s.latency > slow]
-    last = max(s.done for s in affected) - window.fault_at if affected else None
+    affected = [s for s in during if is_affected(s, slow)]
     elsewhere = [s.done for s in during if s.ok and not on_target(s)]
     first = min(elsewhere) - window.fault_at if elsewhere else None
-    # None: no traffic in the phase, or nothing answered from elsewhere (the shift never happened).
-    seconds = None if first is None else max(first, last or 0.0)
+    last: float | None = None
+    seconds: float | None = None
+    if affected:
+        last_done = max(s.done for s in affected)
+        last = last_done - window.fault_at
+        if any(s.done > last_done for s in during if not is_affected(s, slow)):
+            seconds = last  # undisturbed again after it
+    elif during:
+        seconds = 0.0
     return Shift(affected=len(affected), seconds=seconds, first_elsewhere=first, last_affected=last, slow=slow,
                  requests=len(during))
+
+
+def is_affected(s: Sample, slow: float) -> bool:
+    """Could the user tell? Failed, stalled, or rerouted."""
+    return not s.ok or s.rerouted or s.latency > slow
+
+
+@dataclass(frozen=True)
+class Return:
+    """Where new clients land after the heal (keep-alive clients stay where they are, as with anycast)."""
+
+    by_region: dict[str, int]  # successes on new connections after the heal, per region
+    back_after: float | None  # from the heal to the first new connection answered in the target region again
+
+
+def after_heal(samples: list[Sample], window: Window, target_regions: set[str]) -> Return:
+    if window.heal_at is None:
+        return Return({}, None)
+    heal_at = window.heal_at
+    fresh = [s for s in samples if s.new_conn and s.ok and s.sent >= heal_at]
+    back = [s.done for s in fresh if s.region in target_regions]
+    return Return(dict(Counter(s.region for s in fresh if s.region).most_common()),
+                  min(back) - heal_at if back and target_regions else None)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,11 @@ Everything is bounded: the number of requests (rps x duration), the requests in 
 
 Connections are kept alive like a browser's and, like a browser, a request that fails on a reused idle
 connection before any byte came back is sent once more on a fresh one (the server may have closed it).
-Each request asks the edge for `flyio-debug: doit`, whose answer says which machine and region served it.
+A connection is used for at most CONN_MAX_AGE seconds, so that new connections keep arriving as they do
+from a population of users who come and go: that is how a drill sees where new clients land (after a
+region's heal, say), while the old connections stay where they are, as with anycast.
+Each request asks the edge for `flyio-debug: doit`, whose answer says which machine and region served it,
+and whether the edge had to retry it on another machine.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from roost.drill.analysis import Sample
 from roost.proxy.h1 import H1Reader, ProtocolError, encode_head
 
 BODY_LIMIT = 1 << 20
+CONN_MAX_AGE = 2.0
 
 
 @dataclass
@@ -50,9 +55,10 @@ class Answer:
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, born: float) -> None:
         self.reader, self.writer = reader, writer
         self.h1 = H1Reader(reader, response=True)
+        self.born = born
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -108,12 +114,14 @@ class LoadGenerator:
         if body:
             self.bodies[n] = body
         remaining = max(0.05, due + self.spec.timeout - self.clock())
+        resent = False
         try:
             async with asyncio.timeout(remaining):
                 try:
-                    answer = await self._send(body, reuse=True)
+                    answer, fresh = await self._send(body, reuse=True)
                 except _Stale:
-                    answer = await self._send(body, reuse=False)
+                    resent = True
+                    answer, fresh = await self._send(body, reuse=False)
         except TimeoutError:
             return Sample(n, due - start, self.clock() - start, 0, "timeout")
         except ConnectionRefusedError:
@@ -131,15 +139,26 @@ class LoadGenerator:
             cause = f"app {answer.status}"
         else:
             cause = "ok"
+        retries = debug.get("rt", 0)
         return Sample(n, due - start, done, answer.status, cause, str(debug.get("sid", "")),
-                      str(debug.get("sr", "")), str(debug.get("nr", "")))
+                      str(debug.get("sr", "")), str(debug.get("nr", "")),
+                      rerouted=resent or (isinstance(retries, int) and retries > 0), new_conn=fresh)
 
-    async def _send(self, body: bytes, reuse: bool) -> Answer:
-        conn = self.idle.pop() if reuse and self.idle else None
+    def _idle_conn(self) -> _Conn | None:
+        now = self.clock()
+        while self.idle:
+            conn = self.idle.pop()
+            if now - conn.born < CONN_MAX_AGE:
+                return conn
+            conn.close()  # this "user" leaves; the next request comes from a new one
+        return None
+
+    async def _send(self, body: bytes, reuse: bool) -> tuple[Answer, bool]:
+        conn = self._idle_conn() if reuse else None
         reused = conn is not None
         if conn is None:
             reader, writer = await asyncio.open_connection(*self.spec.address)
-            conn = _Conn(reader, writer)
+            conn = _Conn(reader, writer, self.clock())
         headers = [(b"Host", self.spec.host.encode()), (b"flyio-debug", b"doit"), (b"User-Agent", b"roost-drill")]
         headers += [(k.encode(), v.encode()) for k, v in self.spec.headers]
         if body or self.spec.method in ("POST", "PUT", "PATCH"):
@@ -165,7 +184,7 @@ class LoadGenerator:
             self.idle.append(conn)
         else:
             conn.close()
-        return Answer(head.status, head.headers, data)
+        return Answer(head.status, head.headers, data), not reused
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -199,7 +218,7 @@ async def fetch(address: tuple[str, int], host: str, path: str, headers: list[tu
     """One GET on a fresh connection (the write check's read-back)."""
     gen = LoadGenerator(LoadSpec(address=address, host=host, path=path, headers=headers))
     async with asyncio.timeout(timeout):
-        answer = await gen._send(b"", reuse=False)
+        answer, _ = await gen._send(b"", reuse=False)
     for conn in gen.idle:
         conn.close()
     return answer

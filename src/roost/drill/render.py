@@ -42,12 +42,23 @@ def shift_text(shift: dict[str, Any]) -> str:
     if shift["requests"] == 0:
         return "no traffic during the fault"
     if shift["seconds"] is None:
-        return "never: no answer came from elsewhere while the fault lasted"
+        return (f"never: requests were still failing, stalling or being rerouted when the fault ended "
+                f"({shift['affected']} affected)")
     if shift["affected"] == 0:
-        return (f"{shift['seconds']:.3f}s (no request failed, stalled > {shift['slow_threshold_s']:g}s or reached "
-                "the target; that is the first answer from elsewhere)")
+        return (f"0s: no request failed, stalled > {shift['slow_threshold_s']:g}s or was rerouted")
     return (f"{shift['seconds']:.3f}s ({shift['affected']} requests affected: failed, stalled > "
-            f"{shift['slow_threshold_s']:g}s, or answered by the target)")
+            f"{shift['slow_threshold_s']:g}s, or rerouted to another machine or connection)")
+
+
+def return_text(back: dict[str, Any], target: str) -> str:
+    """Where new clients landed after the heal (keep-alive clients stay where they were)."""
+    total = sum(back["by_region"].values())
+    if not total:
+        return "no new connection after the heal"
+    spread = ", ".join(f"{region} {100 * n / total:.0f}%" for region, n in back["by_region"].items())
+    when = (f"; back in {target} {back['back_after_s']:.2f}s after the heal" if back.get("back_after_s") is not None
+            else f"; none back in {target}")
+    return f"new connections after the heal: {spread}{when}"
 
 
 def headline(report: dict[str, Any]) -> str:
@@ -85,6 +96,8 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
         if t["causes"]:
             console.print("  failures: " + ", ".join(f"{n} {cause}" for cause, n in t["causes"].items()))
         console.print(f"  time to shift: {shift_text(report['shift'])}")
+        if target["kind"] == "region" and report.get("after_heal") and report["heal_at_s"] is not None:
+            console.print(f"  {return_text(report['after_heal'], target['name'])}")
         print_timeline(report, console)
     for row in report["standbys"]:
         started = row["standby_started_after_s"]
@@ -202,6 +215,8 @@ def html_report(report: dict[str, Any]) -> str:
                      _table(["phase", "sent", "ok", "failed", "p50 ms", "p99 ms", "max ms", "served by", "failures"],
                             phases),
                      f"<p>Time to shift: {html.escape(shift_text(shift))}.</p>"]
+        if target["kind"] == "region" and report.get("after_heal") and report["heal_at_s"] is not None:
+            sections.append(f"<p>{html.escape(return_text(report['after_heal'], target['name']))}.</p>")
     if standbys:
         sections += ["<h2>Standbys</h2>", _table(["standby", "watches", "started after fault", "fencing token",
                                                   "watched ended after fault", "how", "ran together"], standbys)]

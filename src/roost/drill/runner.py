@@ -119,8 +119,21 @@ def _clamped_runs(data_dir: Path, killed_hosts: list[str], fault_wall: float) ->
     return out
 
 
+def _takeover_at(machine: dict[str, Any], since: float) -> float | None:
+    """When the control plane started this standby in place of its machine, at or after `since` (from the
+    machine's own events): a start for any other reason (a heal restarting a standby that had already
+    taken over, an operator) is not a takeover."""
+    times = [e["timestamp"] / 1000 for e in machine.get("events") or []
+             if e.get("type") == "takeover" and isinstance(e.get("timestamp"), int | float)
+             and e["timestamp"] / 1000 >= since - 0.001]
+    return min(times) if times else None
+
+
 def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], fault_wall: float,
-              target: Target) -> list[dict[str, Any]]:
+              target: Target, since: float) -> list[dict[str, Any]]:
+    """One row per standby: its takeover in this drill, and whether it ever ran beside the machine it
+    watches within this drill's own window (from `since`, the start of the load): what earlier drills did
+    is theirs to report."""
     by_id = {m["id"]: m for m in machines}
     now = time.time()
     rows = []
@@ -128,7 +141,8 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
         for watched_id in (m.get("config") or {}).get("standbys") or []:
             watched = [r for r in runs if r.machine == watched_id]
             standby = [r for r in runs if r.machine == m["id"]]
-            started = sorted(r.start for r in standby if r.start >= fault_wall)
+            took_over = _takeover_at(m, fault_wall)
+            started = sorted(r.start for r in standby if took_over is not None and r.start >= took_over - 0.5)
             stopped = sorted((r for r in watched if r.start < fault_wall and r.end is not None and r.end >= fault_wall),
                              key=lambda r: r.end or 0.0)
             fencing = ((m.get("roost") or {}).get("fencing") or {})
@@ -140,7 +154,7 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
                 "watched_end_reason": stopped[0].end_reason if stopped else "",
                 "standby_started_after_s": round(started[0] - fault_wall, 3) if started else None,
                 "fencing_token": fencing.get("token") if fencing.get("holder") == m["id"] else None,
-                "double_runs": len(fleet_faults.overlaps(watched, standby, now)),
+                "double_runs": len(fleet_faults.overlaps(watched, standby, now, since=since)),
                 "standby_state": m.get("state"), "watched_state": (by_id.get(watched_id) or {}).get("state"),
             })
     return rows
@@ -202,7 +216,7 @@ class Drill:
 
     async def _run(self, done: dict[str, float]) -> tuple[list[analysis.Sample], LoadGenerator, float]:
         generator = LoadGenerator(self._spec())
-        start_wall = time.time()
+        start_wall = self.start_wall = time.time()
         start = time.monotonic()
         scheduler = asyncio.create_task(self._schedule(start, done))
         try:
@@ -236,6 +250,7 @@ class Drill:
         if o.settle > 0:
             time.sleep(o.settle)
         fault_wall = done["fault_wall"]
+        self.heal_wall: float | None = done.get("heal_wall")
         window = analysis.Window(round(fault_wall - start_wall, 4),
                                  round(done["heal_wall"] - start_wall, 4) if "heal_wall" in done else None,
                                  o.duration)
@@ -251,6 +266,7 @@ class Drill:
         series = "region" if self.target.kind == "region" else "machine"
         width = 1.0 if o.duration >= 20 else 0.5
         buckets = analysis.timeline(samples, o.duration, width, series)
+        back = analysis.after_heal(samples, window, regions)
         try:
             after = self.api.get(f"/v1/apps/{o.app}/machines")
         except Exception as exc:  # the control plane may be the thing that is down
@@ -258,7 +274,7 @@ class Drill:
             self.notes.append(f"machines after the drill could not be read ({exc}); standby states are from before")
         killed = self.target.hosts if o.fault in ("kill-host", "kill-region") else []
         runs = _clamped_runs(self.data_dir, killed, fault_wall)
-        standbys = _standbys(after, runs, fault_wall, self.target)
+        standbys = _standbys(after, runs, fault_wall, self.target, self.start_wall)
         double_runs = sum(row["double_runs"] for row in standbys) if standbys else None
         writes = self._check_writes(samples, generator) if o.check_writes else None
         total = analysis.summarize(samples)
@@ -271,12 +287,14 @@ class Drill:
             "entry": self.entry, "rps": self.rps, "duration_s": o.duration, "path": o.path, "method": o.method,
             "fault_at_s": window.fault_at, "heal_at_s": window.heal_at,
             "fault_time": round(fault_wall, 4),  # wall clock, to line the report up with logs and records
+            "heal_time": round(self.heal_wall, 4) if self.heal_wall is not None else None,
             "totals": total.as_dict(), "phases": {p: s.as_dict() for p, s in phases.items()},
             "shift": {"seconds": _round(shift.seconds), "affected": shift.affected, "requests": shift.requests,
                       "first_elsewhere_s": _round(shift.first_elsewhere),
                       "last_affected_s": _round(shift.last_affected), "slow_threshold_s": round(shift.slow, 4)},
             "timeline": {"width_s": width, "series_by": series,
                          "buckets": [asdict(b) for b in buckets]},
+            "after_heal": {"by_region": back.by_region, "back_after_s": _round(back.back_after)},
             "standbys": standbys, "double_runs": double_runs, "writes": writes,
             "checks": [asdict(c) for c in results], "passed": all(c.passed for c in results),
             "notes": self.notes,

@@ -55,6 +55,9 @@ class PlacementRequest:
     memory_mb: int = 256
     pinned_host: str | None = None  # a volume's host: the machine must go there
     avoid_hosts: frozenset[str] = frozenset()  # soft: used when another host fits
+    # Hard anti-affinity: a standby never shares a host with a machine it stands by for (it must survive it).
+    exclude_hosts: frozenset[str] = frozenset()
+    exclude_reason: str = "hosts of the machines it stands by for"
 
 
 def place(request: PlacementRequest, hosts: Iterable[HostView]) -> HostView:
@@ -91,6 +94,8 @@ def place(request: PlacementRequest, hosts: Iterable[HostView]) -> HostView:
 def _infeasible(host: HostView, request: PlacementRequest, need_cpu: int) -> str:
     if request.pinned_host is not None and host.id != request.pinned_host:
         return "hosts without the machine's volume"
+    if host.id in request.exclude_hosts:
+        return request.exclude_reason
     if host.status != "ok":
         return f"hosts {host.status}"
     if host.cordoned:

@@ -49,10 +49,22 @@ def groups_to_remove(config_groups: Sequence[str], existing_groups: Mapping[str,
 
 
 def skip_launch(state: str, is_standby: bool) -> bool:
-    """flyctl's shouldSkipLaunch: only machines that were running come back up after an update."""
+    """flyctl's skipLaunch: only machines that were running come back up after an update. The state is
+    looked at first, as flyctl does: a standby that runs (it took over from a machine on a failed host) is
+    doing the group's work and is relaunched with the new version; a stopped standby stays stopped."""
+    if state == "started":
+        return False
     if is_standby:
         return True
     return state not in LAUNCHED_AFTER_UPDATE
+
+
+def state_after_update(state: str, launched: bool) -> str:
+    """What an update leaves a machine in, for the deploy's own report. A suspended machine cannot resume
+    into a new version (its memory belongs to the old one): it ends stopped, and starts cold next time."""
+    if launched:
+        return "started"
+    return "stopped" if state == "suspended" else state
 
 
 def pool_size(max_unavailable: float | None, machines: int) -> int:

@@ -30,8 +30,10 @@ class RegionChange:
         return self.current + self.delta
 
 
-def converge(total: int, regions: Sequence[str], current: Mapping[str, int], max_per_region: int = -1
-             ) -> list[RegionChange]:
+def converge(total: int, regions: Sequence[str], current: Mapping[str, int], max_per_region: int = -1,
+             fill_emptiest: bool = True) -> list[RegionChange]:
+    """`fill_emptiest=False` adds exactly as flyctl does, round-robin from the first region: what a scale
+    without --region uses, with the primary region first, so that new machines land there first."""
     if total < 0:
         raise bad_request("count must not be negative")
     if not regions:
@@ -49,9 +51,14 @@ def converge(total: int, regions: Sequence[str], current: Mapping[str, int], max
                 delta[r] = max_per_region - have[r]
     diff = total - sum(have[r] + delta[r] for r in regions)
     order = {r: i for i, r in enumerate(regions)}
+    turn = 0
     while diff > 0:
         open_regions = [r for r in regions if max_per_region < 0 or have[r] + delta[r] < max_per_region]
-        r = min(open_regions, key=lambda x: (have[x] + delta[x], order[x]))
+        if fill_emptiest:
+            r = min(open_regions, key=lambda x: (have[x] + delta[x], order[x]))
+        else:
+            r = open_regions[turn % len(open_regions)]
+            turn += 1
         delta[r] += 1
         diff -= 1
     i = 1

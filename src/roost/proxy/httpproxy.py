@@ -208,7 +208,7 @@ class HttpProxy:
             self.loads.acquire(m.id)
             try:
                 outcome = await self._forward(req, client, writer, app, m, host_port, body, complete, request_id,
-                                              client_ip, port, started, replay)
+                                              client_ip, port, started, replay, attempts - 1)
             except _Retry as retry:
                 exclude.add(m.id)
                 self.metrics.retries.labels(app, retry.reason).inc()
@@ -283,7 +283,8 @@ class HttpProxy:
 
     async def _forward(self, req: Message, client: H1Reader, writer: asyncio.StreamWriter, app: str,
                        m: MachineRoute, host_port: int, body: bytes, complete: bool, request_id: str,
-                       client_ip: str, port: int, started: float, replay: Replay | None = None) -> bool | Replay:
+                       client_ip: str, port: int, started: float, replay: Replay | None = None,
+                       retried: int = 0) -> bool | Replay:
         try:
             conn = await self.pool.get(m.address, host_port)
         except (OSError, TimeoutError):
@@ -367,7 +368,7 @@ class HttpProxy:
                                          f"machine {m.id} closed the connection in the middle of its answer")
         self.metrics.observe_latency(app, time.monotonic() - started)
         self.metrics.count_request(app, m.id, resp.status)
-        extra = self.debug_header(req, m, client_ip)
+        extra = self.debug_header(req, m, client_ip, retried)
         if resp.status == 101 and req.upgrade:
             writer.write(self.response_head(resp, req, request_id, framing=b"", keep=True, upgrade=True,
                                              extra=extra))
@@ -376,12 +377,16 @@ class HttpProxy:
             return False
         return await self._relay_response(req, resp, upstream, conn, writer, request_id, complete, extra)
 
-    def debug_header(self, req: Message, m: MachineRoute, client_ip: str) -> list[tuple[bytes, bytes]]:
-        """`flyio-debug: doit` asks, as on Fly, which edge and which machine served the request."""
+    def debug_header(self, req: Message, m: MachineRoute, client_ip: str,
+                     retried: int = 0) -> list[tuple[bytes, bytes]]:
+        """`flyio-debug: doit` asks, as on Fly, which edge and which machine served the request (and, ours,
+        how many other machines it was tried on first: `rt`)."""
         if req.header(b"flyio-debug") is None:
             return []
-        info = {"n": f"roost-edge-{self.s.region}", "nr": self.s.region, "ra": client_ip, "sr": m.region,
-                "sid": m.id}
+        info: dict[str, object] = {"n": f"roost-edge-{self.s.region}", "nr": self.s.region, "ra": client_ip,
+                                   "sr": m.region, "sid": m.id}
+        if retried:
+            info["rt"] = retried
         return [(b"flyio-debug", json.dumps(info, separators=(",", ":")).encode())]
 
     async def _relay_response(self, req: Message, resp: Message, upstream: H1Reader, conn: Upstream,

@@ -51,6 +51,7 @@ class Router:
         self.rng = random.Random()
         self.waiting: dict[str, int] = {}
         self._ranked: dict[str, _Ranking] = {}
+        self._starting: dict[str, asyncio.Future[None]] = {}  # app -> the autostart in progress (one at a time)
 
     def candidates(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> list[Candidate]:
         now = time.monotonic()
@@ -156,9 +157,20 @@ class Router:
                 if decision.kind is Kind.ROUTE and decision.target is not None:
                     return by_id[decision.target.id]
                 if decision.kind is Kind.START and decision.target is not None:
+                    starting = self._starting.get(app)
+                    if starting is not None:
+                        # One start at a time per app: wait for it, then decide again. The machine it brings
+                        # up is under its soft_limit, so this request most likely goes there; another start
+                        # happens only if that one is not enough (every running machine over soft_limit).
+                        budget = max(0.0, deadline - time.monotonic())
+                        done, _ = await asyncio.wait({starting}, timeout=budget)
+                        if not done:
+                            raise RouteError(503, "PM03", f"timed out waiting for a machine of {app!r} to start")
+                        continue
                     m, service = by_id[decision.target.id]
                     port = m.host_port(service.internal_port)
                     assert port is not None
+                    self._starting[app] = asyncio.get_running_loop().create_future()
                     try:
                         budget = max(0.1, deadline - time.monotonic())
                         took = await asyncio.wait_for(self.starter.start(m, port), budget)
@@ -171,6 +183,8 @@ class Router:
                         if not any(c.id not in exclude for c in self.candidates(pairs)):
                             raise RouteError(503, exc.code, exc.message) from None
                         continue
+                    finally:
+                        self._starting.pop(app).set_result(None)
                     self.metrics.autostarts.labels(app, "ok").inc()
                     self.metrics.autostart_seconds.labels(app).observe(took)
                     return m, service

@@ -59,8 +59,23 @@ class Starter:
         host = self.table.hosts.get(m.host_id)
         if host is None or host.status != "ok":
             raise StartError("PM05", f"machine {m.id}'s host {m.host_id} is not reachable")
+        was_suspended = self.table.state_of(m, began) == "suspended"
+        # "starting" here until its port accepts, whatever the watch feed says meanwhile (its agent reports
+        # "started" as soon as the process exists): requests sent there before would be refused, retried
+        # elsewhere, and start yet another machine. They wait for this start instead.
+        self.table.override_state(m.id, "starting", START_TIMEOUT + REACHABLE_TIMEOUT)
         try:
-            status, answer = await self.agents.post(f"{host.agent_url}/v1/machines/{m.id}/start",
+            took = await self._start_and_reach(m, port, host.agent_url, was_suspended, began)
+        except BaseException:
+            self.table.clear_override(m.id)
+            raise
+        self.table.override_state(m.id, "started")
+        return took
+
+    async def _start_and_reach(self, m: MachineRoute, port: int, agent_url: str, was_suspended: bool,
+                               began: float) -> float:
+        try:
+            status, answer = await self.agents.post(f"{agent_url}/v1/machines/{m.id}/start",
                                                     {"id": m.id, "instance_id": m.instance_id}, START_TIMEOUT)
         except TimeoutError:
             raise StartError("PM03", f"timed out starting machine {m.id}") from None
@@ -72,8 +87,6 @@ class Starter:
             await self._start_via_server(m)
         elif status >= 400:
             raise StartError("PM07", f"starting machine {m.id} failed: {message or status}")
-        was_suspended = self.table.state_of(m, time.monotonic()) == "suspended"
-        self.table.override_state(m.id, "started")
         if not was_suspended:  # a resumed machine's sockets were listening all along
             await self._reachable(m, port)
         return time.monotonic() - began

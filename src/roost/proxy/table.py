@@ -116,7 +116,7 @@ class RoutingTable:
             self.machines[key] = route
             self.by_app.setdefault(route.app, {})[key] = route
             override = self.state_overrides.get(key)
-            if override and override[0] == route.state:
+            if override and override[0] == route.state and override[0] != "starting":  # a start's own to end
                 del self.state_overrides[key]
         elif kind == "host":
             old_host = self.hosts.get(key)
@@ -158,10 +158,15 @@ class RoutingTable:
 
     # ---- local knowledge ----
 
-    def override_state(self, machine_id: str, state: str) -> None:
-        self.state_overrides[machine_id] = (state, time.monotonic() + OVERRIDE_SECONDS)
+    def override_state(self, machine_id: str, state: str, seconds: float = OVERRIDE_SECONDS) -> None:
+        self.state_overrides[machine_id] = (state, time.monotonic() + seconds)
         self.generation += 1
         self.notify()
+
+    def clear_override(self, machine_id: str) -> None:
+        if self.state_overrides.pop(machine_id, None) is not None:
+            self.generation += 1
+            self.notify()
 
     def penalize(self, machine_id: str) -> None:
         self.penalties[machine_id] = time.monotonic() + PENALTY_SECONDS
@@ -249,7 +254,10 @@ def _machine_route(obj: dict[str, Any]) -> MachineRoute:
         obj.get("host_id", ""), state=obj.get("state", ""), instance_id=obj.get("instance_id", ""),
         address=obj.get("private_ip") or roost.get("address", ""), ports=ports, services=services_of(config),
         cordoned=bool(obj.get("cordoned")) or bool(roost.get("skip_service_registration")),
-        standby=bool(config.get("standbys")), checks=checks, stop_signal=stop_signal, stop_timeout=stop_timeout,
+        # Never autostarted: a standby, or a machine whose standby holds its work (only an operator's start
+        # takes the work back, with a new fencing token).
+        standby=bool(config.get("standbys")) or bool((roost.get("fencing") or {}).get("replaced_by")),
+        checks=checks, stop_signal=stop_signal, stop_timeout=stop_timeout,
         updated_at=time.time(), env_primary_region=(config.get("env") or {}).get("PRIMARY_REGION", ""),
     )
 

@@ -84,6 +84,8 @@ class HostService:
                         version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")))
             self.last_seen[host_id] = now
             await self.state.save(host, extra_feed=self._machines_on(host_id))
+        if existing is not None and existing.status != "ok" and self.takeover is not None:
+            self.takeover.host_back(host_id, self.last_seen)  # an agent that restarts registers again
         return self.state.host_api(host)
 
     def _machines_on(self, host_id: str) -> list[Machine]:
@@ -96,7 +98,7 @@ class HostService:
         if self.state.hosts[host_id].status != "ok":
             await self._set_status(host_id, "ok")
             if self.takeover:
-                self.takeover.host_back(host_id)
+                self.takeover.host_back(host_id, self.last_seen)
         reply: dict[str, Any] = {"ok": True, "server_time": now}
         if self.takeover and isinstance(body, dict) and isinstance(body.get("watched"), list):
             self.takeover.acknowledged[host_id] = {str(x) for x in body["watched"]}
@@ -144,8 +146,11 @@ class HostService:
             if m.state is State.DESTROYING:
                 continue
             log.info("reconcile %s on %s: %s -> %s", m.id, host_id, m.state, actual)
+            desired = m.state
             await self.machines._write(m.id, state=actual, note=note or m.note,
                                        event=machine_event("reconcile", str(actual), "flyd"))
+            if isinstance(info, dict) and info.get("recover") and self.takeover is not None:
+                self.takeover.machine_lost(m.id, desired)  # its report went missing: the same rule
         return orphans
 
     async def report(self, host_id: str, body: Any) -> dict[str, Any]:
@@ -169,6 +174,9 @@ class HostService:
     async def _apply_report(self, m: Machine, r: dict[str, Any]) -> None:
         if r.get("instance_id") != m.instance_id:
             return  # an older version's news
+        if r.get("recover") and isinstance(r.get("event"), dict) and \
+                m.updated_at * 1000 > float(r["event"].get("timestamp") or 0):
+            return  # lost with its host, but the record moved on since (a takeover, or the heartbeat's repair)
         changes: dict[str, Any] = {}
         if isinstance(r.get("checks"), dict):
             changes["checks"] = {**m.checks, **r["checks"]}
@@ -191,7 +199,12 @@ class HostService:
             event = machine_event(str(r.get("cause") or "update"), str(new_state), "flyd")
         if new_state is None and event is None and (not changes or changes == {"checks": m.checks}):
             return
+        desired = m.state
         await self.machines._write(m.id, state=new_state, event=event, **changes)
+        if r.get("recover") and self.takeover is not None:
+            # Down because of its host (power cut, or fenced while cut off): run it again unless a standby
+            # took over its work (detector/recovery.py).
+            self.takeover.machine_lost(m.id, desired)
         if new_state is State.STOPPED and m.config.get("auto_destroy") and "exit_code" in r:
             # An auto_destroy machine is gone once it exits on its own (Fly: one-off machines).
             self.machines.spawn(self._auto_destroy(m.app, m.id))

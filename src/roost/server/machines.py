@@ -23,6 +23,7 @@ from roost.core.ids import APP_NAME_RE, new_machine_id, new_machine_name, new_no
 from roost.core.lifecycle import Action, State
 from roost.core.model import Image, Lease, Machine, canonical_image_ref, rfc3339
 from roost.core.units import duration_seconds, parse_signal, signal_name
+from roost.detector import recovery
 from roost.placement.scheduler import PlacementRequest, allocate_ports, place
 from roost.server.agent_client import AgentClient, AgentError
 from roost.server.state import ClusterState
@@ -205,8 +206,14 @@ class MachineService:
             if volume and volume.region != region:
                 raise bad_request(f"volume {volume.id} is in region {volume.region!r}, not {region!r}")
             g = mc.guest(config)
+            watched_hosts = self._watched_hosts(app, config)
+            if volume and volume.host_id in watched_hosts:
+                raise precondition(f"volume {volume.id} is on host {volume.host_id}, which runs a machine this "
+                                   "standby stands by for: a standby must be on another host to survive it; "
+                                   "give it a volume on another host")
             host = place(PlacementRequest(app, mc.process_group(config), region, g.cpu_kind, g.cpus, g.memory_mb,
-                                          pinned_host=volume.host_id if volume else None),
+                                          pinned_host=volume.host_id if volume else None,
+                                          exclude_hosts=frozenset(watched_hosts)),
                          self.state.host_views())
             now = time.time()
             ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(host.id))
@@ -244,7 +251,13 @@ class MachineService:
             if other is None or other.state is State.DESTROYED:
                 raise bad_request(f"config.standbys: machine {sid!r} not found in app {app!r}")
         if mc.standbys(config) and config.get("services"):
-            raise bad_request("config.standbys: standbys are for machines without services")
+            raise bad_request("config.standbys: a standby has no services (the edge never routes to it, even when "
+                              "the machine it stands by for has them); remove config.services")
+
+    def _watched_hosts(self, app: str, config: dict[str, Any]) -> set[str]:
+        """The hosts a standby with this config must not share: those of the machines it stands by for."""
+        machines = self.state.app_machines.get(app, {})
+        return {machines[sid].host_id for sid in mc.standbys(config) if sid in machines}
 
     def _volume_for(self, app: str, config: dict[str, Any], machine_id: str | None) -> Any:
         mount = mc.volume_mount(config)
@@ -267,6 +280,17 @@ class MachineService:
             return
         with contextlib.suppress(RoostError):
             await self.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}", self.agent_spec(m), timeout=10)
+
+    async def _discard_snapshot(self, m: Machine, stage: bool = True) -> None:
+        """A suspended machine updated to a new version: its frozen process (the old version's memory) is
+        killed, not resumed; the new version starts cold."""
+        host = self.state.hosts.get(m.host_id)
+        if host is not None and host.status == "ok":
+            with contextlib.suppress(RoostError):
+                await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/stop",
+                                       {"signal": 9, "timeout": 1}, timeout=15)
+        if stage:
+            await self._stage(m)
 
     async def _launch(self, machine_id: str) -> None:
         async with self.op_lock(machine_id):
@@ -296,11 +320,13 @@ class MachineService:
     async def start(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
         self.check_lease(m, nonce, time.time())
-        if mc.standbys(m.config):
+        if mc.standbys(m.config) and not recovery.holds_work(m.id, m.fencing):
             raise precondition(
                 f"machine {m.id} is a standby for {', '.join(mc.standbys(m.config))}: it starts only when a "
                 f"watched machine's host fails; clear it with 'roost machine update {m.id} --standby-for \"\"'"
             )
+        if recovery.replaced_by(m.fencing) and m.state is not State.DESTROYED:
+            await self._hand_back(m)
         async with self.op_lock(machine_id):
             m = self.get(app, machine_id)
             previous = str(m.state)
@@ -312,6 +338,40 @@ class MachineService:
                                           event=machine_event("start", "starting", "user"))
                 await self._agent_start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
+
+    async def _hand_back(self, m: Machine) -> None:
+        """The operator starts a machine its standby replaced: stop the standby (it holds the work), give
+        both a fencing token above any before, and leave the standby a standby again."""
+        standby_id = recovery.replaced_by(m.fencing)
+        async with self.op_lock(standby_id):
+            standby = self.state.machines.get(standby_id)
+            if standby is not None and standby.state not in (State.DESTROYED, State.STOPPED, State.CREATED):
+                host = self.state.hosts.get(standby.host_id)
+                if host is None or host.status != "ok":
+                    raise precondition(
+                        f"machine {m.id} was replaced by standby {standby_id}, whose host {standby.host_id} is "
+                        f"{host.status if host else 'gone'}: it may still be running, so {m.id} cannot take "
+                        "the work back yet; wait for that host, or destroy the standby with --force")
+                if standby.state not in lifecycle.TRANSIENT:
+                    standby = await self._write(standby_id, state=State.STOPPING, event=machine_event(
+                        "stop", "stopping", "user", {"reason": f"{m.id} takes its work back"}))
+                await self._agent_stop(standby, mc.stop_signal(standby.config), mc.stop_timeout(standby.config))
+                standby = self.state.machines[standby_id]
+                if standby.state is not State.STOPPED:
+                    raise precondition(f"standby {standby_id} did not stop (it is {standby.state}), so {m.id} "
+                                       "cannot take its work back; try again")
+            back = recovery.hand_back(m.id, standby_id, m.fencing, standby.fencing if standby else {}, time.time())
+            if standby is not None and standby.state is not State.DESTROYED:
+                await self._write(standby_id, fencing=back.standby,
+                                  note=f"handed the work back to {m.id} (fencing token {back.token}); a standby "
+                                       "for it again",
+                                  event=machine_event("handback", "stopped", "user", {
+                                      "to": m.id, "fencing_token": back.token}))
+        log.info("hand-back: %s takes its work back from %s (token %d)", m.id, standby_id, back.token)
+        await self._write(m.id, fencing=back.watched,
+                          note=f"took its work back from standby {standby_id} (fencing token {back.token})",
+                          event=machine_event("handback", "started", "user", {
+                              "from": standby_id, "fencing_token": back.token}))
 
     async def stop(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
@@ -442,14 +502,21 @@ class MachineService:
         async with self.op_lock(machine_id):
             m = self.get(app, machine_id)
             lifecycle.check(Action.UPDATE, m.state)
+            # Only newly watched machines: an existing pair is not re-judged on every deploy.
+            added = [sid for sid in mc.standbys(config) if sid not in mc.standbys(m.config)]
+            shared = self._watched_hosts(app, {"standbys": added}) & {m.host_id}
+            if shared:
+                raise precondition(f"machine {m.id} runs on host {m.host_id}, like a machine it would stand by for: "
+                                   "a standby must be on another host to survive it; make a new one with "
+                                   f"'roost machine clone {mc.standbys(config)[0]} --standby-for source'")
             old_mount, new_mount = mc.volume_mount(m.config), mc.volume_mount(config)
             if (old_mount[0] if old_mount else None) != (new_mount[0] if new_mount else None):
                 raise bad_request("config.mounts: a machine's volume cannot be changed by an update; "
                                   "destroy the machine and create a new one with the volume")
             was_running = m.state is State.STARTED
             is_standby = bool(mc.standbys(config))
-            if skip_launch is True or is_standby:
-                run_after = False
+            if skip_launch is True or (is_standby and not was_running):
+                run_after = False  # a standby starts only when it takes over (one that did runs on)
             elif skip_launch is False:
                 run_after = True
             else:
@@ -487,10 +554,14 @@ class MachineService:
             elif was_running:
                 self.spawn(self._agent_stop(m, mc.stop_signal(current.config), mc.stop_timeout(current.config)))
             elif run_after:
+                if current.state is State.SUSPENDED:
+                    await self._discard_snapshot(m, stage=False)
                 m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
                 with contextlib.suppress(RoostError):
                     await self._agent_start(m)
                 m = self.state.machines[m.id]
+            elif current.state is State.SUSPENDED:
+                self.spawn(self._discard_snapshot(m))
             else:
                 self.spawn(self._stage(m))
         result = self.state.machine_api(m)

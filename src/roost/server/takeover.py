@@ -16,10 +16,13 @@ import logging
 import time
 from typing import Any
 
+from roost.core.errors import RoostError
 from roost.core.events import machine_event
 from roost.core.lifecycle import State
 from roost.core.machine_config import standbys as standbys_of
+from roost.detector import recovery
 from roost.detector.fencing import LeaseConfig, takeover_at
+from roost.detector.recovery import ServerAction
 from roost.detector.standby import MachineView, takeovers, watched_on
 from roost.server.agent_client import AgentClient
 from roost.server.machines import MachineService
@@ -29,6 +32,7 @@ log = logging.getLogger("roost.server.takeover")
 
 PROBE_PEERS = 3
 PROBE_TIMEOUT = 0.3
+RECOVERY_WAIT = 30.0  # how long a lost machine's restart waits for its host to be marked ok again
 
 
 class StandbyController:
@@ -104,9 +108,58 @@ class StandbyController:
             self._scheduled.add(host_id)
             self.machines.spawn(self._take_over(host_id, last_seen))
 
-    def host_back(self, host_id: str) -> None:
+    def host_back(self, host_id: str, last_seen: dict[str, float] | None = None) -> None:
         self._scheduled.discard(host_id)
         self.probes.pop(host_id, None)
+        # A standby whose own host was down too (a region outage) can take over now that it is back, if the
+        # machine it watches is still on a dead host.
+        for other in self.state.hosts.values():
+            if other.id != host_id and other.status == "unreachable" and last_seen is not None:
+                self.host_dead(other.id, last_seen.get(other.id, other.last_heartbeat))
+
+    # ---- a host's machines when it is back ----
+
+    def machine_lost(self, machine_id: str, desired: State) -> None:
+        """An agent reports a machine its host lost (a power cut, or fenced while cut off); `desired` is the
+        state the store held before the report. The recovery rule says whether it runs again."""
+        m = self.state.machines.get(machine_id)
+        if m is None:
+            return
+        action = recovery.on_machine_lost(desired, m.fencing)
+        log.info("%s lost with its host (was %s): %s", machine_id, desired, action.value)
+        if action is ServerAction.START:
+            self.machines.spawn(self._run_again(machine_id))
+
+    async def _run_again(self, machine_id: str) -> None:
+        deadline = time.monotonic() + RECOVERY_WAIT
+        while True:  # its report can arrive before the heartbeat that marks the host ok
+            m = self.state.machines.get(machine_id)
+            if m is None:
+                return
+            host = self.state.hosts.get(m.host_id)
+            if host is not None and host.status == "ok":
+                break
+            if time.monotonic() > deadline:
+                log.warning("not restarting %s: its host %s did not come back within %gs", machine_id, m.host_id,
+                            RECOVERY_WAIT)
+                return
+            await asyncio.sleep(0.05)
+        for _ in range(20):  # a host just back may take a moment to answer: bounded, then try anyway
+            with contextlib.suppress(RoostError):
+                await self.agents.call(host.agent_url, "GET", "/healthz", timeout=1)
+                break
+            await asyncio.sleep(0.1)
+        async with self.machines.op_lock(machine_id):
+            m = self.state.machines.get(machine_id)
+            # Checked again under the lock a takeover also takes: the work may have moved meanwhile.
+            if m is None or m.state is not State.STOPPED or recovery.replaced_by(m.fencing):
+                return
+            why = f"its host {m.host_id} came back and no standby had taken over its work"
+            m = await self.machines._write(machine_id, state=State.STARTING, checks={},
+                                           note=f"running again: {why}",
+                                           event=machine_event("start", "starting", "flyd", {"reason": why}))
+            with contextlib.suppress(RoostError):
+                await self.machines._agent_start(m)
 
     async def _take_over(self, host_id: str, last_seen: float) -> None:
         try:
@@ -134,19 +187,26 @@ class StandbyController:
             self._scheduled.discard(host_id)
 
     async def _start_standby(self, host_id: str, watched_id: str, standby_id: str) -> None:
-        watched = self.state.machines[watched_id]
-        standby = self.state.machines[standby_id]
-        token = max(int(watched.fencing.get("token", 1)), int(standby.fencing.get("token", 1))) + 1
-        now = time.time()
-        note = (f"replaced by standby {standby_id}: host {host_id} failed at "
-                f"{time.strftime('%H:%M:%S', time.gmtime(now))} UTC (fencing token {token})")
-        fencing = {"token": token, "pair": [watched_id, standby_id], "holder": standby_id, "at": now}
-        log.info("takeover: %s on dead host %s -> standby %s (token %d)", watched_id, host_id, standby_id, token)
-        await self.machines._write(watched_id, state=State.STOPPED, note=note,
-                                   fencing={**fencing, "replaced_by": standby_id},
-                                   event=machine_event("takeover", "replaced", "flyd",
-                                                       {"standby": standby_id, "host": host_id,
-                                                        "fencing_token": token}))
+        async with self.machines.op_lock(watched_id):
+            # Under the watched machine's lock, which a restart after its host's return takes too: the host may
+            # have come back while this waited, and then its machine runs again instead.
+            host = self.state.hosts.get(host_id)
+            watched = self.state.machines[watched_id]
+            if host is None or host.status != "unreachable" or recovery.replaced_by(watched.fencing):
+                return
+            standby = self.state.machines[standby_id]
+            token = max(int(watched.fencing.get("token", 1)), int(standby.fencing.get("token", 1))) + 1
+            now = time.time()
+            note = (f"replaced by standby {standby_id}: host {host_id} failed at "
+                    f"{time.strftime('%H:%M:%S', time.gmtime(now))} UTC (fencing token {token})")
+            fencing = {"token": token, "pair": [watched_id, standby_id], "holder": standby_id, "at": now}
+            log.info("takeover: %s on dead host %s -> standby %s (token %d)", watched_id, host_id, standby_id,
+                     token)
+            await self.machines._write(watched_id, state=State.STOPPED, note=note,
+                                       fencing={**fencing, "replaced_by": standby_id},
+                                       event=machine_event("takeover", "replaced", "flyd",
+                                                           {"standby": standby_id, "host": host_id,
+                                                            "fencing_token": token}))
         await self.machines._write(standby_id, state=State.STARTING, fencing=fencing, checks={},
                                    note=f"took over from {watched_id} (host {host_id} failed; fencing token {token})",
                                    event=machine_event("takeover", "starting", "flyd",
@@ -158,4 +218,3 @@ class StandbyController:
         async with self.machines.op_lock(standby_id):
             with contextlib.suppress(Exception):
                 await self.machines._agent_start(self.state.machines[standby_id])
-        _ = standby
