@@ -80,6 +80,24 @@ def test_every_way_of_making_a_standby_keeps_it_off_the_watched_host(fleet):
         assert m["config"]["standbys"] == [worker["id"]]
         assert m["config"]["env"]["FLY_STANDBY_FOR"] == worker["id"]
         assert m["state"] in ("created", "stopped")
+    # a standby starts only by a takeover; cleared, it is an ordinary machine again
+    standby = made[3]["id"]
+    refused = fleet.roost("machine", "start", standby, "-a", "solo", check=False)
+    assert refused.returncode == 1 and "is a standby" in refused.stderr
+    fleet.roost("machine", "update", standby, "-a", "solo", "--standby-for", "", "--skip-start")
+    cleared = machine(fleet, "solo", standby)
+    assert "standbys" not in cleared["config"] and "FLY_STANDBY_FOR" not in cleared["config"]["env"]
+    fleet.roost("machine", "start", standby, "-a", "solo")
+    wait_state(fleet, "solo", standby, "started")
+    # making a machine on the watched machine's own host its standby is refused
+    fleet.roost("hosts", "cordon", "ams-2" if worker["host_id"] == "ams-1" else "ams-1")
+    try:
+        beside = json.loads(fleet.roost("machine", "run", "hello:v1", "-a", "solo", "-r", "ams", "--json").stdout)
+    finally:
+        fleet.roost("hosts", "uncordon", "ams-2" if worker["host_id"] == "ams-1" else "ams-1")
+    assert beside["host_id"] == worker["host_id"]
+    bad = fleet.roost("machine", "update", beside["id"], "-a", "solo", "--standby-for", worker["id"], check=False)
+    assert bad.returncode == 1 and "a standby must be on another host" in bad.stderr
 
 
 def test_a_machine_with_services_can_have_a_standby_without_them(fleet):

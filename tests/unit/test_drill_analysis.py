@@ -10,8 +10,10 @@ from roost.drill.analysis import (
     checks,
     percentile,
     phase_of,
+    ran_together,
     slow_threshold,
     summarize,
+    takeover_time,
     time_to_shift,
     timeline,
 )
@@ -155,3 +157,21 @@ def test_checks_fail_only_on_what_was_asked_or_unsafe():
                       writes_lost=0)[0].passed
     assert not checks(failed=0, shift=shift, expect_no_errors=False, expect_shift_under=None, double_runs=None,
                       writes_lost=2)[0].passed
+
+
+def test_a_drill_judges_only_the_overlaps_in_its_own_window():
+    # Issue 12 case 11: the first drill's worker run (ended at 10.0) overlapped its standby (from 5.0);
+    # a second drill starting at 20.0 must not count that.
+    worker = [(0.0, 10.0)]
+    standby = [(5.0, None)]
+    assert ran_together(worker, standby, now=30.0) == 1
+    assert ran_together(worker, standby, now=30.0, since=20.0) == 0
+    assert ran_together([(21.0, 23.0)], standby, now=30.0, since=20.0) == 1
+    assert ran_together([(0.0, 5.0)], [(5.0, 6.0)], now=30.0) == 0, "one ends as the other starts"
+
+
+def test_only_a_takeover_event_counts_as_a_takeover():
+    events = [{"type": "start", "status": "started", "timestamp": 21_000},
+              {"type": "takeover", "status": "starting", "timestamp": 8_000}]
+    assert takeover_time(events, since=20.0) is None, "a restart after the heal is not a takeover"
+    assert takeover_time(events, since=7.5) == 8.0

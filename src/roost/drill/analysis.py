@@ -232,3 +232,24 @@ def checks(*, failed: int, shift: Shift, expect_no_errors: bool, expect_shift_un
     if writes_lost is not None:
         out.append(Check("acknowledged writes lost", "0", str(writes_lost), writes_lost == 0))
     return out
+
+
+Span = tuple[float, float | None]  # a process's run: start, end (None: still running, or never recorded)
+
+
+def ran_together(a: list[Span], b: list[Span], now: float, since: float = 0.0) -> int:
+    """How many pairs of runs (one of each list) were alive at the same moment at or after `since`: a drill
+    judges only its own window (an earlier drill's overlap is that drill's to report)."""
+    def end(span: Span) -> float:
+        return now if span[1] is None else span[1]
+
+    return sum(1 for x in a for y in b if max(x[0], y[0], since) < min(end(x), end(y)))
+
+
+def takeover_time(events: list[dict[str, Any]], since: float) -> float | None:
+    """When (seconds, wall clock) the control plane first started this standby in place of its machine at or
+    after `since`, from the machine's events. A start for any other reason is not a takeover."""
+    times = [e["timestamp"] / 1000 for e in events
+             if e.get("type") == "takeover" and isinstance(e.get("timestamp"), int | float)
+             and e["timestamp"] / 1000 >= since - 0.001]
+    return min(times) if times else None

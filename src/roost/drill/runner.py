@@ -119,16 +119,6 @@ def _clamped_runs(data_dir: Path, killed_hosts: list[str], fault_wall: float) ->
     return out
 
 
-def _takeover_at(machine: dict[str, Any], since: float) -> float | None:
-    """When the control plane started this standby in place of its machine, at or after `since` (from the
-    machine's own events): a start for any other reason (a heal restarting a standby that had already
-    taken over, an operator) is not a takeover."""
-    times = [e["timestamp"] / 1000 for e in machine.get("events") or []
-             if e.get("type") == "takeover" and isinstance(e.get("timestamp"), int | float)
-             and e["timestamp"] / 1000 >= since - 0.001]
-    return min(times) if times else None
-
-
 def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], fault_wall: float,
               target: Target, since: float) -> list[dict[str, Any]]:
     """One row per standby: its takeover in this drill, and whether it ever ran beside the machine it
@@ -141,7 +131,7 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
         for watched_id in (m.get("config") or {}).get("standbys") or []:
             watched = [r for r in runs if r.machine == watched_id]
             standby = [r for r in runs if r.machine == m["id"]]
-            took_over = _takeover_at(m, fault_wall)
+            took_over = analysis.takeover_time(m.get("events") or [], fault_wall)
             started = sorted(r.start for r in standby if took_over is not None and r.start >= took_over - 0.5)
             stopped = sorted((r for r in watched if r.start < fault_wall and r.end is not None and r.end >= fault_wall),
                              key=lambda r: r.end or 0.0)
@@ -154,7 +144,8 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
                 "watched_end_reason": stopped[0].end_reason if stopped else "",
                 "standby_started_after_s": round(started[0] - fault_wall, 3) if started else None,
                 "fencing_token": fencing.get("token") if fencing.get("holder") == m["id"] else None,
-                "double_runs": len(fleet_faults.overlaps(watched, standby, now, since=since)),
+                "double_runs": analysis.ran_together([(r.start, r.end) for r in watched],
+                                                     [(r.start, r.end) for r in standby], now, since),
                 "standby_state": m.get("state"), "watched_state": (by_id.get(watched_id) or {}).get("state"),
             })
     return rows

@@ -83,6 +83,11 @@ def place(request: PlacementRequest, hosts: Iterable[HostView]) -> HostView:
         else:
             feasible.append(host)
     if not feasible:
+        if request.exclude_hosts and all(h.id in request.exclude_hosts for h in in_region):
+            raise insufficient_capacity(
+                f"no host in region {region!r} for this standby: its only host(s) run the machine it stands by "
+                "for, and a standby on the same host would die with it; add a host to the region, or put the "
+                "standby in another region")
         why = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
         raise insufficient_capacity(
             f"insufficient resources to create new machine in region {region!r} "
