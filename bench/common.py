@@ -15,8 +15,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from roost.client.images import bundle_directory  # noqa: E402
 from roost.dev.fleet import FleetSpec, down, up  # noqa: E402
-from roost.server.images import bundle_directory  # noqa: E402
 
 
 def free_port() -> int:

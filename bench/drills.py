@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 from common import ROOT, BenchFleet, table
 
-from roost.cli.client import Api
+from roost.client.api import Api
 from roost.dev import faults
 from roost.drill.runner import Drill, DrillOptions
 

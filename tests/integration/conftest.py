@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from roost.client.images import bundle_directory
 from roost.dev.fleet import FleetSpec, down, pid_alive, up
-from roost.server.images import bundle_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -19,7 +19,8 @@ from roost.weblib import json_body, ok, query_number
 def _wrap(handler: Any) -> Any:
     async def wrapped(request: Request) -> Response:
         try:
-            return await handler(request)
+            response: Response = await handler(request)
+            return response
         except AgentError as exc:
             raise RoostError(exc.status, exc.message) from exc
 

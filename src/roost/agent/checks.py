@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from roost import tasks
 from roost.core.model import rfc3339
 from roost.core.units import duration_seconds
 
@@ -121,7 +122,7 @@ class CheckRunner:
             self.results[spec.name] = {"status": "warning", "output": "waiting for the first check",
                                        "updated_at": rfc3339(time.time())}
             initial[spec.name] = self.results[spec.name]
-            self._tasks.append(asyncio.create_task(self._loop(spec)))
+            self._tasks.append(tasks.spawn(self._loop(spec), f"check-{spec.name}"))
         if initial:
             self.on_change(initial)
 

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from roost import __version__
+from roost import __version__, tasks
 from roost.agent.api import routes
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.fake import FakeDriver
@@ -87,18 +87,18 @@ def build_app(config: AgentConfig) -> Starlette:
             for mid in reply.get("destroy") or []:
                 if mid in supervisor.records:
                     log.info("server no longer knows machine %s: removing it", mid)
-                    loop.call_soon_threadsafe(lambda m=mid: asyncio.ensure_future(supervisor.destroy(m)))
+                    asyncio.run_coroutine_threadsafe(supervisor.destroy(mid), loop)
             for mid in reply.get("stop") or []:
                 if mid in supervisor.records:
                     log.info("machine %s was replaced by its standby while this host was away: stopping it", mid)
-                    loop.call_soon_threadsafe(lambda m=mid: asyncio.ensure_future(supervisor.stop(m, 9, 1.0)))
+                    asyncio.run_coroutine_threadsafe(supervisor.stop(mid, 9, 1.0), loop)
 
         heartbeat = Heartbeat(config.server_url, config.token, registration, config.heartbeat_interval,
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
                               local_address=config.listen_host, alive=supervisor.mark_alive)
         stop = asyncio.Event()
-        serving = asyncio.create_task(_start_when_serving(heartbeat, config.listen_host, config.listen_port))
-        outbox_task = asyncio.create_task(outbox.run(stop))
+        serving = tasks.spawn(_start_when_serving(heartbeat, config.listen_host, config.listen_port), "register")
+        outbox_task = tasks.spawn(outbox.run(stop), "outbox")
         _app.state.heartbeat = heartbeat
         # Drills pause heartbeats with SIGUSR1 and resume them with SIGUSR2 (a host that goes silent).
         loop.add_signal_handler(signals.SIGUSR1, heartbeat.paused.set)

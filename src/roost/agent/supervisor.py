@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from roost import tasks
 from roost.agent.checks import CheckRunner, check_specs
 from roost.agent.drivers.base import Driver, DriverError, ExitInfo, StartSpec
 from roost.agent.images import ImageCache, ImageError
@@ -162,8 +163,9 @@ class Supervisor:
             if action is AgentAction.EXITED:
                 # Only this agent was down: the process ended on its own meanwhile; its restart policy decides.
                 log.info("machine %s exited while the agent was down", record.id)
-                self._watchers[record.id] = asyncio.ensure_future(
-                    self._on_exit(record.id, pid, ExitInfo(exit_code=None, exited_at=time.time())))
+                self._watchers[record.id] = tasks.spawn(
+                    self._on_exit(record.id, pid, ExitInfo(exit_code=None, exited_at=time.time())),
+                    f"exit-{record.id}")
                 continue
             # It died with its host: its end is recorded at the host's last sign of life, not now.
             when = last_alive if host_restarted else None
@@ -193,7 +195,8 @@ class Supervisor:
                 report["recover"] = record.awaiting
             self.report(report)
             if action is AgentAction.RESTART:
-                self._watchers[record.id] = asyncio.ensure_future(self._restart_after_host_loss(record.id))
+                self._watchers[record.id] = tasks.spawn(self._restart_after_host_loss(record.id),
+                                                        f"recover-{record.id}")
         self._snap()
 
     async def _restart_after_host_loss(self, machine_id: str) -> None:
@@ -379,7 +382,7 @@ class Supervisor:
             info = await asyncio.shield(future)
             await self._on_exit(record.id, pid, info)
 
-        self._watchers[record.id] = asyncio.ensure_future(watcher())
+        self._watchers[record.id] = tasks.spawn(watcher(), f"watch-{record.id}")
 
     async def _on_exit(self, machine_id: str, pid: int | None, info: ExitInfo) -> None:
         async with self.lock(machine_id):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from roost.cli.client import Api
 from roost.cli.output import CliError, console, print_json, print_table
+from roost.client.api import Api
 
 apps_app = typer.Typer(no_args_is_help=True, help="Create, list and destroy apps.")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.client import Api
 from roost.cli.common import DEFAULT_FLEET_DIR
 from roost.cli.output import CliError, console, err_console, print_json
+from roost.client.api import Api
 from roost.core.units import parse_go_duration
 from roost.dev.fleet import FleetError, read_fleet
 from roost.drill.faults import FAULTS, DrillError

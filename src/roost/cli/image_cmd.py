@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
 import typer
 
-from roost.cli.client import Api
-from roost.cli.output import CliError, console, print_json, print_table, progress
-from roost.server.images import bundle_directory
+from roost.cli.output import console, print_json, print_table, progress
+from roost.client.api import Api
+from roost.client.images import push
 
 image_app = typer.Typer(no_args_is_help=True, help="Push and list images.")
 
@@ -18,40 +17,6 @@ image_app = typer.Typer(no_args_is_help=True, help="Push and list images.")
 def register(app: typer.Typer) -> None:
     app.add_typer(image_app, name="image")
     app.add_typer(image_app, name="images", hidden=True)
-
-
-def read_ignore(directory: Path) -> list[str]:
-    patterns = [".git", ".roost"]
-    for name in (".roostignore", ".dockerignore"):
-        path = directory / name
-        if path.exists():
-            patterns += [line.strip() for line in path.read_text().splitlines()
-                         if line.strip() and not line.startswith("#")]
-            break
-    return patterns
-
-
-def procfile_command(directory: Path) -> list[str]:
-    procfile = directory / "Procfile"
-    if not procfile.exists():
-        return []
-    for line in procfile.read_text().splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() == "web":
-            return shlex.split(command.strip())
-    return []
-
-
-def push(api: Api, directory: Path, name: str, cmd: list[str] | None = None) -> dict:  # type: ignore[type-arg]
-    if not directory.is_dir():
-        raise CliError(f"{directory} is not a directory: 'roost image push' packs a directory into an image")
-    command = cmd if cmd is not None else procfile_command(directory)
-    bundle = bundle_directory(directory, read_ignore(directory))
-    params = {"name": name}
-    if command:
-        params["cmd"] = json.dumps(command)
-    return dict(api.post("/v1/images", params=params, content=bundle,
-                         headers={"Content-Type": "application/gzip"}))
 
 
 @image_app.command("push")

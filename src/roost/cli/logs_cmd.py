@@ -7,8 +7,8 @@ import json
 import httpx
 import typer
 
-from roost.cli.client import Api
 from roost.cli.output import CliError, console
+from roost.client.api import Api
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from roost.cli.client import Api
 from roost.cli.output import CliError, console, print_json, print_table, progress
+from roost.client.api import Api
 from roost.core import machine_config as mc
 from roost.core.errors import RoostError
 from roost.core.portspec import services_from_ports
@@ -99,7 +99,7 @@ def _address(m: dict[str, Any]) -> str:
     roost = m.get("roost") or {}
     ports = roost.get("ports") or {}
     if not ports:
-        return m.get("private_ip", "")
+        return str(m.get("private_ip", ""))
     return ", ".join(f"{m.get('private_ip')}:{host} (guest {guest})" for guest, host in ports.items())
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from roost.client.errors import UserError
 from roost.core.errors import RoostError
 
 # Piped output is not wrapped at 80 columns: tables stay one row per line for grep and scripts.
@@ -20,13 +21,8 @@ console = Console(width=None if sys.stdout.isatty() else 250)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 250)
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit code 1 (or `code`)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+# The CLI's name for the client's one-line user error.
+CliError = UserError
 
 
 def run_cli(app: typer.Typer, argv: Sequence[str]) -> None:

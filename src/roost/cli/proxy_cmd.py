@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.client import Api
 from roost.cli.common import parse_listen
 from roost.cli.output import CliError, print_json, print_table
+from roost.client.api import Api
 from roost.core.regions import is_known
 
 ips_app = typer.Typer(no_args_is_help=True, help="An app's addresses on the edges (its TCP services).")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roost.cli.client import Api
-from roost.cli.output import CliError
+from roost.client.api import Api
+from roost.client.errors import UserError
 from roost.config.flytoml import AppConfig, parse_size_gb
 from roost.config.machines import group_mounts, group_services, machine_config, process_groups, release_command_config
 from roost.core import machine_config as mc
@@ -104,7 +104,7 @@ class Deployer:
                     result.updated += self.bluegreen(updates, image, version)
                 else:
                     result.updated += self.update(updates, image, version, rolling=strategy != "immediate")
-        except CliError as exc:
+        except UserError as exc:
             self.api.request("PATCH", f"/v1/apps/{self.app}/releases/{version}",
                              json={"status": "failed", "description": exc.message})
             raise
@@ -120,10 +120,10 @@ class Deployer:
             from roost.core.model import canonical_image_ref
 
             if canonical_image_ref(built) not in names:
-                raise CliError(f"[build].image {built!r} is not in Roost's image store: push it with "
+                raise UserError(f"[build].image {built!r} is not in Roost's image store: push it with "
                                f"'roost image push DIR --name {built}' (Roost does not pull from registries)")
             return str(built)
-        from roost.cli.image_cmd import push
+        from roost.client.images import push
 
         tag = f"deployment-{new_ulid().lower()}"
         name = f"{self.app}:{tag}"
@@ -139,7 +139,7 @@ class Deployer:
             try:
                 return full.read_bytes()
             except OSError as exc:
-                raise CliError(f"[[files]] local_path {path!r}: {exc}") from None
+                raise UserError(f"[[files]] local_path {path!r}: {exc}") from None
 
         config = machine_config(self.cfg, group, image, read_local_file=read)
         config["metadata"].update({"fly_release_id": f"v{version}", "fly_release_version": str(version)})
@@ -164,11 +164,11 @@ class Deployer:
             if code is None:
                 failed = [e for e in current.get("events", []) if e.get("status") == "failed"]
                 reason = ((failed[0].get("request") or {}).get("error") if failed else "") or "it did not run"
-                raise CliError(f"release command failed: {reason}")
+                raise UserError(f"release command failed: {reason}")
             if code != 0:
                 output = self.api.get(f"/v1/apps/{self.app}/logs", params={"machine": m["id"], "lines": 50})
                 text = "\n".join("  " + line["message"] for line in output)
-                raise CliError(f"release command {command!r} failed with exit code {code}; deploy stopped. "
+                raise UserError(f"release command {command!r} failed with exit code {code}; deploy stopped. "
                                f"Its output:\n{text}")
             self.say("Release command finished")
         finally:
@@ -186,7 +186,7 @@ class Deployer:
                     and v.get("host_status") == "ok":
                 return str(v["id"])
         if not first_deploy:
-            raise CliError(f"process group {group!r} needs an unattached volume named {name!r} in region "
+            raise UserError(f"process group {group!r} needs an unattached volume named {name!r} in region "
                            f"{self.region!r}: create one with 'roost volumes create {name} -a {self.app} "
                            f"-r {self.region}'")
         size = parse_size_gb(mount["initial_size"], "mounts.initial_size") if mount.get("initial_size") else 1
@@ -234,7 +234,7 @@ class Deployer:
         if config.get("mounts") and old_mount.get("volume"):
             config["mounts"][0]["volume"] = old_mount["volume"]
         elif old_mount.get("volume") and not config.get("mounts"):
-            raise CliError(f"machine {m['id']} has volume {old_mount['volume']} mounted but fly.toml has no "
+            raise UserError(f"machine {m['id']} has volume {old_mount['volume']} mounted but fly.toml has no "
                            f"[[mounts]] for group {group!r}; add the mount back, or destroy the machine")
         if old.get("standbys") and not config.get("services"):
             config = mc.as_standby(config, list(old["standbys"]))
@@ -273,9 +273,9 @@ class Deployer:
         deadline = time.monotonic() + self.opts.wait_timeout
         try:
             self.api.wait_state(self.app, machine_id, "started", self.opts.wait_timeout)
-        except CliError:
+        except UserError:
             current = self.api.get(f"/v1/apps/{self.app}/machines/{machine_id}")
-            raise CliError(f"machine {machine_id} did not start (state {current['state']}); deploy stopped") from None
+            raise UserError(f"machine {machine_id} did not start (state {current['state']}); deploy stopped") from None
         while True:
             current = self.api.get(f"/v1/apps/{self.app}/machines/{machine_id}")
             checks = current.get("checks") or []
@@ -283,20 +283,20 @@ class Deployer:
             expected = len(config.get("checks") or {}) + sum(len(s.get("checks") or [])
                                                              for s in config.get("services") or [])
             if current["state"] != "started":
-                raise CliError(f"machine {machine_id} stopped while starting (state {current['state']}); "
+                raise UserError(f"machine {machine_id} stopped while starting (state {current['state']}); "
                                "deploy stopped")
             if len(checks) >= expected and all(c["status"] == "passing" for c in checks):
                 return
             failing = [c for c in checks if c["status"] == "critical"]
             if time.monotonic() > deadline:
                 detail = "; ".join(f"{c['name']}: {c.get('output', '')}" for c in failing or checks)
-                raise CliError(f"machine {machine_id} failed its health checks ({detail}); deploy stopped")
+                raise UserError(f"machine {machine_id} failed its health checks ({detail}); deploy stopped")
             time.sleep(0.2)
 
     def canary(self, image: str, version: int, groups: set[str]) -> None:
         for group in sorted(groups):
             if group_mounts(self.cfg, group):
-                raise CliError("the canary strategy is not allowed with volumes ([[mounts]])")
+                raise UserError("the canary strategy is not allowed with volumes ([[mounts]])")
             config = self.config_for(group, image, version)
             config["metadata"]["fly_canary"] = "true"
             body: dict[str, Any] = {"config": config, "skip_service_registration": True}
@@ -312,7 +312,7 @@ class Deployer:
 
     def bluegreen(self, machines: list[dict[str, Any]], image: str, version: int) -> list[str]:
         if any(group_mounts(self.cfg, group_of(m)) for m in machines):
-            raise CliError("the bluegreen strategy is not allowed with volumes ([[mounts]])")
+            raise UserError("the bluegreen strategy is not allowed with volumes ([[mounts]])")
         blue = [m for m in machines if not plan.skip_launch(m["state"], bool(m["config"].get("standbys")))]
         cold = [m for m in machines if m not in blue]
         updated = self.update(cold, image, version, rolling=False) if cold else []

@@ -12,8 +12,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from roost.cli.client import Api
-from roost.cli.output import CliError
+from roost.client.api import Api
+from roost.client.errors import UserError
 from roost.config.flytoml import AppConfig
 from roost.config.machines import machine_config
 from roost.core import machine_config as mc
@@ -51,7 +51,7 @@ def plan_scale(api: Api, app: str, counts: dict[str, str], regions: list[str] | 
         if primary:
             regions = [primary] + [r for r in regions if r != primary]
     if not regions:
-        raise CliError("no machines and no primary region to scale in: pass --region")
+        raise UserError("no machines and no primary region to scale in: pass --region")
     plans = []
     for group, count in counts.items():
         in_group = [m for m in machines if group_of(m) == group]
@@ -71,13 +71,13 @@ def template_for(api: Api, app: str, group: str, machines: list[dict[str, Any]],
         # flyctl: "Nullify standbys, no point on having more than one".
         return mc.as_standby(machines[0]["config"], [])
     if cfg is None:
-        raise CliError(f"process group {group!r} has no machines to clone: run from the app's directory "
+        raise UserError(f"process group {group!r} has no machines to clone: run from the app's directory "
                        "(with its fly.toml) or 'roost deploy' first")
     releases = [r for r in api.get(f"/v1/apps/{app}/releases") if r["status"] == "complete"]
     if not releases:
-        raise CliError("this app has no complete releases: run 'roost deploy' first")
+        raise UserError("this app has no complete releases: run 'roost deploy' first")
     if group not in cfg.processes and not (group == "app" and not cfg.processes):
-        raise CliError(f"unknown process group {group!r} in fly.toml")
+        raise UserError(f"unknown process group {group!r} in fly.toml")
     return machine_config(cfg, group, releases[0]["image"])
 
 

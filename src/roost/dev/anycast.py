@@ -65,16 +65,17 @@ class Anycast:
             region = client_region(head, self.default_region)
             for edge in self.ranked(region):
                 try:
-                    up_reader, upstream_writer = await asyncio.wait_for(
+                    up_reader, edge_writer = await asyncio.wait_for(
                         asyncio.open_connection(edge.host, edge.port), CONNECT_TIMEOUT)
                 except (OSError, TimeoutError):
                     continue  # that edge is down: the next nearest takes the client
+                upstream_writer = edge_writer
                 self.routed[(region, edge.region)] = self.routed.get((region, edge.region), 0) + 1
                 one_way = self.rtt.rtt(region, edge.region) / 2000 if self.simulate_rtt else 0.0
                 if one_way:
                     await asyncio.sleep(3 * one_way)  # the handshake's round trip, then the head's way there
-                upstream_writer.write(head)
-                await asyncio.gather(_pump(reader, upstream_writer, one_way), _pump(up_reader, writer, one_way))
+                edge_writer.write(head)
+                await asyncio.gather(_pump(reader, edge_writer, one_way), _pump(up_reader, writer, one_way))
                 return
             writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n"
                          b"Connection: close\r\n\r\nroost anycast: no edge is up\n\n")

@@ -156,7 +156,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--cpus", str(spec.host_cpus), "--memory-mb", str(spec.host_memory_mb),
                         "--data-dir", str(data / "agents" / host_id),
                         "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver]
-                host = {"id": host_id, "region": region, "address": address,
+                host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
                         "agent_url": f"http://{address}:{spec.agent_port}", "argv": argv,
                         "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}
                 host["pid"] = start_agent(host, token)
@@ -175,7 +175,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
                 if spec.simulate_latency:
                     argv.append("--simulate-rtt")
-                proxy = {"region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
+                proxy: dict[str, Any] = {
+                         "region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
                          "admin_url": f"http://127.0.0.1:{admin}", "tcp_prefix": f"127.{spec.tcp_octet + r}",
                          "argv": argv, "log": str(logs / f"proxy-{region}.log")}
                 proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]), env={"ROOST_API_TOKEN": token})

@@ -22,6 +22,7 @@ from roost.dev.fleet import pid_alive, read_fleet
 from roost.drill import analysis
 from roost.drill.faults import DrillError, Fault, Target, choose_target, make_fault
 from roost.drill.load import LoadGenerator, LoadSpec, fetch
+from roost.tasks import spawn
 
 MAX_RPS = 2000.0
 MAX_REQUESTS = 200_000
@@ -209,7 +210,7 @@ class Drill:
         generator = LoadGenerator(self._spec())
         start_wall = self.start_wall = time.time()
         start = time.monotonic()
-        scheduler = asyncio.create_task(self._schedule(start, done))
+        scheduler = spawn(self._schedule(start, done), "drill-schedule")
         try:
             if self.rps > 0:
                 samples = await generator.run(start)

@@ -89,7 +89,7 @@ class H1Reader:
         m.version = p.get_http_version()
         m.keep_alive = p.should_keep_alive()
         m.upgrade = p.should_upgrade()
-        if self.response:
+        if isinstance(p, httptools.HttpResponseParser):
             m.status = p.get_status_code()
         else:
             m.method = p.get_method()

@@ -50,8 +50,8 @@ class IdleLoop:
         now = time.monotonic()
         done = []
         for app, machines in list(self.table.by_app.items()):
-            mine = [(m, _service(m)) for m in machines.values() if m.region == self.region and m.services]
-            mine = [(m, s) for m, s in mine if s is not None]
+            mine = [(m, s) for m in machines.values() if m.region == self.region and m.services
+                    if (s := _service(m)) is not None]
             if not mine:
                 continue
             # The most restrictive setting across the group's services wins (Fly: off < stop < suspend).

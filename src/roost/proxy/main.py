@@ -28,6 +28,7 @@ from roost.proxy.starter import Starter
 from roost.proxy.table import FeedFollower, RoutingTable
 from roost.proxy.tcp import TcpProxy, app_address
 from roost.proxy.upstream import Pool
+from roost.tasks import spawn
 
 log = logging.getLogger("roost.proxy")
 REGISTER_EVERY = 15.0
@@ -137,10 +138,10 @@ class Edge:
                                                     "feed_connected": self.follower.connected}),
                      "/routes": json_page(self.routes)}
             admin = await asyncio.start_server(lambda r, w: serve_admin(r, w, pages), cfg.admin_host, cfg.admin_port)
-        tasks = [asyncio.create_task(self.follower.run(stop)), asyncio.create_task(self.sweep_pool(stop))]
+        tasks = [spawn(self.follower.run(stop), "feed"), spawn(self.sweep_pool(stop), "pool-sweeper")]
         if cfg.worker_index == 0:
-            tasks += [asyncio.create_task(self.tcp.run(stop)), asyncio.create_task(self.idle.run(stop)),
-                      asyncio.create_task(self.register(stop))]
+            tasks += [spawn(self.tcp.run(stop), "tcp-edge"), spawn(self.idle.run(stop), "idle-loop"),
+                      spawn(self.register(stop), "register")]
         print(f"roost proxy: region {cfg.region} edge on http://{cfg.listen_host}:{cfg.listen_port} "
               f"(worker {cfg.worker_index + 1}/{cfg.workers}, pid {os.getpid()})", file=sys.stderr, flush=True)
         await stop.wait()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from roost.balancer.choose import Candidate, Kind, choose
 from roost.balancer.services import ServiceSpec
@@ -217,8 +218,8 @@ class Router:
                 self.metrics.queue_wait_seconds.labels(app).observe(time.monotonic() - waited_since)
 
 
-async def _either(*aws: object) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
+async def _either(*aws: Awaitable[Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -24,6 +24,7 @@ import httpx
 
 from roost.balancer.services import ServiceSpec, http_service, services_of
 from roost.core import machine_config as mc
+from roost.tasks import spawn
 
 log = logging.getLogger("roost.proxy.table")
 
@@ -298,7 +299,7 @@ class FeedFollower:
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
-        saver = asyncio.create_task(self._save_loop(stop))
+        saver = spawn(self._save_loop(stop), "routes-saver")
         try:
             while not stop.is_set():
                 try:

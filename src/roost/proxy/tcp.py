@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -55,7 +56,7 @@ class TcpProxy:
             address, port = key
             try:
                 self.servers[key] = await asyncio.start_server(
-                    lambda r, w, app=app, port=port: self.serve(r, w, app, port), address, port, reuse_address=True)
+                    functools.partial(self._serve_app, app, port), address, port, reuse_address=True)
                 self.failed.pop(key, None)
                 log.info("TCP service of %s listening on %s:%d", app, address, port)
             except OSError as exc:
@@ -69,6 +70,10 @@ class TcpProxy:
             await self.table.wait_change(1.0)
         for server in self.servers.values():
             server.close()
+
+    async def _serve_app(self, app: str, port: int, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        await self.serve(reader, writer, app, port)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app: str, port: int) -> None:
         exclude: set[str] = set()

@@ -311,7 +311,8 @@ def routes(s: Services) -> list[Route]:
             raise bad_request("id, region, url and tcp_prefix are required strings")
         import time as _time
 
-        edge = EdgeProxy(id=fields["id"], region=fields["region"], url=fields["url"], tcp_prefix=fields["tcp_prefix"],
+        edge = EdgeProxy(id=str(fields["id"]), region=str(fields["region"]), url=str(fields["url"]),
+                         tcp_prefix=str(fields["tcp_prefix"]),
                          admin_url=str(body.get("admin_url") or ""), domain=str(body.get("domain") or "localhost"),
                          registered_at=_time.time(), pid=int(body.get("pid") or 0))
         current = s.state.proxies.get(edge.id)

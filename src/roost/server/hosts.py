@@ -137,7 +137,7 @@ class HostService:
                 note = "the host no longer runs this machine"
             else:
                 try:
-                    actual = State(info.get("state"))
+                    actual = State(str(info.get("state")))
                 except ValueError:
                     continue
                 note = ""

@@ -8,7 +8,6 @@ name) point at digests in the store; pushing the same name again moves the tag.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tarfile
@@ -72,36 +71,3 @@ def _check_bundle(path: Path) -> None:
                     raise bad_request(f"image bundle has an unsafe path: {name!r}")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise bad_request(f"image bundle is not a gzip'd tar: {exc}") from None
-
-
-def bundle_directory(directory: Path, ignore: list[str] | None = None) -> bytes:
-    """Pack a directory into a deterministic tar.gz (sorted, zeroed times) so equal trees hash equal."""
-    import fnmatch
-    import gzip
-
-    patterns = ignore or []
-
-    def skipped(rel: str) -> bool:
-        parts = rel.split("/")
-        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(parts[0], p) or p.rstrip("/") in parts[:1]
-                   for p in patterns)
-
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files in os.walk(directory):
-            dirs.sort()
-            for name in sorted(files):
-                full = Path(root) / name
-                rel = full.relative_to(directory).as_posix()
-                if skipped(rel):
-                    continue
-                info = tar.gettarinfo(str(full), arcname=rel)
-                info.mtime = 0
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if info.isreg():
-                    with open(full, "rb") as fh:
-                        tar.addfile(info, fh)
-                elif info.issym():
-                    tar.addfile(info)
-    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)

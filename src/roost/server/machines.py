@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from roost import tasks
 from roost.core import lifecycle
 from roost.core import machine_config as mc
 from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition, unprocessable
@@ -89,12 +90,10 @@ class MachineService:
             raise precondition(f"unable to {verb} machine {m.id}: its host {host.id} is {host.status}")
         return host
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if len(self._background) >= MAX_BACKGROUND_OPS:
             raise RoostError(503, "too many machine operations in progress; retry shortly")
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        tasks.spawn(coro, getattr(coro, "__qualname__", "machine-op"), keep=self._background)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         if self._background:
@@ -574,11 +573,12 @@ class MachineService:
         if host is None:
             return
         previous = m.versions[0]["user_config"] if m.versions else m.config
-        body = {"signal": mc.stop_signal(previous), "timeout": mc.stop_timeout(previous), "spec": self.agent_spec(m)}
+        timeout = mc.stop_timeout(previous)
+        body = {"signal": mc.stop_signal(previous), "timeout": timeout, "spec": self.agent_spec(m)}
         async with self.op_lock(m.id):
             try:
                 result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/restart", body,
-                                                timeout=body["timeout"] + AGENT_START_TIMEOUT)
+                                                timeout=timeout + AGENT_START_TIMEOUT)
             except RoostError as exc:
                 await self._settle(m.id, m.instance_id, State.FAILED,
                                    machine_event("update", "failed", "flyd", {"error": exc.message}))

@@ -31,6 +31,7 @@ from roost.server.takeover import StandbyController
 from roost.server.volumes import VolumeService
 from roost.server.watch import WatchHub
 from roost.store import open_store
+from roost.tasks import spawn
 from roost.weblib import EXCEPTION_HANDLERS, BearerAuth
 
 log = logging.getLogger("roost.server")
@@ -90,8 +91,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(services.hosts.run_detector(stop), name="detector"),
-            asyncio.create_task(_compact_loop(state, stop), name="compactor"),
+            spawn(services.hosts.run_detector(stop), "detector"),
+            spawn(_compact_loop(state, stop), "compactor"),
         ]
         try:
             yield

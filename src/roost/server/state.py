@@ -99,8 +99,8 @@ class ClusterState:
         self.hub.revision = revision
         oldest = self.store.oldest_revision()
         if oldest:
-            self.hub.ring.extend(self.store.changes_since(max(oldest - 1, revision - self.hub.ring.maxlen + 1),
-                                                          self.hub.ring.maxlen or 1))
+            ring = self.hub.ring.maxlen or 1
+            self.hub.ring.extend(self.store.changes_since(max(oldest - 1, revision - ring + 1), ring))
 
     async def in_store_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -118,7 +118,7 @@ class ClusterState:
         feed += [FeedEntry(KIND[type(o)], key_of(o), "delete", None) for o in deleted
                  if KIND[type(o)] not in PRIVATE_KINDS]
         now = time.time()
-        revision = await self.in_store_thread(self.store.commit, writes, feed, now)
+        revision = int(await self.in_store_thread(self.store.commit, writes, feed, now))
         for obj in objs:
             self._apply(obj)
         for obj in deleted:

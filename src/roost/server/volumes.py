@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from roost.core.errors import bad_request, not_found, precondition
@@ -125,7 +126,7 @@ class VolumeService:
         await self.remove_data([volume])
         return self.state.volume_api(gone)
 
-    async def remove_data(self, volumes: list[Volume]) -> None:
+    async def remove_data(self, volumes: Iterable[Volume]) -> None:
         """Delete destroyed volumes' directories on their hosts, best effort: a host that is down keeps the
         directory (the record is gone either way, so nothing will use it again)."""
         if self.agents is None:

@@ -1,13 +1,40 @@
-"""The CLI's client for the Machines API: one pooled connection, the server's errors as one clear line."""
+"""The client for the Machines API (used by the CLI, deploy, scale and drills): one pooled connection, the server's
+errors as one clear line, and where to find the server."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from roost.cli.common import api_target
-from roost.cli.output import CliError
+from roost.client.errors import UserError
+
+DEFAULT_HOME = Path(os.environ.get("ROOST_HOME", Path.home() / ".roost"))
+DEFAULT_FLEET_DIR = DEFAULT_HOME / "dev"
+
+
+def fleet_file(data_dir: Path | None = None) -> Path:
+    return (data_dir or Path(os.environ.get("ROOST_DEV_DIR", DEFAULT_FLEET_DIR))) / "fleet.json"
+
+
+def api_target() -> tuple[str, str]:
+    """(server URL, token) from ROOST_API_URL/ROOST_API_TOKEN, else from the running dev fleet."""
+    url = os.environ.get("ROOST_API_URL")
+    token = os.environ.get("ROOST_API_TOKEN")
+    if url and token:
+        return url.rstrip("/"), token
+    path = fleet_file()
+    if path.exists():
+        try:
+            fleet = json.loads(path.read_text())
+            return (url or fleet["server"]["url"]).rstrip("/"), token or fleet["token"]
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"{path} is damaged ({exc}); run 'roost dev down' and 'roost dev up' again") from None
+    raise UserError("no Roost server found: set ROOST_API_URL and ROOST_API_TOKEN, or start a local fleet "
+                   "with 'roost dev up'")
 
 
 class Api:
@@ -24,16 +51,16 @@ class Api:
         try:
             response = self.http.request(method, path, json=json, params=params, content=content, headers=headers)
         except httpx.ConnectError:
-            raise CliError(f"cannot reach the Roost server at {self.url}: is it running? "
+            raise UserError(f"cannot reach the Roost server at {self.url}: is it running? "
                            "('roost dev status' shows the local fleet)") from None
         except httpx.HTTPError as exc:
-            raise CliError(f"talking to {self.url}: {type(exc).__name__}: {exc}") from None
+            raise UserError(f"talking to {self.url}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 400 and response.status_code not in ok_codes:
             try:
                 message = response.json().get("error") or response.text
             except ValueError:
                 message = response.text.strip() or response.reason_phrase
-            raise CliError(message)
+            raise UserError(message)
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -58,7 +85,7 @@ class Api:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise CliError(f"timed out waiting for machine {machine_id} to be {state}")
+                raise UserError(f"timed out waiting for machine {machine_id} to be {state}")
             chunk = max(1, min(60, int(remaining)))
             response = self.http.get(f"/v1/apps/{app}/machines/{machine_id}/wait",
                                      params={"state": state, "timeout": chunk}, timeout=chunk + 10)
@@ -66,6 +93,6 @@ class Api:
                 return dict(response.json())
             if response.status_code != 408:
                 try:
-                    raise CliError(response.json().get("error", response.text))
+                    raise UserError(response.json().get("error", response.text))
                 except ValueError:
-                    raise CliError(response.text) from None
+                    raise UserError(response.text) from None

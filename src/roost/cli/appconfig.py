@@ -1,0 +1,47 @@
+"""What the fly.toml commands share: finding fly.toml and the app, and how they talk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from roost.cli.output import CliError, console, err_console
+from roost.config.flytoml import AppConfig, ConfigError, load_text
+
+CONFIG_OPT = typer.Option(None, "--config", "-c", help="Path to fly.toml (default: ./fly.toml).")
+APP_OPT = typer.Option(None, "--app", "-a", help="App name (default: fly.toml's app).")
+
+
+def config_path(value: Path | None) -> Path:
+    return (value or Path("fly.toml")).resolve()
+
+
+def load_config(path: Path, required: bool = True) -> AppConfig | None:
+    if not path.exists():
+        if required:
+            raise CliError(f"{path} not found: run 'roost launch' to create one, or pass -c PATH")
+        return None
+    try:
+        cfg = load_text(path.read_text(), str(path))
+    except ConfigError as exc:
+        raise CliError(exc.message) from None
+    for warning in cfg.warnings:
+        err_console.print(f"[yellow]Warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    return cfg
+
+
+def app_name(app: str | None, cfg: AppConfig | None) -> str:
+    name = app or (cfg.app if cfg else "")
+    if not name:
+        raise CliError("no app name: pass -a APP, or set app in fly.toml")
+    return name
+
+
+def say(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def group_of(m: dict[str, Any]) -> str:
+    return str(((m.get("config") or {}).get("metadata") or {}).get("fly_process_group", ""))

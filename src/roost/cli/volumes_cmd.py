@@ -1,0 +1,55 @@
+"""`roost volumes list|create|destroy`: a directory on one host, one machine at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from roost.cli.appconfig import say
+from roost.cli.output import CliError, print_json, print_table
+from roost.client.api import Api
+
+volumes_app = typer.Typer(no_args_is_help=True, help="Volumes: a directory on one host, one machine at a time.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(volumes_app, name="volumes")
+    app.add_typer(volumes_app, name="volume", hidden=True)
+
+
+@volumes_app.command("list")
+def volumes_list(app_: str = typer.Option(..., "--app", "-a"), json_out: bool = typer.Option(False, "--json", "-j")
+                 ) -> None:
+    """An app's volumes."""
+    data = Api().get(f"/v1/apps/{app_}/volumes")
+    if json_out:
+        print_json(data)
+        return
+    print_table(["ID", "NAME", "SIZE", "REGION", "HOST", "ATTACHED TO", "CREATED"],
+                [[v["id"], v["name"], f"{v['size_gb']} GB", v["region"], v["zone"], v.get("attached_machine_id", ""),
+                  v["created_at"]] for v in data])
+
+
+@volumes_app.command("create")
+def volumes_create(name: str = typer.Argument(...), app_: str = typer.Option(..., "--app", "-a"),
+                   region: str = typer.Option(None, "--region", "-r"), size: int = typer.Option(1, "--size", "-s"),
+                   count: int = typer.Option(1, "--count", "-n", min=1, max=20)) -> None:
+    """Create volumes (one per host: same-named volumes go to different hosts)."""
+    api = Api()
+    for _ in range(count):
+        body: dict[str, Any] = {"name": name, "size_gb": size}
+        if region:
+            body["region"] = region
+        v = api.post(f"/v1/apps/{app_}/volumes", json=body)
+        say(f"Created {v['id']} ({name}, {size} GB) in {v['region']} on host {v['zone']}")
+
+
+@volumes_app.command("destroy")
+def volumes_destroy(volume_id: str = typer.Argument(...), app_: str = typer.Option(..., "--app", "-a"),
+                    yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+    """Destroy a volume (its data is gone; volumes are not replicated)."""
+    if not yes and not typer.confirm(f"Destroy volume {volume_id}? Its data is not replicated anywhere."):
+        raise CliError("not destroyed")
+    Api().delete(f"/v1/apps/{app_}/volumes/{volume_id}")
+    say(f"Destroyed {volume_id}")
