@@ -234,7 +234,10 @@ class Supervisor:
             record = self.records.get(mid)
             if record is not None and (self.driver.inspect(mid) or record.instance_id == spec.get("instance_id")):
                 return {"state": record.state}
-            new = MachineRecord(id=mid, spec=spec, state="stopped" if record else "created")
+            # A machine that never ran stays "created" through updates (its record would otherwise say stopped,
+            # and the control plane would "repair" a created standby into a stopped one).
+            new = MachineRecord(id=mid, spec=spec, state="stopped" if record and record.state != "created"
+                                else "created")
             if record is not None:
                 new.last_exit = record.last_exit
             self._save(new)
