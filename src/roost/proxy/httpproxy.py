@@ -185,7 +185,8 @@ class HttpProxy:
                 return False
         exclude = exclude if exclude is not None else set()
         deadline = started + self.s.route_timeout
-        attempts = replays = 0
+        # A request handed over for a retry was already tried on the machines in `exclude`: those count.
+        attempts, replays = len(exclude), 0
         prefer = (req.header(b"fly-prefer-region") or b"").decode("latin-1").strip()
         force = (req.header(b"fly-force-instance-id") or b"").decode("latin-1").strip()
         force_region = (req.header(b"fly-force-region") or b"").decode("latin-1").strip()

@@ -4,12 +4,11 @@ most one excess machine, straight through its host's agent."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 
 from roost.balancer.autostop import Running, plan
 from roost.balancer.services import ServiceSpec, http_service
+from roost.clock import SYSTEM, Clock, sleep_unless
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.starter import Starter
@@ -25,8 +24,9 @@ def _service(m: MachineRoute) -> ServiceSpec | None:
 
 class IdleLoop:
     def __init__(self, table: RoutingTable, loads: Loads, starter: Starter, metrics: Metrics, region: str,
-                 interval: float) -> None:
+                 interval: float, clock: Clock = SYSTEM) -> None:
         self.table = table
+        self.clock = clock
         self.loads = loads
         self.starter = starter
         self.metrics = metrics
@@ -36,8 +36,7 @@ class IdleLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+            await sleep_unless(self.clock, stop, self.interval)
             if stop.is_set():
                 return
             try:
@@ -47,7 +46,7 @@ class IdleLoop:
 
     async def pass_once(self) -> list[tuple[str, str, str]]:
         """One pass over every app; returns (app, machine, outcome) for what it stopped."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         done = []
         for app, machines in list(self.table.by_app.items()):
             mine = [(m, s) for m in machines.values() if m.region == self.region and m.services

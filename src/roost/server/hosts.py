@@ -8,12 +8,11 @@ control plane never makes a live host look dead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
-import time
 from typing import Any
 
+from roost.clock import SYSTEM, Clock, sleep_unless
 from roost.core.errors import bad_request, not_found
 from roost.core.events import machine_event
 from roost.core.ids import HOST_ID_RE
@@ -36,13 +35,14 @@ RECONCILE_AFTER = 3.0
 
 class HostService:
     def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig,
-                 takeover: StandbyController | None = None) -> None:
+                 takeover: StandbyController | None = None, clock: Clock = SYSTEM) -> None:
         self.state = state
+        self.clock = clock
         self.machines = machines
         self.detector = detector
         self.takeover = takeover
         self.last_seen: dict[str, float] = {}
-        started = time.time()
+        started = self.clock.time()
         for host_id in state.hosts:
             self.last_seen[host_id] = started
 
@@ -72,7 +72,7 @@ class HostService:
             raise bad_request("cpus: expected a positive integer")
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < 64:
             raise bad_request("memory_mb: expected an integer of at least 64")
-        now = time.time()
+        now = self.clock.time()
         async with self.state.lock:
             existing = self.state.hosts.get(host_id)
             if existing and existing.region != region:
@@ -93,7 +93,7 @@ class HostService:
 
     async def heartbeat(self, host_id: str, body: Any) -> dict[str, Any]:
         self.get(host_id)
-        now = time.time()
+        now = self.clock.time()
         self.last_seen[host_id] = now
         if self.state.hosts[host_id].status != "ok":
             await self._set_status(host_id, "ok")
@@ -122,7 +122,7 @@ class HostService:
             m = self.state.machines.get(machine_id)
             if m is None or m.host_id != host_id or m.state is State.DESTROYED:
                 orphans.append(machine_id)
-        now = time.time()
+        now = self.clock.time()
         for m in self._machines_on(host_id):
             if self.machines.is_busy(m.id):
                 continue
@@ -156,7 +156,7 @@ class HostService:
     async def report(self, host_id: str, body: Any) -> dict[str, Any]:
         """Apply events the agent saw on its own: exits, restarts by policy, check results."""
         self.get(host_id)
-        self.last_seen[host_id] = time.time()
+        self.last_seen[host_id] = self.clock.time()
         reports = body.get("reports") if isinstance(body, dict) else None
         if not isinstance(reports, list):
             raise bad_request("body must be {\"reports\": [...]}")
@@ -239,7 +239,7 @@ class HostService:
             view = self.state.host_api(host)
             seen = self.last_seen.get(host.id, host.last_heartbeat)
             view["last_heartbeat_unix"] = seen
-            view["last_heartbeat_age_s"] = round(max(0.0, time.time() - seen), 3)
+            view["last_heartbeat_age_s"] = round(max(0.0, self.clock.time() - seen), 3)
             out.append(view)
         return out
 
@@ -247,7 +247,7 @@ class HostService:
         """Judge every host a few times per heartbeat interval until `stop` is set."""
         tick = max(0.02, self.detector.heartbeat_interval / 4)
         while not stop.is_set():
-            now = time.time()
+            now = self.clock.time()
             for host_id, host in list(self.state.hosts.items()):
                 last = self.last_seen.get(host_id, host.last_heartbeat)
                 status = judge(last, now, self.detector)
@@ -263,5 +263,4 @@ class HostService:
                             self.takeover.host_dead(host_id, last)
                     except Exception:  # keep judging the others; the next tick retries
                         log.exception("detector: updating %s failed", host_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick)
+            await sleep_unless(self.clock, stop, tick)

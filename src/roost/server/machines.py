@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from roost import tasks
+from roost.clock import SYSTEM, Clock
 from roost.core import lifecycle
 from roost.core import machine_config as mc
 from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition, unprocessable
@@ -39,8 +39,9 @@ MAX_BACKGROUND_OPS = 1000
 
 class MachineService:
     def __init__(self, state: ClusterState, agents: AgentClient, default_region: str,
-                 secrets: Callable[[str], dict[str, str]] = lambda _app: {}) -> None:
+                 secrets: Callable[[str], dict[str, str]] = lambda _app: {}, clock: Clock = SYSTEM) -> None:
         self.state = state
+        self.clock = clock
         self.agents = agents
         self.default_region = default_region
         self.secrets = secrets
@@ -112,7 +113,7 @@ class MachineService:
                 setattr(m, key, value)
             if event:
                 m.add_event(event)
-            m.updated_at = time.time()
+            m.updated_at = self.clock.time()
             await self.state.save(m)
             return m
 
@@ -214,7 +215,7 @@ class MachineService:
                                           pinned_host=volume.host_id if volume else None,
                                           exclude_hosts=frozenset(watched_hosts)),
                          self.state.host_views())
-            now = time.time()
+            now = self.clock.time()
             ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(host.id))
             host_rec = self.state.hosts[host.id]
             m = Machine(
@@ -318,7 +319,7 @@ class MachineService:
 
     async def start(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         if mc.standbys(m.config) and not recovery.holds_work(m.id, m.fencing):
             raise precondition(
                 f"machine {m.id} is a standby for {', '.join(mc.standbys(m.config))}: it starts only when a "
@@ -359,7 +360,8 @@ class MachineService:
                 if standby.state is not State.STOPPED:
                     raise precondition(f"standby {standby_id} did not stop (it is {standby.state}), so {m.id} "
                                        "cannot take its work back; try again")
-            back = recovery.hand_back(m.id, standby_id, m.fencing, standby.fencing if standby else {}, time.time())
+            back = recovery.hand_back(m.id, standby_id, m.fencing, standby.fencing if standby else {},
+                                      self.clock.time())
             if standby is not None and standby.state is not State.DESTROYED:
                 await self._write(standby_id, fencing=back.standby,
                                   note=f"handed the work back to {m.id} (fencing token {back.token}); a standby "
@@ -374,7 +376,7 @@ class MachineService:
 
     async def stop(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         body = body if isinstance(body, dict) else {}
         sig = parse_signal(body["signal"]) if body.get("signal") else mc.stop_signal(m.config)
         timeout = (duration_seconds(body["timeout"], field="timeout", int_unit=1.0) if body.get("timeout") is not None
@@ -408,7 +410,7 @@ class MachineService:
 
     async def suspend(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         async with self.op_lock(machine_id):
             m = self.get(app, machine_id)
             if not lifecycle.check(Action.SUSPEND, m.state):
@@ -426,7 +428,7 @@ class MachineService:
 
     async def restart(self, app: str, machine_id: str, query: dict[str, str], nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         sig = parse_signal(query["signal"]) if query.get("signal") else mc.stop_signal(m.config)
         timeout = (duration_seconds(query["timeout"], field="timeout", int_unit=1.0) if query.get("timeout")
                    else mc.stop_timeout(m.config))
@@ -455,7 +457,7 @@ class MachineService:
 
     async def signal(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         if not isinstance(body, dict) or "signal" not in body:
             raise bad_request("body must be {\"signal\": \"SIGTERM\"} (a signal name or number)")
         sig = parse_signal(body["signal"])
@@ -467,7 +469,7 @@ class MachineService:
 
     async def cordon(self, app: str, machine_id: str, cordoned: bool, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         lifecycle.check(Action.CORDON, m.state)
         # Uncordon also puts a machine created with skip_service_registration into service (bluegreen).
         if m.cordoned != cordoned or (not cordoned and m.skip_service_registration):
@@ -480,7 +482,7 @@ class MachineService:
 
     async def update(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object with {\"config\": {...}}")
         config = mc.normalize(body.get("config"))
@@ -541,11 +543,11 @@ class MachineService:
                 elif current.state is State.SUSPENDED:
                     updated.state = State.STOPPED  # the snapshot belongs to the old version
                 updated.add_event(machine_event("update", "replacing" if was_running else "updated", "user"))
-                updated.updated_at = time.time()
+                updated.updated_at = self.clock.time()
                 if body.get("lease_ttl"):
                     ttl = body["lease_ttl"]
                     if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
-                        updated.lease = Lease(new_nonce(), time.time() + ttl, "update", "", updated.instance_id)
+                        updated.lease = Lease(new_nonce(), self.clock.time() + ttl, "update", "", updated.instance_id)
                 await self.state.save(updated)
             m = updated
             if was_running and run_after:
@@ -590,7 +592,7 @@ class MachineService:
 
     async def destroy(self, app: str, machine_id: str, force: bool, nonce: str | None) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         async with self.op_lock(machine_id):
             m = self.get(app, machine_id)
             if not lifecycle.check(Action.FORCE_DESTROY if force else Action.DESTROY, m.state):
@@ -613,7 +615,7 @@ class MachineService:
             m = self.state.machines[machine_id].copy()
             m.state = State.DESTROYED
             m.lease = None
-            m.updated_at = time.time()
+            m.updated_at = self.clock.time()
             m.add_event(machine_event("destroy", "destroyed", "flyd"))
             to_save: list[Any] = [m]
             for volume in self.state.volumes.values():
@@ -632,13 +634,13 @@ class MachineService:
                 raise bad_request(f"state: cannot wait for {s!r}; use one of {', '.join(sorted(WAITABLE_STATES))}")
         wanted = set(states or ["started"])
         timeout = min(max(timeout, 0.0), WAIT_MAX_SECONDS)
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while True:
             m = self.get(app, machine_id)
             if str(m.state) in wanted:
                 return {"ok": True, "state": str(m.state), "version": m.instance_id,
                         "event_id": m.events[0]["id"] if m.events else ""}
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise RoostError(408, f"deadline_exceeded: machine {m.id} did not reach state "
                                       f"{' or '.join(sorted(wanted))} within {timeout:g}s (it is {m.state})")
@@ -661,7 +663,7 @@ class MachineService:
             ttl = int(ttl)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 3600:
             raise bad_request("ttl: expected a number of seconds between 1 and 3600")
-        now = time.time()
+        now = self.clock.time()
         async with self.state.lock:
             m = self.state.machines[machine_id]
             held = m.lease if m.lease and m.lease.expires_at > now else None
@@ -680,7 +682,7 @@ class MachineService:
 
     def get_lease(self, app: str, machine_id: str) -> dict[str, Any]:
         m = self.get(app, machine_id)
-        if m.lease is None or m.lease.expires_at <= time.time():
+        if m.lease is None or m.lease.expires_at <= self.clock.time():
             raise not_found(f"machine {m.id} has no active lease")
         return self.lease_envelope(m.lease)
 
@@ -688,7 +690,7 @@ class MachineService:
         m = self.get(app, machine_id)
         if not nonce:
             raise bad_request("releasing a lease needs its nonce in the fly-machine-lease-nonce header")
-        if m.lease is None or m.lease.expires_at <= time.time():
+        if m.lease is None or m.lease.expires_at <= self.clock.time():
             return {"status": "success", "data": {"ok": True}}
         if m.lease.nonce != nonce:
             raise conflict(f"the nonce does not match machine {m.id}'s lease")
@@ -700,7 +702,7 @@ class MachineService:
     async def set_metadata(self, app: str, machine_id: str, values: dict[str, str], nonce: str | None,
                            replace_all: bool = False, remove: str | None = None) -> None:
         m = self.get(app, machine_id)
-        self.check_lease(m, nonce, time.time())
+        self.check_lease(m, nonce, self.clock.time())
         lifecycle.check(Action.METADATA, m.state)
         for key, value in values.items():
             if not key or not isinstance(value, str):
@@ -715,7 +717,7 @@ class MachineService:
                     raise not_found(f"metadata key {remove!r} not found on machine {machine_id}")
                 del metadata[remove]
             updated.config = {**current.config, "metadata": metadata}
-            updated.updated_at = time.time()
+            updated.updated_at = self.clock.time()
             await self.state.save(updated)
 
     # ---- list ----

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from roost.clock import SYSTEM, Clock
 from roost.core.errors import RoostError
 from roost.core.events import machine_event
 from roost.core.lifecycle import State
@@ -36,8 +37,10 @@ RECOVERY_WAIT = 30.0  # how long a lost machine's restart waits for its host to 
 
 
 class StandbyController:
-    def __init__(self, state: ClusterState, machines: MachineService, agents: AgentClient, lease: LeaseConfig) -> None:
+    def __init__(self, state: ClusterState, machines: MachineService, agents: AgentClient, lease: LeaseConfig,
+                 clock: Clock = SYSTEM) -> None:
         self.state = state
+        self.clock = clock
         self.machines = machines
         self.agents = agents
         self.lease = lease
@@ -79,7 +82,7 @@ class StandbyController:
                 results = await asyncio.gather(*(self._ask(p.agent_url, target.agent_url) for p in peers),
                                                return_exceptions=True)
                 reachable = any(r is True for r in results)
-            self.probes[host_id] = (time.time(), reachable)
+            self.probes[host_id] = (self.clock.time(), reachable)
             log.info("indirect probe of %s through %d peers: %s", host_id, len(peers),
                      "reachable" if reachable else "unreachable")
         finally:
@@ -97,7 +100,7 @@ class StandbyController:
             self.probe_soon(host_id)
             return None
         when, reachable = result
-        if reachable and time.time() - when > 1.0:
+        if reachable and self.clock.time() - when > 1.0:
             self.probe_soon(host_id)  # keep checking a host only the control plane cannot reach
         return not reachable
 
@@ -131,7 +134,7 @@ class StandbyController:
             self.machines.spawn(self._run_again(machine_id))
 
     async def _run_again(self, machine_id: str) -> None:
-        deadline = time.monotonic() + RECOVERY_WAIT
+        deadline = self.clock.monotonic() + RECOVERY_WAIT
         while True:  # its report can arrive before the heartbeat that marks the host ok
             m = self.state.machines.get(machine_id)
             if m is None:
@@ -139,16 +142,16 @@ class StandbyController:
             host = self.state.hosts.get(m.host_id)
             if host is not None and host.status == "ok":
                 break
-            if time.monotonic() > deadline:
+            if self.clock.monotonic() > deadline:
                 log.warning("not restarting %s: its host %s did not come back within %gs", machine_id, m.host_id,
                             RECOVERY_WAIT)
                 return
-            await asyncio.sleep(0.05)
+            await self.clock.sleep(0.05)
         for _ in range(20):  # a host just back may take a moment to answer: bounded, then try anyway
             with contextlib.suppress(RoostError):
                 await self.agents.call(host.agent_url, "GET", "/healthz", timeout=1)
                 break
-            await asyncio.sleep(0.1)
+            await self.clock.sleep(0.1)
         async with self.machines.op_lock(machine_id):
             m = self.state.machines.get(machine_id)
             # Checked again under the lock a takeover also takes: the work may have moved meanwhile.
@@ -163,9 +166,9 @@ class StandbyController:
 
     async def _take_over(self, host_id: str, last_seen: float) -> None:
         try:
-            delay = takeover_at(last_seen, self.lease) - time.time()
+            delay = takeover_at(last_seen, self.lease) - self.clock.time()
             if delay > 0:
-                await asyncio.sleep(delay)  # the host has surely fenced itself by now
+                await self.clock.sleep(delay)  # the host has surely fenced itself by now
             host = self.state.hosts.get(host_id)
             if host is None or host.status != "unreachable":
                 return
@@ -196,7 +199,7 @@ class StandbyController:
                 return
             standby = self.state.machines[standby_id]
             token = max(int(watched.fencing.get("token", 1)), int(standby.fencing.get("token", 1))) + 1
-            now = time.time()
+            now = self.clock.time()
             note = (f"replaced by standby {standby_id}: host {host_id} failed at "
                     f"{time.strftime('%H:%M:%S', time.gmtime(now))} UTC (fencing token {token})")
             fencing = {"token": token, "pair": [watched_id, standby_id], "holder": standby_id, "at": now}
