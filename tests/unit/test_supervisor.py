@@ -13,7 +13,8 @@ import pytest
 from roost.agent.drivers.fake import FakeDriver
 from roost.agent.images import ImageCache
 from roost.agent.records import RecordStore
-from roost.agent.supervisor import AgentError, Supervisor
+from roost.agent.supervisor import Supervisor
+from roost.core.errors import RoostError
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -61,7 +62,7 @@ async def test_a_watched_machine_waits_for_the_control_plane(tmp_path: Path) -> 
     await again.recover(host_restarted=True)
     assert not driver.inspect("w") and again.records["w"].awaiting == "host-lost"
     assert reports[0]["recover"] == "host-lost" and again.snapshot["w"]["recover"] == "host-lost"
-    with pytest.raises(AgentError) as refused:  # a proxy's start by reference
+    with pytest.raises(RoostError) as refused:  # a proxy's start by reference
         await again.start({"id": "w", "instance_id": "v-w"})
     assert refused.value.status == 409
     await again.start(spec("w"))  # the control plane's start, with the spec

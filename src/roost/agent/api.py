@@ -10,21 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roost.agent import logs
-from roost.agent.supervisor import AgentError, Supervisor
-from roost.core.errors import RoostError, bad_request
+from roost.agent.supervisor import Supervisor
+from roost.core.errors import bad_request
 from roost.core.units import duration_seconds, parse_signal
 from roost.weblib import json_body, ok, query_number
-
-
-def _wrap(handler: Any) -> Any:
-    async def wrapped(request: Request) -> Response:
-        try:
-            response: Response = await handler(request)
-            return response
-        except AgentError as exc:
-            raise RoostError(exc.status, exc.message) from exc
-
-    return wrapped
 
 
 def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
@@ -123,13 +112,13 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
         Route("/healthz", health),
         Route("/v1/probe", probe, methods=["POST"]),
         Route("/v1/machines", list_machines, methods=["GET"]),
-        Route(base + "/start", _wrap(start), methods=["POST"]),
-        Route(base + "/stop", _wrap(stop), methods=["POST"]),
-        Route(base + "/suspend", _wrap(suspend), methods=["POST"]),
-        Route(base + "/restart", _wrap(restart), methods=["POST"]),
-        Route(base + "/signal", _wrap(signal), methods=["POST"]),
-        Route(base, _wrap(destroy), methods=["DELETE"]),
-        Route(base, _wrap(prepare), methods=["PUT"]),
+        Route(base + "/start", start, methods=["POST"]),
+        Route(base + "/stop", stop, methods=["POST"]),
+        Route(base + "/suspend", suspend, methods=["POST"]),
+        Route(base + "/restart", restart, methods=["POST"]),
+        Route(base + "/signal", signal, methods=["POST"]),
+        Route(base, destroy, methods=["DELETE"]),
+        Route(base, prepare, methods=["PUT"]),
         Route(base + "/logs", machine_logs, methods=["GET"]),
-        Route("/v1/volumes/{vid}", _wrap(delete_volume), methods=["DELETE"]),
+        Route("/v1/volumes/{vid}", delete_volume, methods=["DELETE"]),
     ]

@@ -25,6 +25,7 @@ from roost.agent.drivers.base import Driver, DriverError, ExitInfo, StartSpec
 from roost.agent.images import ImageCache, ImageError
 from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
+from roost.core.errors import RoostError
 from roost.core.events import exit_request, machine_event
 from roost.core.restart import backoff, should_restart
 from roost.detector import recovery
@@ -32,13 +33,6 @@ from roost.detector.recovery import AgentAction
 
 log = logging.getLogger("roost.agent.supervisor")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class AgentError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Supervisor:
@@ -206,7 +200,7 @@ class Supervisor:
                 return  # something else already acted on it
             try:
                 await self._start_locked(record.spec, restarting=True)
-            except AgentError as exc:
+            except RoostError as exc:
                 self.report({"id": machine_id, "instance_id": record.instance_id, "state": "failed",
                              "event": machine_event("start", "failed", "flyd", {"error": exc.message})})
 
@@ -219,10 +213,10 @@ class Supervisor:
                 # A start by reference (a proxy's autostart): the version the server staged here.
                 record = self.records.get(mid)
                 if record is None or record.instance_id != spec.get("instance_id"):
-                    raise AgentError(404, f"no spec for machine {mid} version {spec.get('instance_id')} on this "
+                    raise RoostError(404, f"no spec for machine {mid} version {spec.get('instance_id')} on this "
                                           "host; start it through the control plane")
                 if record.awaiting and not self.driver.inspect(mid):
-                    raise AgentError(409, f"machine {mid} went down with this host and a standby may hold its "
+                    raise RoostError(409, f"machine {mid} went down with this host and a standby may hold its "
                                           "work: only the control plane may start it")
                 spec = record.spec
             return await self._start_locked(spec)
@@ -248,7 +242,7 @@ class Supervisor:
         record = self.records.get(mid)
         if record is not None and self.driver.inspect(mid):
             if record.instance_id != spec.get("instance_id"):
-                raise AgentError(409, f"machine {mid} runs another version; stop it before starting this one")
+                raise RoostError(409, f"machine {mid} runs another version; stop it before starting this one")
             if record.state == "suspended":
                 await self.driver.resume(mid)
                 record.state = "started"
@@ -263,7 +257,7 @@ class Supervisor:
         try:
             image_dir = await self.images.ensure(str(spec["image"]["digest"]))
         except (ImageError, KeyError) as exc:
-            raise AgentError(422, str(exc)) from exc
+            raise RoostError(422, str(exc)) from exc
         volume = spec.get("volume")
         start_spec = StartSpec(
             machine_id=mid, argv=machine_argv(spec), env=self._env(spec), image_dir=image_dir,
@@ -279,7 +273,7 @@ class Supervisor:
         except DriverError as exc:
             new.state = "failed"
             self._save(new)
-            raise AgentError(422, str(exc)) from exc
+            raise RoostError(422, str(exc)) from exc
         new.run = asdict(run)
         self._save(new)
         self._run_log(mid, run.pid, "start")
@@ -303,7 +297,7 @@ class Supervisor:
             try:
                 exit_info = await self.driver.stop(machine_id, signal, timeout)
             except DriverError as exc:
-                raise AgentError(500, str(exc)) from exc
+                raise RoostError(500, str(exc)) from exc
         record.state = "stopped"
         record.run = None
         if exit_info is not None:
@@ -317,12 +311,12 @@ class Supervisor:
         async with self.lock(machine_id):
             record = self.records.get(machine_id)
             if record is None or not self.driver.inspect(machine_id):
-                raise AgentError(409, f"machine {machine_id} is not running")
+                raise RoostError(409, f"machine {machine_id} is not running")
             await self._stop_checks(machine_id)
             try:
                 frozen = await self.driver.suspend(machine_id)
             except DriverError as exc:
-                raise AgentError(409, str(exc)) from exc
+                raise RoostError(409, str(exc)) from exc
             if not frozen:  # Fly: suspend where possible, else stop
                 spec = record.spec
                 return await self._stop_locked(machine_id, int(spec.get("stop_signal", 2)),
@@ -337,18 +331,18 @@ class Supervisor:
         async with self.lock(machine_id):
             record = self.records.get(machine_id)
             if record is None and spec is None:
-                raise AgentError(404, f"machine {machine_id} is not on this host")
+                raise RoostError(404, f"machine {machine_id} is not on this host")
             await self._stop_locked(machine_id, signal, timeout)
             assert spec is not None or record is not None
             return await self._start_locked(spec if spec is not None else record.spec)  # type: ignore[union-attr]
 
     def signal(self, machine_id: str, signal: int) -> None:
         if machine_id not in self.records:
-            raise AgentError(404, f"machine {machine_id} is not on this host")
+            raise RoostError(404, f"machine {machine_id} is not on this host")
         try:
             self.driver.signal(machine_id, signal)
         except DriverError as exc:
-            raise AgentError(409, str(exc)) from exc
+            raise RoostError(409, str(exc)) from exc
 
     async def destroy(self, machine_id: str) -> None:
         async with self.lock(machine_id):
@@ -364,11 +358,11 @@ class Supervisor:
     async def delete_volume(self, volume_id: str) -> bool:
         """Remove a destroyed volume's directory; False if there was none. Refused while a machine runs on it."""
         if not volume_id or "/" in volume_id or volume_id.startswith("."):
-            raise AgentError(400, f"invalid volume id {volume_id!r}")
+            raise RoostError(400, f"invalid volume id {volume_id!r}")
         for record in self.records.values():
             volume = record.spec.get("volume") or {}
             if volume.get("id") == volume_id and record.state in ("started", "suspended"):
-                raise AgentError(409, f"volume {volume_id} is in use by machine {record.id}")
+                raise RoostError(409, f"volume {volume_id} is in use by machine {record.id}")
         path = self.volumes_dir / volume_id
         if not path.exists():
             return False
@@ -437,7 +431,7 @@ class Supervisor:
                 self.report({"id": machine_id, "instance_id": record.instance_id, "state": "started",
                              "event": machine_event("start", "started", "flyd",
                                                     {"restart_count": record.restart_count})})
-            except AgentError as exc:
+            except RoostError as exc:
                 self.report({"id": machine_id, "instance_id": record.instance_id, "state": "failed",
                              "event": machine_event("start", "failed", "flyd", {"error": exc.message})})
 
@@ -484,7 +478,7 @@ class Supervisor:
 def _machine_id(spec: dict[str, Any]) -> str:
     mid = spec.get("id")
     if not isinstance(mid, str) or not mid:
-        raise AgentError(400, "spec.id: required")
+        raise RoostError(400, "spec.id: required")
     return mid
 
 

@@ -28,3 +28,25 @@ def judge(last_heartbeat: float, now: float, config: DetectorConfig) -> str:
     if silence >= config.suspect_after:
         return UNKNOWN
     return OK
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What other hosts answered when asked to reach a silent one (SWIM's indirect probe)."""
+
+    at: float  # when the answer came
+    reachable: bool  # some peer reached its agent
+
+
+RECHECK_AFTER = 1.0  # a host only the control plane lost is asked about again this often
+
+
+def confirm(probe: Probe | None, last_heartbeat: float, now: float) -> tuple[bool | None, bool]:
+    """(dead, probe_again) for a silent host. `dead` is None until a probe made after the host went silent
+    has answered; then True only if no peer could reach it. A host the peers still reach is probed again
+    every RECHECK_AFTER seconds, so that it is declared dead once it really dies."""
+    if probe is None or probe.at < last_heartbeat:
+        return None, True
+    if probe.reachable:
+        return False, now - probe.at > RECHECK_AFTER
+    return True, False

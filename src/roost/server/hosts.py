@@ -147,8 +147,8 @@ class HostService:
                 continue
             log.info("reconcile %s on %s: %s -> %s", m.id, host_id, m.state, actual)
             desired = m.state
-            await self.machines._write(m.id, state=actual, note=note or m.note,
-                                       event=machine_event("reconcile", str(actual), "flyd"))
+            await self.state.write_machine(m.id, now=self.clock.time(), state=actual, note=note or m.note,
+                                           event=machine_event("reconcile", str(actual), "flyd"))
             if isinstance(info, dict) and info.get("recover") and self.takeover is not None:
                 self.takeover.machine_lost(m.id, desired)  # its report went missing: the same rule
         return orphans
@@ -200,7 +200,7 @@ class HostService:
         if new_state is None and event is None and (not changes or changes == {"checks": m.checks}):
             return
         desired = m.state
-        await self.machines._write(m.id, state=new_state, event=event, **changes)
+        await self.state.write_machine(m.id, now=self.clock.time(), state=new_state, event=event, **changes)
         if r.get("recover") and self.takeover is not None:
             # Down because of its host (power cut, or fenced while cut off): run it again unless a standby
             # took over its work (detector/recovery.py).

@@ -104,18 +104,7 @@ class MachineService:
 
     async def _write(self, machine_id: str, *, state: State | None = None, event: dict[str, Any] | None = None,
                      **changes: Any) -> Machine:
-        async with self.state.lock:
-            current = self.state.machines[machine_id]
-            m = current.copy()
-            if state is not None:
-                m.state = state
-            for key, value in changes.items():
-                setattr(m, key, value)
-            if event:
-                m.add_event(event)
-            m.updated_at = self.clock.time()
-            await self.state.save(m)
-            return m
+        return await self.state.write_machine(machine_id, state=state, event=event, now=self.clock.time(), **changes)
 
     async def _settle(self, machine_id: str, instance_id: str, reported: State, event: dict[str, Any] | None,
                       **changes: Any) -> Machine | None:
@@ -301,9 +290,10 @@ class MachineService:
                 self.host_for(m, "start")
                 m = await self._write(machine_id, state=State.STARTING,
                                       event=machine_event("start", "starting", "user"))
-                await self._agent_start(m)
+                await self.agent_start(m)
 
-    async def _agent_start(self, m: Machine) -> None:
+    async def agent_start(self, m: Machine) -> None:
+        """Start `m` on its host's agent and settle its state from the answer (FAILED on an error, raised)."""
         host = self.host_for(m, "start")
         try:
             result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/start",
@@ -336,7 +326,7 @@ class MachineService:
                     # A resume takes a few ms: the operation lock guards it without a transitional write.
                     m = await self._write(m.id, state=State.STARTING, checks={},
                                           event=machine_event("start", "starting", "user"))
-                await self._agent_start(m)
+                await self.agent_start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
 
     async def _hand_back(self, m: Machine) -> None:
@@ -559,7 +549,7 @@ class MachineService:
                     await self._discard_snapshot(m, stage=False)
                 m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
                 with contextlib.suppress(RoostError):
-                    await self._agent_start(m)
+                    await self.agent_start(m)
                 m = self.state.machines[m.id]
             elif current.state is State.SUSPENDED:
                 self.spawn(self._discard_snapshot(m))

@@ -108,6 +108,22 @@ class ClusterState:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def write_machine(self, machine_id: str, *, state: State | None = None, event: dict[str, Any] | None = None,
+                            now: float, **changes: Any) -> Machine:
+        """The one writer of a machine's record: under the state lock, a copy with `changes` (and `state`,
+        and `event` added), saved durably, then applied and published."""
+        async with self.lock:
+            m = self.machines[machine_id].copy()
+            if state is not None:
+                m.state = state
+            for key, value in changes.items():
+                setattr(m, key, value)
+            if event:
+                m.add_event(event)
+            m.updated_at = now
+            await self.save(m)
+            return m
+
     async def save(self, *objs: Record, deleted: Iterable[Record] = (), extra_feed: Iterable[Record] = ()) -> int:
         """Durably write `objs` (and delete `deleted`), then apply them in memory and publish them.
 

@@ -23,6 +23,7 @@ from roost.core.lifecycle import State
 from roost.core.machine_config import standbys as standbys_of
 from roost.detector import recovery
 from roost.detector.fencing import LeaseConfig, takeover_at
+from roost.detector.membership import Probe, confirm
 from roost.detector.recovery import ServerAction
 from roost.detector.standby import MachineView, takeovers, watched_on
 from roost.server.agent_client import AgentClient
@@ -44,7 +45,7 @@ class StandbyController:
         self.machines = machines
         self.agents = agents
         self.lease = lease
-        self.probes: dict[str, tuple[float, bool]] = {}  # host -> (when, reachable by some peer)
+        self.probes: dict[str, Probe] = {}  # host -> what its peers answered last
         self._probing: set[str] = set()
         self._scheduled: set[str] = set()
         self.history: list[dict[str, Any]] = []  # recent takeovers, for the API and drills (bounded)
@@ -82,7 +83,7 @@ class StandbyController:
                 results = await asyncio.gather(*(self._ask(p.agent_url, target.agent_url) for p in peers),
                                                return_exceptions=True)
                 reachable = any(r is True for r in results)
-            self.probes[host_id] = (self.clock.time(), reachable)
+            self.probes[host_id] = Probe(self.clock.time(), reachable)
             log.info("indirect probe of %s through %d peers: %s", host_id, len(peers),
                      "reachable" if reachable else "unreachable")
         finally:
@@ -94,15 +95,11 @@ class StandbyController:
         return bool(answer and answer.get("reachable"))
 
     def confirmed_dead(self, host_id: str, last_seen: float) -> bool | None:
-        """True/False once a probe made after the host went silent has answered; None while waiting."""
-        result = self.probes.get(host_id)
-        if result is None or result[0] < last_seen:
+        """The detector's verdict on a silent host from its peers' answers (None while waiting for one)."""
+        dead, again = confirm(self.probes.get(host_id), last_seen, self.clock.time())
+        if again:
             self.probe_soon(host_id)
-            return None
-        when, reachable = result
-        if reachable and self.clock.time() - when > 1.0:
-            self.probe_soon(host_id)  # keep checking a host only the control plane cannot reach
-        return not reachable
+        return dead
 
     # ---- takeovers ----
 
@@ -158,11 +155,11 @@ class StandbyController:
             if m is None or m.state is not State.STOPPED or recovery.replaced_by(m.fencing):
                 return
             why = f"its host {m.host_id} came back and no standby had taken over its work"
-            m = await self.machines._write(machine_id, state=State.STARTING, checks={},
-                                           note=f"running again: {why}",
-                                           event=machine_event("start", "starting", "flyd", {"reason": why}))
+            m = await self.state.write_machine(
+                machine_id, now=self.clock.time(), state=State.STARTING, checks={}, note=f"running again: {why}",
+                event=machine_event("start", "starting", "flyd", {"reason": why}))
             with contextlib.suppress(RoostError):
-                await self.machines._agent_start(m)
+                await self.machines.agent_start(m)
 
     async def _take_over(self, host_id: str, last_seen: float) -> None:
         try:
@@ -179,8 +176,10 @@ class StandbyController:
                     log.warning("not starting standby %s for %s: host %s went silent before it acknowledged "
                                 "that it must fence %s (it may still be running it)", plan.standby, plan.watched,
                                 host_id, plan.watched)
-                    await self.machines._write(plan.watched, note=f"host {host_id} went silent before it learned "
-                                               f"of standby {plan.standby}; not taken over, to be safe")
+                    await self.state.write_machine(
+                        plan.watched, now=self.clock.time(),
+                        note=f"host {host_id} went silent before it learned of standby {plan.standby}; not taken "
+                             "over, to be safe")
                     continue
                 try:
                     await self._start_standby(host_id, plan.watched, plan.standby)
@@ -205,19 +204,19 @@ class StandbyController:
             fencing = {"token": token, "pair": [watched_id, standby_id], "holder": standby_id, "at": now}
             log.info("takeover: %s on dead host %s -> standby %s (token %d)", watched_id, host_id, standby_id,
                      token)
-            await self.machines._write(watched_id, state=State.STOPPED, note=note,
-                                       fencing={**fencing, "replaced_by": standby_id},
-                                       event=machine_event("takeover", "replaced", "flyd",
-                                                           {"standby": standby_id, "host": host_id,
-                                                            "fencing_token": token}))
-        await self.machines._write(standby_id, state=State.STARTING, fencing=fencing, checks={},
-                                   note=f"took over from {watched_id} (host {host_id} failed; fencing token {token})",
-                                   event=machine_event("takeover", "starting", "flyd",
-                                                       {"replaces": watched_id, "host": host_id,
-                                                        "fencing_token": token}))
+            await self.state.write_machine(
+                watched_id, now=self.clock.time(), state=State.STOPPED, note=note,
+                fencing={**fencing, "replaced_by": standby_id},
+                event=machine_event("takeover", "replaced", "flyd",
+                                    {"standby": standby_id, "host": host_id, "fencing_token": token}))
+        await self.state.write_machine(
+            standby_id, now=self.clock.time(), state=State.STARTING, fencing=fencing, checks={},
+            note=f"took over from {watched_id} (host {host_id} failed; fencing token {token})",
+            event=machine_event("takeover", "starting", "flyd",
+                                {"replaces": watched_id, "host": host_id, "fencing_token": token}))
         self.history.append({"watched": watched_id, "standby": standby_id, "host": host_id, "token": token,
                              "at": now})
         del self.history[:-100]
         async with self.machines.op_lock(standby_id):
             with contextlib.suppress(Exception):
-                await self.machines._agent_start(self.state.machines[standby_id])
+                await self.machines.agent_start(self.state.machines[standby_id])
