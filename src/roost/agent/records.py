@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from roost.agent.drivers.base import RunInfo
+from roost.core.lifecycle import State
 
 
 @dataclass
 class MachineRecord:
     id: str
     spec: dict[str, Any]  # what the server sent: config, env, image, ports, volume
-    state: str = "created"  # started | stopped | suspended | failed | created
+    state: State = State.CREATED  # started | stopped | suspended | failed | created (the agent never sees the rest)
     run: dict[str, Any] | None = None  # RunInfo as a dict, while a process exists
     restart_times: list[float] = field(default_factory=list)
     restart_count: int = 0
@@ -65,7 +66,9 @@ class RecordStore:
         records = []
         for path in sorted(self.root.glob("*.json")):
             try:
-                records.append(MachineRecord(**json.loads(path.read_text())))
+                record = MachineRecord(**json.loads(path.read_text()))
+                record.state = State(record.state)
+                records.append(record)
             except (ValueError, TypeError, OSError):
                 continue
         return records

@@ -27,6 +27,7 @@ from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
 from roost.core.errors import RoostError
 from roost.core.events import exit_request, machine_event
+from roost.core.lifecycle import State
 from roost.core.restart import backoff, should_restart
 from roost.detector import recovery
 from roost.detector.recovery import AgentAction
@@ -142,8 +143,8 @@ class Supervisor:
         for record in self.store.load_all():
             self.records[record.id] = record
             info = record.run_info()
-            alive = info is not None and record.state in ("started", "suspended") and \
-                await self.driver.recover(record.id, info, record.state == "suspended")
+            alive = info is not None and record.state in (State.STARTED, State.SUSPENDED) and \
+                await self.driver.recover(record.id, info, record.state == State.SUSPENDED)
             action = recovery.on_agent_start(record.state, alive, record.id in self.watched, host_restarted)
             if action is AgentAction.NOTHING:
                 continue
@@ -151,7 +152,7 @@ class Supervisor:
             if action is AgentAction.ADOPT:
                 log.info("re-adopted machine %s (pid %s, %s)", record.id, pid, record.state)
                 self._watch(record)
-                if record.state == "started":
+                if record.state == State.STARTED:
                     self._start_checks(record)
                 continue
             if action is AgentAction.EXITED:
@@ -168,7 +169,7 @@ class Supervisor:
             record.last_exit = asdict(exited)
             record.run = None
             was = record.state
-            record.state = "stopped"
+            record.state = State.STOPPED
             if action is AgentAction.STOPPED:
                 record.keep_rootfs = True
                 why = "its host went down while it was suspended: its memory is lost, its files are kept"
@@ -196,7 +197,7 @@ class Supervisor:
     async def _restart_after_host_loss(self, machine_id: str) -> None:
         async with self.lock(machine_id):
             record = self.records.get(machine_id)
-            if record is None or record.state != "stopped" or self.driver.inspect(machine_id):
+            if record is None or record.state != State.STOPPED or self.driver.inspect(machine_id):
                 return  # something else already acted on it
             try:
                 await self._start_locked(record.spec, restarting=True)
@@ -230,8 +231,8 @@ class Supervisor:
                 return {"state": record.state}
             # A machine that never ran stays "created" through updates (its record would otherwise say stopped,
             # and the control plane would "repair" a created standby into a stopped one).
-            new = MachineRecord(id=mid, spec=spec, state="stopped" if record and record.state != "created"
-                                else "created")
+            new = MachineRecord(id=mid, spec=spec, state=State.STOPPED if record and record.state != State.CREATED
+                                else State.CREATED)
             if record is not None:
                 new.last_exit = record.last_exit
             self._save(new)
@@ -243,16 +244,16 @@ class Supervisor:
         if record is not None and self.driver.inspect(mid):
             if record.instance_id != spec.get("instance_id"):
                 raise RoostError(409, f"machine {mid} runs another version; stop it before starting this one")
-            if record.state == "suspended":
+            if record.state == State.SUSPENDED:
                 await self.driver.resume(mid)
-                record.state = "started"
+                record.state = State.STARTED
                 # Answer first, persist right after: a resume is on the request path of the proxy.
                 self._save_soon(record)
                 self._start_checks(record)
                 self._report_state(record, "start")
             return {"state": "started", "pid": (record.run or {}).get("pid")}
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
-        fresh = not (record is not None and (record.state == "suspended" or record.keep_rootfs)
+        fresh = not (record is not None and (record.state == State.SUSPENDED or record.keep_rootfs)
                      and record.instance_id == spec.get("instance_id"))
         try:
             image_dir = await self.images.ensure(str(spec["image"]["digest"]))
@@ -264,14 +265,14 @@ class Supervisor:
             memory_mb=mc.guest(spec.get("config") or {}).memory_mb, fresh_rootfs=fresh,
             volume=(self.volumes_dir / volume["id"], volume["path"]) if volume else None,
         )
-        new = MachineRecord(id=mid, spec=spec, state="started")
+        new = MachineRecord(id=mid, spec=spec, state=State.STARTED)
         if record is not None:
             new.restart_times = record.restart_times if restarting else []
             new.restart_count = record.restart_count if restarting else 0
         try:
             run = await self.driver.start(start_spec)
         except DriverError as exc:
-            new.state = "failed"
+            new.state = State.FAILED
             self._save(new)
             raise RoostError(422, str(exc)) from exc
         new.run = asdict(run)
@@ -298,7 +299,7 @@ class Supervisor:
                 exit_info = await self.driver.stop(machine_id, signal, timeout)
             except DriverError as exc:
                 raise RoostError(500, str(exc)) from exc
-        record.state = "stopped"
+        record.state = State.STOPPED
         record.run = None
         if exit_info is not None:
             record.last_exit = asdict(exit_info)
@@ -321,7 +322,7 @@ class Supervisor:
                 spec = record.spec
                 return await self._stop_locked(machine_id, int(spec.get("stop_signal", 2)),
                                                float(spec.get("stop_timeout", 5)))
-            record.state = "suspended"
+            record.state = State.SUSPENDED
             self._save(record)
             self._report_state(record, "suspend")
             return {"state": "suspended"}
@@ -361,7 +362,7 @@ class Supervisor:
             raise RoostError(400, f"invalid volume id {volume_id!r}")
         for record in self.records.values():
             volume = record.spec.get("volume") or {}
-            if volume.get("id") == volume_id and record.state in ("started", "suspended"):
+            if volume.get("id") == volume_id and record.state in (State.STARTED, State.SUSPENDED):
                 raise RoostError(409, f"volume {volume_id} is in use by machine {record.id}")
         path = self.volumes_dir / volume_id
         if not path.exists():
@@ -391,7 +392,7 @@ class Supervisor:
             if machine_id in self.fenced and record is not None:
                 self.fenced.discard(machine_id)
                 await self._stop_checks(machine_id)
-                record.state = "stopped"
+                record.state = State.STOPPED
                 record.run = None
                 record.last_exit = asdict(info)
                 record.awaiting = "fenced"  # runs again once the control plane says no standby took over
@@ -415,7 +416,7 @@ class Supervisor:
             record.last_exit = asdict(info)
             record.run = None
             if not again:
-                record.state = "stopped"
+                record.state = State.STOPPED
                 self._save(record)
                 self.report({"id": machine_id, "instance_id": record.instance_id, "state": "stopped",
                              "event": event, "exit_code": info.exit_code})

@@ -33,7 +33,7 @@ class AgentAction(Enum):
     NOTHING = "nothing"  # it was not running
 
 
-def on_agent_start(recorded_state: str, alive: bool, watched: bool, host_restarted: bool) -> AgentAction:
+def on_agent_start(recorded_state: State | str, alive: bool, watched: bool, host_restarted: bool) -> AgentAction:
     """An agent that starts again finds each machine of its record alive or not. `host_restarted`: the host
     itself went down (its boot id changed), so every process died with it, not by its own exit."""
     if recorded_state not in ("started", "suspended"):
