@@ -49,7 +49,7 @@ class World:
         self.state.load()
         self.agents = FakeAgents(self.clock)
         self.machines = MachineService(self.state, self.agents, "ams", clock=self.clock)  # type: ignore[arg-type]
-        self.takeover = StandbyController(self.state, self.machines, self.agents, LeaseConfig(),  # type: ignore[arg-type]
+        self.takeover = StandbyController(self.state, self.machines.ops, self.agents, LeaseConfig(),  # type: ignore[arg-type]
                                           clock=self.clock)
         self.hosts = HostService(self.state, self.machines, DetectorConfig(), self.takeover, clock=self.clock)
         self.beating: set[str] = set()

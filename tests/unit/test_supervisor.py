@@ -14,14 +14,17 @@ from roost.agent.drivers.fake import FakeDriver
 from roost.agent.images import ImageCache
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor
+from roost.core.agent_spec import AgentSpec
 from roost.core.errors import RoostError
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-def spec(mid: str, policy: str = "always") -> dict[str, Any]:
-    return {"id": mid, "app": "a", "instance_id": f"v-{mid}", "config": {"image": "x", "restart": {"policy": policy}},
-            "image": {"ref": "x", "digest": DIGEST, "cmd": ["run"]}, "env": {}, "ports": {}}
+def spec(mid: str, policy: str = "always", version: str = "") -> AgentSpec:
+    return AgentSpec.from_json({
+        "id": mid, "app": "a", "instance_id": version or f"v-{mid}",
+        "config": {"image": "x", "restart": {"policy": policy}},
+        "image": {"ref": "x", "digest": DIGEST, "cmd": ["run"]}, "env": {}, "ports": {}})
 
 
 def agent(root: Path, driver: FakeDriver | None = None, watched: list[str] | None = None,
@@ -63,7 +66,7 @@ async def test_a_watched_machine_waits_for_the_control_plane(tmp_path: Path) -> 
     assert not driver.inspect("w") and again.records["w"].awaiting == "host-lost"
     assert reports[0]["recover"] == "host-lost" and again.snapshot["w"]["recover"] == "host-lost"
     with pytest.raises(RoostError) as refused:  # a proxy's start by reference
-        await again.start({"id": "w", "instance_id": "v-w"})
+        await again.start_staged("w", "v-w")
     assert refused.value.status == 409
     await again.start(spec("w"))  # the control plane's start, with the spec
     assert driver.inspect("w") and again.records["w"].awaiting == ""
@@ -108,8 +111,8 @@ async def test_a_fenced_machine_is_left_to_the_control_plane(tmp_path: Path) -> 
 async def test_a_machine_that_never_ran_stays_created_through_updates(tmp_path: Path) -> None:
     sup, _, _ = agent(tmp_path)
     assert (await sup.prepare(spec("c")))["state"] == "created"
-    newer = {**spec("c"), "instance_id": "v2"}
+    newer = spec("c", version="v2")
     assert (await sup.prepare(newer))["state"] == "created"
     await sup.start(newer)
     await sup.stop("c", 15, 1.0)
-    assert (await sup.prepare({**spec("c"), "instance_id": "v3"}))["state"] == "stopped"
+    assert (await sup.prepare(spec("c", version="v3")))["state"] == "stopped"

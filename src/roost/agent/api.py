@@ -11,9 +11,15 @@ from starlette.routing import Route
 
 from roost.agent import logs
 from roost.agent.supervisor import Supervisor
+from roost.core.agent_spec import AgentSpec, safe_id
 from roost.core.errors import bad_request
 from roost.core.units import duration_seconds, parse_signal
 from roost.weblib import json_body, ok, query_number
+
+
+def machine_id(request: Request) -> str:
+    """The machine id in the path, checked before it names a file, a cgroup or a process."""
+    return safe_id(request.path_params["id"], "machine id")
 
 
 def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
@@ -26,58 +32,65 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
 
     def defaults(machine_id: str) -> tuple[int, float]:
         record = sup.records.get(machine_id)
-        spec = record.spec if record else {}
-        return int(spec.get("stop_signal", 2)), float(spec.get("stop_timeout", 5.0))
+        return (record.spec.stop_signal, record.spec.stop_timeout) if record else (2, 5.0)
+
+    def spec_for(request: Request, body: Any) -> AgentSpec:
+        spec = AgentSpec.from_json(body)
+        if spec.id != machine_id(request):
+            raise bad_request(f"spec.id {spec.id!r} is not the machine in the path")
+        return spec
 
     async def start(request: Request) -> Response:
-        spec = await json_body(request, required=True)
-        if not isinstance(spec, dict) or spec.get("id") != request.path_params["id"]:
-            raise bad_request("body must be the machine's spec, with its id")
-        return ok(await sup.start(spec))
+        body = await json_body(request, required=True)
+        if isinstance(body, dict) and "config" not in body:
+            # A start by reference (a proxy's autostart): the id and the version the server staged here.
+            mid = machine_id(request)
+            instance_id = body.get("instance_id")
+            if body.get("id") != mid or not isinstance(instance_id, str):
+                raise bad_request("body must be the machine's spec, or {\"id\", \"instance_id\"} of a staged one")
+            return ok(await sup.start_staged(mid, instance_id))
+        return ok(await sup.start(spec_for(request, body)))
 
     async def prepare(request: Request) -> Response:
-        spec = await json_body(request, required=True)
-        if not isinstance(spec, dict) or spec.get("id") != request.path_params["id"] or "config" not in spec:
-            raise bad_request("body must be the machine's spec, with its id and config")
-        return ok(await sup.prepare(spec))
+        return ok(await sup.prepare(spec_for(request, await json_body(request, required=True))))
 
     async def stop(request: Request) -> Response:
-        mid = request.path_params["id"]
+        mid = machine_id(request)
         sig, timeout = signal_and_timeout(await json_body(request), *defaults(mid))
         return ok(await sup.stop(mid, sig, timeout))
 
     async def suspend(request: Request) -> Response:
-        return ok(await sup.suspend(request.path_params["id"]))
+        return ok(await sup.suspend(machine_id(request)))
 
     async def restart(request: Request) -> Response:
-        mid = request.path_params["id"]
+        mid = machine_id(request)
         body = await json_body(request) or {}
         sig, timeout = signal_and_timeout(body, *defaults(mid))
-        spec = body.get("spec") if isinstance(body, dict) else None
-        return ok(await sup.restart(mid, sig, timeout, spec))
+        raw = body.get("spec") if isinstance(body, dict) else None
+        return ok(await sup.restart(mid, sig, timeout, None if raw is None else spec_for(request, raw)))
 
     async def signal(request: Request) -> Response:
         body = await json_body(request, required=True)
         if not isinstance(body, dict) or "signal" not in body:
             raise bad_request("body must be {\"signal\": ...}")
-        sup.signal(request.path_params["id"], parse_signal(body["signal"]))
+        sup.signal(machine_id(request), parse_signal(body["signal"]))
         return ok({"ok": True})
 
     async def destroy(request: Request) -> Response:
-        await sup.destroy(request.path_params["id"])
+        await sup.destroy(machine_id(request))
         return ok({"ok": True})
 
     async def list_machines(request: Request) -> Response:
         out = []
         for mid, r in sup.records.items():
-            out.append({"id": mid, "app": r.spec.get("app"), "instance_id": r.instance_id, "state": r.state,
+            out.append({"id": mid, "app": r.spec.app, "instance_id": r.instance_id, "state": r.state,
                         "pid": (r.run or {}).get("pid"), "restart_count": r.restart_count,
-                        "last_exit": r.last_exit, "ports": r.spec.get("ports"),
+                        "last_exit": r.last_exit, "ports": r.spec.ports,
                         "running": sup.driver.inspect(mid)})
         return ok(out)
 
     async def machine_logs(request: Request) -> Response:
-        mid = request.path_params["id"]
+        mid = machine_id(request)
         path = getattr(sup.driver, "log_path", None)
         if path is None:
             return ok({"lines": [], "offset": 0})

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from roost import tasks
+from roost.core.agent_spec import AgentSpec
 from roost.core.model import rfc3339
 from roost.core.units import duration_seconds
 
@@ -45,11 +46,11 @@ def _seconds(value: Any, default: float, field: str) -> float:
         return default
 
 
-def check_specs(spec: dict[str, Any]) -> list[CheckSpec]:
+def check_specs(spec: AgentSpec) -> list[CheckSpec]:
     """Every check a machine has, with guest ports mapped to the host ports the agent can reach."""
-    config = spec.get("config") or {}
-    ports = {int(k): int(v) for k, v in (spec.get("ports") or {}).items()}
-    address = spec.get("private_ip") or "127.0.0.1"
+    config = spec.config
+    ports = {int(k): v for k, v in spec.ports.items()}
+    address = spec.private_ip or "127.0.0.1"
     out: list[CheckSpec] = []
 
     def build(name: str, check: dict[str, Any], default_port: int | None) -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from roost.agent.drivers.base import RunInfo
+from roost.core.agent_spec import AgentSpec
 from roost.core.lifecycle import State
 
 
 @dataclass
 class MachineRecord:
     id: str
-    spec: dict[str, Any]  # what the server sent: config, env, image, ports, volume
+    spec: AgentSpec  # what the server sent
     state: State = State.CREATED  # started | stopped | suspended | failed | created (the agent never sees the rest)
     run: dict[str, Any] | None = None  # RunInfo as a dict, while a process exists
     restart_times: list[float] = field(default_factory=list)
@@ -31,7 +32,7 @@ class MachineRecord:
 
     @property
     def instance_id(self) -> str:
-        return str(self.spec.get("instance_id", ""))
+        return self.spec.instance_id
 
     def run_info(self) -> RunInfo | None:
         return RunInfo(**self.run) if self.run else None
@@ -48,7 +49,7 @@ class RecordStore:
     def save(self, record: MachineRecord) -> None:
         path = self._path(record.id)
         tmp = path.with_suffix(".json.tmp")
-        data = json.dumps(asdict(record), separators=(",", ":")).encode()
+        data = json.dumps({**asdict(record), "spec": record.spec.to_json()}, separators=(",", ":")).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
@@ -67,6 +68,7 @@ class RecordStore:
         for path in sorted(self.root.glob("*.json")):
             try:
                 record = MachineRecord(**json.loads(path.read_text()))
+                record.spec = AgentSpec.from_json(record.spec)
                 record.state = State(record.state)
                 records.append(record)
             except (ValueError, TypeError, OSError):

@@ -25,6 +25,7 @@ from roost.agent.drivers.base import Driver, DriverError, ExitInfo, StartSpec
 from roost.agent.images import ImageCache, ImageError
 from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
+from roost.core.agent_spec import AgentSpec
 from roost.core.errors import RoostError
 from roost.core.events import exit_request, machine_event
 from roost.core.lifecycle import State
@@ -207,27 +208,28 @@ class Supervisor:
 
     # ---- operations (each under the machine's lock) ----
 
-    async def start(self, spec: dict[str, Any]) -> dict[str, Any]:
-        mid = _machine_id(spec)
-        async with self.lock(mid):
-            if "config" not in spec:
-                # A start by reference (a proxy's autostart): the version the server staged here.
-                record = self.records.get(mid)
-                if record is None or record.instance_id != spec.get("instance_id"):
-                    raise RoostError(404, f"no spec for machine {mid} version {spec.get('instance_id')} on this "
-                                          "host; start it through the control plane")
-                if record.awaiting and not self.driver.inspect(mid):
-                    raise RoostError(409, f"machine {mid} went down with this host and a standby may hold its "
-                                          "work: only the control plane may start it")
-                spec = record.spec
+    async def start(self, spec: AgentSpec) -> dict[str, Any]:
+        async with self.lock(spec.id):
             return await self._start_locked(spec)
 
-    async def prepare(self, spec: dict[str, Any]) -> dict[str, Any]:
+    async def start_staged(self, machine_id: str, instance_id: str) -> dict[str, Any]:
+        """A start by reference (a proxy's autostart): the version the server staged here."""
+        async with self.lock(machine_id):
+            record = self.records.get(machine_id)
+            if record is None or record.instance_id != instance_id:
+                raise RoostError(404, f"no spec for machine {machine_id} version {instance_id} on this host; "
+                                      "start it through the control plane")
+            if record.awaiting and not self.driver.inspect(machine_id):
+                raise RoostError(409, f"machine {machine_id} went down with this host and a standby may hold its "
+                                      "work: only the control plane may start it")
+            return await self._start_locked(record.spec)
+
+    async def prepare(self, spec: AgentSpec) -> dict[str, Any]:
         """Keep a machine's spec here before it first runs, so that a proxy can start it on its own."""
-        mid = _machine_id(spec)
+        mid = spec.id
         async with self.lock(mid):
             record = self.records.get(mid)
-            if record is not None and (self.driver.inspect(mid) or record.instance_id == spec.get("instance_id")):
+            if record is not None and (self.driver.inspect(mid) or record.instance_id == spec.instance_id):
                 return {"state": record.state}
             # A machine that never ran stays "created" through updates (its record would otherwise say stopped,
             # and the control plane would "repair" a created standby into a stopped one).
@@ -238,11 +240,11 @@ class Supervisor:
             self._save(new)
             return {"state": new.state}
 
-    async def _start_locked(self, spec: dict[str, Any], *, restarting: bool = False) -> dict[str, Any]:
-        mid = _machine_id(spec)
+    async def _start_locked(self, spec: AgentSpec, *, restarting: bool = False) -> dict[str, Any]:
+        mid = spec.id
         record = self.records.get(mid)
         if record is not None and self.driver.inspect(mid):
-            if record.instance_id != spec.get("instance_id"):
+            if record.instance_id != spec.instance_id:
                 raise RoostError(409, f"machine {mid} runs another version; stop it before starting this one")
             if record.state == State.SUSPENDED:
                 await self.driver.resume(mid)
@@ -254,16 +256,16 @@ class Supervisor:
             return {"state": "started", "pid": (record.run or {}).get("pid")}
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
         fresh = not (record is not None and (record.state == State.SUSPENDED or record.keep_rootfs)
-                     and record.instance_id == spec.get("instance_id"))
+                     and record.instance_id == spec.instance_id)
         try:
-            image_dir = await self.images.ensure(str(spec["image"]["digest"]))
+            image_dir = await self.images.ensure(spec.image.digest)
         except (ImageError, KeyError) as exc:
             raise RoostError(422, str(exc)) from exc
-        volume = spec.get("volume")
+        volume = spec.volume
         start_spec = StartSpec(
-            machine_id=mid, argv=machine_argv(spec), env=self._env(spec), image_dir=image_dir,
-            memory_mb=mc.guest(spec.get("config") or {}).memory_mb, fresh_rootfs=fresh,
-            volume=(self.volumes_dir / volume["id"], volume["path"]) if volume else None,
+            machine_id=mid, argv=spec.argv(), env=self._env(spec), image_dir=image_dir,
+            memory_mb=mc.guest(spec.config).memory_mb, fresh_rootfs=fresh,
+            volume=(self.volumes_dir / volume.id, volume.path) if volume else None,
         )
         new = MachineRecord(id=mid, spec=spec, state=State.STARTED)
         if record is not None:
@@ -319,23 +321,22 @@ class Supervisor:
             except DriverError as exc:
                 raise RoostError(409, str(exc)) from exc
             if not frozen:  # Fly: suspend where possible, else stop
-                spec = record.spec
-                return await self._stop_locked(machine_id, int(spec.get("stop_signal", 2)),
-                                               float(spec.get("stop_timeout", 5)))
+                return await self._stop_locked(machine_id, record.spec.stop_signal, record.spec.stop_timeout)
             record.state = State.SUSPENDED
             self._save(record)
             self._report_state(record, "suspend")
             return {"state": "suspended"}
 
     async def restart(self, machine_id: str, signal: int, timeout: float,
-                      spec: dict[str, Any] | None) -> dict[str, Any]:
+                      spec: AgentSpec | None) -> dict[str, Any]:
         async with self.lock(machine_id):
             record = self.records.get(machine_id)
-            if record is None and spec is None:
-                raise RoostError(404, f"machine {machine_id} is not on this host")
+            if spec is None:
+                if record is None:
+                    raise RoostError(404, f"machine {machine_id} is not on this host")
+                spec = record.spec
             await self._stop_locked(machine_id, signal, timeout)
-            assert spec is not None or record is not None
-            return await self._start_locked(spec if spec is not None else record.spec)  # type: ignore[union-attr]
+            return await self._start_locked(spec)
 
     def signal(self, machine_id: str, signal: int) -> None:
         if machine_id not in self.records:
@@ -361,8 +362,8 @@ class Supervisor:
         if not volume_id or "/" in volume_id or volume_id.startswith("."):
             raise RoostError(400, f"invalid volume id {volume_id!r}")
         for record in self.records.values():
-            volume = record.spec.get("volume") or {}
-            if volume.get("id") == volume_id and record.state in (State.STARTED, State.SUSPENDED):
+            volume = record.spec.volume
+            if volume is not None and volume.id == volume_id and record.state in (State.STARTED, State.SUSPENDED):
                 raise RoostError(409, f"volume {volume_id} is in use by machine {record.id}")
         path = self.volumes_dir / volume_id
         if not path.exists():
@@ -408,7 +409,7 @@ class Supervisor:
                 return
             await self._stop_checks(machine_id)
             now = time.time()
-            policy = mc.restart_policy(record.spec.get("config") or {})
+            policy = mc.restart_policy(record.spec.config)
             again = should_restart(policy, info.exit_code, record.restart_times, now)
             event = machine_event("exit", "restarting" if again else "stopped", "flyd", exit_request(
                 info.exit_code, info.signal, info.oom_killed, False, again, info.exited_at or now,
@@ -456,12 +457,12 @@ class Supervisor:
         if runner is not None:
             await runner.stop()
 
-    def _env(self, spec: dict[str, Any]) -> dict[str, str]:
-        env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+    def _env(self, spec: AgentSpec) -> dict[str, str]:
+        env = dict(spec.env)
         env.setdefault("LANG", "C.UTF-8")
         env["PATH"] = f"{self.runtime_bin}:{env.get('PATH') or SYSTEM_PATH}"
         env.setdefault("HOME", "/tmp")
-        token_file = self.fencing_dir / f"{spec.get('id')}.token"
+        token_file = self.fencing_dir / f"{spec.id}.token"
         token_file.write_text(env.get("ROOST_FENCING_TOKEN", "1") + "\n")
         env["ROOST_FENCING_FILE"] = str(token_file)
         return env
@@ -474,22 +475,6 @@ class Supervisor:
         for task in self._watchers.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-def _machine_id(spec: dict[str, Any]) -> str:
-    mid = spec.get("id")
-    if not isinstance(mid, str) or not mid:
-        raise RoostError(400, "spec.id: required")
-    return mid
-
-
-def machine_argv(spec: dict[str, Any]) -> list[str]:
-    """What the machine runs: init.exec, else init.entrypoint + (init.cmd or the image's command)."""
-    init = (spec.get("config") or {}).get("init") or {}
-    if init.get("exec"):
-        return list(init["exec"])
-    image_cmd = (spec.get("image") or {}).get("cmd") or []
-    return list(init.get("entrypoint") or []) + list(init.get("cmd") or image_cmd)
 
 
 def runtime_bin_dir(root: Path) -> Path:

@@ -124,7 +124,7 @@ class HostService:
                 orphans.append(machine_id)
         now = self.clock.time()
         for m in self._machines_on(host_id):
-            if self.machines.is_busy(m.id):
+            if self.machines.ops.is_busy(m.id):
                 continue
             if now - m.updated_at < RECONCILE_AFTER:
                 continue
@@ -207,7 +207,7 @@ class HostService:
             self.takeover.machine_lost(m.id, desired)
         if new_state is State.STOPPED and m.config.get("auto_destroy") and "exit_code" in r:
             # An auto_destroy machine is gone once it exits on its own (Fly: one-off machines).
-            self.machines.spawn(self._auto_destroy(m.app, m.id))
+            self.machines.ops.spawn(self._auto_destroy(m.app, m.id))
 
     async def _auto_destroy(self, app: str, machine_id: str) -> None:
         try:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from roost import tasks
 from roost.clock import SYSTEM, Clock
 from roost.core import lifecycle
 from roost.core import machine_config as mc
+from roost.core.agent_spec import AgentSpec, ImageSpec, VolumeSpec
 from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition, unprocessable
 from roost.core.events import machine_event
 from roost.core.ids import APP_NAME_RE, new_machine_id, new_machine_name, new_nonce, new_ulid
@@ -26,15 +26,14 @@ from roost.core.model import Image, Lease, Machine, canonical_image_ref, rfc3339
 from roost.core.units import duration_seconds, parse_signal, signal_name
 from roost.detector import recovery
 from roost.placement.scheduler import PlacementRequest, allocate_ports, place
-from roost.server.agent_client import AgentClient, AgentError
+from roost.server.agent_client import AgentClient
+from roost.server.operations import AGENT_START_TIMEOUT, REPLACE, RESTART, START, STOP, SUSPEND, Operations
 from roost.server.state import ClusterState
 
 log = logging.getLogger("roost.server.machines")
 
 WAIT_MAX_SECONDS = 60
-AGENT_START_TIMEOUT = 60.0
 WAITABLE_STATES = {"started", "stopped", "suspended", "destroyed", "created", "failed"}
-MAX_BACKGROUND_OPS = 1000
 
 
 class MachineService:
@@ -42,11 +41,9 @@ class MachineService:
                  secrets: Callable[[str], dict[str, str]] = lambda _app: {}, clock: Clock = SYSTEM) -> None:
         self.state = state
         self.clock = clock
-        self.agents = agents
         self.default_region = default_region
         self.secrets = secrets
-        self._op_locks: dict[str, asyncio.Lock] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self.ops = Operations(state, agents, self.agent_spec, clock)
 
     # ---- lookups and guards ----
 
@@ -61,16 +58,6 @@ class MachineService:
             raise not_found(f"machine {machine_id!r} not found in app {app!r}")
         return m
 
-    def op_lock(self, machine_id: str) -> asyncio.Lock:
-        lock = self._op_locks.get(machine_id)
-        if lock is None:
-            lock = self._op_locks[machine_id] = asyncio.Lock()
-        return lock
-
-    def is_busy(self, machine_id: str) -> bool:
-        lock = self._op_locks.get(machine_id)
-        return bool(lock and lock.locked())
-
     @staticmethod
     def check_lease(m: Machine, nonce: str | None, now: float) -> None:
         lease = m.lease
@@ -83,37 +70,13 @@ class MachineService:
             "send the lease's nonce in the fly-machine-lease-nonce header, or wait for it to expire"
         )
 
-    def host_for(self, m: Machine, verb: str) -> Any:
-        host = self.state.hosts.get(m.host_id)
-        if host is None:
-            raise precondition(f"unable to {verb} machine {m.id}: its host {m.host_id!r} is not registered")
-        if host.status != "ok":
-            raise precondition(f"unable to {verb} machine {m.id}: its host {host.id} is {host.status}")
-        return host
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        if len(self._background) >= MAX_BACKGROUND_OPS:
-            raise RoostError(503, "too many machine operations in progress; retry shortly")
-        tasks.spawn(coro, getattr(coro, "__qualname__", "machine-op"), keep=self._background)
+    def _checked(self, app: str, machine_id: str, nonce: str | None) -> Machine:
+        m = self.get(app, machine_id)
+        self.check_lease(m, nonce, self.clock.time())
+        return m
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=timeout)
-
-    # ---- state writes ----
-
-    async def _write(self, machine_id: str, *, state: State | None = None, event: dict[str, Any] | None = None,
-                     **changes: Any) -> Machine:
-        return await self.state.write_machine(machine_id, state=state, event=event, now=self.clock.time(), **changes)
-
-    async def _settle(self, machine_id: str, instance_id: str, reported: State, event: dict[str, Any] | None,
-                      **changes: Any) -> Machine | None:
-        """Record what the agent says happened, unless the machine moved on to another version."""
-        current = self.state.machines.get(machine_id)
-        if current is None or current.instance_id != instance_id:
-            return None
-        return await self._write(machine_id, state=lifecycle.observed(current.state, reported), event=event,
-                                 **changes)
+        await self.ops.shutdown(timeout)
 
     # ---- what the agent is told ----
 
@@ -152,17 +115,15 @@ class MachineService:
             env["PORT"] = str(m.ports[str(first)])
         return env
 
-    def agent_spec(self, m: Machine) -> dict[str, Any]:
+    def agent_spec(self, m: Machine) -> AgentSpec:
         image = self.image_for(m.config["image"])
         mount = mc.volume_mount(m.config)
-        return {
-            "id": m.id, "app": m.app, "instance_id": m.instance_id, "region": m.region,
-            "private_ip": m.private_ip, "ports": m.ports, "config": m.config,
-            "image": {"ref": image.ref, "digest": image.digest, "cmd": image.cmd},
-            "env": self.machine_env(m, image),
-            "volume": {"id": mount[0], "path": mount[1]} if mount else None,
-            "stop_signal": mc.stop_signal(m.config), "stop_timeout": mc.stop_timeout(m.config),
-        }
+        return AgentSpec(
+            id=m.id, app=m.app, instance_id=m.instance_id, region=m.region, private_ip=m.private_ip,
+            ports=dict(m.ports), config=m.config, image=ImageSpec(image.ref, image.digest, tuple(image.cmd)),
+            env=self.machine_env(m, image), volume=VolumeSpec(mount[0], mount[1]) if mount else None,
+            stop_signal=mc.stop_signal(m.config), stop_timeout=mc.stop_timeout(m.config),
+        )
 
     # ---- create ----
 
@@ -224,9 +185,9 @@ class MachineService:
             await self.state.save(*to_save)
 
         if not skip_launch and not mc.standbys(config):
-            self.spawn(self._launch(m.id))
+            self.ops.spawn(self._launch(m.id))
         else:
-            self.spawn(self._stage(m))
+            self.ops.spawn(self._stage(m))
         result = self.state.machine_api(m)
         if m.lease:
             result["nonce"] = m.lease.nonce
@@ -264,52 +225,35 @@ class MachineService:
     async def _stage(self, m: Machine) -> None:
         """Give the host agent the machine's spec ahead of its first start, so that a proxy can start it
         without the control plane. Best effort: the server can always start it itself."""
-        host = self.state.hosts.get(m.host_id)
-        if host is None or host.status != "ok":
-            return
-        with contextlib.suppress(RoostError):
-            await self.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}", self.agent_spec(m), timeout=10)
+        host = self.ops.live_host(m)
+        if host is not None:
+            with contextlib.suppress(RoostError):
+                await self.ops.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}", self.agent_spec(m).to_json(),
+                                           timeout=10)
 
     async def _discard_snapshot(self, m: Machine, stage: bool = True) -> None:
         """A suspended machine updated to a new version: its frozen process (the old version's memory) is
         killed, not resumed; the new version starts cold."""
-        host = self.state.hosts.get(m.host_id)
-        if host is not None and host.status == "ok":
+        host = self.ops.live_host(m)
+        if host is not None:
             with contextlib.suppress(RoostError):
-                await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/stop",
-                                       {"signal": 9, "timeout": 1}, timeout=15)
+                await self.ops.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/stop",
+                                           {"signal": 9, "timeout": 1}, timeout=15)
         if stage:
             await self._stage(m)
 
     async def _launch(self, machine_id: str) -> None:
-        async with self.op_lock(machine_id):
+        async with self.ops.lock(machine_id):
             m = self.state.machines.get(machine_id)
             if m is None or m.state is not State.CREATED:
                 return
             with contextlib.suppress(RoostError):
-                self.host_for(m, "start")
-                m = await self._write(machine_id, state=State.STARTING,
-                                      event=machine_event("start", "starting", "user"))
-                await self.agent_start(m)
-
-    async def agent_start(self, m: Machine) -> None:
-        """Start `m` on its host's agent and settle its state from the answer (FAILED on an error, raised)."""
-        host = self.host_for(m, "start")
-        try:
-            result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/start",
-                                            self.agent_spec(m), timeout=AGENT_START_TIMEOUT)
-        except RoostError as exc:
-            await self._settle(m.id, m.instance_id, State.FAILED,
-                               machine_event("start", "failed", "flyd", {"error": exc.message}))
-            raise
-        reported = State(result.get("state", "started"))
-        await self._settle(m.id, m.instance_id, reported, machine_event("start", str(reported), "flyd"))
+                await self.ops.start(m)
 
     # ---- lifecycle verbs ----
 
     async def start(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         if mc.standbys(m.config) and not recovery.holds_work(m.id, m.fencing):
             raise precondition(
                 f"machine {m.id} is a standby for {', '.join(mc.standbys(m.config))}: it starts only when a "
@@ -317,23 +261,23 @@ class MachineService:
             )
         if recovery.replaced_by(m.fencing) and m.state is not State.DESTROYED:
             await self._hand_back(m)
-        async with self.op_lock(machine_id):
+        async with self.ops.lock(machine_id):
             m = self.get(app, machine_id)
             previous = str(m.state)
             if lifecycle.check(Action.START, m.state):
-                self.host_for(m, "start")
-                if m.state is not State.SUSPENDED:
+                self.ops.host_for(m, "start")
+                if m.state is State.SUSPENDED:
                     # A resume takes a few ms: the operation lock guards it without a transitional write.
-                    m = await self._write(m.id, state=State.STARTING, checks={},
-                                          event=machine_event("start", "starting", "user"))
-                await self.agent_start(m)
+                    await self.ops.call(m, START, self.agent_spec(m).to_json(), AGENT_START_TIMEOUT)
+                else:
+                    await self.ops.start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
 
     async def _hand_back(self, m: Machine) -> None:
         """The operator starts a machine its standby replaced: stop the standby (it holds the work), give
         both a fencing token above any before, and leave the standby a standby again."""
         standby_id = recovery.replaced_by(m.fencing)
-        async with self.op_lock(standby_id):
+        async with self.ops.lock(standby_id):
             standby = self.state.machines.get(standby_id)
             if standby is not None and standby.state not in (State.DESTROYED, State.STOPPED, State.CREATED):
                 host = self.state.hosts.get(standby.host_id)
@@ -343,9 +287,8 @@ class MachineService:
                         f"{host.status if host else 'gone'}: it may still be running, so {m.id} cannot take "
                         "the work back yet; wait for that host, or destroy the standby with --force")
                 if standby.state not in lifecycle.TRANSIENT:
-                    standby = await self._write(standby_id, state=State.STOPPING, event=machine_event(
-                        "stop", "stopping", "user", {"reason": f"{m.id} takes its work back"}))
-                await self._agent_stop(standby, mc.stop_signal(standby.config), mc.stop_timeout(standby.config))
+                    standby = await self.ops.enter(standby, STOP, "user", {"reason": f"{m.id} takes its work back"})
+                await self.ops.stop(standby, mc.stop_signal(standby.config), mc.stop_timeout(standby.config))
                 standby = self.state.machines[standby_id]
                 if standby.state is not State.STOPPED:
                     raise precondition(f"standby {standby_id} did not stop (it is {standby.state}), so {m.id} "
@@ -353,126 +296,90 @@ class MachineService:
             back = recovery.hand_back(m.id, standby_id, m.fencing, standby.fencing if standby else {},
                                       self.clock.time())
             if standby is not None and standby.state is not State.DESTROYED:
-                await self._write(standby_id, fencing=back.standby,
-                                  note=f"handed the work back to {m.id} (fencing token {back.token}); a standby "
-                                       "for it again",
-                                  event=machine_event("handback", "stopped", "user", {
-                                      "to": m.id, "fencing_token": back.token}))
+                await self.ops.write(standby_id, fencing=back.standby,
+                                     note=f"handed the work back to {m.id} (fencing token {back.token}); a "
+                                          "standby for it again",
+                                     event=self.ops.event("handback", "stopped", "user", {
+                                         "to": m.id, "fencing_token": back.token}))
         log.info("hand-back: %s takes its work back from %s (token %d)", m.id, standby_id, back.token)
-        await self._write(m.id, fencing=back.watched,
-                          note=f"took its work back from standby {standby_id} (fencing token {back.token})",
-                          event=machine_event("handback", "started", "user", {
-                              "from": standby_id, "fencing_token": back.token}))
+        await self.ops.write(m.id, fencing=back.watched,
+                             note=f"took its work back from standby {standby_id} (fencing token {back.token})",
+                             event=self.ops.event("handback", "started", "user", {
+                                 "from": standby_id, "fencing_token": back.token}))
 
     async def stop(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         body = body if isinstance(body, dict) else {}
         sig = parse_signal(body["signal"]) if body.get("signal") else mc.stop_signal(m.config)
         timeout = (duration_seconds(body["timeout"], field="timeout", int_unit=1.0) if body.get("timeout") is not None
                    else mc.stop_timeout(m.config))
-        async with self.op_lock(machine_id):
+        async with self.ops.lock(machine_id):
             m = self.get(app, machine_id)
             if not lifecycle.check(Action.STOP, m.state):
                 return {"ok": True}
             if m.state is State.CREATED:
-                await self._write(m.id, state=State.STOPPED, event=machine_event("stop", "stopped", "user"))
+                await self.ops.write(m.id, state=State.STOPPED, event=self.ops.event("stop", "stopped", "user"))
                 return {"ok": True}
-            self.host_for(m, "stop")
-            m = await self._write(m.id, state=State.STOPPING, event=machine_event(
-                "stop", "stopping", "user", {"signal": signal_name(sig), "timeout": timeout}))
-        self.spawn(self._agent_stop(m, sig, timeout))
+            self.ops.host_for(m, "stop")
+            m = await self.ops.enter(m, STOP, "user", {"signal": signal_name(sig), "timeout": timeout})
+        self.ops.spawn(self._stop_unlocked(m, sig, timeout))
         return {"ok": True}
 
-    async def _agent_stop(self, m: Machine, sig: int, timeout: float) -> None:
-        host = self.state.hosts.get(m.host_id)
-        if host is None:
-            return
-        try:
-            result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/stop",
-                                            {"signal": sig, "timeout": timeout}, timeout=timeout + 30)
-        except RoostError as exc:
-            log.warning("stop %s failed: %s", m.id, exc.message)
-            return  # the heartbeat reconciliation settles the state once the host answers again
-        await self._settle(m.id, m.instance_id, State(result.get("state", "stopped")),
-                           machine_event("stop", "stopped", "flyd", {"exit_code": result.get("exit_code")}),
-                           exit_code=result.get("exit_code"))
+    async def _stop_unlocked(self, m: Machine, sig: int, timeout: float) -> None:
+        # Not under the lock: a stop may wait the machine's kill timeout; STOPPING guards it meanwhile.
+        await self.ops.stop(m, sig, timeout)
 
     async def suspend(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
-        async with self.op_lock(machine_id):
+        m = self._checked(app, machine_id, nonce)
+        async with self.ops.lock(machine_id):
             m = self.get(app, machine_id)
             if not lifecycle.check(Action.SUSPEND, m.state):
                 return {"ok": True}
-            host = self.host_for(m, "suspend")
-            m = await self._write(m.id, state=State.SUSPENDING, event=machine_event("suspend", "suspending", "user"))
-            try:
-                result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/suspend", {})
-            except RoostError:
-                await self._settle(m.id, m.instance_id, State.STARTED, machine_event("suspend", "failed", "flyd"))
-                raise
-            reported = State(result.get("state", "suspended"))
-            await self._settle(m.id, m.instance_id, reported, machine_event("suspend", str(reported), "flyd"))
+            self.ops.host_for(m, "suspend")
+            m = await self.ops.enter(m, SUSPEND)
+            await self.ops.call(m, SUSPEND, {}, AGENT_START_TIMEOUT)
         return {"ok": True}
 
     async def restart(self, app: str, machine_id: str, query: dict[str, str], nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         sig = parse_signal(query["signal"]) if query.get("signal") else mc.stop_signal(m.config)
         timeout = (duration_seconds(query["timeout"], field="timeout", int_unit=1.0) if query.get("timeout")
                    else mc.stop_timeout(m.config))
         if query.get("force_stop", "").lower() in ("1", "true"):
             sig = parse_signal("SIGKILL")
-        async with self.op_lock(machine_id):
+        async with self.ops.lock(machine_id):
             m = self.get(app, machine_id)
             lifecycle.check(Action.RESTART, m.state)
-            host = self.host_for(m, "restart")
-            m = await self._write(m.id, state=State.STOPPING, event=machine_event("restart", "stopping", "user"))
-        self.spawn(self._agent_restart(m, host.agent_url, sig, timeout))
+            self.ops.host_for(m, "restart")
+            m = await self.ops.enter(m, RESTART)
+        self.ops.spawn(self.ops.restart(m, RESTART, sig, timeout))
         return {"ok": True}
 
-    async def _agent_restart(self, m: Machine, agent_url: str, sig: int, timeout: float) -> None:
-        async with self.op_lock(m.id):
-            try:
-                body = {"signal": sig, "timeout": timeout, "spec": self.agent_spec(m)}
-                result = await self.agents.call(agent_url, "POST", f"/v1/machines/{m.id}/restart", body,
-                                                timeout=timeout + AGENT_START_TIMEOUT)
-            except RoostError as exc:
-                await self._settle(m.id, m.instance_id, State.FAILED,
-                                   machine_event("restart", "failed", "flyd", {"error": exc.message}))
-                return
-            await self._settle(m.id, m.instance_id, State(result.get("state", "started")),
-                               machine_event("restart", "started", "flyd"))
-
     async def signal(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         if not isinstance(body, dict) or "signal" not in body:
             raise bad_request("body must be {\"signal\": \"SIGTERM\"} (a signal name or number)")
         sig = parse_signal(body["signal"])
         lifecycle.check(Action.SIGNAL, m.state)
-        host = self.host_for(m, "signal")
-        await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/signal", {"signal": sig})
-        await self._write(m.id, event=machine_event("signal", signal_name(sig), "user"))
+        host = self.ops.host_for(m, "signal")
+        await self.ops.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/signal", {"signal": sig})
+        await self.ops.write(m.id, event=self.ops.event("signal", signal_name(sig), "user"))
         return {"ok": True}
 
     async def cordon(self, app: str, machine_id: str, cordoned: bool, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         lifecycle.check(Action.CORDON, m.state)
         # Uncordon also puts a machine created with skip_service_registration into service (bluegreen).
         if m.cordoned != cordoned or (not cordoned and m.skip_service_registration):
-            await self._write(m.id, cordoned=cordoned, skip_service_registration=False if not cordoned
-                              else m.skip_service_registration,
-                              event=machine_event("cordon" if cordoned else "uncordon", "ok", "user"))
+            await self.ops.write(m.id, cordoned=cordoned, skip_service_registration=False if not cordoned
+                                 else m.skip_service_registration,
+                                 event=self.ops.event("cordon" if cordoned else "uncordon", "ok", "user"))
         return {"ok": True}
 
     # ---- update ----
 
     async def update(self, app: str, machine_id: str, body: Any, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object with {\"config\": {...}}")
         config = mc.normalize(body.get("config"))
@@ -490,7 +397,7 @@ class MachineService:
         image = self.image_for(config["image"])
         self._check_standbys(app, config, m.id)
 
-        async with self.op_lock(machine_id):
+        async with self.ops.lock(machine_id):
             m = self.get(app, machine_id)
             lifecycle.check(Action.UPDATE, m.state)
             # Only newly watched machines: an existing pair is not re-judged on every deploy.
@@ -513,7 +420,7 @@ class MachineService:
             else:
                 run_after = was_running
             if was_running or run_after:
-                self.host_for(m, "update")
+                self.ops.host_for(m, "update")
             async with self.state.lock:
                 current = self.state.machines[m.id]
                 updated = current.copy()
@@ -532,7 +439,7 @@ class MachineService:
                     updated.state = State.REPLACING
                 elif current.state is State.SUSPENDED:
                     updated.state = State.STOPPED  # the snapshot belongs to the old version
-                updated.add_event(machine_event("update", "replacing" if was_running else "updated", "user"))
+                updated.add_event(self.ops.event("update", "replacing" if was_running else "updated", "user"))
                 updated.updated_at = self.clock.time()
                 if body.get("lease_ttl"):
                     ttl = body["lease_ttl"]
@@ -541,63 +448,45 @@ class MachineService:
                 await self.state.save(updated)
             m = updated
             if was_running and run_after:
-                self.spawn(self._replace(m))
+                self.ops.spawn(self.ops.restart(m, REPLACE, mc.stop_signal(current.config),
+                                                mc.stop_timeout(current.config)))
             elif was_running:
-                self.spawn(self._agent_stop(m, mc.stop_signal(current.config), mc.stop_timeout(current.config)))
+                self.ops.spawn(self._stop_unlocked(m, mc.stop_signal(current.config), mc.stop_timeout(current.config)))
             elif run_after:
                 if current.state is State.SUSPENDED:
                     await self._discard_snapshot(m, stage=False)
-                m = await self._write(m.id, state=State.STARTING, event=machine_event("start", "starting", "user"))
                 with contextlib.suppress(RoostError):
-                    await self.agent_start(m)
+                    await self.ops.start(m)
                 m = self.state.machines[m.id]
             elif current.state is State.SUSPENDED:
-                self.spawn(self._discard_snapshot(m))
+                self.ops.spawn(self._discard_snapshot(m))
             else:
-                self.spawn(self._stage(m))
+                self.ops.spawn(self._stage(m))
         result = self.state.machine_api(m)
         if m.lease and body.get("lease_ttl"):
             result["nonce"] = m.lease.nonce
         return result
 
-    async def _replace(self, m: Machine) -> None:
-        host = self.state.hosts.get(m.host_id)
-        if host is None:
-            return
-        previous = m.versions[0]["user_config"] if m.versions else m.config
-        timeout = mc.stop_timeout(previous)
-        body = {"signal": mc.stop_signal(previous), "timeout": timeout, "spec": self.agent_spec(m)}
-        async with self.op_lock(m.id):
-            try:
-                result = await self.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/restart", body,
-                                                timeout=timeout + AGENT_START_TIMEOUT)
-            except RoostError as exc:
-                await self._settle(m.id, m.instance_id, State.FAILED,
-                                   machine_event("update", "failed", "flyd", {"error": exc.message}))
-                return
-            await self._settle(m.id, m.instance_id, State(result.get("state", "started")),
-                               machine_event("start", "started", "flyd"))
-
     # ---- destroy ----
 
     async def destroy(self, app: str, machine_id: str, force: bool, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
-        async with self.op_lock(machine_id):
+        m = self._checked(app, machine_id, nonce)
+        async with self.ops.lock(machine_id):
             m = self.get(app, machine_id)
             if not lifecycle.check(Action.FORCE_DESTROY if force else Action.DESTROY, m.state):
                 return {"ok": True}
-            m = await self._write(m.id, state=State.DESTROYING, event=machine_event("destroy", "destroying", "user"))
-            host = self.state.hosts.get(m.host_id)
-            if host is not None and host.status == "ok":
+            m = await self.ops.write(m.id, state=State.DESTROYING,
+                                     event=self.ops.event("destroy", "destroying", "user"))
+            host = self.ops.live_host(m)
+            if host is not None:
                 try:
-                    await self.agents.call(host.agent_url, "DELETE", f"/v1/machines/{m.id}", timeout=30)
-                except AgentError as exc:
+                    await self.ops.agents.call(host.agent_url, "DELETE", f"/v1/machines/{m.id}", timeout=30)
+                except RoostError as exc:
                     # Marked destroyed all the same: the agent removes machines the server no longer
                     # knows at its next full heartbeat.
                     log.warning("destroy %s on %s: %s", m.id, m.host_id, exc.message)
             await self._finish_destroy(m.id)
-        self._op_locks.pop(machine_id, None)
+        self.ops.forget(machine_id)
         return {"ok": True}
 
     async def _finish_destroy(self, machine_id: str) -> None:
@@ -606,7 +495,7 @@ class MachineService:
             m.state = State.DESTROYED
             m.lease = None
             m.updated_at = self.clock.time()
-            m.add_event(machine_event("destroy", "destroyed", "flyd"))
+            m.add_event(self.ops.event("destroy", "destroyed", "flyd"))
             to_save: list[Any] = [m]
             for volume in self.state.volumes.values():
                 if volume.attached_machine_id == m.id:
@@ -684,15 +573,14 @@ class MachineService:
             return {"status": "success", "data": {"ok": True}}
         if m.lease.nonce != nonce:
             raise conflict(f"the nonce does not match machine {m.id}'s lease")
-        await self._write(m.id, lease=None)
+        await self.ops.write(m.id, lease=None)
         return {"status": "success", "data": {"ok": True}}
 
     # ---- metadata ----
 
     async def set_metadata(self, app: str, machine_id: str, values: dict[str, str], nonce: str | None,
                            replace_all: bool = False, remove: str | None = None) -> None:
-        m = self.get(app, machine_id)
-        self.check_lease(m, nonce, self.clock.time())
+        m = self._checked(app, machine_id, nonce)
         lifecycle.check(Action.METADATA, m.state)
         for key, value in values.items():
             if not key or not isinstance(value, str):

@@ -80,7 +80,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         machines=machines,
         volumes=volumes,
         hosts=HostService(state, machines, config.detector,
-                          StandbyController(state, machines, agents, config.lease)),
+                          StandbyController(state, machines.ops, agents, config.lease)),
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
         secrets=secrets,

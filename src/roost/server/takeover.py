@@ -18,7 +18,6 @@ from typing import Any
 
 from roost.clock import SYSTEM, Clock
 from roost.core.errors import RoostError
-from roost.core.events import machine_event
 from roost.core.lifecycle import State
 from roost.core.machine_config import standbys as standbys_of
 from roost.detector import recovery
@@ -27,7 +26,7 @@ from roost.detector.membership import Probe, confirm
 from roost.detector.recovery import ServerAction
 from roost.detector.standby import MachineView, takeovers, watched_on
 from roost.server.agent_client import AgentClient
-from roost.server.machines import MachineService
+from roost.server.operations import START, Operations
 from roost.server.state import ClusterState
 
 log = logging.getLogger("roost.server.takeover")
@@ -38,11 +37,11 @@ RECOVERY_WAIT = 30.0  # how long a lost machine's restart waits for its host to 
 
 
 class StandbyController:
-    def __init__(self, state: ClusterState, machines: MachineService, agents: AgentClient, lease: LeaseConfig,
+    def __init__(self, state: ClusterState, ops: Operations, agents: AgentClient, lease: LeaseConfig,
                  clock: Clock = SYSTEM) -> None:
         self.state = state
         self.clock = clock
-        self.machines = machines
+        self.ops = ops
         self.agents = agents
         self.lease = lease
         self.probes: dict[str, Probe] = {}  # host -> what its peers answered last
@@ -70,7 +69,7 @@ class StandbyController:
         if host_id in self._probing:
             return
         self._probing.add(host_id)
-        self.machines.spawn(self._probe(host_id))
+        self.ops.spawn(self._probe(host_id))
 
     async def _probe(self, host_id: str) -> None:
         try:
@@ -106,7 +105,7 @@ class StandbyController:
     def host_dead(self, host_id: str, last_seen: float) -> None:
         if host_id not in self._scheduled:
             self._scheduled.add(host_id)
-            self.machines.spawn(self._take_over(host_id, last_seen))
+            self.ops.spawn(self._take_over(host_id, last_seen))
 
     def host_back(self, host_id: str, last_seen: dict[str, float] | None = None) -> None:
         self._scheduled.discard(host_id)
@@ -128,7 +127,7 @@ class StandbyController:
         action = recovery.on_machine_lost(desired, m.fencing)
         log.info("%s lost with its host (was %s): %s", machine_id, desired, action.value)
         if action is ServerAction.START:
-            self.machines.spawn(self._run_again(machine_id))
+            self.ops.spawn(self._run_again(machine_id))
 
     async def _run_again(self, machine_id: str) -> None:
         deadline = self.clock.monotonic() + RECOVERY_WAIT
@@ -149,17 +148,14 @@ class StandbyController:
                 await self.agents.call(host.agent_url, "GET", "/healthz", timeout=1)
                 break
             await self.clock.sleep(0.1)
-        async with self.machines.op_lock(machine_id):
+        async with self.ops.lock(machine_id):
             m = self.state.machines.get(machine_id)
             # Checked again under the lock a takeover also takes: the work may have moved meanwhile.
             if m is None or m.state is not State.STOPPED or recovery.replaced_by(m.fencing):
                 return
             why = f"its host {m.host_id} came back and no standby had taken over its work"
-            m = await self.state.write_machine(
-                machine_id, now=self.clock.time(), state=State.STARTING, checks={}, note=f"running again: {why}",
-                event=machine_event("start", "starting", "flyd", {"reason": why}))
             with contextlib.suppress(RoostError):
-                await self.machines.agent_start(m)
+                await self.ops.start(m, "flyd", {"reason": why}, note=f"running again: {why}")
 
     async def _take_over(self, host_id: str, last_seen: float) -> None:
         try:
@@ -176,8 +172,8 @@ class StandbyController:
                     log.warning("not starting standby %s for %s: host %s went silent before it acknowledged "
                                 "that it must fence %s (it may still be running it)", plan.standby, plan.watched,
                                 host_id, plan.watched)
-                    await self.state.write_machine(
-                        plan.watched, now=self.clock.time(),
+                    await self.ops.write(
+                        plan.watched,
                         note=f"host {host_id} went silent before it learned of standby {plan.standby}; not taken "
                              "over, to be safe")
                     continue
@@ -189,7 +185,7 @@ class StandbyController:
             self._scheduled.discard(host_id)
 
     async def _start_standby(self, host_id: str, watched_id: str, standby_id: str) -> None:
-        async with self.machines.op_lock(watched_id):
+        async with self.ops.lock(watched_id):
             # Under the watched machine's lock, which a restart after its host's return takes too: the host may
             # have come back while this waited, and then its machine runs again instead.
             host = self.state.hosts.get(host_id)
@@ -204,19 +200,19 @@ class StandbyController:
             fencing = {"token": token, "pair": [watched_id, standby_id], "holder": standby_id, "at": now}
             log.info("takeover: %s on dead host %s -> standby %s (token %d)", watched_id, host_id, standby_id,
                      token)
-            await self.state.write_machine(
-                watched_id, now=self.clock.time(), state=State.STOPPED, note=note,
+            await self.ops.write(
+                watched_id, state=State.STOPPED, note=note,
                 fencing={**fencing, "replaced_by": standby_id},
-                event=machine_event("takeover", "replaced", "flyd",
+                event=self.ops.event("takeover", "replaced", "flyd",
                                     {"standby": standby_id, "host": host_id, "fencing_token": token}))
-        await self.state.write_machine(
-            standby_id, now=self.clock.time(), state=State.STARTING, fencing=fencing, checks={},
+        standby = await self.ops.write(
+            standby_id, state=State.STARTING, fencing=fencing, checks={},
             note=f"took over from {watched_id} (host {host_id} failed; fencing token {token})",
-            event=machine_event("takeover", "starting", "flyd",
+            event=self.ops.event("takeover", "starting", "flyd",
                                 {"replaces": watched_id, "host": host_id, "fencing_token": token}))
         self.history.append({"watched": watched_id, "standby": standby_id, "host": host_id, "token": token,
                              "at": now})
         del self.history[:-100]
-        async with self.machines.op_lock(standby_id):
+        async with self.ops.lock(standby_id):
             with contextlib.suppress(Exception):
-                await self.machines.agent_start(self.state.machines[standby_id])
+                await self.ops.call(standby, START, self.ops.spec_for(standby).to_json())
