@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from roost.balancer.autostop import Running, plan
 from roost.balancer.choose import Candidate, Kind, choose
 from roost.balancer.services import http_service, services_of
+from roost.core.lifecycle import State
 
 RTT = {"ams": 0.0, "fra": 10.0, "ewr": 80.0, "syd": 250.0}
 
@@ -14,7 +15,7 @@ def dist(region):
     return RTT[region]
 
 
-def cand(i, region="ams", state="started", load=0, soft=20, hard=None, healthy=True, routable=True,
+def cand(i, region="ams", state=State.STARTED, load=0, soft=20, hard=None, healthy=True, routable=True,
          standby=False, autostart=True):
     return Candidate(f"m{i}", region, state, healthy, routable, standby, load, soft, hard, autostart)
 
@@ -45,18 +46,18 @@ def test_cross_region_when_local_is_at_hard_or_unhealthy():
 
 
 def test_autostart_when_every_running_machine_is_over_soft():
-    d = pick([cand(1, load=20, soft=20), cand(2, state="stopped"), cand(3, "fra", state="suspended")])
+    d = pick([cand(1, load=20, soft=20), cand(2, state=State.STOPPED), cand(3, "fra", state=State.SUSPENDED)])
     assert d.kind is Kind.START and d.target.id == "m2"
 
 
 def test_autostart_when_none_runs_picks_the_closest():
-    d = pick([cand(1, "syd", state="stopped"), cand(2, "fra", state="suspended")])
+    d = pick([cand(1, "syd", state=State.STOPPED), cand(2, "fra", state=State.SUSPENDED)])
     assert d.kind is Kind.START and d.target.id == "m2"
 
 
 def test_never_starts_standbys_cordoned_or_when_autostart_is_off():
-    d = pick([cand(1, state="stopped", standby=True), cand(2, state="stopped", routable=False),
-              cand(3, state="stopped", autostart=False)])
+    d = pick([cand(1, state=State.STOPPED, standby=True), cand(2, state=State.STOPPED, routable=False),
+              cand(3, state=State.STOPPED, autostart=False)])
     assert d.kind is Kind.WAIT
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from roost.core.lifecycle import State
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.router import Router
@@ -19,7 +20,7 @@ class SlowStarter:
     async def start(self, m: MachineRoute, port: int) -> float:
         self.started.append(m.id)
         await asyncio.sleep(self.boot)
-        self.table.override_state(m.id, "started")
+        self.table.override_state(m.id, State.STARTED)
         return self.boot
 
 

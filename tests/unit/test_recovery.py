@@ -13,27 +13,27 @@ from roost.detector.recovery import (
 
 
 def test_an_agent_restarts_what_should_run_unless_a_standby_may_hold_it():
-    assert on_agent_start("started", alive=True, watched=False, host_restarted=False) is AgentAction.ADOPT
-    assert on_agent_start("started", alive=True, watched=True, host_restarted=False) is AgentAction.ADOPT
-    assert on_agent_start("started", alive=False, watched=False, host_restarted=True) is AgentAction.RESTART
+    assert on_agent_start(State.STARTED, alive=True, watched=False, host_restarted=False) is AgentAction.ADOPT
+    assert on_agent_start(State.STARTED, alive=True, watched=True, host_restarted=False) is AgentAction.ADOPT
+    assert on_agent_start(State.STARTED, alive=False, watched=False, host_restarted=True) is AgentAction.RESTART
     # Issue 12 case 1: a watched worker waits for the control plane instead of staying down for good.
-    assert on_agent_start("started", alive=False, watched=True, host_restarted=True) is AgentAction.AWAIT
-    assert on_agent_start("started", alive=False, watched=True, host_restarted=False) is AgentAction.AWAIT
+    assert on_agent_start(State.STARTED, alive=False, watched=True, host_restarted=True) is AgentAction.AWAIT
+    assert on_agent_start(State.STARTED, alive=False, watched=True, host_restarted=False) is AgentAction.AWAIT
 
 
 def test_an_exit_while_only_the_agent_was_down_follows_the_restart_policy():
-    assert on_agent_start("started", alive=False, watched=False, host_restarted=False) is AgentAction.EXITED
+    assert on_agent_start(State.STARTED, alive=False, watched=False, host_restarted=False) is AgentAction.EXITED
 
 
 def test_a_suspended_machine_lost_with_its_host_stays_down():
     # Issue 12 case 6: never woken by the host's return; it becomes stopped (its files kept).
     for watched in (False, True):
-        assert on_agent_start("suspended", alive=False, watched=watched, host_restarted=True) is AgentAction.STOPPED
-    assert on_agent_start("suspended", alive=True, watched=False, host_restarted=False) is AgentAction.ADOPT
+        assert on_agent_start(State.SUSPENDED, alive=False, watched=watched, host_restarted=True) is AgentAction.STOPPED
+    assert on_agent_start(State.SUSPENDED, alive=True, watched=False, host_restarted=False) is AgentAction.ADOPT
 
 
 def test_machines_that_were_not_running_are_left_alone():
-    for state in ("stopped", "created", "failed"):
+    for state in (State.STOPPED, State.CREATED, State.FAILED):
         assert on_agent_start(state, alive=False, watched=False, host_restarted=True) is AgentAction.NOTHING
 
 

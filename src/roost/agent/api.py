@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roost.agent import logs
+from roost.agent.drivers.base import KeepsLogs
 from roost.agent.supervisor import Supervisor
 from roost.core.agent_spec import AgentSpec, safe_id
 from roost.core.errors import bad_request
@@ -91,9 +92,9 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
 
     async def machine_logs(request: Request) -> Response:
         mid = machine_id(request)
-        path = getattr(sup.driver, "log_path", None)
-        if path is None:
+        if not isinstance(sup.driver, KeepsLogs):
             return ok({"lines": [], "offset": 0})
+        path = sup.driver.log_path
         if "offset" in request.query_params:
             return ok(logs.since(path(mid), int(query_number(request, "offset", 0, lo=0, hi=2**62))))
         return ok(logs.tail(path(mid), int(query_number(request, "lines", 100, lo=0, hi=100000))))

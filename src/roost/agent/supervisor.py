@@ -21,7 +21,7 @@ from typing import Any
 
 from roost import tasks
 from roost.agent.checks import CheckRunner, check_specs
-from roost.agent.drivers.base import Driver, DriverError, ExitInfo, StartSpec
+from roost.agent.drivers.base import Driver, DriverError, ExitInfo, KillsLeftovers, StartSpec
 from roost.agent.images import ImageCache, ImageError
 from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
@@ -107,10 +107,9 @@ class Supervisor:
             if pid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(pid), signal.SIGKILL)
-            kill = getattr(self.driver, "kill_leftovers", None)
-            if kill is not None:
+            if isinstance(self.driver, KillsLeftovers):
                 with contextlib.suppress(Exception):
-                    kill(mid)
+                    self.driver.kill_leftovers(mid)
 
     def _report_state(self, record: MachineRecord, cause: str) -> None:
         """Tell the control plane what the machine is now, whoever asked (the server, or a proxy directly)."""
@@ -405,7 +404,7 @@ class Supervisor:
                                            "its lease; a standby may have taken over"})})
                 return
             if record is None or (record.run and record.run.get("pid") != pid) \
-                    or record.state not in ("started", "suspended"):
+                    or record.state not in (State.STARTED, State.SUSPENDED):
                 return
             await self._stop_checks(machine_id)
             now = time.time()

@@ -16,6 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from roost.core.lifecycle import State
+
+STARTABLE = frozenset({State.STOPPED, State.SUSPENDED, State.CREATED})
+
 
 class Kind(Enum):
     ROUTE = "route"  # send it to `target`
@@ -28,7 +32,7 @@ class Kind(Enum):
 class Candidate:
     id: str
     region: str
-    state: str  # started | stopped | suspended | created | ...
+    state: State
     healthy: bool  # host ok, service checks not critical
     routable: bool  # not cordoned, not registered-skipped
     standby: bool
@@ -39,7 +43,7 @@ class Candidate:
 
     @property
     def running(self) -> bool:
-        return self.state == "started"
+        return self.state is State.STARTED
 
     @property
     def live(self) -> bool:
@@ -49,7 +53,7 @@ class Candidate:
     @property
     def startable(self) -> bool:
         """Autostart may start it: stopped or suspended, healthy, routable, autostart on, not a standby."""
-        return self.state in ("stopped", "suspended", "created") and self.autostart and self.routable \
+        return self.state in STARTABLE and self.autostart and self.routable \
             and self.healthy and not self.standby
 
     @property
@@ -95,7 +99,7 @@ def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance
                         "between soft and hard limits")
     if live:
         return Decision(Kind.WAIT, reason="every machine is at its hard_limit")
-    if not any(c.autostart for c in pool) and any(c.state in ("stopped", "suspended") for c in pool):
+    if not any(c.autostart for c in pool) and any(c.state in (State.STOPPED, State.SUSPENDED) for c in pool):
         return Decision(Kind.WAIT, reason="no machine is running and autostart is off")
     return Decision(Kind.WAIT, reason="no healthy machine is running")
 

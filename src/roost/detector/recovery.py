@@ -33,14 +33,14 @@ class AgentAction(Enum):
     NOTHING = "nothing"  # it was not running
 
 
-def on_agent_start(recorded_state: State | str, alive: bool, watched: bool, host_restarted: bool) -> AgentAction:
+def on_agent_start(recorded_state: State, alive: bool, watched: bool, host_restarted: bool) -> AgentAction:
     """An agent that starts again finds each machine of its record alive or not. `host_restarted`: the host
     itself went down (its boot id changed), so every process died with it, not by its own exit."""
-    if recorded_state not in ("started", "suspended"):
+    if recorded_state not in (State.STARTED, State.SUSPENDED):
         return AgentAction.NOTHING
     if alive:
         return AgentAction.ADOPT
-    if recorded_state == "suspended":
+    if recorded_state is State.SUSPENDED:
         return AgentAction.STOPPED
     if watched:
         # The host was silent long enough for a takeover, or may have been: the control plane knows.

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from roost.balancer.services import ServiceSpec
+from roost.core.lifecycle import State
 from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk, encode_head, pass_headers
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
@@ -253,7 +254,7 @@ class HttpProxy:
         if prefer:
             now = time.monotonic()
             there = [(m, sv) for m, sv in all_targets() if m.region == prefer and self.table.healthy(m, now)
-                     and self.table.state_of(m, now) in ("started", "stopped", "suspended")]
+                     and self.table.state_of(m, now) in (State.STARTED, State.STOPPED, State.SUSPENDED)]
             if there:
                 return prefer, lambda: [(m, sv) for m, sv in all_targets() if m.region == prefer] or all_targets()
         return None, all_targets

@@ -9,6 +9,7 @@ import logging
 from roost.balancer.autostop import Running, plan
 from roost.balancer.services import ServiceSpec, http_service
 from roost.clock import SYSTEM, Clock, sleep_unless
+from roost.core.lifecycle import State
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.starter import Starter
@@ -56,7 +57,7 @@ class IdleLoop:
             # The most restrictive setting across the group's services wins (Fly: off < stop < suspend).
             mode = min((s.autostop for _, s in mine), key=lambda a: STRICTNESS[a])
             min_running = max(s.min_machines_running for _, s in mine)
-            running = [(m, s) for m, s in mine if self.table.state_of(m, now) == "started" and not m.cordoned
+            running = [(m, s) for m, s in mine if self.table.state_of(m, now) is State.STARTED and not m.cordoned
                        and not m.standby]
             for m, _ in mine:
                 if (m, _) not in running:

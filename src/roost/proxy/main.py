@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +86,7 @@ class Edge:
             log.info("host of %s unreachable: %d waiting requests sent elsewhere", ",".join(sorted(addresses)), aborted)
 
     def routes(self) -> dict[str, object]:
-        now = time.monotonic()
+        now = self.table.clock.monotonic()
         return {
             "region": self.cfg.region, "revision": self.table.revision, "feed_connected": self.follower.connected,
             "apps": {

@@ -11,6 +11,7 @@ from typing import Any
 
 from roost.balancer.choose import Candidate, Kind, choose
 from roost.balancer.services import ServiceSpec
+from roost.core.lifecycle import State
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.starter import Starter, StartError
@@ -55,7 +56,7 @@ class Router:
         self._starting: dict[str, asyncio.Future[None]] = {}  # app -> the autostart in progress (one at a time)
 
     def candidates(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> list[Candidate]:
-        now = time.monotonic()
+        now = self.table.clock.monotonic()
         table, loads = self.table, self.loads.in_flight
         out = []
         any_good = False
@@ -64,7 +65,7 @@ class Router:
             st = table.state_of(m, now)
             healthy = table.healthy(m, now)
             suspect = bool(table.penalties) and table.penalized(m.id, now)
-            any_good = any_good or (healthy and not suspect and st == "started")
+            any_good = any_good or (healthy and not suspect and st is State.STARTED)
             suspects.append(suspect)
             out.append(Candidate(m.id, m.region, st, healthy, not m.cordoned, m.standby, loads.get(m.id, 0),
                                  s.soft_limit, s.hard_limit, s.autostart))
@@ -83,7 +84,7 @@ class Router:
         few load lookups; anything else is decided by `choose` over every candidate, as `pick` would."""
         table = self.table
         if table.penalties or table.state_overrides:
-            table.expire_local(time.monotonic())
+            table.expire_local(table.clock.monotonic())
         if not table.penalties and not table.state_overrides:
             ranked = self._ranked.get(app)
             if ranked is None or ranked.generation != table.generation:

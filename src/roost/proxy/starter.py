@@ -10,6 +10,7 @@ import time
 
 import httpx
 
+from roost.core.lifecycle import State
 from roost.proxy.agentcall import AgentCaller, AgentCallError
 from roost.proxy.table import MachineRoute, RoutingTable
 
@@ -59,17 +60,17 @@ class Starter:
         host = self.table.hosts.get(m.host_id)
         if host is None or host.status != "ok":
             raise StartError("PM05", f"machine {m.id}'s host {m.host_id} is not reachable")
-        was_suspended = self.table.state_of(m, began) == "suspended"
+        was_suspended = self.table.state_of(m, began) is State.SUSPENDED
         # "starting" here until its port accepts, whatever the watch feed says meanwhile (its agent reports
         # "started" as soon as the process exists): requests sent there before would be refused, retried
         # elsewhere, and start yet another machine. They wait for this start instead.
-        self.table.override_state(m.id, "starting", START_TIMEOUT + REACHABLE_TIMEOUT)
+        self.table.override_state(m.id, State.STARTING, START_TIMEOUT + REACHABLE_TIMEOUT)
         try:
             took = await self._start_and_reach(m, port, host.agent_url, was_suspended, began)
         except BaseException:
             self.table.clear_override(m.id)
             raise
-        self.table.override_state(m.id, "started")
+        self.table.override_state(m.id, State.STARTED)
         return took
 
     async def _start_and_reach(self, m: MachineRoute, port: int, agent_url: str, was_suspended: bool,
@@ -126,7 +127,7 @@ class Starter:
             if action == "suspend":
                 response = await self.client.post(f"{url}/suspend", json={})
                 if response.status_code < 400:
-                    self.table.override_state(m.id, "suspended")
+                    self.table.override_state(m.id, State.SUSPENDED)
                     return "suspended"
             response = await self.client.post(f"{url}/stop", json={"signal": m.stop_signal,
                                                                     "timeout": m.stop_timeout},
@@ -135,7 +136,7 @@ class Starter:
             return f"failed: {exc}"
         if response.status_code >= 400:
             return f"failed: {_error(response)}"
-        self.table.override_state(m.id, "stopped")
+        self.table.override_state(m.id, State.STOPPED)
         return "stopped"
 
     async def close(self) -> None:

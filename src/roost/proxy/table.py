@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 
 from roost.balancer.services import ServiceSpec, http_service, services_of
+from roost.clock import SYSTEM, Clock
 from roost.core import machine_config as mc
+from roost.core.lifecycle import State
 from roost.tasks import spawn
 
 log = logging.getLogger("roost.proxy.table")
@@ -38,7 +40,7 @@ class MachineRoute:
     app: str
     region: str
     host_id: str
-    state: str
+    state: State
     instance_id: str
     address: str
     ports: dict[int, int]  # guest port -> host port
@@ -77,13 +79,14 @@ class RoutingTable:
     by_app: dict[str, dict[str, MachineRoute]] = field(default_factory=dict)
     hosts: dict[str, HostRoute] = field(default_factory=dict)
     revision: int = 0
-    state_overrides: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (state, until)
+    state_overrides: dict[str, tuple[State, float]] = field(default_factory=dict)  # id -> (state, until)
     penalties: dict[str, float] = field(default_factory=dict)  # id -> until
     last_update: float = 0.0
     generation: int = 0  # bumped on every change a routing decision depends on (for caches of decisions)
     _changed: asyncio.Event | None = None
     # Called with a host's machine addresses when the control plane declares that host unreachable.
     on_host_lost: Callable[[set[str]], None] | None = None
+    clock: Clock = SYSTEM
 
     # ---- feeding ----
 
@@ -108,7 +111,7 @@ class RoutingTable:
     def _put(self, kind: str, key: str, obj: dict[str, Any]) -> None:
         if kind == "machine":
             route = _machine_route(obj)
-            if route.state == "destroyed":
+            if route.state is State.DESTROYED:
                 self._delete("machine", key)
                 return
             old = self.machines.get(key)
@@ -117,7 +120,7 @@ class RoutingTable:
             self.machines[key] = route
             self.by_app.setdefault(route.app, {})[key] = route
             override = self.state_overrides.get(key)
-            if override and override[0] == route.state and override[0] != "starting":  # a start's own to end
+            if override and override[0] == route.state and override[0] is not State.STARTING:  # a start's own to end
                 del self.state_overrides[key]
         elif kind == "host":
             old_host = self.hosts.get(key)
@@ -142,7 +145,7 @@ class RoutingTable:
                 self.machines.pop(mid, None)
 
     def _touch(self) -> None:
-        self.last_update = time.monotonic()
+        self.last_update = self.clock.monotonic()
         self.generation += 1
         self.notify()
 
@@ -159,8 +162,8 @@ class RoutingTable:
 
     # ---- local knowledge ----
 
-    def override_state(self, machine_id: str, state: str, seconds: float = OVERRIDE_SECONDS) -> None:
-        self.state_overrides[machine_id] = (state, time.monotonic() + seconds)
+    def override_state(self, machine_id: str, state: State, seconds: float = OVERRIDE_SECONDS) -> None:
+        self.state_overrides[machine_id] = (state, self.clock.monotonic() + seconds)
         self.generation += 1
         self.notify()
 
@@ -170,7 +173,7 @@ class RoutingTable:
             self.notify()
 
     def penalize(self, machine_id: str) -> None:
-        self.penalties[machine_id] = time.monotonic() + PENALTY_SECONDS
+        self.penalties[machine_id] = self.clock.monotonic() + PENALTY_SECONDS
         self.generation += 1
 
     def expire_local(self, now: float) -> None:
@@ -182,7 +185,7 @@ class RoutingTable:
             del self.state_overrides[mid]
             self.generation += 1
 
-    def state_of(self, m: MachineRoute, now: float) -> str:
+    def state_of(self, m: MachineRoute, now: float) -> State:
         if not self.state_overrides:
             return m.state
         override = self.state_overrides.get(m.id)
@@ -252,7 +255,7 @@ def _machine_route(obj: dict[str, Any]) -> MachineRoute:
         stop_signal, stop_timeout = 2, 5.0
     return MachineRoute(
         id=obj["id"], app=obj.get("app", ""), region=obj.get("region", ""), host_id=roost.get("host_id") or
-        obj.get("host_id", ""), state=obj.get("state", ""), instance_id=obj.get("instance_id", ""),
+        obj.get("host_id", ""), state=_state(obj.get("state")), instance_id=obj.get("instance_id", ""),
         address=obj.get("private_ip") or roost.get("address", ""), ports=ports, services=services_of(config),
         cordoned=bool(obj.get("cordoned")) or bool(roost.get("skip_service_registration")),
         # Never autostarted: a standby, or a machine whose standby holds its work (only an operator's start
@@ -351,3 +354,11 @@ class FeedFollower:
                         self.table.apply(payload)
                     self._dirty = True
                     self.synced.set()
+
+
+def _state(value: Any) -> State:
+    """A machine's state from the feed; anything unknown is never routed to nor started."""
+    try:
+        return State(value)
+    except ValueError:
+        return State.FAILED

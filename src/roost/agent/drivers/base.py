@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class DriverError(Exception):
@@ -73,3 +73,18 @@ class Driver(Protocol):
 
     async def destroy(self, machine_id: str) -> None:
         """Kill anything left and remove the machine's files."""
+
+
+# Optional capabilities: a driver has them or not, and the supervisor asks with isinstance, not getattr.
+
+
+@runtime_checkable
+class KeepsLogs(Protocol):
+    def log_path(self, machine_id: str) -> Path:
+        """Where the machine's output is written (one file, appended)."""
+
+
+@runtime_checkable
+class KillsLeftovers(Protocol):
+    def kill_leftovers(self, machine_id: str) -> None:
+        """Kill every process still in the machine's cgroup (children that left its process group)."""
