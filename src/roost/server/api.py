@@ -17,6 +17,7 @@ from roost.core.regions import REGIONS
 from roost.server.apps import AppService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
+from roost.server.leases import LeaseService
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
@@ -34,6 +35,7 @@ class Services:
     state: ClusterState
     apps: AppService
     machines: MachineService
+    leases: LeaseService
     volumes: VolumeService
     hosts: HostService
     blobs: BlobStore
@@ -189,16 +191,15 @@ def routes(s: Services) -> list[Route]:
         description = body.get("description") or ""
         if not isinstance(description, str):
             raise bad_request("description: expected a string")
-        status, envelope = await s.machines.acquire_lease(
+        status, envelope = await s.leases.acquire(
             request.path_params["app"], request.path_params["id"], ttl, description, nonce(request), TOKEN_OWNER)
         return ok(envelope, status)
 
     async def get_lease(request: Request) -> Response:
-        return ok(s.machines.get_lease(request.path_params["app"], request.path_params["id"]))
+        return ok(s.leases.get(request.path_params["app"], request.path_params["id"]))
 
     async def release_lease(request: Request) -> Response:
-        return ok(await s.machines.release_lease(request.path_params["app"], request.path_params["id"],
-                                                 nonce(request)))
+        return ok(await s.leases.release(request.path_params["app"], request.path_params["id"], nonce(request)))
 
     # ---- volumes ----
     async def list_volumes(request: Request) -> Response:

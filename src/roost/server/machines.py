@@ -17,17 +17,17 @@ from typing import Any
 from roost.clock import SYSTEM, Clock
 from roost.core import lifecycle
 from roost.core import machine_config as mc
-from roost.core.agent_spec import AgentSpec, ImageSpec, VolumeSpec
-from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition, unprocessable
+from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition
 from roost.core.events import machine_event
 from roost.core.ids import APP_NAME_RE, new_machine_id, new_machine_name, new_nonce, new_ulid
 from roost.core.lifecycle import Action, State
-from roost.core.model import Image, Lease, Machine, canonical_image_ref, rfc3339
+from roost.core.model import Lease, Machine, rfc3339
 from roost.core.units import duration_seconds, parse_signal, signal_name
 from roost.detector import recovery
 from roost.placement.scheduler import PlacementRequest, allocate_ports, place
 from roost.server.agent_client import AgentClient
 from roost.server.operations import AGENT_START_TIMEOUT, REPLACE, RESTART, START, STOP, SUSPEND, Operations
+from roost.server.specs import SpecBuilder
 from roost.server.state import ClusterState
 
 log = logging.getLogger("roost.server.machines")
@@ -42,8 +42,8 @@ class MachineService:
         self.state = state
         self.clock = clock
         self.default_region = default_region
-        self.secrets = secrets
-        self.ops = Operations(state, agents, self.agent_spec, clock)
+        self.specs = SpecBuilder(state, secrets)
+        self.ops = Operations(state, agents, self.specs.agent_spec, clock)
 
     # ---- lookups and guards ----
 
@@ -78,53 +78,6 @@ class MachineService:
     async def shutdown(self, timeout: float = 5.0) -> None:
         await self.ops.shutdown(timeout)
 
-    # ---- what the agent is told ----
-
-    def image_for(self, name: str) -> Image:
-        image = self.state.images.get(canonical_image_ref(name))
-        if image is None:
-            raise unprocessable(
-                f"image {name!r} not found: push it first with 'roost image push DIR --name {name}' "
-                "(see 'roost image list')"
-            )
-        return image
-
-    def machine_env(self, m: Machine, image: Image) -> dict[str, str]:
-        app = self.state.apps.get(m.app)
-        config_env = dict(m.config.get("env") or {})
-        primary = (app.primary_region if app else "") or config_env.get("PRIMARY_REGION") or m.region
-        env = {**config_env, **self.secrets(m.app)}  # secrets win over [env]
-        env.update({
-            "FLY_APP_NAME": m.app,
-            "FLY_MACHINE_ID": m.id,
-            "FLY_ALLOC_ID": m.id,
-            "FLY_REGION": m.region,
-            "FLY_PROCESS_GROUP": mc.process_group(m.config) or "app",
-            "FLY_IMAGE_REF": f"{image.ref}@{image.digest}",
-            "FLY_MACHINE_VERSION": m.instance_id,
-            "FLY_PRIVATE_IP": m.private_ip,
-            "FLY_VM_MEMORY_MB": str(mc.guest(m.config).memory_mb),
-            "PRIMARY_REGION": primary,
-            # Fencing: apps reject writes from a holder with an older token than one they have seen.
-            "ROOST_FENCING_TOKEN": str(m.fencing.get("token", 1)),
-        })
-        for guest_port, host_port in m.ports.items():
-            env[f"ROOST_PORT_{guest_port}"] = str(host_port)
-        first = next(iter(mc.internal_ports(m.config)), None)
-        if first is not None and str(first) in m.ports:
-            env["PORT"] = str(m.ports[str(first)])
-        return env
-
-    def agent_spec(self, m: Machine) -> AgentSpec:
-        image = self.image_for(m.config["image"])
-        mount = mc.volume_mount(m.config)
-        return AgentSpec(
-            id=m.id, app=m.app, instance_id=m.instance_id, region=m.region, private_ip=m.private_ip,
-            ports=dict(m.ports), config=m.config, image=ImageSpec(image.ref, image.digest, tuple(image.cmd)),
-            env=self.machine_env(m, image), volume=VolumeSpec(mount[0], mount[1]) if mount else None,
-            stop_signal=mc.stop_signal(m.config), stop_timeout=mc.stop_timeout(m.config),
-        )
-
     # ---- create ----
 
     async def create(self, app: str, body: Any, owner: str) -> dict[str, Any]:
@@ -143,7 +96,7 @@ class MachineService:
         region = body.get("region")
         if region is not None and not isinstance(region, str):
             raise bad_request("region: expected a region code like \"ams\"")
-        image = self.image_for(config["image"])
+        image = self.specs.image_for(config["image"])
         self._check_standbys(app, config, None)
 
         async with self.state.lock:
@@ -228,8 +181,8 @@ class MachineService:
         host = self.ops.live_host(m)
         if host is not None:
             with contextlib.suppress(RoostError):
-                await self.ops.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}", self.agent_spec(m).to_json(),
-                                           timeout=10)
+                await self.ops.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}",
+                                           self.specs.agent_spec(m).to_json(), timeout=10)
 
     async def _discard_snapshot(self, m: Machine, stage: bool = True) -> None:
         """A suspended machine updated to a new version: its frozen process (the old version's memory) is
@@ -268,7 +221,7 @@ class MachineService:
                 self.ops.host_for(m, "start")
                 if m.state is State.SUSPENDED:
                     # A resume takes a few ms: the operation lock guards it without a transitional write.
-                    await self.ops.call(m, START, self.agent_spec(m).to_json(), AGENT_START_TIMEOUT)
+                    await self.ops.call(m, START, self.specs.agent_spec(m).to_json(), AGENT_START_TIMEOUT)
                 else:
                     await self.ops.start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
@@ -394,7 +347,7 @@ class MachineService:
         skip_launch = body.get("skip_launch")
         if skip_launch is not None:
             skip_launch = _bool(skip_launch, "skip_launch")
-        image = self.image_for(config["image"])
+        image = self.specs.image_for(config["image"])
         self._check_standbys(app, config, m.id)
 
         async with self.ops.lock(machine_id):
@@ -525,56 +478,6 @@ class MachineService:
                                       f"{' or '.join(sorted(wanted))} within {timeout:g}s (it is {m.state})")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.machine_changed(machine_id).wait(), remaining)
-
-    # ---- leases ----
-
-    def lease_envelope(self, lease: Lease) -> dict[str, Any]:
-        data = lease.to_api()
-        return {"status": "success", "data": data, **data}
-
-    async def acquire_lease(self, app: str, machine_id: str, ttl: Any, description: str, nonce: str | None,
-                            owner: str) -> tuple[int, dict[str, Any]]:
-        m = self.get(app, machine_id)
-        lifecycle.check(Action.LEASE, m.state)
-        if ttl is None:
-            ttl = 30
-        if isinstance(ttl, str) and ttl.isdigit():
-            ttl = int(ttl)
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 3600:
-            raise bad_request("ttl: expected a number of seconds between 1 and 3600")
-        now = self.clock.time()
-        async with self.state.lock:
-            m = self.state.machines[machine_id]
-            held = m.lease if m.lease and m.lease.expires_at > now else None
-            if held and held.nonce != nonce:
-                raise conflict(f"machine {m.id} is already leased by {held.owner} until "
-                               f"{rfc3339(held.expires_at)}")
-            updated = m.copy()
-            if held:
-                updated.lease = Lease(held.nonce, now + ttl, held.owner, description or held.description,
-                                      m.instance_id)
-            else:
-                updated.lease = Lease(new_nonce(), now + ttl, owner, description, m.instance_id)
-            await self.state.save(updated)
-        assert updated.lease is not None
-        return (200 if held else 201), self.lease_envelope(updated.lease)
-
-    def get_lease(self, app: str, machine_id: str) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        if m.lease is None or m.lease.expires_at <= self.clock.time():
-            raise not_found(f"machine {m.id} has no active lease")
-        return self.lease_envelope(m.lease)
-
-    async def release_lease(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
-        m = self.get(app, machine_id)
-        if not nonce:
-            raise bad_request("releasing a lease needs its nonce in the fly-machine-lease-nonce header")
-        if m.lease is None or m.lease.expires_at <= self.clock.time():
-            return {"status": "success", "data": {"ok": True}}
-        if m.lease.nonce != nonce:
-            raise conflict(f"the nonce does not match machine {m.id}'s lease")
-        await self.ops.write(m.id, lease=None)
-        return {"status": "success", "data": {"ok": True}}
 
     # ---- metadata ----
 

@@ -22,6 +22,7 @@ from roost.server.api import Services, routes
 from roost.server.apps import AppService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
+from roost.server.leases import LeaseService
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
@@ -78,6 +79,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         state=state,
         apps=AppService(state, machines, volumes),
         machines=machines,
+        leases=LeaseService(machines),
         volumes=volumes,
         hosts=HostService(state, machines, config.detector,
                           StandbyController(state, machines.ops, agents, config.lease)),

@@ -1,0 +1,64 @@
+"""What a machine's host agent is told: the typed spec (image, environment with secrets and Fly's
+variables, ports, volume, stop signal) built from the machine's record. One builder, used by every verb
+that starts a machine and by staging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from roost.core import machine_config as mc
+from roost.core.agent_spec import AgentSpec, ImageSpec, VolumeSpec
+from roost.core.errors import unprocessable
+from roost.core.model import Image, Machine, canonical_image_ref
+from roost.server.state import ClusterState
+
+
+class SpecBuilder:
+    def __init__(self, state: ClusterState, secrets: Callable[[str], dict[str, str]] = lambda _app: {}) -> None:
+        self.state = state
+        self.secrets = secrets
+
+    def image_for(self, name: str) -> Image:
+        image = self.state.images.get(canonical_image_ref(name))
+        if image is None:
+            raise unprocessable(
+                f"image {name!r} not found: push it first with 'roost image push DIR --name {name}' "
+                "(see 'roost image list')"
+            )
+        return image
+
+    def machine_env(self, m: Machine, image: Image) -> dict[str, str]:
+        app = self.state.apps.get(m.app)
+        config_env = dict(m.config.get("env") or {})
+        primary = (app.primary_region if app else "") or config_env.get("PRIMARY_REGION") or m.region
+        env = {**config_env, **self.secrets(m.app)}  # secrets win over [env]
+        env.update({
+            "FLY_APP_NAME": m.app,
+            "FLY_MACHINE_ID": m.id,
+            "FLY_ALLOC_ID": m.id,
+            "FLY_REGION": m.region,
+            "FLY_PROCESS_GROUP": mc.process_group(m.config) or "app",
+            "FLY_IMAGE_REF": f"{image.ref}@{image.digest}",
+            "FLY_MACHINE_VERSION": m.instance_id,
+            "FLY_PRIVATE_IP": m.private_ip,
+            "FLY_VM_MEMORY_MB": str(mc.guest(m.config).memory_mb),
+            "PRIMARY_REGION": primary,
+            # Fencing: apps reject writes from a holder with an older token than one they have seen.
+            "ROOST_FENCING_TOKEN": str(m.fencing.get("token", 1)),
+        })
+        for guest_port, host_port in m.ports.items():
+            env[f"ROOST_PORT_{guest_port}"] = str(host_port)
+        first = next(iter(mc.internal_ports(m.config)), None)
+        if first is not None and str(first) in m.ports:
+            env["PORT"] = str(m.ports[str(first)])
+        return env
+
+    def agent_spec(self, m: Machine) -> AgentSpec:
+        image = self.image_for(m.config["image"])
+        mount = mc.volume_mount(m.config)
+        return AgentSpec(
+            id=m.id, app=m.app, instance_id=m.instance_id, region=m.region, private_ip=m.private_ip,
+            ports=dict(m.ports), config=m.config, image=ImageSpec(image.ref, image.digest, tuple(image.cmd)),
+            env=self.machine_env(m, image), volume=VolumeSpec(mount[0], mount[1]) if mount else None,
+            stop_signal=mc.stop_signal(m.config), stop_timeout=mc.stop_timeout(m.config),
+        )
