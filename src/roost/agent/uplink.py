@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from roost.clock import SYSTEM, Clock
 from roost.detector.fencing import LeaseConfig, has_contact, must_fence
 
 log = logging.getLogger("roost.agent.uplink")
@@ -35,8 +36,9 @@ class Heartbeat(threading.Thread):
     def __init__(self, server_url: str, token: str, registration: dict[str, Any], interval: float,
                  snapshot: Callable[[], dict[str, Any]], on_reply: Callable[[dict[str, Any]], None],
                  fence: Callable[[list[str]], None], local_address: str | None = None,
-                 alive: Callable[[], None] = lambda: None) -> None:
+                 alive: Callable[[], None] = lambda: None, clock: Clock = SYSTEM) -> None:
         super().__init__(name="roost-heartbeat", daemon=True)
+        self.clock = clock
         self.alive = alive  # called every beat: leaves a "last alive" stamp a restarted agent reads
         self.url = server_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -54,8 +56,8 @@ class Heartbeat(threading.Thread):
         self.lease = LeaseConfig()
         self.peers: list[dict[str, str]] = []
         self.watched: list[str] = []
-        self.last_contact = time.monotonic()
-        self.last_server_ok = time.monotonic()
+        self.last_contact = clock.monotonic()
+        self.last_server_ok = clock.monotonic()
         self.fenced: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="roost-peer-probe")
 
@@ -73,37 +75,50 @@ class Heartbeat(threading.Thread):
         timeout = httpx.Timeout(max(self.interval * 2, 0.5), connect=max(self.interval, 0.25))
         with self._client(timeout) as client:
             while not self.stopping.is_set():
-                started = time.monotonic()
+                started = self.clock.monotonic()
                 self.alive()
                 if not self.paused.is_set() and self._beat(client, seq):
-                    self.last_server_ok = time.monotonic()
-                    self.last_contact = self.last_server_ok
-                    self.fenced.clear()
+                    self.contact()
                 seq += 1
-                self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                self.stopping.wait(max(0.0, self.interval - (self.clock.monotonic() - started)))
         self._pool.shutdown(wait=False)
 
     def _probe_peers_loop(self) -> None:
         with self._client(httpx.Timeout(PEER_PROBE_TIMEOUT)) as client:
             while not self.stopping.is_set():
-                started = time.monotonic()
+                started = self.clock.monotonic()
                 peers = self.peers[:16]
                 if peers and started - self.last_server_ok > self.interval * 1.5:
                     futures = [self._pool.submit(self._probe, client, p["agent_url"]) for p in peers]
                     reachable = sum(1 for f in futures if f.result())
                     if has_contact(False, reachable, len(peers)):
                         self.last_contact = max(self.last_contact, started)
-                self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                self.stopping.wait(max(0.0, self.interval - (self.clock.monotonic() - started)))
+
+    def contact(self) -> None:
+        """The control plane answered: the lease starts again, and nothing stays fenced."""
+        self.last_server_ok = self.clock.monotonic()
+        self.last_contact = self.last_server_ok
+        self.fenced.clear()
+
+    def apply_lease(self, seconds: float) -> None:
+        self.lease = LeaseConfig(lease=seconds, margin=self.lease.margin)
+
+    def check_lease(self) -> list[str]:
+        """Fence the watched machines once the lease has run out (each once); returns those fenced now."""
+        now = self.clock.monotonic()
+        to_fence = [m for m in self.watched if m not in self.fenced]
+        if not to_fence or not must_fence(now, self.last_contact, self.lease, len(self.peers), len(to_fence)):
+            return []
+        log.warning("no contact with the control plane or most peers for %.2fs (lease %.1fs): fencing %s",
+                    now - self.last_contact, self.lease.lease, ", ".join(to_fence))
+        self.fenced.update(to_fence)
+        self.fence(to_fence)
+        return to_fence
 
     def _watchdog_loop(self) -> None:
         while not self.stopping.wait(0.05):
-            now = time.monotonic()
-            to_fence = [m for m in self.watched if m not in self.fenced]
-            if to_fence and must_fence(now, self.last_contact, self.lease, len(self.peers), len(to_fence)):
-                log.warning("no contact with the control plane or most peers for %.2fs (lease %.1fs): fencing %s",
-                            now - self.last_contact, self.lease.lease, ", ".join(to_fence))
-                self.fenced.update(to_fence)
-                self.fence(to_fence)
+            self.check_lease()
 
     def _beat(self, client: httpx.Client, seq: int) -> bool:
         try:
@@ -126,7 +141,7 @@ class Heartbeat(threading.Thread):
             if isinstance(reply.get("watched"), list):
                 self.watched = reply["watched"]
             if isinstance(reply.get("lease"), int | float):
-                self.lease = LeaseConfig(lease=float(reply["lease"]), margin=self.lease.margin)
+                self.apply_lease(float(reply["lease"]))
             self.on_reply(reply)
             return True
         except (httpx.HTTPError, ValueError) as exc:
