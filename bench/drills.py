@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from common import ROOT, BenchFleet, table
 
 from roost.client.api import Api
 from roost.dev import faults
+from roost.dev.fleet import admin_get
 from roost.drill.runner import Drill, DrillOptions
 
 SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": False, "autostart": False,
@@ -58,7 +58,7 @@ def known_everywhere(f: BenchFleet, app: str, n: int) -> None:
     for proxy in f.info["proxies"]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            routes = httpx.get(f"{proxy['admin_url']}/routes", trust_env=False).json()["apps"]
+            routes = admin_get(proxy, "/routes").json()["apps"]
             if sum(1 for m in routes.get(app, {}).get("machines", []) if m["state"] == "started") >= n:
                 break
             time.sleep(0.1)

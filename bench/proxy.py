@@ -31,10 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from common import BenchFleet, free_port, table
 
+from roost.dev.fleet import admin_get
 from roost.drill.analysis import percentile
 from roost.drill.load import LoadGenerator, LoadSpec
 
@@ -230,7 +232,7 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
     addr = f"http://{m['private_ip']}:{m['roost']['ports']['8080']}/"
     agent = f.info["hosts"][0]["agent_url"]
     edge = f.info["proxies"][0]["url"]
-    admin = f.info["proxies"][0]["admin_url"]
+    admin = f.info["proxies"][0]
     client = httpx.Client(trust_env=False, timeout=30)
     wait_ok(addr)
 
@@ -286,9 +288,9 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
              f"{ms(warm) - ms(running):+.2f} ms over running (target <= +5)"]]
 
 
-def autostart_seconds(client: httpx.Client, admin: str) -> float:
+def autostart_seconds(client: httpx.Client, admin: dict[str, Any]) -> float:
     """The edge's total time spent starting machines (its roost_proxy_autostart_seconds sum)."""
-    text = client.get(f"{admin}/metrics").text
+    text = admin_get(admin, "/metrics").text
     match = re.search(r'^roost_proxy_autostart_seconds_sum\{app="wake"\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
 

@@ -30,14 +30,14 @@ from common import ROOT, BenchFleet, table
 
 from roost.core.regions import RttTable
 from roost.dev import faults
-from roost.dev.fleet import restart_agent
+from roost.dev.fleet import admin_get, restart_agent
 
 SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": False, "ports": [{"port": 80, "handlers": ["http"]}]}
 
 
 def routes(f: BenchFleet, region: str, app: str) -> list[dict]:
     edge = next(p for p in f.info["proxies"] if p["region"] == region)
-    return httpx.get(f"{edge['admin_url']}/routes", trust_env=False).json()["apps"].get(app, {}).get("machines", [])
+    return admin_get(edge, "/routes").json()["apps"].get(app, {}).get("machines", [])
 
 
 def shift(f: BenchFleet, trials: int) -> list[list[object]]:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from roost.dev import faults
+from roost.dev.fleet import admin_get
 from tests.integration.conftest import Fleet
 from tests.integration.test_failover import deploy_worker
 
@@ -46,7 +47,7 @@ def http_app(f: Fleet, app: str, regions: list[str]) -> list[dict]:
         machines.append(m)
     assert len({m["host_id"] for m in machines}) == len(machines), "one machine per host"
     for proxy in f.info["proxies"]:
-        f.wait_for(lambda p=proxy: sum(1 for x in httpx.get(f"{p['admin_url']}/routes", trust_env=False).json()
+        f.wait_for(lambda p=proxy: sum(1 for x in admin_get(p, "/routes").json()
                                        ["apps"].get(app, {}).get("machines", []) if x["state"] == "started")
                    == len(regions), what="the edges to know the machines")
     for m in machines:
@@ -76,7 +77,7 @@ def edge_counts(f: Fleet, app: str) -> Counter:
     counts: Counter = Counter()
     pattern = re.compile(r'roost_proxy_requests_total\{app="([^"]*)",machine="([^"]*)",status="(\d+)"\} (\S+)')
     for proxy in f.info["proxies"]:
-        text = httpx.get(f"{proxy['admin_url']}/metrics", trust_env=False, timeout=5).text
+        text = admin_get(proxy, "/metrics").text
         for a, machine, status, value in pattern.findall(text):
             if a == app and machine != "-" and int(status) < 500:
                 counts[machine] += int(float(value))
@@ -208,7 +209,7 @@ def test_primary_region_writes_survive_a_killed_primary(fleet):
     fleet.roost("deploy", "-c", str(directory / "fly.toml"), timeout=180)
     fleet.roost("scale", "count", "2", "--region", "ams,ewr", "-a", "ledger", "--yes", timeout=180)
     for proxy in fleet.info["proxies"]:
-        fleet.wait_for(lambda p=proxy: sum(1 for x in httpx.get(f"{p['admin_url']}/routes", trust_env=False).json()
+        fleet.wait_for(lambda p=proxy: sum(1 for x in admin_get(p, "/routes").json()
                                            ["apps"].get("ledger", {}).get("machines", []) if x["state"] == "started")
                        == 2, what="edges to know the ledger machines")
     report = drill(fleet, "kill-host", "-a", "ledger", "--method", "POST", "--path", "/items",

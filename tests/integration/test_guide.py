@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from roost.dev import faults
-from roost.dev.fleet import restart_agent
+from roost.dev.fleet import admin_get, restart_agent
 from tests.integration.conftest import Fleet
 from tests.integration.test_drill import SHORT, drill, host_ok, http_app
 from tests.integration.test_failover import deploy_worker, machine, stale_writes
@@ -50,7 +50,7 @@ def runs_of(f: Fleet, mid: str) -> list[faults.Run]:
 
 
 def edge_metric(f: Fleet, region: str, name: str, labels: str) -> float:
-    text = httpx.get(f"{f.edge(region)['admin_url']}/metrics", trust_env=False, timeout=5).text
+    text = admin_get(f.edge(region), "/metrics").text
     match = re.search(re.escape(name) + r"\{" + re.escape(labels) + r"\} (\S+)", text)
     return float(match.group(1)) if match else 0.0
 
@@ -224,9 +224,8 @@ def test_autostart_starts_one_machine_at_a_time(fleet):
     for mid in ids:
         wait_state(fleet, "lazy", mid, "stopped")
     for region in ("ams", "ewr"):
-        fleet.wait_for(lambda r=region: {x["state"] for x in httpx.get(
-            f"{fleet.edge(r)['admin_url']}/routes", trust_env=False).json()["apps"]["lazy"]["machines"]}
-            == {"stopped"}, what="edges to see every machine stopped")
+        fleet.wait_for(lambda r=region: {x["state"] for x in admin_get(fleet.edge(r), "/routes").json()["apps"]["lazy"]
+                                         ["machines"]} == {"stopped"}, what="edges to see every machine stopped")
     statuses: list[int] = []
 
     def client(n: int) -> None:
@@ -326,9 +325,8 @@ def test_a_failed_drill_exits_1_through_the_real_cli(fleet):
         "services": [{"protocol": "tcp", "internal_port": 8080, "autostart": False,
                       "ports": [{"port": 80, "handlers": ["http"]}]}]}, "region": "ams"}).json()
     wait_state(fleet, "fragile", m["id"], "started")
-    fleet.wait_for(lambda: any(x["state"] == "started" for x in httpx.get(
-        f"{fleet.edge('ams')['admin_url']}/routes", trust_env=False).json()["apps"].get("fragile", {})
-        .get("machines", [])), what="the edge to know the machine")
+    fleet.wait_for(lambda: any(x["state"] == "started" for x in admin_get(fleet.edge("ams"), "/routes").json()["apps"]
+                               .get("fragile", {}).get("machines", [])), what="the edge to know the machine")
     result = fleet.roost("drill", "kill-machine", "-a", "fragile", *SHORT, "--expect-no-errors", "--json",
                          check=False, timeout=120)
     report = json.loads(result.stdout)

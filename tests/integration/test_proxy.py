@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roost.dev.fleet import pid_alive, restart_server
+from roost.dev.fleet import admin_get, pid_alive, restart_server
 from tests.integration.conftest import Fleet
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def edge_get(f: Fleet, app: str, path: str = "/", region: str = "ams", **kw) -> 
 
 def wait_routable(f: Fleet, app: str, count: int, region: str = "ams") -> None:
     def ready():
-        routes = httpx.get(f"{f.edge(region)['admin_url']}/routes", trust_env=False).json()["apps"].get(app)
+        routes = admin_get(f.edge(region), "/routes").json()["apps"].get(app)
         return routes and sum(1 for m in routes["machines"] if m["state"] == "started") >= count
     f.wait_for(ready, timeout=20, what=f"{count} machines of {app} routable")
 
@@ -92,7 +92,7 @@ def test_unknown_app_is_404_and_no_machine_is_503(edge_fleet):
     r = edge_get(f, "ghost")
     assert r.status_code == 404 and "no app named 'ghost'" in r.text
     assert f.api.post("/v1/apps", json={"app_name": "empty"}).status_code == 201
-    f.wait_for(lambda: "empty" in httpx.get(f"{f.edge('ams')['admin_url']}/routes", trust_env=False).json()["apps"])
+    f.wait_for(lambda: "empty" in admin_get(f.edge('ams'), "/routes").json()["apps"])
     r = edge_get(f, "empty")
     assert r.status_code == 503 and "no machine" in r.text
 
@@ -104,8 +104,8 @@ def test_a_request_starts_a_stopped_machine(edge_fleet):
         f.api.post(f"/v1/apps/wake/machines/{m['id']}/stop")
     for m in machines:
         f.api.get(f"/v1/apps/wake/machines/{m['id']}/wait", params={"state": "stopped", "timeout": 30})
-    f.wait_for(lambda: all(x["state"] == "stopped" for x in httpx.get(
-        f"{f.edge('ams')['admin_url']}/routes", trust_env=False).json()["apps"]["wake"]["machines"]))
+    f.wait_for(lambda: all(x["state"] == "stopped"
+                           for x in admin_get(f.edge("ams"), "/routes").json()["apps"]["wake"]["machines"]))
     began = time.monotonic()
     r = edge_get(f, "wake")
     took = time.monotonic() - began
@@ -114,7 +114,7 @@ def test_a_request_starts_a_stopped_machine(edge_fleet):
     assert took < 5
     f.wait_for(lambda: state(f, "wake", started) == "started", what="the control plane to learn of the start")
     assert sum(1 for m in machines if state(f, "wake", m["id"]) == "started") == 1, "starts one, not all"
-    metrics = httpx.get(f"{f.edge('ams')['admin_url']}/metrics", trust_env=False).text
+    metrics = admin_get(f.edge('ams'), "/metrics").text
     assert 'roost_proxy_autostarts_total{app="wake",result="ok"}' in metrics
 
 
@@ -136,7 +136,7 @@ def test_suspend_mode_suspends_and_a_request_resumes_with_memory(edge_fleet):
     wait_routable(f, "nap", 1)
     first = edge_get(f, "nap").json()["hits"]
     f.wait_for(lambda: state(f, "nap", m["id"]) == "suspended", timeout=20, what="suspended when idle")
-    f.wait_for(lambda: httpx.get(f"{f.edge('ams')['admin_url']}/routes", trust_env=False).json()["apps"]["nap"]
+    f.wait_for(lambda: admin_get(f.edge('ams'), "/routes").json()["apps"]["nap"]
                ["machines"][0]["state"] == "suspended")
     r = edge_get(f, "nap")
     assert r.status_code == 200 and r.json()["hits"] == first + 1, "resumed with its memory"
@@ -193,6 +193,20 @@ def test_traffic_flows_with_the_control_plane_down(edge_fleet):
                timeout=20, what="the edge to follow the feed again")
 
 
+def test_the_admin_port_lists_routes_and_metrics_only_with_the_token(edge_fleet):
+    f = edge_fleet
+    create_app(f, "secretive", 1)
+    wait_routable(f, "secretive", 1)
+    admin = f.edge("ams")["admin_url"]
+    for path in ("/routes", "/metrics"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+            refused = httpx.get(f"{admin}{path}", headers=headers, trust_env=False, timeout=5)
+            assert refused.status_code == 401 and "token" in refused.json()["error"]
+            assert "secretive" not in refused.text
+    assert "secretive" in admin_get(f.edge("ams"), "/routes").json()["apps"]
+    assert httpx.get(f"{admin}/healthz", trust_env=False, timeout=5).status_code == 200, "liveness stays open"
+
+
 def test_websocket_through_the_proxy(edge_fleet):
     f = edge_fleet
     [m] = create_app(f, "ws", 1)
@@ -234,7 +248,7 @@ def test_raw_tcp_echo_through_the_proxy(edge_fleet):
     # a stopped TCP machine is started by a connection, too
     f.api.post(f"/v1/apps/echo/machines/{m['id']}/stop")
     f.api.get(f"/v1/apps/echo/machines/{m['id']}/wait", params={"state": "stopped", "timeout": 30})
-    f.wait_for(lambda: httpx.get(f"{f.edge('ams')['admin_url']}/routes", trust_env=False).json()["apps"]["echo"]
+    f.wait_for(lambda: admin_get(f.edge('ams'), "/routes").json()["apps"]["echo"]
                ["machines"][0]["state"] == "stopped")
     assert talk() == m["id"].encode() + b" ping\n"
 
@@ -289,7 +303,7 @@ def test_a_handed_over_connection_comes_back_to_the_callback_path(edge_fleet):
     pattern = re.compile(r'^roost_proxy_handovers_total\{reason="routing header"\} (\S+)$', re.M)
 
     def handovers() -> float:
-        found = pattern.search(httpx.get(f"{edge['admin_url']}/metrics", trust_env=False).text)
+        found = pattern.search(admin_get(edge, "/metrics").text)
         return float(found.group(1)) if found else 0.0
 
     before = handovers()

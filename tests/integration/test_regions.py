@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from roost.dev import faults
+from roost.dev.fleet import admin_get
 from tests.integration.conftest import Fleet
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def place(f: Fleet, app: str, regions: list[str]) -> dict[str, dict]:
         port = m["roost"]["ports"]["8080"]
         f.wait_for(lambda m=m, port=port: _ok(f"http://{m['private_ip']}:{port}/"), what=f"{region} serving")
     for proxy in f.info["proxies"]:
-        f.wait_for(lambda p=proxy: sum(1 for x in httpx.get(f"{p['admin_url']}/routes", trust_env=False).json()
+        f.wait_for(lambda p=proxy: sum(1 for x in admin_get(p, "/routes").json()
                                        ["apps"].get(app, {}).get("machines", []) if x["state"] == "started")
                    == len(regions), what="the edges to know the machines")
     return out
@@ -103,7 +104,7 @@ def test_writes_to_a_replica_land_in_the_primary_and_are_read_everywhere(world):
     assert sorted(m["region"] for m in machines) == ["ams", "ewr", "syd"]
     assert all(m["config"]["env"]["PRIMARY_REGION"] == "ams" for m in machines)
     for proxy in world.info["proxies"]:
-        world.wait_for(lambda p=proxy: sum(1 for x in httpx.get(f"{p['admin_url']}/routes", trust_env=False).json()
+        world.wait_for(lambda p=proxy: sum(1 for x in admin_get(p, "/routes").json()
                                            ["apps"].get("notes", {}).get("machines", []) if x["state"] == "started")
                        == 3, what="edges to know the notes machines")
     for region in ("ams", "ewr", "syd"):

@@ -38,6 +38,10 @@ def register(app: typer.Typer) -> None:
                                             help="How long a request waits for a machine (start, limits)."),
         upstream_timeout: float = typer.Option(60.0, "--upstream-timeout",
                                                help="How long a machine has to send its response head."),
+        header_timeout: float = typer.Option(30.0, "--header-timeout",
+                                             help="Seconds a request head has from its first byte."),
+        idle_timeout: float = typer.Option(75.0, "--idle-timeout",
+                                           help="Seconds a keep-alive connection may wait for its next request."),
         rtt_file: Path = typer.Option(None, "--rtt-file", help="JSON {\"ams-ewr\": ms, ...} overriding RTTs."),
         simulate_rtt: bool = typer.Option(False, "--simulate-rtt",
                                           help="Add the RTT when forwarding to another region (dev fleet)."),
@@ -51,8 +55,11 @@ def register(app: typer.Typer) -> None:
         parts = tcp_prefix.split(".")
         if len(parts) != 2 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
             raise CliError(f"invalid --tcp-prefix {tcp_prefix!r}: two octets, e.g. 127.100")
-        if idle_interval <= 0:
-            raise CliError("--idle-interval must be positive")
+        for name, value in (("--idle-interval", idle_interval), ("--header-timeout", header_timeout),
+                            ("--idle-timeout", idle_timeout), ("--route-timeout", route_timeout),
+                            ("--upstream-timeout", upstream_timeout)):
+            if not value > 0:
+                raise CliError(f"{name} must be a positive number of seconds")
         host, port = parse_listen(listen)
         admin_host, admin_port = parse_listen(admin) if admin else ("127.0.0.1", 0)
         argv = [a for a in sys.argv[2:]]
@@ -60,7 +67,8 @@ def register(app: typer.Typer) -> None:
                         admin_host=admin_host, admin_port=admin_port, domain=domain, tcp_prefix=tcp_prefix,
                         idle_interval=idle_interval, data_dir=data_dir, workers=workers, worker_index=worker_index,
                         proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,
-                        http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout)),
+                        http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout,
+                                          header_timeout=header_timeout, idle_timeout=idle_timeout)),
             argv)
 
 

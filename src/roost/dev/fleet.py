@@ -91,10 +91,24 @@ def read_fleet(data_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def admin_headers(proxy: dict[str, Any]) -> dict[str, str]:
+    """What an edge's admin port (/metrics, /routes) needs: its token."""
+    return {"Authorization": f"Bearer {proxy.get('admin_token', '')}"}
+
+
+def admin_get(proxy: dict[str, Any], path: str, timeout: float = 5.0) -> httpx.Response:
+    """GET a page of an edge's admin port (/routes, /metrics), with its token."""
+    return httpx.get(f"{proxy['admin_url']}{path}", headers=admin_headers(proxy), trust_env=False, timeout=timeout)
+
+
 def write_fleet(data_dir: Path, fleet: dict[str, Any]) -> None:
     path = data_dir / "fleet.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fleet, indent=2))
+    # It holds the fleet's token: readable by its owner only.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(fleet, indent=2))
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
@@ -177,7 +191,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                     argv.append("--simulate-rtt")
                 proxy: dict[str, Any] = {
                          "region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
-                         "admin_url": f"http://127.0.0.1:{admin}", "tcp_prefix": f"127.{spec.tcp_octet + r}",
+                         "admin_url": f"http://127.0.0.1:{admin}", "admin_token": token,
+                         "tcp_prefix": f"127.{spec.tcp_octet + r}",
                          "argv": argv, "log": str(logs / f"proxy-{region}.log")}
                 proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]), env={"ROOST_API_TOKEN": token})
                 fleet["proxies"].append(proxy)

@@ -178,6 +178,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.now = self.loop.time  # head deadlines in the loop's time, as the timer
         _nodelay(transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
@@ -190,7 +191,9 @@ class ClientConn(H1Reader, asyncio.Protocol):
             return
         try:
             self.feed(data)
-        except ProtocolError:
+        except ProtocolError as exc:
+            if exc.status and not self.busy and self.transport is not None:
+                self.transport.write(self.edge.protocol_error_response(exc))  # say why, then close
             self._close()
             return
         if self.busy:
@@ -198,9 +201,19 @@ class ClientConn(H1Reader, asyncio.Protocol):
                 self._pause_reading()
             return
         if not self.ready:
-            started = self.current is not None and not self.current.complete
-            self._arm(self.edge.s.header_timeout if started else self.edge.s.idle_timeout)
+            self._arm_for_request()
         self._advance()
+
+    def _arm_for_request(self) -> None:
+        """While no request is ready: a head has header_timeout from its first byte (a client trickling it
+        cannot push that back); a body, body_timeout between pieces; nothing at all, idle_timeout."""
+        s = self.edge.s
+        if self.in_head:
+            self._arm_at(self.head_began + s.header_timeout)
+        elif self.current is not None and not self.current.complete:
+            self._arm(s.body_timeout)
+        else:
+            self._arm(s.idle_timeout)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -399,7 +412,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
             self._close()
         else:
             self.phase = IDLE
-            self._arm(self.edge.s.idle_timeout)
+            self._arm_for_request()
             self._advance()
 
     def upstream_lost(self, conn: UpstreamConn) -> None:
@@ -458,7 +471,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
             self.transport.write(data)
         if keep:
             self.phase = IDLE
-            self._arm(self.edge.s.idle_timeout)
+            self._arm_for_request()
             self._advance()
         else:
             self._close()
@@ -536,7 +549,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.handed_over = False
         self.reader = None  # type: ignore[assignment]
         self.phase = IDLE
-        self._arm(self.edge.s.idle_timeout)
+        self._arm_for_request()
         if self.ready:
             self.loop.call_soon(self._advance)
         return True
@@ -556,7 +569,10 @@ class ClientConn(H1Reader, asyncio.Protocol):
     # body while relaying. Moving a deadline later is an assignment; the timer re-arms itself when it fires early.
 
     def _arm(self, seconds: float) -> None:
-        deadline = self.deadline = self.loop.time() + seconds
+        self._arm_at(self.loop.time() + seconds)
+
+    def _arm_at(self, deadline: float) -> None:
+        self.deadline = deadline
         if self.timer is None or deadline < self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()

@@ -8,15 +8,26 @@ slow reader applies backpressure to the peer. Pipelined requests simply queue up
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 
 import httptools
 
 READ_SIZE = 65536
+# What one message head may hold: bounded so that no peer can make the edge buffer or parse without end.
+MAX_HEAD_BYTES = 64 * 1024  # request or status line and every header (431 past it)
+MAX_HEADERS = 128  # header lines (431 past it)
+MAX_URL_BYTES = 16 * 1024  # the request target (414 past it)
 
 
 class ProtocolError(Exception):
-    """The peer sent something that is not HTTP/1.x, or closed in the middle of a message."""
+    """The peer sent something that is not HTTP/1.x, or closed in the middle of a message. `status` is the
+    answer a client gets for it when one can still be sent (400, 414, 431); 0 when none can."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Message:
@@ -62,16 +73,32 @@ class H1Reader:
         self.eof = False
         self.started = False  # any byte of a message seen (for "reset before any response byte")
         self.upgraded_tail: bytes | None = None
+        self.now: Callable[[], float] = time.monotonic
+        self.in_head = False  # between a message's first byte and the end of its head
+        self.head_began = 0.0  # when the current head's first byte came (`now`)
+        self._head_exact = 0  # bytes of the current head as the parser reports them
+        self._head_fed = 0  # bytes fed while the head stayed incomplete (catches an endless header line)
 
     # ---- llhttp callbacks ----
 
     def on_message_begin(self) -> None:
         self.current = Message()
         self.started = True
+        self.in_head = True
+        self.head_began = self.now()
+        self._head_exact = self._head_fed = 0
 
     def on_url(self, url: bytes) -> None:
         assert self.current is not None
         self.current.url += url
+        if len(self.current.url) > MAX_URL_BYTES:
+            raise ProtocolError(f"request target longer than {MAX_URL_BYTES} bytes", 414)
+        self._count_head(len(url))
+
+    def _count_head(self, size: int) -> None:
+        self._head_exact += size
+        if self._head_exact > MAX_HEAD_BYTES:
+            raise ProtocolError(f"request head larger than {MAX_HEAD_BYTES} bytes", 431)
 
     def on_status(self, status: bytes) -> None:
         assert self.current is not None
@@ -81,10 +108,14 @@ class H1Reader:
         assert self.current is not None
         self.current.headers.append((name, value))
         self.current.names.append(name.lower())
+        if len(self.current.headers) > MAX_HEADERS:
+            raise ProtocolError(f"more than {MAX_HEADERS} header lines", 431)
+        self._count_head(len(name) + len(value) + 4)
 
     def on_headers_complete(self) -> None:
         m = self.current
         assert m is not None
+        self.in_head = False
         p = self.parser
         m.version = p.get_http_version()
         m.keep_alive = p.should_keep_alive()
@@ -102,7 +133,7 @@ class H1Reader:
                     try:
                         m.content_length = int(value)
                     except ValueError:
-                        raise ProtocolError("invalid Content-Length") from None
+                        raise ProtocolError("invalid Content-Length", 400) from None
         if self.response and (self.head_request or m.status in (204, 304) or 100 <= m.status < 200):
             m.complete = True
         self.ready.append(m)
@@ -127,6 +158,8 @@ class H1Reader:
             else:
                 async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
                     data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            raise  # (an OSError too, but not a lost connection)
         except (ConnectionError, OSError) as exc:
             raise ProtocolError(f"connection lost: {exc}") from None
         if not data:
@@ -141,17 +174,32 @@ class H1Reader:
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self.upgraded_tail = data[offset:]
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, ProtocolError):
+                raise exc.__context__ from None
+            raise ProtocolError(f"malformed HTTP: {exc}", 400) from None
         except httptools.HttpParserError as exc:
-            raise ProtocolError(f"malformed HTTP: {exc}") from None
+            raise ProtocolError(f"malformed HTTP: {exc}", 400) from None
+        if self.in_head:  # the head goes on past this read: all of it counts (the parser buffers it)
+            self._head_fed += len(data)
+            if self._head_fed > MAX_HEAD_BYTES:
+                raise ProtocolError(f"request head larger than {MAX_HEAD_BYTES} bytes", 431)
 
-    async def next_head(self, timeout: float | None) -> Message | None:
-        """The next message's head, or None at a clean end of stream."""
+    async def next_head(self, timeout: float | None, head_timeout: float | None = None) -> Message | None:
+        """The next message's head, or None at a clean end of stream. Waits up to `timeout` for its first
+        byte; from that byte the whole head has `head_timeout` (a deadline that a peer trickling its head
+        byte by byte cannot push back)."""
         while not self.ready:
             if self.eof or self.upgraded_tail is not None:
                 if self.current is not None and not self.current.complete and self.started:
                     raise ProtocolError("connection closed in the middle of a message head")
                 return None
-            await self._fill(timeout)
+            wait = timeout
+            if self.in_head and head_timeout is not None:
+                wait = self.head_began + head_timeout - self.now()
+                if wait <= 0:
+                    raise TimeoutError("request head not complete in time")
+            await self._fill(wait)
         return self.ready.popleft()
 
     async def body_chunk(self, m: Message, timeout: float | None) -> bytes | None:

@@ -44,7 +44,8 @@ RESPONSE_SET_BY_EDGE = frozenset({b"via", b"fly-request-id", b"flyio-debug"})
 HOLD_HEAD_SECONDS = 0.05
 IDEMPOTENT = {b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"}
 STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
-               400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout"}
+               400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout", 414: b"URI Too Long",
+               431: b"Request Header Fields Too Large"}
 
 
 @dataclass
@@ -147,7 +148,15 @@ class HttpProxy:
                 first = False
                 kept = hand_back is not None and hand_back()
             while not kept:
-                req = await client.next_head(self.s.header_timeout if first else self.s.idle_timeout)
+                try:
+                    req = await client.next_head(self.s.header_timeout if first else self.s.idle_timeout,
+                                                 self.s.header_timeout)
+                except ProtocolError as exc:
+                    if exc.status:  # a request the edge cannot read: say why, then close
+                        with contextlib.suppress(ConnectionError, OSError):
+                            writer.write(self.protocol_error_response(exc))
+                            await writer.drain()
+                    break
                 if req is None:
                     break
                 first = False
@@ -532,6 +541,15 @@ class HttpProxy:
         version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"
         head = encode_head(version + b" " + str(status).encode() + b" " + STATUS_TEXT.get(status, b"Error"), headers)
         return head + (b"" if req.method == b"HEAD" else body), keep
+
+    def protocol_error_response(self, exc: ProtocolError) -> bytes:
+        """The answer to a request that could not be read (malformed, or over a limit); the connection closes."""
+        self.metrics.count_request("-", "-", exc.status)
+        body = f"roost proxy: {exc}\n".encode()
+        return encode_head(b"HTTP/1.1 " + str(exc.status).encode() + b" " + STATUS_TEXT.get(exc.status, b"Error"),
+                           [(b"Content-Type", b"text/plain; charset=utf-8"),
+                            (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close"),
+                            (b"Via", b"1.1 roost")]) + body
 
     async def _error(self, writer: asyncio.StreamWriter, req: Message, request_id: str, status: int, code: str,
                      message: str, close: bool = False) -> bool:

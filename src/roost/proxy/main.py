@@ -136,7 +136,8 @@ class Edge:
                      "/healthz": json_page(lambda: {"ok": True, "region": cfg.region, "revision": self.table.revision,
                                                     "feed_connected": self.follower.connected}),
                      "/routes": json_page(self.routes)}
-            admin = await asyncio.start_server(lambda r, w: serve_admin(r, w, pages), cfg.admin_host, cfg.admin_port)
+            admin = await asyncio.start_server(lambda r, w: serve_admin(r, w, pages, cfg.token), cfg.admin_host,
+                                               cfg.admin_port)
         tasks = [spawn(self.follower.run(stop), "feed"), spawn(self.sweep_pool(stop), "pool-sweeper")]
         if cfg.worker_index == 0:
             tasks += [spawn(self.tcp.run(stop), "tcp-edge"), spawn(self.idle.run(stop), "idle-loop"),

@@ -1,0 +1,139 @@
+"""A standalone edge under hostile clients (issue 14): endless headers, trickled heads, oversized targets
+and garbage are refused on time with the status they are owed, while legitimate requests keep being
+served. Everything stays on loopback; every loop is bounded in count and time."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from roost.dev.fleet import admin_get, pid_alive
+from tests.integration.conftest import Fleet, free_port
+from tests.integration.test_proxy import create_app
+
+pytestmark = pytest.mark.integration
+HEADER_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def hard_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, dict]]:
+    f = Fleet(tmp_path_factory.mktemp("limits"), ["ams"], 1)
+    f.push_example("hello:v1")
+    port, admin = free_port(), free_port()
+    log = open(f.spec.data_dir / "hard-edge.log", "w")  # noqa: SIM115 (closed with the edge)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roost", "proxy", "--server", f.url, "--region", "ams",
+         "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--tcp-prefix", "127.251",
+         "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", "5", "--id", "hard-edge"],
+        env={**f.env, "ROOST_API_TOKEN": f.token}, stdout=log, stderr=subprocess.STDOUT)
+    edge = {"url": f"http://127.0.0.1:{port}", "port": port, "admin_url": f"http://127.0.0.1:{admin}",
+            "admin_token": f.token}
+    try:
+        f.wait_for(lambda: _up(edge), timeout=20, what="the edge to listen")
+        create_app(f, "tough", 1)
+        f.wait_for(lambda: any(m["state"] == "started" for m in admin_get(edge, "/routes").json()["apps"]
+                               .get("tough", {}).get("machines", [])), timeout=20, what="the edge to route tough")
+        yield f, edge
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+        assert not pid_alive(proc.pid)
+        f.close()
+
+
+def _up(edge: dict) -> bool:
+    try:
+        return httpx.get(f"{edge['admin_url']}/healthz", trust_env=False, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def served(edge: dict) -> float:
+    began = time.monotonic()
+    r = httpx.get(edge["url"], headers={"Host": "tough.localhost"}, trust_env=False, timeout=10)
+    assert r.status_code == 200
+    return time.monotonic() - began
+
+
+def answer_of(sock: socket.socket, limit: float = 5.0) -> bytes:
+    """What the edge says before it closes (bounded in time)."""
+    sock.settimeout(limit)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_an_endless_header_is_refused_with_431_after_a_bounded_number_of_bytes(hard_edge) -> None:
+    _, edge = hard_edge
+    sock = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: tough.localhost\r\nX-Endless: ")
+    sent = 0
+    try:
+        while sent < 8 << 20:  # at most 8 MB, far past any limit
+            sock.sendall(b"a" * 16384)
+            sent += 16384
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        pass
+    reply = answer_of(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+    assert sent < 4 << 20, f"the edge read {sent} bytes of one header before refusing it"
+    assert served(edge) < 1.0
+
+
+def test_garbage_and_an_oversized_target_get_their_status_and_a_close(hard_edge) -> None:
+    _, edge = hard_edge
+    for request, status in ((b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n", b"400"),
+                            (b"GET /" + b"x" * 40000 + b" HTTP/1.1\r\nHost: tough.localhost\r\n\r\n", b"414")):
+        sock = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
+        sock.sendall(request)
+        reply = answer_of(sock)
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 " + status + b" ") and b"Connection: close" in reply, reply[:200]
+
+
+def test_trickled_heads_are_closed_at_the_header_timeout_while_others_are_served(hard_edge) -> None:
+    _, edge = hard_edge
+    socks = []
+    for _ in range(100):
+        s = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: tough.localhost\r\n")
+        s.setblocking(False)
+        socks.append(s)
+    began = time.monotonic()
+    closed_at: dict[int, float] = {}
+    latencies = []
+    while len(closed_at) < len(socks) and time.monotonic() - began < HEADER_TIMEOUT * 6:
+        for i, s in enumerate(socks):
+            if i in closed_at:
+                continue
+            try:
+                s.send(b"X")  # one more byte of a header that never ends
+                if s.recv(1024) == b"":
+                    closed_at[i] = time.monotonic() - began
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_at[i] = time.monotonic() - began
+        latencies.append(served(edge))
+        time.sleep(0.1)
+    for s in socks:
+        s.close()
+    assert len(closed_at) == len(socks), f"{len(socks) - len(closed_at)} trickling connections still open"
+    assert max(closed_at.values()) < HEADER_TIMEOUT + 1.5, "closed at the head's deadline, not pushed back"
+    assert sorted(latencies)[len(latencies) // 2] < 0.1, "legitimate requests kept being served"
