@@ -54,6 +54,16 @@ class Harness:
         else:
             await asyncio.sleep(0.2)
 
+    async def read_count(self, mid: str) -> int:
+        """The counter's value: the shell rewrites the file (truncate, then write), so a read can land in
+        between and see it empty; read again, bounded."""
+        for _ in range(50):
+            text = self.read_state(mid)
+            if text:
+                return int(text)
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{mid}'s counter file stayed empty")
+
     def read_state(self, mid: str) -> str | None:
         if self.kind == "fake":
             return self.driver.workloads[mid].files.get("count")
@@ -125,7 +135,7 @@ async def test_suspend_keeps_state_and_resume_continues(h):
     await h.driver.resume("m1")
     if h.kind == "process":
         await asyncio.sleep(0.2)
-        assert int(h.read_state("m1")) > int(frozen)
+        assert await h.read_count("m1") > int(frozen or 0)
 
 
 async def test_fresh_start_resets_files_and_non_fresh_keeps_them(h):

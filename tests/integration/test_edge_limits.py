@@ -37,8 +37,11 @@ def hard_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet,
     try:
         f.wait_for(lambda: _up(edge), timeout=20, what="the edge to listen")
         create_app(f, "tough", 1)
-        f.wait_for(lambda: any(m["state"] == "started" for m in admin_get(edge, "/routes").json()["apps"]
-                               .get("tough", {}).get("machines", [])), timeout=20, what="the edge to route tough")
+        create_app(f, "capped", 1, port_spec=[{"port": 80, "handlers": ["http"],
+                                               "http_options": {"max_request_body_size": "1MB"}}])
+        for app in ("tough", "capped"):
+            f.wait_for(lambda app=app: any(m["state"] == "started" for m in admin_get(edge, "/routes").json()["apps"]
+                                           .get(app, {}).get("machines", [])), timeout=20, what=f"{app} routed")
         yield f, edge
     finally:
         proc.terminate()
@@ -109,6 +112,7 @@ def test_garbage_and_an_oversized_target_get_their_status_and_a_close(hard_edge)
 
 def test_trickled_heads_are_closed_at_the_header_timeout_while_others_are_served(hard_edge) -> None:
     _, edge = hard_edge
+    baseline = sorted(served(edge) for _ in range(7))[3]
     socks = []
     for _ in range(100):
         s = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
@@ -136,4 +140,36 @@ def test_trickled_heads_are_closed_at_the_header_timeout_while_others_are_served
         s.close()
     assert len(closed_at) == len(socks), f"{len(socks) - len(closed_at)} trickling connections still open"
     assert max(closed_at.values()) < HEADER_TIMEOUT + 1.5, "closed at the head's deadline, not pushed back"
-    assert sorted(latencies)[len(latencies) // 2] < 0.1, "legitimate requests kept being served"
+    under_attack = sorted(latencies)[len(latencies) // 2]
+    assert under_attack < 3 * baseline + 0.05, f"legitimate requests slowed from {baseline:.3f}s to {under_attack:.3f}s"
+
+
+def test_a_body_over_the_apps_limit_is_413_without_being_read(hard_edge) -> None:
+    _, edge = hard_edge
+    head = b"POST /upload HTTP/1.1\r\nHost: capped.localhost\r\n"
+    # Announced: refused from the head alone (the 100 MB are never sent).
+    sock = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
+    sock.sendall(head + b"Content-Length: 104857600\r\nExpect: 100-continue\r\n\r\n")
+    reply = answer_of(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in reply, reply[:200]
+    # Streamed (chunked): cut once past the limit, long before the client is done.
+    sock = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
+    sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+    sent = 0
+    try:
+        while sent < 64 << 20:  # at most 64 MB
+            sock.sendall(b"4000\r\n" + b"z" * 0x4000 + b"\r\n")
+            sent += 0x4000
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        pass
+    reply = answer_of(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413 ") and sent < 16 << 20, (sent, reply[:200])
+    # Under the limit, and on an app without one: served.
+    small = httpx.post(edge["url"] + "/upload", content=b"x" * 1000, headers={"Host": "capped.localhost"},
+                       trust_env=False, timeout=10)
+    assert small.status_code == 200
+    big = httpx.post(edge["url"] + "/upload", content=b"x" * (2 << 20), headers={"Host": "tough.localhost"},
+                     trust_env=False, timeout=10)
+    assert big.status_code == 200

@@ -158,3 +158,13 @@ def test_unknown_and_unsupported_keys_are_reported_by_name():
     assert "unknown key 'primary_regoin'" in text
     assert "unknown key 'auto_stop_machine' in [http_service]" in text
     assert "'build.dockerfile' is not supported" in text
+
+
+def test_a_body_limit_in_http_options_reaches_both_ports() -> None:
+    from roost.core.machine_config import normalize
+
+    cfg = load_text('app = "up"\n[http_service]\ninternal_port = 8080\n'
+                    '[http_service.http_options]\nmax_request_body_size = "1MB"\n', "fly.toml")
+    config = normalize({**machine_config(cfg, "app"), "image": "up:v1"})
+    limits = [p["http_options"]["max_request_body_size"] for p in config["services"][0]["ports"]]
+    assert limits == [1 << 20, 1 << 20]

@@ -84,3 +84,22 @@ def test_a_standby_of_a_machine_with_services_has_none():
     assert source["services"], "the source config is not changed"
     plain = mc.as_standby(standby, [])
     assert "standbys" not in plain and "FLY_STANDBY_FOR" not in plain["env"]
+
+
+def test_a_ports_body_limit_is_checked_and_stored_in_bytes() -> None:
+    import pytest
+
+    from roost.balancer.services import services_of
+    from roost.core.errors import RoostError
+    from roost.core.machine_config import normalize
+
+    def config(limit: object) -> dict:
+        return {"image": "a:b", "services": [{"internal_port": 8080, "ports": [
+            {"port": 80, "handlers": ["http"], "http_options": {"max_request_body_size": limit}}]}]}
+
+    normalized = normalize(config("2MB"))
+    assert normalized["services"][0]["ports"][0]["http_options"]["max_request_body_size"] == 2 << 20
+    assert services_of(normalized)[0].max_request_body == 2 << 20
+    with pytest.raises(RoostError) as err:
+        normalize(config("huge"))
+    assert "config.services[0].ports[0].http_options.max_request_body_size" in err.value.message

@@ -41,3 +41,18 @@ def test_bad_signals(bad):
     with pytest.raises(RoostError) as err:
         parse_signal(bad)
     assert err.value.status == 400
+
+
+def test_sizes_in_bytes() -> None:
+    from roost.core.errors import RoostError
+    from roost.core.units import size_bytes
+
+    assert size_bytes(1048576, field="f") == size_bytes("1MB", field="f") == size_bytes("1 mib", field="f")
+    assert size_bytes("512k", field="f") == 512 * 1024 and size_bytes("0", field="f") == 0
+    for bad in ("lots", "1.5MB", -1, True, "10TB", None):
+        try:
+            size_bytes(bad, field="http_options.max_request_body_size")
+        except RoostError as exc:
+            assert exc.status == 400 and exc.message.startswith("http_options.max_request_body_size")
+        else:
+            raise AssertionError(f"{bad!r} accepted")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from roost.core.machine_config import parse_autostop
+from roost.core.machine_config import MAX_BODY_KEY, parse_autostop
 
 DEFAULT_SOFT_LIMIT = 20
 
@@ -23,6 +23,7 @@ class ServiceSpec:
     soft_limit: int
     hard_limit: int | None  # None: no hard limit (Fly's default since 2024)
     has_checks: bool
+    max_request_body: int | None = None  # bytes; None: no limit (Fly sets none)
 
 
 def services_of(config: dict[str, Any]) -> list[ServiceSpec]:
@@ -32,11 +33,15 @@ def services_of(config: dict[str, Any]) -> list[ServiceSpec]:
             continue
         ports: list[int] = []
         http = False
+        max_body: int | None = None
         for port in service.get("ports") or []:
             if not isinstance(port, dict):
                 continue
             handlers = port.get("handlers") or []
             http = http or "http" in handlers
+            limit = (port.get("http_options") or {}).get(MAX_BODY_KEY)
+            if isinstance(limit, int) and (max_body is None or limit < max_body):
+                max_body = limit
             if isinstance(port.get("port"), int):
                 ports.append(port["port"])
             elif isinstance(port.get("start_port"), int) and isinstance(port.get("end_port"), int):
@@ -58,7 +63,7 @@ def services_of(config: dict[str, Any]) -> list[ServiceSpec]:
             concurrency_type=concurrency.get("type") or "connections",
             soft_limit=int(soft) if soft else DEFAULT_SOFT_LIMIT,
             hard_limit=int(hard) if hard else None,
-            has_checks=bool(service.get("checks")),
+            has_checks=bool(service.get("checks")), max_request_body=max_body,
         ))
     return out
 

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from roost.core.errors import bad_request
-from roost.core.units import duration_seconds, parse_signal
+from roost.core.units import duration_seconds, parse_signal, size_bytes
+
+# A Roost extension of a port's http_options: the largest request body the edge passes on (413 past it).
+MAX_BODY_KEY = "max_request_body_size"
 
 JSON = dict[str, Any]
 
@@ -135,6 +138,9 @@ def _validate_service(service: JSON, field: str) -> None:
         if port.get("start_port") is not None and port.get("end_port") is not None \
                 and port["start_port"] > port["end_port"]:
             raise bad_request(f"{pf}: start_port must not be above end_port")
+        options = port.get("http_options")
+        if options is not None and _require_dict(options, f"{pf}.http_options").get(MAX_BODY_KEY) is not None:
+            options[MAX_BODY_KEY] = size_bytes(options[MAX_BODY_KEY], field=f"{pf}.http_options.{MAX_BODY_KEY}")
     if "autostop" in service:
         service["autostop"] = emit_autostop(parse_autostop(service["autostop"], f"{field}.autostop"))
     if "autostart" in service and service["autostart"] is not None and not isinstance(service["autostart"], bool):

@@ -96,6 +96,23 @@ def format_go_duration(seconds: float) -> str:
     return out + f"{frac(rest, 10**9)}s"
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+               "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def size_bytes(value: object, *, field: str) -> int:
+    """A size in bytes: a whole number, or a string like "512k", "10MB", "1GiB" (powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
+        unit = text[len(digits):].strip()
+        if digits.isdigit() and unit in _SIZE_UNITS:
+            return int(digits) * _SIZE_UNITS[unit]
+    raise bad_request(f"{field}: expected a size in bytes, like 1048576 or \"10MB\", got {value!r}")
+
+
 def parse_signal(value: object, *, field: str = "signal") -> int:
     """'SIGTERM', 'TERM', '15' or 15 -> 15."""
     if isinstance(value, bool):

@@ -273,6 +273,9 @@ class ClientConn(H1Reader, asyncio.Protocol):
         if app is None or app not in edge.table.by_app:
             self._hand_over((req, set(), None), "unknown app")  # the coroutine path explains (404, 503)
             return
+        if req.body_bytes and (limit := edge.table.body_limit(app)) is not None and req.body_bytes > limit:
+            self._hand_over((req, set(), None), "body limit")  # the coroutine path answers 413
+            return
         chosen = edge.router.route_now(app)
         if chosen is None:  # start a machine, wait for capacity or health: the coroutine path does it
             self._hand_over((req, set(), None), "start or wait")

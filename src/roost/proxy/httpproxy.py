@@ -185,14 +185,22 @@ class HttpProxy:
             name = app or (req.header(b"host") or b"").decode("latin-1")
             return await self._error(writer, req, request_id, 404, "PR00",
                                      f"no app named {name!r} here (send Host: APP.{self.s.domain})")
+        limit = self.table.body_limit(app) if req.has_body else None
+        if limit is not None and req.content_length is not None and req.content_length > limit:
+            # Refused before a byte of it is read (and before a 100 Continue invites it).
+            return await self._error(writer, req, request_id, 413, "PB01", self._too_large(app, limit), close=True)
         if req.header(b"expect") and req.header(b"expect").lower() == b"100-continue":  # type: ignore[union-attr]
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body, complete = (b"", True)
         if req.has_body and not req.upgrade:
             try:
-                body, complete = await client.read_body(req, self.s.buffer_limit, self.s.body_timeout)
+                buffered = self.s.buffer_limit if limit is None else min(self.s.buffer_limit, limit)
+                body, complete = await client.read_body(req, buffered, self.s.body_timeout)
             except (ProtocolError, TimeoutError):
                 return False
+            if limit is not None and len(body) > limit:
+                return await self._error(writer, req, request_id, 413, "PB01", self._too_large(app, limit),
+                                         close=True)
         exclude = exclude if exclude is not None else set()
         deadline = started + self.s.route_timeout
         # A request handed over for a retry was already tried on the machines in `exclude`: those count.
@@ -311,10 +319,16 @@ class HttpProxy:
             conn.writer.write(head + (chunk(body) if rechunk else body) if body else head)
             await conn.writer.drain()
             if not complete:
+                limit, sent = self.table.body_limit(app), len(body)
                 while True:
                     piece = await client.body_chunk(req, self.s.body_timeout)
                     if piece is None:
                         break
+                    sent += len(piece)
+                    if limit is not None and sent > limit:  # the machine never sees the end of it
+                        conn.close()
+                        return await self._error(writer, req, request_id, 413, "PB01", self._too_large(app, limit),
+                                                 close=True)
                     conn.writer.write(chunk(piece) if rechunk else piece)
                     await conn.writer.drain()
                 if rechunk:
@@ -541,6 +555,11 @@ class HttpProxy:
         version = b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"
         head = encode_head(version + b" " + str(status).encode() + b" " + STATUS_TEXT.get(status, b"Error"), headers)
         return head + (b"" if req.method == b"HEAD" else body), keep
+
+    @staticmethod
+    def _too_large(app: str, limit: int) -> str:
+        return (f"request body larger than {limit} bytes, the limit of app {app!r} "
+                "(http_options.max_request_body_size)")
 
     def protocol_error_response(self, exc: ProtocolError) -> bytes:
         """The answer to a request that could not be read (malformed, or over a limit); the connection closes."""

@@ -87,6 +87,7 @@ class RoutingTable:
     # Called with a host's machine addresses when the control plane declares that host unreachable.
     on_host_lost: Callable[[set[str]], None] | None = None
     clock: Clock = SYSTEM
+    _body_limits: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
     # ---- feeding ----
 
@@ -212,6 +213,17 @@ class RoutingTable:
             if service is not None and service.internal_port in m.ports:
                 out.append((m, service))
         return out
+
+    def body_limit(self, app: str) -> int | None:
+        """The largest request body the app takes over HTTP (the smallest its machines declare), cached until
+        the table changes."""
+        cached = self._body_limits.get(app)
+        if cached is not None and cached[0] == self.generation:
+            return cached[1]
+        limits = [sv.max_request_body for _, sv in self.http_targets(app) if sv.max_request_body is not None]
+        limit = min(limits) if limits else None
+        self._body_limits[app] = (self.generation, limit)
+        return limit
 
     def tcp_targets(self, app: str, port: int) -> list[tuple[MachineRoute, ServiceSpec]]:
         out = []
