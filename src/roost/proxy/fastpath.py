@@ -27,6 +27,7 @@ from roost.proxy.h1 import LAST_CHUNK, H1Reader, Message, ProtocolError, chunk
 from roost.proxy.httpproxy import HOLD_HEAD_SECONDS, IDEMPOTENT, HttpProxy, Replay, response_framing
 from roost.proxy.table import MachineRoute
 from roost.proxy.upstream import CONNECT_TIMEOUT, IdlePool
+from roost.tasks import spawn
 
 FAST_BODY_LIMIT = 64 * 1024  # request bodies up to this are taken whole before forwarding
 MAX_QUEUED = 8  # pipelined requests parsed ahead of the one in flight before reading pauses
@@ -296,9 +297,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         if conn is not None:
             self._send(conn)
         else:
-            task = self.loop.create_task(self._connect_and_send(m, host_port))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            spawn(self._connect_and_send(m, host_port), "edge-connect", keep=self.tasks)
 
     async def _connect_and_send(self, m: MachineRoute, host_port: int) -> None:
         try:
@@ -529,11 +528,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
             self.read_paused = False
             transport.resume_reading()
         self.reader = stream
-        task = self.loop.create_task(self.edge.serve_connection(self, writer, self.client_ip, self.port,
-                                                                first=False, pending=pending,
-                                                                hand_back=self._hand_back))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        spawn(self.edge.serve_connection(self, writer, self.client_ip, self.port, first=False, pending=pending,
+                                         hand_back=self._hand_back), "edge-connection", keep=self.tasks)
 
     def _hand_back(self) -> bool:
         """Called by the coroutine path after each request: take the connection back onto the callback
