@@ -19,6 +19,7 @@ from tests.integration.test_proxy import create_app
 
 pytestmark = pytest.mark.integration
 HEADER_TIMEOUT = 1.0
+CONN_CAP = 300
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def hard_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet,
     proc = subprocess.Popen(
         [sys.executable, "-m", "roost", "proxy", "--server", f.url, "--region", "ams",
          "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--tcp-prefix", "127.251",
-         "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", "5", "--id", "hard-edge"],
+         "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", "5", "--id", "hard-edge",
+         "--max-conns-per-client", str(CONN_CAP)],
         env={**f.env, "ROOST_API_TOKEN": f.token}, stdout=log, stderr=subprocess.STDOUT)
     edge = {"url": f"http://127.0.0.1:{port}", "port": port, "admin_url": f"http://127.0.0.1:{admin}",
             "admin_token": f.token}
@@ -173,3 +175,26 @@ def test_a_body_over_the_apps_limit_is_413_without_being_read(hard_edge) -> None
     big = httpx.post(edge["url"] + "/upload", content=b"x" * (2 << 20), headers={"Host": "tough.localhost"},
                      trust_env=False, timeout=10)
     assert big.status_code == 200
+
+
+def test_one_address_cannot_hold_more_than_its_share_of_connections(hard_edge) -> None:
+    _, edge = hard_edge
+    held = [socket.create_connection(("127.0.0.1", edge["port"]), timeout=5) for _ in range(CONN_CAP)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", edge["port"]), timeout=5)
+        reply = answer_of(extra, limit=HEADER_TIMEOUT / 2)
+        extra.close()
+        assert reply.startswith(b"HTTP/1.1 429 ") and b"Connection: close" in reply, reply[:200]
+    finally:
+        for s in held:
+            s.close()
+    # Closed ones no longer count (the edge notices within a moment).
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            served(edge)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -82,3 +82,16 @@ async def test_a_trickled_head_times_out_from_its_first_byte() -> None:
         await r.next_head(5.0, head_timeout=0.3)
     assert 0.25 < loop.time() - began < 0.6, "the deadline is the head's first byte + 0.3 s"
     feeder.cancel()
+
+
+def test_connection_caps_count_per_address_and_free_on_release() -> None:
+    from roost.proxy.httpproxy import ClientCaps
+
+    caps = ClientCaps(2)
+    assert caps.admit("10.0.0.1") and caps.admit("10.0.0.1")
+    assert not caps.admit("10.0.0.1") and caps.admit("10.0.0.2"), "one address's cap is not another's"
+    caps.release("10.0.0.1")
+    assert caps.admit("10.0.0.1")
+    for _ in range(3):
+        caps.release("10.0.0.1")
+    assert "10.0.0.1" not in caps.open, "no entry left behind for a gone client"

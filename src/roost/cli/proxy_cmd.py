@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
                                              help="Seconds a request head has from its first byte."),
         idle_timeout: float = typer.Option(75.0, "--idle-timeout",
                                            help="Seconds a keep-alive connection may wait for its next request."),
+        max_conns_per_client: int = typer.Option(1024, "--max-conns-per-client", min=1,
+                                                 help="Open connections one client address may hold (429 past it)."),
         rtt_file: Path = typer.Option(None, "--rtt-file", help="JSON {\"ams-ewr\": ms, ...} overriding RTTs."),
         simulate_rtt: bool = typer.Option(False, "--simulate-rtt",
                                           help="Add the RTT when forwarding to another region (dev fleet)."),
@@ -68,7 +70,8 @@ def register(app: typer.Typer) -> None:
                         idle_interval=idle_interval, data_dir=data_dir, workers=workers, worker_index=worker_index,
                         proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,
                         http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout,
-                                          header_timeout=header_timeout, idle_timeout=idle_timeout)),
+                                          header_timeout=header_timeout, idle_timeout=idle_timeout,
+                                          max_conns_per_client=max_conns_per_client)),
             argv)
 
 

@@ -146,6 +146,7 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self.client_ip = ""
         self.port = 0
         self.handed_over = False
+        self.admitted = False  # counted toward its client's connection cap
         self.closed = False
         self.read_paused = False
         self.write_paused = False
@@ -184,6 +185,11 @@ class ClientConn(H1Reader, asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         self.client_ip, self.port = str(peer[0]), int(local[1])
+        if not self.edge.clients.admit(self.client_ip):
+            transport.write(self.edge.too_many_connections())  # type: ignore[attr-defined]
+            self._close()
+            return
+        self.admitted = True
         self._arm(self.edge.s.header_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -228,6 +234,14 @@ class ClientConn(H1Reader, asyncio.Protocol):
         self._cancel_timer()
         if self.busy:
             self._end_exchange(reuse=False)
+        self._release_client()
+
+    def _release_client(self) -> None:
+        """The connection is gone (here, or on the coroutine path after a hand-over): it no longer counts
+        toward its client's cap. Once only."""
+        if self.admitted:
+            self.admitted = False
+            self.edge.clients.release(self.client_ip)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -529,7 +543,8 @@ class ClientConn(H1Reader, asyncio.Protocol):
             transport.resume_reading()
         self.reader = stream
         spawn(self.edge.serve_connection(self, writer, self.client_ip, self.port, first=False, pending=pending,
-                                         hand_back=self._hand_back), "edge-connection", keep=self.tasks)
+                                         hand_back=self._hand_back, on_close=self._release_client),
+              "edge-connection", keep=self.tasks)
 
     def _hand_back(self) -> bool:
         """Called by the coroutine path after each request: take the connection back onto the callback

@@ -45,7 +45,7 @@ HOLD_HEAD_SECONDS = 0.05
 IDEMPOTENT = {b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"}
 STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
                400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout", 414: b"URI Too Long",
-               431: b"Request Header Fields Too Large"}
+               431: b"Request Header Fields Too Large", 429: b"Too Many Requests"}
 
 
 @dataclass
@@ -61,6 +61,7 @@ class HttpSettings:
     max_attempts: int = 10
     tunnel_idle_timeout: float = 3600.0
     max_replays: int = 10  # Fly: at most 10 chained fly-replays (PA02)
+    max_conns_per_client: int = 1024  # open connections from one client address (429 past it)
     simulate_rtt: bool = False  # the dev fleet: forwarding to another region costs its round-trip time
 
 
@@ -100,6 +101,28 @@ def response_framing(req: Message, resp: Message, request_complete: bool) -> tup
     return b"close", False
 
 
+class ClientCaps:
+    """Open connections per client address, capped: one address cannot take every connection slot."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        n = self.open.get(address, 0)
+        if n >= self.limit:
+            return False
+        self.open[address] = n + 1
+        return True
+
+    def release(self, address: str) -> None:
+        n = self.open.get(address, 0) - 1
+        if n > 0:
+            self.open[address] = n
+        else:
+            self.open.pop(address, None)
+
+
 class _Retry(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -122,6 +145,7 @@ class HttpProxy:
         # Request ids: unique per edge process (start time, random node) plus a counter; cheap to make.
         self._id_prefix = f"{time.time_ns():x}"
         self._id_suffix = f"{_NODE}-{settings.region}"
+        self.clients = ClientCaps(settings.max_conns_per_client)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -134,7 +158,8 @@ class HttpProxy:
 
     async def serve_connection(self, client: H1Reader, writer: asyncio.StreamWriter, client_ip: str, port: int,
                                first: bool, pending: tuple[Message, set[str], Replay | None] | None = None,
-                               hand_back: Callable[[], bool] | None = None) -> None:
+                               hand_back: Callable[[], bool] | None = None,
+                               on_close: Callable[[], None] | None = None) -> None:
         """Answer a connection's requests in order until it closes. `pending` is a request the callback data
         plane (fastpath) hands over part-way, with the machines it already tried or the replay it was asked;
         `hand_back`, from the callback path, takes the connection back after a request when nothing is left
@@ -169,6 +194,8 @@ class HttpProxy:
             if not kept:
                 with contextlib.suppress(Exception):
                     writer.close()
+                if on_close is not None:
+                    on_close()
 
     # ---- one request ----
 
@@ -560,6 +587,15 @@ class HttpProxy:
     def _too_large(app: str, limit: int) -> str:
         return (f"request body larger than {limit} bytes, the limit of app {app!r} "
                 "(http_options.max_request_body_size)")
+
+    def too_many_connections(self) -> bytes:
+        self.metrics.count_request("-", "-", 429)
+        body = (f"roost proxy: more than {self.s.max_conns_per_client} open connections from your address; "
+                "close some or reuse them (keep-alive)\n").encode()
+        return encode_head(b"HTTP/1.1 429 Too Many Requests",
+                           [(b"Content-Type", b"text/plain; charset=utf-8"),
+                            (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close"),
+                            (b"Via", b"1.1 roost")]) + body
 
     def protocol_error_response(self, exc: ProtocolError) -> bytes:
         """The answer to a request that could not be read (malformed, or over a limit); the connection closes."""
