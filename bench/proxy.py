@@ -7,7 +7,8 @@ Needs nginx, haproxy and wrk (as root it installs them with apt-get when missing
    short static body (`examples/nginx-static`), so that the upstream is not the bottleneck;
 2. wrk -t1 -cN against: the upstream directly (baseline), Roost's edge with 1, 2 and 4 worker processes
    (SO_REUSEPORT; full routing and balancing), nginx (1 worker, keepalive upstream pool) and HAProxy
-   (1 thread, http-reuse always), all to that same upstream: saturated throughput and its latency;
+   (1 thread, http-reuse always) and a bare keep-alive relay on uvloop + httptools (bench/relay.py: the
+   floor of this stack), all to that same upstream: saturated throughput and its latency;
 3. the same targets at a fixed, unsaturated rate (open loop, --rate requests/s over keep-alive
    connections, latency from each request's scheduled time): what a proxy adds to a request when it is
    not queueing behind others;
@@ -161,22 +162,26 @@ def throughput(f: BenchFleet, args: argparse.Namespace, tmp: Path) -> list[list[
     edge = f.info["proxies"][0]["url"]
     wait_ok(f"{edge}/", "bench.localhost")
     procs = []
-    ports = {name: free_port() for name in ("nginx", "haproxy", "roost2", "roost4")}
+    ports = {name: free_port() for name in ("nginx", "haproxy", "roost2", "roost4", "relay")}
     procs.append(start_nginx(tmp, ports["nginx"], upstream))
     procs.append(start_haproxy(tmp, ports["haproxy"], upstream))
     procs.append(start_roost_proxy(f, ports["roost2"], 2, tmp))
     procs.append(start_roost_proxy(f, ports["roost4"], 4, tmp))
+    procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "relay.py"), str(ports["relay"]), upstream],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     try:
         wait_ok(f"http://127.0.0.1:{ports['nginx']}/")
         wait_ok(f"http://127.0.0.1:{ports['haproxy']}/")
         wait_ok(f"http://127.0.0.1:{ports['roost2']}/", "bench.localhost")
         wait_ok(f"http://127.0.0.1:{ports['roost4']}/", "bench.localhost")
+        wait_ok(f"http://127.0.0.1:{ports['relay']}/")
         runs = [("upstream direct (baseline)", f"http://{upstream}/", None),
                 ("Roost edge, 1 worker", f"{edge}/", "bench.localhost"),
                 ("Roost edge, 2 workers", f"http://127.0.0.1:{ports['roost2']}/", "bench.localhost"),
                 ("Roost edge, 4 workers", f"http://127.0.0.1:{ports['roost4']}/", "bench.localhost"),
                 ("nginx 1.22, 1 worker", f"http://127.0.0.1:{ports['nginx']}/", None),
-                ("HAProxy 2.6, 1 thread", f"http://127.0.0.1:{ports['haproxy']}/", None)]
+                ("HAProxy 2.6, 1 thread", f"http://127.0.0.1:{ports['haproxy']}/", None),
+                ("bare relay (uvloop + httptools)", f"http://127.0.0.1:{ports['relay']}/", None)]
         results = {}
         for name, url, host in runs:
             wrk(url, host, 2, args.connections)  # warm up
@@ -187,9 +192,11 @@ def throughput(f: BenchFleet, args: argparse.Namespace, tmp: Path) -> list[list[
             stop(proc)
     base = results["upstream direct (baseline)"]
     nginx = results["nginx 1.22, 1 worker"]
+    relay = results["bare relay (uvloop + httptools)"]
     rows = []
     for name, r in results.items():
-        rows.append([name, f"{r['rps']:.0f}", f"{r['rps'] / nginx['rps']:.2f}x", f"{r['p50']:.2f}",
+        rows.append([name, f"{r['rps']:.0f}", f"{r['rps'] / nginx['rps']:.2f}x", f"{r['rps'] / relay['rps']:.2f}x",
+                     f"{r['p50']:.2f}",
                      f"{r['p99']:.2f}", "" if name.startswith("upstream") else f"{r['p50'] - base['p50']:+.2f}",
                      "" if name.startswith("upstream") else f"{r['p99'] - base['p99']:+.2f}", int(r["errors"])])
     base_fixed = fixed["upstream direct (baseline)"]
@@ -311,7 +318,8 @@ def main() -> None:
         auto = autostart(f, args.trials)
     print(table(f"Proxies side by side: wrk -t1 -c{args.connections} -d{args.duration}s, same upstream "
                 "(nginx static, 1 worker), loopback, 2 cores",
-                ["proxy", "requests/s", "vs nginx", "p50 ms", "p99 ms", "added p50", "added p99", "errors"], rows))
+                ["proxy", "requests/s", "vs nginx", "vs relay", "p50 ms", "p99 ms", "added p50", "added p99",
+                 "errors"], rows))
     print()
     print(table(f"Latency at a fixed rate: {args.rate} requests/s for {args.rate_seconds:g}s, open loop, keep-alive "
                 "(Python client, the same for every target)",
