@@ -45,3 +45,14 @@ def say(message: str) -> None:
 
 def group_of(m: dict[str, Any]) -> str:
     return str(((m.get("config") or {}).get("metadata") or {}).get("fly_process_group", ""))
+
+
+def key_values(items: list[str], what: str, key: str = "KEY") -> dict[str, str]:
+    """NAME=VALUE arguments as a dict; one that is not gets a one-line error naming it."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"invalid {what} {item!r}: expected {key}=VALUE")
+        out[name] = value
+    return out

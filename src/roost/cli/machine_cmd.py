@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from roost.cli.appconfig import key_values
 from roost.cli.output import CliError, console, print_json, print_table, progress
 from roost.client.api import Api
 from roost.core import machine_config as mc
@@ -24,16 +25,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(machine_app, name="machine")
     app.add_typer(machine_app, name="machines", hidden=True)
     app.add_typer(machine_app, name="m", hidden=True)
-
-
-def _env_pairs(values: list[str], flag: str = "--env") -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"invalid {flag} {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def _services(ports: list[str], autostop: str | None, autostart: bool | None) -> list[dict[str, Any]]:
@@ -132,7 +123,7 @@ def run(
         raise CliError(f"invalid --autostop {autostop!r}: use off, stop or suspend")
     if restart not in ("no", "always", "on-failure"):
         raise CliError(f"invalid --restart {restart!r}: use no, always or on-failure")
-    config: dict[str, Any] = {"image": image, "env": _env_pairs(env), "restart": {"policy": restart}}
+    config: dict[str, Any] = {"image": image, "env": key_values(env, "--env"), "restart": {"policy": restart}}
     services = _services(port, autostop, autostart)
     if services:
         config["services"] = services
@@ -145,7 +136,7 @@ def run(
     if cpus or memory:
         config["guest"] = {"cpu_kind": "shared", "cpus": cpus or 1, "memory_mb": memory or 256}
     if metadata:
-        config["metadata"] = _env_pairs(metadata, "--metadata")
+        config["metadata"] = key_values(metadata, "--metadata")
     if kill_signal or kill_timeout:
         config["stop_config"] = {k: v for k, v in (("signal", kill_signal), ("timeout", kill_timeout)) if v}
     if check:
@@ -390,7 +381,7 @@ def update(
     if image:
         config["image"] = image
     if env:
-        config["env"] = {**(config.get("env") or {}), **_env_pairs(env)}
+        config["env"] = {**(config.get("env") or {}), **key_values(env, "--env")}
     if port is not None and port:
         config["services"] = _services(port, autostop, autostart)
     elif autostop is not None or autostart is not None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, load_config, say
-from roost.cli.output import CliError, print_json, print_table
+from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, key_values, load_config, say
+from roost.cli.output import print_json, print_table
 from roost.client.api import Api
 
 secrets_app = typer.Typer(no_args_is_help=True, help="App secrets, given to machines as environment variables.")
@@ -23,12 +23,7 @@ def secrets_set(pairs: list[str] = typer.Argument(..., help="NAME=VALUE ..."), a
                 stage: bool = typer.Option(False, "--stage", help="Store only; apply with the next deploy.")) -> None:
     """Set secrets; running machines restart to pick them up unless --stage."""
     name = app_name(app_, load_config(config_path(config), required=False) if not app_ else None)
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"invalid secret {pair!r}: expected NAME=VALUE")
-        values[key] = value
+    values = key_values(pairs, "secret", "NAME")
     api = Api()
     api.post(f"/v1/apps/{name}/secrets", json={"values": values})
     say(f"Set {', '.join(sorted(values))} on {name}.")

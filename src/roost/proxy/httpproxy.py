@@ -589,19 +589,18 @@ class HttpProxy:
                 "(http_options.max_request_body_size)")
 
     def too_many_connections(self) -> bytes:
-        self.metrics.count_request("-", "-", 429)
-        body = (f"roost proxy: more than {self.s.max_conns_per_client} open connections from your address; "
-                "close some or reuse them (keep-alive)\n").encode()
-        return encode_head(b"HTTP/1.1 429 Too Many Requests",
-                           [(b"Content-Type", b"text/plain; charset=utf-8"),
-                            (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close"),
-                            (b"Via", b"1.1 roost")]) + body
+        return self._closing_answer(429, f"more than {self.s.max_conns_per_client} open connections from your "
+                                         "address; close some or reuse them (keep-alive)")
 
     def protocol_error_response(self, exc: ProtocolError) -> bytes:
         """The answer to a request that could not be read (malformed, or over a limit); the connection closes."""
-        self.metrics.count_request("-", "-", exc.status)
-        body = f"roost proxy: {exc}\n".encode()
-        return encode_head(b"HTTP/1.1 " + str(exc.status).encode() + b" " + STATUS_TEXT.get(exc.status, b"Error"),
+        return self._closing_answer(exc.status, str(exc))
+
+    def _closing_answer(self, status: int, message: str) -> bytes:
+        """The edge's answer before it has a request to answer (no app, no request id); then it closes."""
+        self.metrics.count_request("-", "-", status)
+        body = f"roost proxy: {message}\n".encode()
+        return encode_head(b"HTTP/1.1 " + str(status).encode() + b" " + STATUS_TEXT.get(status, b"Error"),
                            [(b"Content-Type", b"text/plain; charset=utf-8"),
                             (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close"),
                             (b"Via", b"1.1 roost")]) + body

@@ -26,7 +26,7 @@ from roost.core.units import duration_seconds, parse_signal, signal_name
 from roost.detector import recovery
 from roost.placement.scheduler import PlacementRequest, allocate_ports, place
 from roost.server.agent_client import AgentClient
-from roost.server.operations import AGENT_START_TIMEOUT, REPLACE, RESTART, START, STOP, SUSPEND, Operations
+from roost.server.operations import AGENT_START_TIMEOUT, REPLACE, RESTART, STOP, SUSPEND, Operations
 from roost.server.specs import SpecBuilder
 from roost.server.state import ClusterState
 
@@ -221,7 +221,7 @@ class MachineService:
                 self.ops.host_for(m, "start")
                 if m.state is State.SUSPENDED:
                     # A resume takes a few ms: the operation lock guards it without a transitional write.
-                    await self.ops.call(m, START, self.specs.agent_spec(m).to_json(), AGENT_START_TIMEOUT)
+                    await self.ops.call_start(m)
                 else:
                     await self.ops.start(m)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
@@ -275,12 +275,9 @@ class MachineService:
                 return {"ok": True}
             self.ops.host_for(m, "stop")
             m = await self.ops.enter(m, STOP, "user", {"signal": signal_name(sig), "timeout": timeout})
-        self.ops.spawn(self._stop_unlocked(m, sig, timeout))
-        return {"ok": True}
-
-    async def _stop_unlocked(self, m: Machine, sig: int, timeout: float) -> None:
         # Not under the lock: a stop may wait the machine's kill timeout; STOPPING guards it meanwhile.
-        await self.ops.stop(m, sig, timeout)
+        self.ops.spawn(self.ops.stop(m, sig, timeout))
+        return {"ok": True}
 
     async def suspend(self, app: str, machine_id: str, nonce: str | None) -> dict[str, Any]:
         m = self._checked(app, machine_id, nonce)
@@ -404,7 +401,7 @@ class MachineService:
                 self.ops.spawn(self.ops.restart(m, REPLACE, mc.stop_signal(current.config),
                                                 mc.stop_timeout(current.config)))
             elif was_running:
-                self.ops.spawn(self._stop_unlocked(m, mc.stop_signal(current.config), mc.stop_timeout(current.config)))
+                self.ops.spawn(self.ops.stop(m, mc.stop_signal(current.config), mc.stop_timeout(current.config)))
             elif run_after:
                 if current.state is State.SUSPENDED:
                     await self._discard_snapshot(m, stage=False)

@@ -171,11 +171,15 @@ class Operations:
         """Write STARTING, start `m` on its host, settle (FAILED on an agent error, raised). The caller holds
         the machine's lock."""
         m = await self.enter(m, START, cause, detail, checks={}, **changes)
+        return await self.call_start(m)
+
+    async def call_start(self, m: Machine) -> Machine | None:
+        """Ask the host to run `m` (its transitional state, if any, already written) and settle."""
         return await self.call(m, START, self.spec_for(m).to_json(), AGENT_START_TIMEOUT)
 
-    async def stop(self, m: Machine, sig: int, timeout: float) -> Machine | None:
+    async def stop(self, m: Machine, sig: int, timeout: float) -> None:
         """Ask the host to stop `m` (already written STOPPING) and settle; failures are left to the heartbeat."""
-        return await self.call(m, STOP, {"signal": sig, "timeout": timeout}, timeout + AGENT_STOP_GRACE)
+        await self.call(m, STOP, {"signal": sig, "timeout": timeout}, timeout + AGENT_STOP_GRACE)
 
     async def restart(self, m: Machine, op: AgentOp, sig: int, timeout: float) -> None:
         """Stop the running version and start the record's (RESTART, or REPLACE after an update)."""

@@ -26,7 +26,7 @@ from roost.detector.membership import Probe, confirm
 from roost.detector.recovery import ServerAction
 from roost.detector.standby import MachineView, takeovers, watched_on
 from roost.server.agent_client import AgentClient
-from roost.server.operations import START, Operations
+from roost.server.operations import Operations
 from roost.server.state import ClusterState
 
 log = logging.getLogger("roost.server.takeover")
@@ -215,4 +215,4 @@ class StandbyController:
         del self.history[:-100]
         async with self.ops.lock(standby_id):
             with contextlib.suppress(Exception):
-                await self.ops.call(standby, START, self.ops.spec_for(standby).to_json())
+                await self.ops.call_start(standby)
