@@ -142,6 +142,29 @@ def test_suspend_mode_suspends_and_a_request_resumes_with_memory(edge_fleet):
     assert r.status_code == 200 and r.json()["hits"] == first + 1, "resumed with its memory"
 
 
+def test_a_suspend_right_after_an_autostart_reaches_the_edge_at_once(edge_fleet):
+    # The edge used to keep its own "started" for up to 10 s after an autostart even when the feed then said
+    # "suspended", and forwarded requests to the frozen machine until the upstream timeout.
+    f = edge_fleet
+    [m] = create_app(f, "doze", 1, autostop="off")
+    f.api.post(f"/v1/apps/doze/machines/{m['id']}/stop")
+    f.api.get(f"/v1/apps/doze/machines/{m['id']}/wait", params={"state": "stopped", "timeout": 30})
+
+    def edge_state() -> str:
+        return admin_get(f.edge("ams"), "/routes").json()["apps"]["doze"]["machines"][0]["state"]
+
+    f.wait_for(lambda: edge_state() == "stopped", what="the edge to see the stop")
+    # Started by the edge; the app's boot outlasts the feed's "started", which then arrives first.
+    assert edge_get(f, "doze").status_code == 200
+    f.wait_for(lambda: state(f, "doze", m["id"]) == "started", what="the control plane to see the resume")
+    assert f.api.post(f"/v1/apps/doze/machines/{m['id']}/suspend").status_code == 200
+    f.api.get(f"/v1/apps/doze/machines/{m['id']}/wait", params={"state": "suspended", "timeout": 30})
+    f.wait_for(lambda: edge_state() == "suspended", timeout=3, what="the edge to see the second suspend")
+    began = time.monotonic()
+    assert edge_get(f, "doze", timeout=8).status_code == 200
+    assert time.monotonic() - began < 3, "resumed, not sent to the frozen machine"
+
+
 def test_killing_a_machine_under_load_fails_no_idempotent_request(edge_fleet):
     f = edge_fleet
     machines = create_app(f, "steady", 2)

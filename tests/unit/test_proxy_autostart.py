@@ -75,3 +75,40 @@ def test_another_machine_starts_only_when_the_running_ones_are_over_soft_limit()
     # 4 requests held at once with soft_limit 2: two machines are needed, one at a time, never three
     assert len(starter.started) == 2, starter.started
     assert sorted(served.count(m) for m in set(served)) == [2, 2]
+
+
+def feed(table: RoutingTable, mid: str, state: str, rev: int) -> None:
+    objects = {"id": mid, "app": "web", "region": "ams", "state": state, "private_ip": "127.0.0.1",
+               "roost": {"host_id": "h", "ports": {"8080": 9000}},
+               "config": {"services": [{"protocol": "tcp", "internal_port": 8080, "autostart": True,
+                                        "ports": [{"port": 80, "handlers": ["http"]}]}]}}
+    table.apply({"op": "put", "kind": "machine", "key": mid, "object": objects, "rev": rev})
+
+
+def test_a_suspend_right_after_an_autostart_is_not_hidden_by_the_starts_override() -> None:
+    # Issue 14's bench found requests forwarded to a frozen machine: the feed said "started" before the
+    # start's own override did, so the override outlived the feed's next news (a suspend) by up to 10 s.
+    table = table_of({"m1": ("ams", "stopped")}, soft=10)
+    feed(table, "m1", "started", 2)
+    table.override_state("m1", State.STARTED)
+    feed(table, "m1", "suspending", 3)
+    feed(table, "m1", "suspended", 4)
+    assert table.state_of(table.machines["m1"], time.monotonic()) is State.SUSPENDED
+
+
+def test_a_lagging_feed_on_its_way_to_the_known_state_keeps_the_override() -> None:
+    table = table_of({"m1": ("ams", "stopped")}, soft=10)
+    table.override_state("m1", State.STARTED)
+    feed(table, "m1", "stopped", 2)  # the same old news again (another field changed)
+    assert table.state_of(table.machines["m1"], time.monotonic()) is State.STARTED
+    feed(table, "m1", "starting", 3)  # catching up
+    assert table.state_of(table.machines["m1"], time.monotonic()) is State.STARTED
+    feed(table, "m1", "started", 4)  # confirmed: nothing local left
+    assert "m1" not in table.state_overrides
+
+
+def test_a_starts_own_override_is_kept_until_the_start_ends() -> None:
+    table = table_of({"m1": ("ams", "stopped")}, soft=10)
+    table.override_state("m1", State.STARTING)
+    feed(table, "m1", "started", 2)  # the process exists; its port may not accept yet
+    assert table.state_of(table.machines["m1"], time.monotonic()) is State.STARTING

@@ -70,7 +70,10 @@ class Starter:
         except BaseException:
             self.table.clear_override(m.id)
             raise
-        self.table.override_state(m.id, State.STARTED)
+        if m.id in self.table.machines and self.table.machines[m.id].state is State.STARTED:
+            self.table.clear_override(m.id)  # the feed already knows: nothing local left to remember
+        else:
+            self.table.override_state(m.id, State.STARTED)
         return took
 
     async def _start_and_reach(self, m: MachineRoute, port: int, agent_url: str, was_suspended: bool,

@@ -121,7 +121,7 @@ class RoutingTable:
             self.machines[key] = route
             self.by_app.setdefault(route.app, {})[key] = route
             override = self.state_overrides.get(key)
-            if override and override[0] == route.state and override[0] is not State.STARTING:  # a start's own to end
+            if override and _feed_settles(override[0], None if old is None else old.state, route.state):
                 del self.state_overrides[key]
         elif kind == "host":
             old_host = self.hosts.get(key)
@@ -254,6 +254,26 @@ class RoutingTable:
                 return m.env_primary_region
         return ""
 
+
+
+# The feed states on the way to each locally known state: while the feed walks this path it is only catching
+# up with what the edge already knows.
+_ON_THE_WAY = {
+    State.STARTED: {State.STARTING, State.STARTED},
+    State.STOPPED: {State.STOPPING, State.STOPPED},
+    State.SUSPENDED: {State.SUSPENDING, State.SUSPENDED},
+}
+
+
+def _feed_settles(override: State, before: State | None, now: State) -> bool:
+    """Whether the feed's news about a machine ends the edge's local override of its state: it confirms it,
+    or it reports a change the override did not foresee (a suspend right after an autostart must not stay
+    hidden behind the start's "started" and leave requests going to a frozen machine)."""
+    if override is State.STARTING:  # a start's own, ended by the start itself
+        return False
+    if now is override:
+        return True
+    return now is not before and now not in _ON_THE_WAY.get(override, set())
 
 
 def _machine_route(obj: dict[str, Any]) -> MachineRoute:
