@@ -20,16 +20,19 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
+# Below the kernel's ephemeral range (32768-60999): a port picked there could be taken by any outgoing
+# connection between the check and the bind.
+PORTS = (10000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_block(1)
 
 
 def free_port_block(n: int) -> int:
     """A base port with n free ports from it."""
     for _ in range(50):
-        base = random.randint(20000, 60000)
+        base = random.randint(PORTS[0], PORTS[1] - n)
         ok = True
         for port in range(base, base + n):
             with socket.socket() as s:

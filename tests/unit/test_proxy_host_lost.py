@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from roost.proxy.http_edge import UpstreamPool
 from roost.proxy.table import RoutingTable
-from roost.proxy.upstream import Pool
 
 
 def host(status: str) -> dict:
@@ -35,19 +35,19 @@ async def test_the_pool_ends_requests_waiting_on_a_lost_address():
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    pool = Pool()
+    pool = UpstreamPool()
     try:
-        waiting = await pool.get("127.0.0.1", port)
-        idle = await pool.get("127.0.0.1", port)
+        waiting = await pool.connect("127.0.0.1", port)
+        idle = await pool.connect("127.0.0.1", port)
         pool.put(idle)
-        waiting.writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert waiting.transport is not None
+        waiting.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         pool.awaiting.setdefault("127.0.0.1", set()).add(waiting)
-        read = asyncio.ensure_future(waiting.reader.read(100))
         await asyncio.sleep(0.05)
-        assert pool.abort_addresses({"127.0.0.1"}) == 1
-        assert await asyncio.wait_for(read, 1.0) == b""  # the waiting request sees the end at once
-        assert waiting.aborted and idle.writer.is_closing()
-        fresh = await pool.get("127.0.0.1", port)
+        assert pool.abort_addresses({"127.0.0.1"}) == 1  # the waiting request ends at once
+        assert waiting.aborted and waiting.closed and idle.closed
+        assert pool.take("127.0.0.1", port) is None  # nothing idle left to the lost address
+        fresh = await pool.connect("127.0.0.1", port)
         assert fresh is not idle and not fresh.aborted
         fresh.close()
     finally:

@@ -85,7 +85,7 @@ async def test_a_trickled_head_times_out_from_its_first_byte() -> None:
 
 
 def test_connection_caps_count_per_address_and_free_on_release() -> None:
-    from roost.proxy.httpproxy import ClientCaps
+    from roost.proxy.forwarding import ClientCaps
 
     caps = ClientCaps(2)
     assert caps.admit("10.0.0.1") and caps.admit("10.0.0.1")

@@ -4,7 +4,7 @@ import pytest
 
 from roost.core.regions import COORDINATES, REGIONS, RttTable, estimated_rtt_ms
 from roost.dev.anycast import Anycast, EdgeAddress, client_region
-from roost.proxy.httpproxy import Replay
+from roost.proxy.forwarding import Replay
 
 
 def test_every_region_has_coordinates():

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
                                           help="Add the RTT when forwarding to another region (dev fleet)."),
     ) -> None:
         """Run an edge proxy: routing, balancing, autostart/autostop, retries."""
-        from roost.proxy.httpproxy import HttpSettings
+        from roost.proxy.forwarding import HttpSettings
         from roost.proxy.main import ProxyConfig, run
 
         if not is_known(region):

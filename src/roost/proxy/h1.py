@@ -1,8 +1,9 @@
-"""HTTP/1.x message reading on asyncio streams, with httptools (llhttp) doing the parsing.
+"""HTTP/1.x messages, with httptools (llhttp) doing the parsing.
 
-`H1Reader` turns a byte stream into messages: a head (method or status, target, version, headers) and a
-body delivered chunk by chunk (already de-chunked). It reads only as much as the consumer asks for, so a
-slow reader applies backpressure to the peer. Pipelined requests simply queue up behind the current one.
+`H1Parser` is sans-IO: bytes in, messages out (a head, then its body as pieces, already de-chunked), with
+every head bounded (size, header count, target length). `H1Reader` drives one over an asyncio stream for
+the few clients that read one answer at a time (the load generator, agent calls); it reads only as much as
+its consumer asks for, so a slow reader applies backpressure to the peer.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ class Message:
         return self.chunked or bool(self.content_length)
 
 
-class H1Reader:
-    def __init__(self, reader: asyncio.StreamReader, *, response: bool = False, head_request: bool = False) -> None:
-        self.reader = reader
+class H1Parser:
+    """Messages from bytes fed in: heads queue in `ready` (pipelined ones behind the first); a message's
+    body pieces collect in its own `body` until taken."""
+
+    def __init__(self, *, response: bool = False, head_request: bool = False) -> None:
         self.response = response
         self.head_request = head_request  # a response to HEAD has no body whatever its headers say
         self.parser = httptools.HttpResponseParser(self) if response else httptools.HttpRequestParser(self)
@@ -149,24 +152,6 @@ class H1Reader:
         assert self.current is not None
         self.current.complete = True
 
-    # ---- reading ----
-
-    async def _fill(self, timeout: float | None) -> None:
-        try:
-            if timeout is None:
-                data = await self.reader.read(READ_SIZE)
-            else:
-                async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
-                    data = await self.reader.read(READ_SIZE)
-        except TimeoutError:
-            raise  # (an OSError too, but not a lost connection)
-        except (ConnectionError, OSError) as exc:
-            raise ProtocolError(f"connection lost: {exc}") from None
-        if not data:
-            self.eof = True
-            return
-        self.feed(data)
-
     def feed(self, data: bytes) -> None:
         """Parse `data`; bytes after an upgrade request's head are kept in `upgraded_tail` for the tunnel."""
         try:
@@ -184,6 +169,30 @@ class H1Reader:
             self._head_fed += len(data)
             if self._head_fed > MAX_HEAD_BYTES:
                 raise ProtocolError(f"request head larger than {MAX_HEAD_BYTES} bytes", 431)
+
+
+class H1Reader(H1Parser):
+    """An H1Parser fed from an asyncio stream as its consumer asks."""
+
+    def __init__(self, reader: asyncio.StreamReader, *, response: bool = False, head_request: bool = False) -> None:
+        super().__init__(response=response, head_request=head_request)
+        self.reader = reader
+
+    async def _fill(self, timeout: float | None) -> None:
+        try:
+            if timeout is None:
+                data = await self.reader.read(READ_SIZE)
+            else:
+                async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+                    data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            raise  # (an OSError too, but not a lost connection)
+        except (ConnectionError, OSError) as exc:
+            raise ProtocolError(f"connection lost: {exc}") from None
+        if not data:
+            self.eof = True
+            return
+        self.feed(data)
 
     async def next_head(self, timeout: float | None, head_timeout: float | None = None) -> Message | None:
         """The next message's head, or None at a clean end of stream. Waits up to `timeout` for its first

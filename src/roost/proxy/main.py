@@ -17,8 +17,8 @@ import httpx
 
 from roost.core.regions import RttTable
 from roost.proxy.admin import json_page, serve_admin
-from roost.proxy.fastpath import ClientConn, FastPool
-from roost.proxy.httpproxy import HttpProxy, HttpSettings
+from roost.proxy.forwarding import HttpSettings
+from roost.proxy.http_edge import HttpEdge
 from roost.proxy.idle import IdleLoop
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
@@ -26,7 +26,6 @@ from roost.proxy.router import Router
 from roost.proxy.starter import Starter
 from roost.proxy.table import FeedFollower, RoutingTable
 from roost.proxy.tcp import TcpProxy, app_address
-from roost.proxy.upstream import Pool
 from roost.tasks import spawn
 
 log = logging.getLogger("roost.proxy")
@@ -69,19 +68,16 @@ class Edge:
         self.starter = Starter(self.table, cfg.server_url, cfg.token)
         self.rtt = RttTable.from_file(cfg.rtt_file) if cfg.rtt_file else RttTable()
         self.router = Router(self.table, self.loads, self.starter, cfg.region, self.rtt.rtt, self.metrics)
-        self.pool = Pool()  # the coroutine path's upstream connections
-        self.fast_pool = FastPool()  # the callback path's
-        self.connections: set[asyncio.Task[None]] = set()
         self.table.on_host_lost = self._host_lost
         cfg.http.region = cfg.region
         cfg.http.domain = cfg.domain
         cfg.http.simulate_rtt = cfg.simulate_rtt
-        self.http = HttpProxy(self.table, self.router, self.pool, self.loads, self.metrics, cfg.http, self.rtt.rtt)
+        self.http = HttpEdge(self.table, self.router, self.loads, self.metrics, cfg.http, self.rtt.rtt)
         self.tcp = TcpProxy(self.table, self.router, self.loads, self.metrics, cfg.tcp_prefix)
         self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)
 
     def _host_lost(self, addresses: set[str]) -> None:
-        aborted = self.pool.abort_addresses(addresses) + self.fast_pool.abort_addresses(addresses)
+        aborted = self.http.pool.abort_addresses(addresses)
         if aborted:
             log.info("host of %s unreachable: %d waiting requests sent elsewhere", ",".join(sorted(addresses)), aborted)
 
@@ -117,8 +113,7 @@ class Edge:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            self.pool.sweep()
-            self.fast_pool.sweep()
+            self.http.pool.sweep()
 
     async def run(self) -> None:
         cfg = self.cfg
@@ -127,7 +122,7 @@ class Edge:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         self.follower.load_snapshot()
-        server = await loop.create_server(lambda: ClientConn(self.http, self.fast_pool, self.connections),
+        server = await loop.create_server(self.http.protocol,
                                           cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1,
                                           reuse_address=True, backlog=2048)
         admin = None
@@ -153,10 +148,7 @@ class Edge:
         await asyncio.gather(*tasks, return_exceptions=True)
         for tcp_server in self.tcp.servers.values():
             tcp_server.close()
-        self.pool.close()
-        self.fast_pool.close()
-        for task in list(self.connections):
-            task.cancel()
+        self.http.close()
         await self.starter.close()
 
 

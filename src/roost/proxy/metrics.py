@@ -32,8 +32,6 @@ class Metrics:
                                registry=r)
         self.queue_wait_seconds = Histogram("roost_proxy_queue_wait_seconds", "Time waiting for a machine",
                                             ["app"], buckets=LATENCY_BUCKETS, registry=r)
-        self.handovers = Counter("roost_proxy_handovers_total", "Requests the callback path handed to the "
-                                 "coroutine path", ["reason"], registry=r)
         self.tcp_connections = Counter("roost_proxy_tcp_connections_total", "TCP connections", ["app", "result"],
                                        registry=r)
 

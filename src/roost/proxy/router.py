@@ -12,6 +12,7 @@ from typing import Any
 from roost.balancer.choose import Candidate, Kind, choose
 from roost.balancer.services import ServiceSpec
 from roost.core.lifecycle import State
+from roost.proxy.forwarding import Replay
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.starter import Starter, StartError
@@ -137,6 +138,39 @@ class Router:
         groups = [local] if local else []
         groups += [by_distance[d] for d in sorted(by_distance)]
         return _Ranking(self.table.generation, groups, local, startable)
+
+    def targets(self, app: str, prefer: str = "", force: str = "", replay: Replay | None = None
+                ) -> tuple[str | None, Pairs]:
+        """Which machines may take a request (Fly-Prefer-Region, Fly-Force-Instance-Id, a fly-replay), and
+        from which region distance is counted (None: this edge's)."""
+        table = self.table
+
+        def all_targets() -> list[tuple[MachineRoute, ServiceSpec]]:
+            return table.http_targets(app)
+
+        if replay is not None:
+            if replay.instance:
+                return None, lambda: [(m, sv) for m, sv in all_targets() if m.id == replay.instance]
+            regions = [r for r in replay.regions if r != "any"]
+            skip = replay.source if replay.elsewhere else ""
+            if regions:
+                wanted = set(regions)
+                if "any" in replay.regions:  # a preference list ending in "any": fall back to anywhere
+                    return regions[0], lambda: (
+                        [(m, sv) for m, sv in all_targets() if m.region in wanted and m.id != skip]
+                        or [(m, sv) for m, sv in all_targets() if m.id != skip])
+                return regions[0], lambda: [(m, sv) for m, sv in all_targets()
+                                            if m.region in wanted and m.id != skip]
+            return None, lambda: [(m, sv) for m, sv in all_targets() if m.id != skip]
+        if force:
+            return None, lambda: [(m, sv) for m, sv in all_targets() if m.id == force]
+        if prefer:
+            now = table.clock.monotonic()
+            there = [(m, sv) for m, sv in all_targets() if m.region == prefer and table.healthy(m, now)
+                     and table.state_of(m, now) in (State.STARTED, State.STOPPED, State.SUSPENDED)]
+            if there:
+                return prefer, lambda: [(m, sv) for m, sv in all_targets() if m.region == prefer] or all_targets()
+        return None, all_targets
 
     def _from_here(self, region: str) -> float:
         return self.rtt(self.region, region)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 import time
 from collections import deque
 from typing import Generic, Protocol, TypeVar
@@ -15,7 +12,7 @@ CONNECT_TIMEOUT = 2.0
 
 
 class PooledConn(Protocol):
-    """What IdlePool needs of a connection (a stream one here, a protocol one in fastpath)."""
+    """What IdlePool needs of a connection."""
 
     key: tuple[str, int]
     idle_since: float
@@ -87,38 +84,3 @@ class IdlePool(Generic[C]):
             for conn in idle:
                 conn.close()
         self.idle.clear()
-
-
-class Upstream:
-    __slots__ = ("aborted", "idle_since", "key", "reader", "reused", "writer")
-
-    def __init__(self, key: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.key = key
-        self.reader = reader
-        self.writer = writer
-        self.reused = False
-        self.idle_since = 0.0
-        self.aborted = False  # closed by us because its host was declared unreachable
-
-    @property
-    def closed(self) -> bool:
-        return self.writer.is_closing() or self.reader.at_eof()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
-class Pool(IdlePool[Upstream]):
-    """The coroutine path's upstream connections (asyncio streams)."""
-
-    async def get(self, host: str, port: int) -> Upstream:
-        conn = self.take(host, port)
-        if conn is not None:
-            return conn
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Upstream((host, port), reader, writer)

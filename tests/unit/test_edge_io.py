@@ -1,6 +1,6 @@
-"""The edge's callback data plane (proxy/fastpath.py) against real sockets on loopback: plain requests stay
-on the callback path, anything else is handed to the coroutine path without losing a byte, and the
-failure cases (reset, timeout, replay, HEAD, close-delimited bodies) answer as the coroutine path would.
+"""The edge's I/O driver (proxy/http_edge.py) against real sockets on loopback: keep-alive, pipelining,
+bodies, Expect, retries, replays, HEAD, interim and bodiless answers, close-delimited bodies, slow readers
+and timeouts, each as a client would see it.
 
 The machines are small asyncio servers; the routing table is filled by hand, as the watch feed would."""
 
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from roost.proxy.fastpath import ClientConn
+from roost.proxy.http_edge import ClientConnection
 from roost.proxy.main import Edge, ProxyConfig
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -52,7 +52,7 @@ class Rig:
     def __init__(self, **settings: float) -> None:
         self.settings = settings
         self.servers: list[asyncio.Server] = []
-        self.conns: list[ClientConn] = []
+        self.conns: list[ClientConnection] = []
         self.machines: list[dict] = []
 
     async def machine(self, mid: str, handler: Handler) -> None:
@@ -75,8 +75,8 @@ class Rig:
             {"kind": "app", "key": "web", "object": {"name": "web", "primary_region": "ams"}},
             *self.machines], 1)
 
-        def factory() -> ClientConn:
-            conn = ClientConn(self.edge.http, self.edge.fast_pool, self.edge.connections)
+        def factory() -> ClientConnection:
+            conn = self.edge.http.protocol()
             self.conns.append(conn)
             return conn
 
@@ -85,10 +85,7 @@ class Rig:
         return int(server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
-        for task in list(self.edge.connections):
-            task.cancel()
-        self.edge.fast_pool.close()
-        self.edge.pool.close()
+        self.edge.http.close()
         for server in self.servers:
             server.close()
 
@@ -140,7 +137,6 @@ async def test_keep_alive_requests_stay_on_the_callback_path(rig: Rig) -> None:
     assert got.count(b"HTTP/1.1 200 OK") == 3
     assert got.index(b"m1 /a") < got.index(b"m1 /b") < got.index(b"m1 /c")  # pipelined, answered in order
     assert b"Fly-Request-Id: " in got and b"Via: 1.1 roost" in got
-    assert [c.hand_overs for c in rig.conns] == [0]
     assert rig.edge.metrics.requests[("web", "m1", "200")] == 3
 
 
@@ -148,10 +144,10 @@ async def test_a_small_body_is_forwarded_whole(rig: Rig) -> None:
     await rig.machine("m1", answer("m1"))
     port = await rig.start()
     got = await exchange(port, b"POST /up HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 5\r\n\r\nhello")
-    assert b"m1 /up 5" in got and rig.conns[0].hand_overs == 0
+    assert b"m1 /up 5" in got
 
 
-async def test_expect_continue_is_handed_over_and_answered(rig: Rig) -> None:
+async def test_expect_continue_is_answered(rig: Rig) -> None:
     await rig.machine("m1", answer("m1"))
     port = await rig.start()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -163,16 +159,7 @@ async def test_expect_continue_is_handed_over_and_answered(rig: Rig) -> None:
         while b"m1 /after" not in got:
             got += await reader.read(65536)
     assert b"m1 /up 5" in got
-    # the connection came back to the callback path: the next request does not go through a hand-over
-    conn = rig.conns[0]
-    assert conn.hand_overs == 1 and not conn.handed_over
-    writer.write(GET % b"third")
-    async with asyncio.timeout(5):
-        while b"m1 /third" not in got:
-            got += await reader.read(65536)
     writer.close()
-    assert conn.hand_overs == 1 and not conn.handed_over
-    assert rig.edge.metrics.handovers.labels("expect")._value.get() == 1
 
 
 async def test_a_reset_before_any_answer_is_retried_on_another_machine(rig: Rig) -> None:
@@ -276,7 +263,7 @@ async def test_a_large_answer_to_a_slow_reader_arrives_whole(rig: Rig) -> None:
             if len(got) < 1 << 20:
                 await asyncio.sleep(0.01)  # a slow start: the edge must hold the machine back, not buffer it all
     writer.close()
-    assert bytes(got) == body and rig.conns[0].hand_overs == 0
+    assert bytes(got) == body
 
 
 async def test_a_connection_held_back_for_a_slow_reader_is_not_pooled_paused(rig: Rig) -> None:
@@ -292,10 +279,12 @@ async def test_a_connection_held_back_for_a_slow_reader_is_not_pooled_paused(rig
     slow = rig.conns[0]
     assert slow.transport is not None
     write = slow.transport.write
+    paused: list[bool] = []
 
     def write_and_fill(data: bytes) -> None:  # as if this write took the buffer over its high-water mark
         write(data)
-        if not slow.write_paused:
+        if not paused:
+            paused.append(True)
             slow.pause_writing()
             asyncio.get_running_loop().call_later(0.5, slow.resume_writing)
 
@@ -322,21 +311,6 @@ async def test_interim_answers_are_skipped(rig: Rig) -> None:
     assert got.count(b"HTTP/1.1 200 OK") == 2 and got.endswith(b"real") and b"103" not in got
 
 
-async def test_after_a_retry_the_connection_comes_back_to_the_callback_path(rig: Rig) -> None:
-    await rig.machine("bad", reset)
-    await rig.machine("good", answer("good"))
-    port = await rig.start()
-    rig.edge.router.rng.seed(3)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for i in range(8):  # one keep-alive connection, one request at a time
-        writer.write(GET % str(i).encode())
-        await asyncio.wait_for(reader.readuntil(b"good /%d 0" % i), 5)
-    writer.close()
-    conn = rig.conns[0]
-    # the refusing machine sits out after its reset, so at most one request needed the coroutine path
-    assert conn.hand_overs == 1 and not conn.handed_over
-
-
 async def head_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A machine killed between writing its answer's head and its body (Python's http.server writes them
     separately)."""
@@ -348,7 +322,7 @@ async def head_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     writer.transport.abort()
 
 
-# no extra header: the callback path; a routing header: the coroutine path
+# no extra header: routed at once; a routing header: routed by the router's task
 PATHS = [b"", b"Fly-Prefer-Region: ams\r\n"]
 
 
@@ -404,4 +378,3 @@ async def test_answers_without_a_body_keep_the_connection(rig: Rig) -> None:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)  # no wait for a body that never comes
         assert head.startswith(b"HTTP/1.1 " + status) and b"Content-Length" not in head
     writer.close()
-    assert rig.conns[0].hand_overs == 0
