@@ -276,8 +276,7 @@ class ClientSession:
             if not req.upgrade:  # a switch never asked for: no longer HTTP, nothing to relay
                 self._error(502, "PC02", f"machine {m.id} switched protocols unasked")
                 return
-            self.metrics.observe_latency(self.app, self.now() - self.started)
-            self.metrics.count_request(self.app, m.id, 101)
+            self.metrics.answered(self.app, m.id, 101, self.now() - self.started)
             self.io.write(self.heads.response_head(resp, req, self.request_id, framing=b"", keep=True, upgrade=True,
                                                    extra=self.heads.debug_header(req, m, self.client_ip,
                                                                                  self.retried)))
@@ -298,8 +297,9 @@ class ClientSession:
             self._arm(self.now() + self.s.body_timeout)
             return
         self.framing, self.keep = response_framing(req, resp, req.complete)
+        debug = self.heads.debug_header(req, m, self.client_ip, self.retried) if b"flyio-debug" in req.names else None
         self.held = self.heads.response_head(resp, req, self.request_id, framing=self.framing, keep=self.keep,
-                                             extra=self.heads.debug_header(req, m, self.client_ip, self.retried))
+                                             extra=debug)
         self.phase = Phase.HOLDING
         if req.method == b"HEAD":
             self._release_head()
@@ -486,7 +486,8 @@ class ClientSession:
             prefer = (req.header(b"fly-prefer-region") or b"").decode("latin-1").strip()
             force = (req.header(b"fly-force-instance-id") or b"").decode("latin-1").strip()
         self.io.route(self.app, prefer, force, self.replay, self.exclude, max(0.0, self.route_deadline - self.now()))
-        self._flow()
+        if self.streaming:
+            self._flow()
 
     def _stream_body(self) -> None:
         req = self.req
@@ -516,8 +517,7 @@ class ClientSession:
         self.out.insert(0, self.held)
         self.held = None
         self.phase = Phase.RELAYING
-        self.metrics.observe_latency(self.app, self.now() - self.started)
-        self.metrics.count_request(self.app, self.machine.id, self.resp.status)
+        self.metrics.answered(self.app, self.machine.id, self.resp.status, self.now() - self.started)
 
     def _finish(self) -> None:
         resp = self.resp
@@ -601,9 +601,10 @@ class ClientSession:
 
     def _flow(self) -> None:
         """Read from the client only as fast as its bytes can go somewhere."""
-        if self.phase is Phase.CLOSED:
-            return
         parser = self.parser
+        if not (self.reading_paused or parser.ready or self.streaming or self.tail is not None) \
+                or self.phase is Phase.CLOSED:
+            return  # the common case: reading, and nothing that would make it stop
         pause = (len(parser.ready) >= MAX_QUEUED
                  or (bool(parser.ready) and parser.ready[-1].body_bytes > MAX_QUEUED_BODY)
                  or (self.tail is not None and (len(self.tail) > MAX_TUNNEL_TAIL

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,15 @@ STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailabl
                400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout", 414: b"URI Too Long",
                431: b"Request Header Fields Too Large", 429: b"Too Many Requests"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A head that has none of these headers is forwarded as its own bytes with the edge's headers spliced in
+# before its end (no re-serialising); any of them (hop-by-hop, or one the edge sets or extends) and it is
+# rebuilt header by header.
+_REQUEST_REBUILT = re.compile(rb"\r\n(?:connection|keep-alive|proxy-[^:\r]*|te|trailer|transfer-encoding|upgrade|expect"
+                              rb"|x-forwarded-[^:\r]*|via|fly-[^:\r]*)[ \t]*:", re.I)
+_RESPONSE_REBUILT = re.compile(rb"\r\n(?:keep-alive|proxy-[^:\r]*|te|trailer|upgrade|via|fly-request-id|flyio-debug"
+                               rb"|connection(?![ \t]*:[ \t]*keep-alive[ \t]*\r\n)"
+                               rb"|transfer-encoding(?![ \t]*:[ \t]*chunked[ \t]*\r\n))[ \t]*:", re.I)
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 @dataclass
@@ -125,6 +135,7 @@ class Heads:
         self.suffix = ("." + settings.domain).encode()
         self._region_b = settings.region.encode()
         self._apps_by_host: dict[bytes, str | None] = {}
+        self._added_by_client: dict[tuple[str, int], bytes] = {}
         # Request ids: unique per edge process (start time, random node) plus a counter; cheap to make.
         self._id_prefix = f"{time.time_ns():x}"
         self._id_suffix = f"{_NODE}-{settings.region}"
@@ -158,8 +169,26 @@ class Heads:
 
     # ---- forwarded heads ----
 
+    def _added(self, client_ip: str, port: int) -> bytes:
+        """The headers the edge adds to every request from this client and port, up to the request id."""
+        key = (client_ip, port)
+        added = self._added_by_client.get(key)
+        if added is None:
+            if len(self._added_by_client) >= 4096:  # bounded: one entry per client address and port
+                self._added_by_client.clear()
+            ip = client_ip.encode()
+            added = self._added_by_client[key] = (
+                b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: %d\r\nFly-Forwarded-Port: %d\r\n"
+                b"Fly-Client-IP: %s\r\nFly-Region: %s\r\nFly-Request-Id: " % (ip, port, port, ip, self._region_b))
+        return added
+
     def request_head(self, req: Message, body_size: int, complete: bool, request_id: str, client_ip: str,
                      port: int, replay: Replay | None = None) -> bytes:
+        raw = req.raw_head
+        if (raw is not None and complete and replay is None and not req.upgrade and req.version == "1.1"
+                and (req.content_length is not None or req.method not in _BODY_METHODS)
+                and _REQUEST_REBUILT.search(raw) is None):
+            return b"%s%s%s\r\nVia: 1.1 roost\r\n\r\n" % (raw[:-2], self._added(client_ip, port), request_id.encode())
         parts, left_out = pass_headers(req, REQUEST_SET_BY_EDGE)
         head = [req.method, b" ", req.url, b" HTTP/1.1\r\n", *parts]
         if replay is not None and replay.source:
@@ -188,6 +217,12 @@ class Heads:
 
     def response_head(self, resp: Message, req: Message, request_id: str, *, framing: bytes, keep: bool,
                       upgrade: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        raw = resp.raw_head
+        if (raw is not None and keep and not upgrade and req.version == "1.1" and raw.startswith(b"HTTP/1.1 ")
+                and (framing == b"content-length" or framing == b"chunked")
+                and _RESPONSE_REBUILT.search(raw) is None):
+            added = b"".join(b"%s: %s\r\n" % pair for pair in extra) if extra else b""
+            return b"%sFly-Request-Id: %s\r\nVia: 1.1 roost\r\n%s\r\n" % (raw[:-2], request_id.encode(), added)
         parts, left_out = pass_headers(resp, RESPONSE_SET_BY_EDGE)
         version = b"HTTP/1.1 " if req.version == "1.1" else b"HTTP/1.0 "
         via = left_out.get(b"via")

@@ -33,12 +33,12 @@ class ProtocolError(Exception):
 
 class Message:
     __slots__ = ("body", "body_bytes", "chunked", "complete", "content_length", "headers", "keep_alive",
-                 "method", "names", "reason", "status", "upgrade", "url", "version")
+                 "method", "names", "raw_from", "raw_head", "reason", "status", "upgrade", "url", "version")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.names: list[bytes] = []  # the headers' names in lower case, lowered once as they arrive
+        self.names: list[bytes] = []  # the headers' names in lower case, lowered once the head is complete
         self.method = b""
         self.status = 0
         self.reason = b""
@@ -50,6 +50,8 @@ class Message:
         self.body: deque[bytes] = deque()
         self.body_bytes = 0
         self.complete = False
+        self.raw_head: bytes | None = None  # the head's bytes as received, when they came in one read
+        self.raw_from = -1
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header `name` (lower case)."""
@@ -80,54 +82,57 @@ class H1Parser:
         self.in_head = False  # between a message's first byte and the end of its head
         self.head_began = 0.0  # when the current head's first byte came (`now`)
         self._head_exact = 0  # bytes of the current head as the parser reports them
+        self._feeds = 0  # reads fed so far
+        self._data = b""  # the read being parsed
+        self._between = True  # the read being parsed began between two messages
         self._head_fed = 0  # bytes fed while the head stayed incomplete (catches an endless header line)
 
-    # ---- llhttp callbacks ----
+    # ---- llhttp callbacks (each runs per message or per header: kept to a few operations) ----
 
     def on_message_begin(self) -> None:
-        self.current = Message()
+        m = self.current = Message()
+        # Its head starts at the first byte of this read when nothing of another message came before in it.
+        m.raw_from = self._feeds if self._between else -1
+        self._between = False
         self.started = True
         self.in_head = True
         self.head_began = self.now()
         self._head_exact = self._head_fed = 0
 
     def on_url(self, url: bytes) -> None:
-        assert self.current is not None
-        self.current.url += url
-        if len(self.current.url) > MAX_URL_BYTES:
+        m = self.current
+        assert m is not None
+        m.url += url
+        if len(m.url) > MAX_URL_BYTES:
             raise ProtocolError(f"request target longer than {MAX_URL_BYTES} bytes", 414)
-        self._count_head(len(url))
-
-    def _count_head(self, size: int) -> None:
-        self._head_exact += size
-        if self._head_exact > MAX_HEAD_BYTES:
-            raise ProtocolError(f"request head larger than {MAX_HEAD_BYTES} bytes", 431)
+        self._head_exact += len(url)
 
     def on_status(self, status: bytes) -> None:
         assert self.current is not None
         self.current.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.current is not None
-        self.current.headers.append((name, value))
-        self.current.names.append(name.lower())
-        if len(self.current.headers) > MAX_HEADERS:
+        headers = self.current.headers  # type: ignore[union-attr]
+        headers.append((name, value))
+        self._head_exact += len(name) + len(value) + 4
+        if len(headers) > MAX_HEADERS:
             raise ProtocolError(f"more than {MAX_HEADERS} header lines", 431)
-        self._count_head(len(name) + len(value) + 4)
 
     def on_headers_complete(self) -> None:
         m = self.current
         assert m is not None
         self.in_head = False
+        if self._head_exact > MAX_HEAD_BYTES:
+            raise ProtocolError(f"request head larger than {MAX_HEAD_BYTES} bytes", 431)
+        names = m.names = [name.lower() for name, _ in m.headers]
         p = self.parser
         m.version = p.get_http_version()
         m.keep_alive = p.should_keep_alive()
         m.upgrade = p.should_upgrade()
-        if isinstance(p, httptools.HttpResponseParser):
-            m.status = p.get_status_code()
+        if self.response:
+            m.status = p.get_status_code()  # type: ignore[union-attr]
         else:
-            m.method = p.get_method()
-        names = m.names
+            m.method = p.get_method()  # type: ignore[union-attr]
         if b"transfer-encoding" in names or b"content-length" in names:
             for lower, (_, value) in zip(names, m.headers, strict=True):
                 if lower == b"transfer-encoding" and b"chunked" in value.lower():
@@ -137,6 +142,11 @@ class H1Parser:
                         m.content_length = int(value)
                     except ValueError:
                         raise ProtocolError("invalid Content-Length", 400) from None
+        if m.raw_from == self._feeds:  # the whole head is at the start of this read: keep its bytes
+            data = self._data
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and data[:2] != b"\r\n":
+                m.raw_head = data[:end + 4]
         if self.response and (self.head_request or m.status in (204, 304) or 100 <= m.status < 200):
             m.complete = True
         self.ready.append(m)
@@ -154,6 +164,10 @@ class H1Parser:
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; bytes after an upgrade request's head are kept in `upgraded_tail` for the tunnel."""
+        self._feeds += 1
+        self._data = data
+        current = self.current
+        self._between = current is None or current.complete
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

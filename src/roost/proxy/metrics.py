@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+_STATUS = {code: str(code) for code in range(100, 600)}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -39,7 +40,10 @@ class Metrics:
         key = (app, machine, str(status))
         self.requests[key] = self.requests.get(key, 0) + 1
 
-    def observe_latency(self, app: str, seconds: float) -> None:
+    def answered(self, app: str, machine: str, status: int, seconds: float) -> None:
+        """A machine's answer passed on: counted, and its time to the head observed."""
+        key = (app, machine, _STATUS.get(status) or str(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
         counts = self.latency.get(app)
         if counts is None:
             counts = self.latency[app] = [0.0] * (len(LATENCY_BUCKETS) + 2)
