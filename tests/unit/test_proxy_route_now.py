@@ -1,4 +1,4 @@
-"""Router.route_now (the callback path's cached decision) agrees with the balancer's `choose` on every
+"""Router.route_now (the edge's cached decision) agrees with the balancer's `choose` on every
 table and load: same kind of decision, and a target in the same bucket, at the same distance (and, between
 soft and hard limits, with the same load) as the one `choose` picks."""
 

@@ -12,9 +12,10 @@ takes it; if all are at hard_limit the request waits.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from roost.core.lifecycle import State
 
@@ -73,6 +74,54 @@ class Decision:
 
 
 Distance = Callable[[str], float]  # region -> round-trip ms from the edge (0 for its own region)
+T = TypeVar("T")
+# One live machine as the routing rule sees it: (the machine, its load, soft_limit, hard_limit or None).
+Loaded = tuple[T, int, int, int | None]
+
+
+def by_distance(items: Iterable[T], region: Callable[[T], str], edge_region: str,
+                distance: Distance) -> tuple[list[list[T]], bool]:
+    """Items grouped by their region's distance from the edge, the edge's own region first; and whether
+    that first group is the edge's own region."""
+    local: list[T] = []
+    others: dict[float, list[T]] = {}
+    for item in items:
+        where = region(item)
+        if where == edge_region:
+            local.append(item)
+        else:
+            others.setdefault(distance(where), []).append(item)
+    groups = [local] if local else []
+    groups += [others[d] for d in sorted(others)]
+    return groups, bool(local)
+
+
+def route_among(groups: Sequence[Sequence[Loaded[T]]], local: bool, rng: random.Random,
+                startable: bool) -> tuple[T, bool] | None:
+    """Fly's routing rule over live machines grouped by distance (`by_distance`): local machines under their
+    hard limit if any, else any machine under its hard limit; among those an under-soft_limit one, the
+    closest group first, random within it; else, unless a machine can be started instead, the least loaded,
+    the closest first. Returns the machine and whether it was under soft_limit, or None (start one, or wait).
+    The edge calls this on a cached ranking for every request; `choose` on its candidates."""
+    usable: list[list[Loaded[T]]] = []
+    for i, group in enumerate(groups):
+        open_ = [t for t in group if t[3] is None or t[1] < t[3]]
+        if open_:
+            usable.append(open_)
+            if i == 0 and local:  # soft limits never send traffic away from the edge's region
+                break
+    for loaded in usable:
+        under = [t for t in loaded if t[1] < t[2]]
+        if under:
+            return (under[0] if len(under) == 1 else rng.choice(under))[0], True
+    if not usable or startable:
+        return None
+    least = min(t[1] for loaded in usable for t in loaded)
+    for loaded in usable:
+        lightest = [t for t in loaded if t[1] == least]
+        if lightest:
+            return (lightest[0] if len(lightest) == 1 else rng.choice(lightest))[0], False
+    return None
 
 
 def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance, rng: random.Random,
@@ -81,27 +130,26 @@ def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance
         return Decision(Kind.NONE, reason="no machine of this app serves this service")
     pool = [c for c in candidates if c.id not in exclude]
     live = [c for c in pool if c.live]
-    local_open = [c for c in live if c.region == edge_region and not c.at_hard]
-    # Other regions only when every local machine is unhealthy or at hard_limit (or there is none):
-    # soft limits never send traffic away from the edge's region.
-    usable = local_open or [c for c in live if not c.at_hard]
-
-    under = [c for c in usable if c.under_soft]
-    if under:
-        return Decision(Kind.ROUTE, _closest(under, distance, rng), "under soft_limit")
     startable = [c for c in pool if c.startable]
+    groups, local = by_distance(live, _region, edge_region, distance)
+    picked = route_among([[(c, c.load, c.soft_limit, c.hard_limit) for c in group] for group in groups], local,
+                         rng, bool(startable))
+    if picked is not None:
+        target, under = picked
+        return Decision(Kind.ROUTE, target, "under soft_limit" if under else "between soft and hard limits")
     if startable:
+        usable = any(not c.at_hard for c in live)
         why = "every running machine is at or over soft_limit" if usable else "no machine is running"
         return Decision(Kind.START, _closest(startable, distance, rng), why)
-    if usable:
-        least = min(c.load for c in usable)
-        return Decision(Kind.ROUTE, _closest([c for c in usable if c.load == least], distance, rng),
-                        "between soft and hard limits")
     if live:
         return Decision(Kind.WAIT, reason="every machine is at its hard_limit")
     if not any(c.autostart for c in pool) and any(c.state in (State.STOPPED, State.SUSPENDED) for c in pool):
         return Decision(Kind.WAIT, reason="no machine is running and autostart is off")
     return Decision(Kind.WAIT, reason="no healthy machine is running")
+
+
+def _region(c: Candidate) -> str:
+    return c.region
 
 
 def _closest(cands: Sequence[Candidate], distance: Distance, rng: random.Random) -> Candidate:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from roost.balancer.choose import Candidate, Kind, choose
+from roost.balancer.choose import Candidate, Kind, by_distance, choose, route_among
 from roost.balancer.services import ServiceSpec
 from roost.core.lifecycle import State
 from roost.proxy.forwarding import Replay
@@ -19,7 +19,6 @@ from roost.proxy.starter import Starter, StartError
 from roost.proxy.table import MachineRoute, RoutingTable
 
 MAX_WAITING_PER_APP = 256
-NO_LIMIT = 1 << 62
 Pairs = Callable[[], list[tuple[MachineRoute, ServiceSpec]]]
 
 
@@ -30,7 +29,7 @@ class _Ranking:
 
     generation: int
     groups: list[list[tuple[MachineRoute, ServiceSpec]]]
-    local: list[tuple[MachineRoute, ServiceSpec]]
+    local: bool  # the first group is the edge's own region
     startable: bool  # a stopped or suspended machine could be started (then choose() decides)
 
 
@@ -78,11 +77,12 @@ class Router:
 
     def route_now(self, app: str) -> tuple[MachineRoute, ServiceSpec] | None:
         """The machine a request goes to right now from this edge, if one can take it without starting or
-        waiting (the callback data plane's common case); None hands the request to `pick`.
+        waiting; None hands the request to `pick`.
 
-        The usual answer (an under-soft_limit machine, the closest first, random among equals) comes from a
-        per-app ranking of live machines kept until the routing table changes, so that a request costs a
-        few load lookups; anything else is decided by `choose` over every candidate, as `pick` would."""
+        The usual answer comes from a per-app ranking of live machines kept until the routing table
+        changes, through the same rule `choose` applies (`route_among`), so that a request costs a few load
+        lookups; while penalties or local state overrides are in force, `choose` decides over every
+        candidate, as `pick` would."""
         table = self.table
         if table.penalties or table.state_overrides:
             table.expire_local(table.clock.monotonic())
@@ -91,28 +91,10 @@ class Router:
             if ranked is None or ranked.generation != table.generation:
                 ranked = self._ranked[app] = self._rank(app)
             loads = self.loads.in_flight
-            # choose()'s rules on the ranking: local machines under their hard limit if any, else any
-            # machine under its hard limit; among those, under soft_limit first, closest group first.
-            usable: list[list[tuple[MachineRoute, ServiceSpec, int]]] = []
-            for group in ranked.groups:
-                open_ = [(m, s, load) for m, s in group
-                         if (load := loads.get(m.id, 0)) < (NO_LIMIT if s.hard_limit is None else s.hard_limit)]
-                if open_:
-                    usable.append(open_)
-                    if group is ranked.local:
-                        break
-            for loaded in usable:
-                under = [t for t in loaded if t[2] < t[1].soft_limit]
-                if under:
-                    m, s, _ = under[0] if len(under) == 1 else self.rng.choice(under)
-                    return m, s
-            if usable and not ranked.startable:  # between soft and hard: the least loaded, closest first
-                least = min(t[2] for loaded in usable for t in loaded)
-                for loaded in usable:
-                    lightest = [t for t in loaded if t[2] == least]
-                    if lightest:
-                        m, s, _ = lightest[0] if len(lightest) == 1 else self.rng.choice(lightest)
-                        return m, s
+            groups = [[(pair, loads.get(pair[0].id, 0), pair[1].soft_limit, pair[1].hard_limit) for pair in group]
+                      for group in ranked.groups]
+            picked = route_among(groups, ranked.local, self.rng, ranked.startable)
+            return None if picked is None else picked[0]
         pairs = table.http_targets(app)
         decision = choose(self.candidates(pairs), self.region, self._from_here, self.rng)
         if decision.kind is not Kind.ROUTE or decision.target is None:
@@ -124,19 +106,15 @@ class Router:
         return None
 
     def _rank(self, app: str) -> _Ranking:
-        by_distance: dict[float, list[tuple[MachineRoute, ServiceSpec]]] = {}
-        local: list[tuple[MachineRoute, ServiceSpec]] = []
-        startable = False
         pairs = self.table.http_targets(app)
+        live: list[tuple[MachineRoute, ServiceSpec]] = []
+        startable = False
         for c, pair in zip(self.candidates(pairs), pairs, strict=True):
-            if not c.live:
-                startable = startable or c.startable
-            elif c.region == self.region:
-                local.append(pair)
+            if c.live:
+                live.append(pair)
             else:
-                by_distance.setdefault(self._from_here(c.region), []).append(pair)
-        groups = [local] if local else []
-        groups += [by_distance[d] for d in sorted(by_distance)]
+                startable = startable or c.startable
+        groups, local = by_distance(live, _pair_region, self.region, self._from_here)
         return _Ranking(self.table.generation, groups, local, startable)
 
     def targets(self, app: str, prefer: str = "", force: str = "", replay: Replay | None = None
@@ -251,6 +229,10 @@ class Router:
             if waited_since is not None:
                 self.waiting[app] -= 1
                 self.metrics.queue_wait_seconds.labels(app).observe(time.monotonic() - waited_since)
+
+
+def _pair_region(pair: tuple[MachineRoute, ServiceSpec]) -> str:
+    return pair[0].region
 
 
 async def _either(*aws: Awaitable[Any]) -> None:
