@@ -8,10 +8,12 @@ attackers, in processes of their own, try to stall it or grow it:
 
     .venv/bin/python bench/edge_hostile.py [--rate 1000] [--seconds 12] [--slowloris 500] [--uploaders 50]
 
-Rows: the legitimate requests' p50/p99 without an attack and under each (then all at once), failures, the
-edge's peak RSS, and for the attackers: connections, how many the edge closed, the longest any stayed open,
-and the most bytes one connection got in. The upstream is nginx (examples/nginx-static) so that it is
-not the bottleneck. Everything on loopback; every attacker stops by itself after --seconds.
+Rows, for Roost's edge and then for nginx in front of the same machines with the same limits (the peer):
+the legitimate requests' p50/p99 without an attack and under each (then all at once), failures, the
+proxy's peak RSS, and for the attackers: connections, how many the proxy closed, the longest any stayed
+open, and the most bytes one connection got in; and where the CPU went during the phase (the proxy's, and
+the attacker processes' own). The upstream is nginx (examples/nginx-static) so that it is not the
+bottleneck. Everything on loopback; every attacker stops by itself after --seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -129,13 +132,41 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def phase(edge_pid: int, port: int, args: argparse.Namespace, attacks: list[tuple[str, int]]) -> list[object]:
-    peak = [rss_mb(edge_pid)]
+def family(pid: int) -> list[int]:
+    """A process and its children (nginx's master and workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def phase(proxy: str, proxy_pid: int, port: int, args: argparse.Namespace,
+          attacks: list[tuple[str, int]]) -> list[object]:
+    pids = family(proxy_pid)
+    peak = [sum(rss_mb(pid) for pid in pids)]
+    cpu_before, attackers_before = cpu_seconds(pids), children_cpu()
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.2):
-            peak[0] = max(peak[0], rss_mb(edge_pid))
+            peak[0] = max(peak[0], sum(rss_mb(pid) for pid in pids))
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -146,12 +177,56 @@ def phase(edge_pid: int, port: int, args: argparse.Namespace, attacks: list[tupl
     results = [json.loads(p.communicate(timeout=args.seconds + 60)[0].strip().splitlines()[-1]) for p in procs]
     stop.set()
     sampler.join()
+    proxy_cpu, attackers_cpu = cpu_seconds(pids) - cpu_before, children_cpu() - attackers_before
     name = " + ".join(f"{kind} ({n})" for kind, n in attacks) or "no attack"
     conns = sum(r["connections"] for r in results)
     closed = sum(r["closed_by_edge"] for r in results)
-    return [name, f"{p50:.2f}", f"{p99:.2f}", failed, f"{peak[0]:.0f}", conns or "", closed if attacks else "",
+    return [proxy, name, f"{p50:.2f}", f"{p99:.2f}", failed, f"{peak[0]:.0f}", conns or "", closed if attacks else "",
             max((r["longest_open_s"] for r in results), default="") if attacks else "",
-            max((r["most_bytes_in"] for r in results), default="") if attacks else ""]
+            max((r["most_bytes_in"] for r in results), default="") if attacks else "",
+            f"{proxy_cpu:.1f}", f"{attackers_cpu:.1f}" if attacks else ""]
+
+
+def start_nginx(tmp: str, port: int, bench: str, capped: str) -> subprocess.Popen[bytes]:
+    """nginx in front of the same two machines, with the edge's limits: header timeout, body limit, a
+    64 KiB head."""
+    conf = Path(tmp) / "nginx-hostile.conf"
+    (Path(tmp) / "ngx").mkdir(exist_ok=True)
+    conf.write_text(f"""
+worker_processes 1;
+pid {tmp}/nginx-hostile.pid;
+error_log stderr crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/ngx; proxy_temp_path {tmp}/ngx;
+    client_header_timeout {HEADER_TIMEOUT:g}s; large_client_header_buffers 4 16k;
+    client_max_body_size 1m;
+    upstream bench {{ server {bench}; keepalive 64; }}
+    upstream capped {{ server {capped}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name bench.localhost;
+        location / {{ proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name capped.localhost;
+        location / {{ proxy_pass http://capped; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+}}""")
+    return subprocess.Popen(["nginx", "-c", str(conf), "-p", tmp, "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def serving(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while legit(port, 20, 0.5)[2]:
+        if time.monotonic() > deadline:
+            raise SystemExit("the proxy does not serve the bench app: nothing to measure")
+        time.sleep(0.5)
+
+
 
 
 def main() -> None:
@@ -170,33 +245,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="roost-bench-hostile-") as tmp, \
             BenchFleet(["ams"], 1, proxies=False, host_cpus=8, host_memory_mb=16384) as f:
         f.push("static:v1", "nginx-static", ["./start.sh"])
+        upstreams: dict[str, str] = {}
         for app, options in (("bench", {}), ("capped", {"http_options": {"max_request_body_size": LIMIT}})):
             f.api.post("/v1/apps", json={"app_name": app, "primary_region": "ams"}).raise_for_status()
             config = {"image": "static:v1", "services": [{"protocol": "tcp", "internal_port": 8080, "ports": [
                 {"port": 80, "handlers": ["http"], **options}]}]}
             m = f.api.post(f"/v1/apps/{app}/machines", json={"config": config}).json()
             f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+            upstreams[app] = f"{m['private_ip']}:{m['roost']['ports']['8080']}"
         port = free_port()
         edge = subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url, "--token", f.token,
                                  "--region", "ams", "--listen", f"127.0.0.1:{port}", "--tcp-prefix", "127.249",
                                  "--header-timeout", str(HEADER_TIMEOUT), "--data-dir", os.path.join(tmp, "edge"),
                                  "--id", "hostile"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        phases: list[list[tuple[str, int]]] = [
+            [], [("slowloris", args.slowloris)], [("headers", 2)], [("bodies", args.uploaders)],
+            [("slowloris", args.slowloris), ("headers", 2), ("bodies", args.uploaders)], []]
+        rows = []
         try:
-            deadline = time.monotonic() + 30
-            while legit(port, 20, 0.5)[2]:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the edge does not serve the bench app: nothing to measure")
-                time.sleep(0.5)
-            rows = [phase(edge.pid, port, args, attacks) for attacks in (
-                [], [("slowloris", args.slowloris)], [("headers", 2)], [("bodies", args.uploaders)],
-                [("slowloris", args.slowloris), ("headers", 2), ("bodies", args.uploaders)], [])]
+            serving(port)
+            rows += [phase("Roost edge", edge.pid, port, args, attacks) for attacks in phases]
         finally:
             edge.terminate()
             edge.wait(10)
-    print(table(f"Edge under hostile clients: legitimate GETs at {args.rate}/s for {args.seconds - 2:g}s during "
-                f"each attack (header timeout {HEADER_TIMEOUT:g}s, body limit {LIMIT}), 1 worker, loopback, 2 cores",
-                ["attack", "legit p50 ms", "legit p99 ms", "legit failed", "edge peak RSS MB", "attack conns",
-                 "closed by edge", "longest open s", "most bytes in one conn"], rows))
+        nginx_port = free_port()
+        nginx = start_nginx(tmp, nginx_port, upstreams["bench"], upstreams["capped"])
+        try:
+            serving(nginx_port)
+            rows += [phase("nginx 1.22", nginx.pid, nginx_port, args, attacks) for attacks in phases]
+        finally:
+            nginx.terminate()
+            nginx.wait(10)
+    print(table(f"Proxies under hostile clients: legitimate GETs at {args.rate}/s for {args.seconds - 2:g}s during "
+                f"each attack (header timeout {HEADER_TIMEOUT:g}s, body limit {LIMIT}), one worker each, loopback, 2 cores",
+                ["proxy", "attack", "legit p50 ms", "legit p99 ms", "legit failed", "peak RSS MB", "attack conns",
+                 "closed by proxy", "longest open s", "most bytes in one conn", "proxy CPU s", "attackers CPU s"],
+                rows))
 
 
 if __name__ == "__main__":

@@ -530,3 +530,17 @@ def test_an_unknown_app_is_404_and_the_connection_kept(rig: Rig) -> None:
     rig.session.client_data(b"GET / HTTP/1.1\r\nHost: ghost.localhost\r\n\r\n")
     out = written(rig.io.take())
     assert out.startswith(b"HTTP/1.1 404") and b"PR00" in out and rig.session.phase is Phase.IDLE
+
+
+def test_past_the_edges_body_budget_a_body_streams_instead_of_being_held() -> None:
+    rig = Rig(body_budget=100)
+    other = Rig(body_budget=100)
+    other.session.budget = rig.session.budget  # two connections of one edge
+    rig.session.client_data(b"POST / HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 200\r\n\r\n" + b"a" * 80)
+    assert rig.io.take() == [] and rig.session.budget.used == 80  # held, for a retry
+    other.session.client_data(b"POST / HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 200\r\n\r\n" + b"b" * 40)
+    assert other.io.kinds() == ["route", "pause_reading"]  # over the budget: streams as soon as routed
+    other.route_to("m1")
+    assert rig.session.budget.used == 80
+    rig.session.client_lost()
+    assert rig.session.budget.used == 0  # given back with the connection

@@ -45,6 +45,25 @@ MAX_QUEUED_BODY = 64 * 1024  # body bytes of a queued request read ahead before 
 MAX_TUNNEL_TAIL = 64 * 1024  # bytes after an upgrade request, held until the machine agrees to it
 
 
+class BodyBudget:
+    """The request body bytes every connection of an edge process holds for retries, together. Past the
+    budget a body streams (and is not retried) instead: no number of connections can make the edge hold
+    more than this in bodies."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
 class Phase(enum.Enum):
     IDLE = "idle"
     BODY = "body"
@@ -104,8 +123,11 @@ class ClientSession:
     """One client connection's requests, one at a time, from head to last byte of the answer."""
 
     def __init__(self, io: ExchangeIO, heads: Heads, settings: HttpSettings, table: RoutingTable, loads: Loads,
-                 metrics: Metrics, clock: Callable[[], float], client_ip: str, port: int) -> None:
+                 metrics: Metrics, clock: Callable[[], float], client_ip: str, port: int,
+                 budget: BodyBudget | None = None) -> None:
         self.io = io
+        self.budget = budget or BodyBudget(settings.body_budget)
+        self.holding = 0  # body bytes this connection holds against the budget
         self.heads = heads
         self.s = settings
         self.table = table
@@ -129,6 +151,7 @@ class ClientSession:
 
     def _reset(self) -> None:
         """Forget the request just answered."""
+        self._give_back()
         self.req: Message | None = None
         self.app = ""
         self.request_id = ""
@@ -193,6 +216,7 @@ class ClientSession:
     def client_lost(self) -> None:
         """The client connection is gone (the driver has closed it)."""
         self._end_upstream(reuse=False)
+        self._give_back()
         self.phase = Phase.CLOSED
 
     def client_writable(self, writable: bool) -> None:
@@ -252,6 +276,7 @@ class ClientSession:
         so_far = b"".join(req.body)
         req.body.clear()
         self.sent = len(so_far)
+        self._give_back()  # from here its bytes go straight through
         head = self.heads.request_head(req, 0, False, self.request_id, self.client_ip, self.port, self.replay)
         if so_far:
             head += chunk(so_far) if self.rechunk else so_far
@@ -467,7 +492,14 @@ class ClientSession:
         assert req is not None
         if self.limit is not None and req.body_bytes > self.limit:
             self._error(413, "PB01", self.heads.too_large(self.app, self.limit), close=True)
-        elif req.complete:
+            return
+        if self.budget.take(req.body_bytes - self.holding):
+            self.holding = req.body_bytes
+        else:  # the edge holds all it may in bodies, together: this one streams, and is not retried
+            self.streaming = True
+            self._route()
+            return
+        if req.complete:
             self._route()
         elif req.body_bytes > min(self.s.buffer_limit, self.limit or self.s.buffer_limit):
             self.streaming = True  # too big to keep for a retry: it streams once a machine is chosen
@@ -585,10 +617,16 @@ class ClientSession:
         self.phase = Phase.IDLE
         self._progress()
 
+    def _give_back(self) -> None:
+        if self.holding:
+            self.budget.give_back(self.holding)
+            self.holding = 0
+
     def _shutdown(self) -> None:
         if self.phase is Phase.CLOSED:
             return
         self._end_upstream(reuse=False)
+        self._give_back()
         self.phase = Phase.CLOSED
         self.deadline = math.inf
         self.io.close()

@@ -47,6 +47,7 @@ class HttpSettings:
     domain: str = "localhost"
     region: str = "ams"
     buffer_limit: int = 10 * 1024 * 1024  # bodies up to this are buffered for retries
+    body_budget: int = 128 * 1024 * 1024  # ... as long as all the buffered bodies together stay under this
     header_timeout: float = 30.0  # a started request head must arrive within this
     idle_timeout: float = 75.0  # a keep-alive connection with no request
     body_timeout: float = 60.0  # between two pieces of a body, either side

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import httptools
 
 from roost.balancer.services import ServiceSpec
-from roost.proxy.exchange import ClientSession
+from roost.proxy.exchange import BodyBudget, ClientSession
 from roost.proxy.forwarding import ClientCaps, Heads, HttpSettings, Replay
 from roost.proxy.h1 import H1Parser, ProtocolError
 from roost.proxy.loads import Loads
@@ -48,6 +48,7 @@ class HttpEdge:
         self.s = settings
         self.rtt = rtt or (lambda _a, _b: 0.0)
         self.heads = Heads(settings, metrics)
+        self.budget = BodyBudget(settings.body_budget)
         self.pool = UpstreamPool()
         self.clients = ClientCaps(settings.max_conns_per_client)
         self.tasks: set[asyncio.Task[None]] = set()  # routes and connects in progress, kept referenced
@@ -216,7 +217,7 @@ class ClientConnection(asyncio.Protocol):
         self.admitted = True
         edge.connections.add(self)
         self.session = ClientSession(self, edge.heads, edge.s, edge.table, edge.loads, edge.metrics, self.loop.time,
-                                     self.client_ip, int(local[1]))
+                                     self.client_ip, int(local[1]), edge.budget)
 
     def data_received(self, data: bytes) -> None:
         if self.session is not None:
