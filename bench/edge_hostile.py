@@ -277,7 +277,8 @@ def main() -> None:
             nginx.terminate()
             nginx.wait(10)
     print(table(f"Proxies under hostile clients: legitimate GETs at {args.rate}/s for {args.seconds - 2:g}s during "
-                f"each attack (header timeout {HEADER_TIMEOUT:g}s, body limit {LIMIT}), one worker each, loopback, 2 cores",
+                f"each attack (header timeout {HEADER_TIMEOUT:g}s, body limit {LIMIT}), one worker each, loopback, "
+                "2 cores",
                 ["proxy", "attack", "legit p50 ms", "legit p99 ms", "legit failed", "peak RSS MB", "attack conns",
                  "closed by proxy", "longest open s", "most bytes in one conn", "proxy CPU s", "attackers CPU s"],
                 rows))

@@ -1,21 +1,34 @@
 """The floor of the edge's stack: a bare keep-alive HTTP relay on uvloop + httptools (issue 14's peer row).
 
-    .venv/bin/python bench/relay.py LISTEN_PORT UPSTREAM_HOST:PORT
+    .venv/bin/python bench/relay.py LISTEN_PORT UPSTREAM_HOST:PORT [bare|parse|heads]
 
 Each client connection gets one upstream connection; request bytes are parsed by httptools (as the edge
 parses them, to know where each request ends) and passed on unchanged, responses are relayed as they
 arrive. No routing, no header changes, no metrics, no limits: what any Python edge on this stack pays at
 least. Used by bench/proxy.py; not part of Roost.
+
+The other modes are rungs of a ladder from this floor to the edge (bench/edge_floor.py): `parse` also reads
+both heads with the edge's parser (roost.proxy.h1, header by header) and still passes the bytes on
+unchanged; `heads` forwards what the edge would write instead (roost.proxy.forwarding: Fly's headers spliced
+into the request, Fly-Request-Id and Via into the answer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import sys
 
 import httptools
 import uvloop
+
+from roost.proxy.forwarding import Heads, HttpSettings, response_framing
+from roost.proxy.h1 import H1Parser, Message
+from roost.proxy.metrics import Metrics
+
+MODE = "bare"
+HEADS = Heads(HttpSettings(), Metrics())
 
 
 class Upstream(asyncio.Protocol):
@@ -28,8 +41,31 @@ class Upstream(asyncio.Protocol):
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        if self.client.transport is not None:
-            self.client.transport.write(data)
+        client = self.client
+        if client.transport is None:
+            return
+        if MODE == "bare":
+            client.transport.write(data)
+            return
+        parser = client.answers
+        parser.feed(data)
+        if MODE == "parse":
+            parser.ready.clear()
+            if parser.current is not None:
+                parser.current.body.clear()
+            client.transport.write(data)
+            return
+        out = []
+        while parser.ready:
+            resp = parser.ready.popleft()
+            req = client.asked.popleft()
+            framing, keep = response_framing(req, resp, True)
+            out.append(HEADS.response_head(resp, req, "r", framing=framing, keep=keep))
+        current = parser.current
+        if current is not None and current.body:
+            out += current.body
+            current.body.clear()
+        client.transport.write(b"".join(out))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client.transport is not None:
@@ -43,6 +79,9 @@ class Client(asyncio.Protocol):
         self.upstream: Upstream | None = None
         self.pending: list[bytes] = []
         self.parser = httptools.HttpRequestParser(self)
+        self.requests_parser = H1Parser()
+        self.answers = H1Parser(response=True)
+        self.asked: collections.deque[Message] = collections.deque()
         self.requests = 0
         self.connecting: asyncio.Task[None] | None = None
 
@@ -68,6 +107,19 @@ class Client(asyncio.Protocol):
         self.requests += 1
 
     def data_received(self, data: bytes) -> None:
+        if MODE != "bare":
+            self.requests_parser.feed(data)
+            if MODE == "parse":
+                self.requests_parser.ready.clear()
+            else:
+                out = []
+                ready = self.requests_parser.ready
+                while ready:
+                    req = ready.popleft()
+                    body = b"".join(req.body)
+                    out.append(HEADS.request_head(req, len(body), True, "r", "127.0.0.1", 80) + body)
+                    self.asked.append(req)
+                data = b"".join(out)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -92,5 +144,6 @@ async def main(port: int, upstream: tuple[str, int]) -> None:
 
 
 if __name__ == "__main__":
+    MODE = sys.argv[3] if len(sys.argv) > 3 else "bare"
     host, _, up_port = sys.argv[2].rpartition(":")
     uvloop.run(main(int(sys.argv[1]), (host, int(up_port))))
