@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from roost.keyed_locks import KeyedLocks
+
 DOWNLOAD_TIMEOUT = 120.0
 
 
@@ -26,7 +28,7 @@ class ImageCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.server_url = server_url.rstrip("/")
         self.token = token
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # one download per digest
 
     def path(self, digest: str) -> Path:
         return self.root / digest.replace(":", "-")
@@ -35,8 +37,7 @@ class ImageCache:
         target = self.path(digest)
         if target.is_dir():
             return target
-        lock = self._locks.setdefault(digest, asyncio.Lock())
-        async with lock:
+        async with self._locks(digest):
             if target.is_dir():
                 return target
             fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix="pull-")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ class RecordStore:
     def save(self, record: MachineRecord) -> None:
         path = self._path(record.id)
         tmp = path.with_suffix(".json.tmp")
-        data = json.dumps({**asdict(record), "spec": record.spec.to_json()}, separators=(",", ":")).encode()
+        # Field by field, not asdict: that would deep-copy the spec only to replace it with its JSON form.
+        fields_ = {f.name: getattr(record, f.name) for f in fields(record)}
+        data = json.dumps({**fields_, "spec": record.spec.to_json()}, separators=(",", ":")).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)

@@ -32,6 +32,7 @@ from roost.core.lifecycle import State
 from roost.core.restart import backoff, should_restart
 from roost.detector import recovery
 from roost.detector.recovery import AgentAction
+from roost.keyed_locks import KeyedLocks
 
 log = logging.getLogger("roost.agent.supervisor")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,7 +48,7 @@ class Supervisor:
         self.runtime_bin = runtime_bin
         self.volumes_dir = volumes_dir
         self.records: dict[str, MachineRecord] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.lock = KeyedLocks()  # one operation at a time per machine
         self._expected: set[str] = set()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._checks: dict[str, CheckRunner] = {}
@@ -58,12 +59,6 @@ class Supervisor:
         self.runs_log = records.root.parent / "runs.log"
         self.fencing_dir = records.root.parent / "fencing"
         self.fencing_dir.mkdir(parents=True, exist_ok=True)
-
-    def lock(self, machine_id: str) -> asyncio.Lock:
-        lock = self._locks.get(machine_id)
-        if lock is None:
-            lock = self._locks[machine_id] = asyncio.Lock()
-        return lock
 
     def _save(self, record: MachineRecord) -> None:
         record.updated_at = time.time()
@@ -352,7 +347,7 @@ class Supervisor:
             self.records.pop(machine_id, None)
             self.store.delete(machine_id)
             self._snap()
-        self._locks.pop(machine_id, None)
+        self.lock.forget(machine_id)
 
     # ---- volumes ----
 

@@ -24,6 +24,7 @@ from roost.core.errors import RoostError, precondition
 from roost.core.events import machine_event
 from roost.core.lifecycle import Action, State
 from roost.core.model import Host, Machine
+from roost.keyed_locks import KeyedLocks
 from roost.server.agent_client import AgentClient
 from roost.server.state import ClusterState
 
@@ -63,23 +64,19 @@ class Operations:
         self.agents = agents
         self.spec_for = spec_for
         self.clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- one operation at a time per machine ----
 
     def lock(self, machine_id: str) -> asyncio.Lock:
-        lock = self._locks.get(machine_id)
-        if lock is None:
-            lock = self._locks[machine_id] = asyncio.Lock()
-        return lock
+        return self._locks(machine_id)
 
     def is_busy(self, machine_id: str) -> bool:
-        lock = self._locks.get(machine_id)
-        return bool(lock and lock.locked())
+        return self._locks.busy(machine_id)
 
     def forget(self, machine_id: str) -> None:
-        self._locks.pop(machine_id, None)
+        self._locks.forget(machine_id)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run an operation in the background (bounded: a flood of requests gets a 503, not a memory leak)."""
