@@ -17,6 +17,25 @@ from roost.core.errors import RoostError, bad_request
 
 log = logging.getLogger("roost.http")
 MAX_JSON_BODY = 8 * 1024 * 1024
+MAX_JSON_DEPTH = 32  # nesting of objects and arrays: every real document is far shallower
+
+
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests objects and arrays, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 async def json_body(request: Request, *, required: bool = False) -> Any:
@@ -28,9 +47,12 @@ async def json_body(request: Request, *, required: bool = False) -> Any:
             raise bad_request("request body required (JSON)")
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise bad_request(f"request body nests objects and arrays more than {MAX_JSON_DEPTH} deep")
+    return value
 
 
 def query_bool(request: Request, name: str, default: bool = False) -> bool:
@@ -105,9 +127,11 @@ class BearerAuth:
             if name == b"authorization":
                 header = value
                 break
-        scheme, _, presented = header.decode("latin-1").partition(" ")
-        if scheme.lower() in ("bearer", "flyv1") and presented and any(
-            hmac.compare_digest(presented.strip(), t) for t in self.tokens()
+        scheme, _, presented = header.partition(b" ")
+        # Compared as bytes: a header is the caller's to fill with any byte, and compare_digest refuses
+        # non-ASCII str.
+        if scheme.lower() in (b"bearer", b"flyv1") and presented.strip() and any(
+            hmac.compare_digest(presented.strip(), t.encode()) for t in self.tokens()
         ):
             await self.app(scope, receive, send)
             return

@@ -42,6 +42,18 @@ def test_autostop_on_is_rejected_like_flyctl():
     ({"image": "a", "checks": {"c": {"type": "http"}}}, "config.checks.c.port"),
     ({"image": "a", "mounts": [{"volume": "v", "path": "/"}]}, "config.mounts[0].path"),
     ({"image": "a", "size": "huge"}, "config.size"),
+    ({"image": "a\u0000b"}, "config.image"),
+    ({"image": "a", "env": {"A": "x\u0000"}}, "config.env.A"),
+    ({"image": "a", "env": {"A=B": "x"}}, "config.env: invalid name"),
+    ({"image": "a", "env": {"": "x"}}, "config.env: invalid name"),
+    ({"image": "a", "env": {"A": "\ud800"}}, "config.env.A"),
+    ({"image": "a", "env": {f"K{i}": "v" for i in range(mc.MAX_ENV + 1)}}, "config.env: more than"),
+    ({"image": "a", "init": {"cmd": ["x"] * (mc.MAX_ARGS + 1)}}, "config.init.cmd: more than"),
+    ({"image": "a", "init": {"exec": ["x" * (mc.MAX_ARG_BYTES + 1)]}}, "config.init.exec[0]"),
+    ({"image": "a", "mounts": [{"volume": "v", "path": "/data/../../etc"}]}, "config.mounts[0].path"),
+    ({"image": "a", "mounts": [{"volume": "v", "path": "data"}]}, "config.mounts[0].path"),
+    ({"image": "a", "mounts": [{"volume": "v", "path": "/proc/self"}]}, "system directory"),
+    ({"image": "a", "mounts": [{"volume": "v", "path": "//usr/"}]}, "system directory"),
 ])
 def test_bad_values_name_their_key(config, key):
     with pytest.raises(RoostError) as err:
@@ -103,3 +115,8 @@ def test_a_ports_body_limit_is_checked_and_stored_in_bytes() -> None:
     with pytest.raises(RoostError) as err:
         normalize(config("huge"))
     assert "config.services[0].ports[0].http_options.max_request_body_size" in err.value.message
+
+
+def test_a_mount_path_is_kept_in_its_normal_form():
+    config = mc.normalize({"image": "a", "mounts": [{"volume": "v", "path": "//data//db/"}]})
+    assert config["mounts"][0]["path"] == "/data/db"

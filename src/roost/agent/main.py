@@ -52,6 +52,7 @@ class AgentConfig:
 def build_app(config: AgentConfig) -> Starlette:
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)  # machine specs (secrets in their env), logs and volumes: the agent's alone
     if config.driver == "fake":
         driver: Any = FakeDriver()
     else:

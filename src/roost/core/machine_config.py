@@ -7,6 +7,7 @@ does know are checked so that a bad value is a 400 naming the key, never a crash
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,19 +69,62 @@ def _require_int(value: object, field: str, lo: int | None = None, hi: int | Non
     return value
 
 
+# What one machine config may carry: values that reach a host's process table and environment are bounded
+# and free of NUL (which ends a C string: the rest would be silently lost, or break every start).
+MAX_ARGS = 1024  # entries of init.exec / entrypoint / cmd
+MAX_ARG_BYTES = 64 * 1024  # one argument, one env value, one metadata value
+MAX_ENV = 1024  # env variables (and metadata entries)
+MAX_NAME_BYTES = 256  # an env or metadata name
+ENV_NAME = re.compile(r"^[^=\x00]+$")
+SYSTEM_PATHS = frozenset({"/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
+                          "/sys", "/usr", "/var"})
+
+
+def _clean_str(value: object, field: str, limit: int = MAX_ARG_BYTES) -> str:
+    text = _require_str(value, field)
+    if "\x00" in text:
+        raise bad_request(f"{field}: must not contain NUL characters")
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise bad_request(f"{field}: not valid Unicode (a lone surrogate escape)") from None
+    if size > limit:
+        raise bad_request(f"{field}: longer than {limit} bytes")
+    return text
+
+
 def _str_list(value: object, field: str) -> list[str]:
     items = _require_list(value, field)
+    if len(items) > MAX_ARGS:
+        raise bad_request(f"{field}: more than {MAX_ARGS} entries")
     for i, item in enumerate(items):
-        _require_str(item, f"{field}[{i}]")
+        _clean_str(item, f"{field}[{i}]")
     return items
 
 
 def _str_map(value: object, field: str) -> dict[str, str]:
     mapping = _require_dict(value, field)
+    if len(mapping) > MAX_ENV:
+        raise bad_request(f"{field}: more than {MAX_ENV} entries")
     for key, item in mapping.items():
+        if not ENV_NAME.match(key) or len(_clean_str(key, f"{field} name", MAX_NAME_BYTES)) == 0:
+            raise bad_request(f"{field}: invalid name {key!r} (1 to {MAX_NAME_BYTES} bytes, no '=' or NUL)")
         if not isinstance(item, str):
             raise bad_request(f"{field}.{key}: expected a string value, got {type(item).__name__}")
+        _clean_str(item, f"{field}.{key}")
     return mapping
+
+
+def mount_path(value: object, field: str) -> str:
+    """A volume's mount point: absolute, normalised (no '..', '.', '//'), and not over a system directory."""
+    path = _clean_str(value, field, 4096)
+    parts = path.split("/")
+    if not path.startswith("/") or path.rstrip("/") == "" or any(p in (".", "..") for p in parts):
+        raise bad_request(f"{field}: must be an absolute path other than / without '.' or '..' (got {path!r})")
+    normal = "/" + "/".join(p for p in parts if p)
+    if normal in SYSTEM_PATHS or normal.startswith(("/proc/", "/sys/", "/dev/")):
+        raise bad_request(f"{field}: {normal} is a system directory; mount volumes elsewhere (e.g. /data)")
+    return normal
 
 
 def parse_autostop(value: object, field: str = "autostop") -> str:
@@ -166,7 +210,7 @@ def normalize(raw: object) -> JSON:
     """Validate a machine config and return Fly's normalised copy (guest filled in, autostop in wire form)."""
     config = copy.deepcopy(_require_dict(raw, "config"))
     image = config.get("image")
-    if not isinstance(image, str) or not image.strip():
+    if not isinstance(image, str) or not _clean_str(image, "config.image", 1024).strip():
         raise bad_request("config.image: required (the name of an image pushed with 'roost image push')")
     config["image"] = image.strip()
 
@@ -230,9 +274,7 @@ def normalize(raw: object) -> JSON:
         for i, mount in enumerate(mounts):
             mf = f"config.mounts[{i}]"
             _require_dict(mount, mf)
-            path = _require_str(mount.get("path"), f"{mf}.path")
-            if not path.startswith("/") or path.rstrip("/") == "":
-                raise bad_request(f"{mf}.path: must be an absolute path other than /")
+            mount["path"] = mount_path(mount.get("path"), f"{mf}.path")
             if mount.get("volume") is not None:
                 _require_str(mount["volume"], f"{mf}.volume")
 

@@ -135,3 +135,13 @@ def parse_signal(value: object, *, field: str = "signal") -> int:
 
 def signal_name(number: int) -> str:
     return SIGNAL_NAMES.get(number, str(number))
+
+
+MAX_LEASE_SECONDS = 3600
+
+
+def lease_seconds(value: object, field: str) -> int:
+    """A lease's time to live: whole seconds, 1 to an hour (a lease outliving its holder blocks the machine)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LEASE_SECONDS:
+        raise bad_request(f"{field}: expected a number of seconds between 1 and {MAX_LEASE_SECONDS}")
+    return value

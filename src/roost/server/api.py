@@ -310,12 +310,18 @@ def routes(s: Services) -> list[Route]:
         fields = {k: body.get(k) for k in ("id", "region", "url", "tcp_prefix")}
         if not all(isinstance(v, str) and v for v in fields.values()):
             raise bad_request("id, region, url and tcp_prefix are required strings")
+        pid = body.get("pid") or 0
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < 2 ** 22:
+            raise bad_request(f"pid: expected a process id, got {pid!r}")
+        for key in ("admin_url", "domain"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise bad_request(f"{key}: expected a string")
         import time as _time
 
         edge = EdgeProxy(id=str(fields["id"]), region=str(fields["region"]), url=str(fields["url"]),
                          tcp_prefix=str(fields["tcp_prefix"]),
                          admin_url=str(body.get("admin_url") or ""), domain=str(body.get("domain") or "localhost"),
-                         registered_at=_time.time(), pid=int(body.get("pid") or 0))
+                         registered_at=_time.time(), pid=pid)
         current = s.state.proxies.get(edge.id)
         if current is None or current.to_doc() | {"registered_at": 0} != edge.to_doc() | {"registered_at": 0}:
             async with s.state.lock:

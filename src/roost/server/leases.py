@@ -11,6 +11,7 @@ from roost.core.errors import bad_request, conflict, not_found
 from roost.core.ids import new_nonce
 from roost.core.lifecycle import Action
 from roost.core.model import Lease, rfc3339
+from roost.core.units import lease_seconds
 from roost.server.machines import MachineService
 
 
@@ -35,8 +36,7 @@ class LeaseService:
             ttl = 30
         if isinstance(ttl, str) and ttl.isdigit():
             ttl = int(ttl)
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 3600:
-            raise bad_request("ttl: expected a number of seconds between 1 and 3600")
+        ttl = lease_seconds(ttl, "ttl")
         now = self.clock.time()
         async with self.state.lock:
             m = self.state.machines[machine_id]

@@ -22,7 +22,7 @@ from roost.core.events import machine_event
 from roost.core.ids import APP_NAME_RE, new_machine_id, new_machine_name, new_nonce, new_ulid
 from roost.core.lifecycle import Action, State
 from roost.core.model import Lease, Machine, rfc3339
-from roost.core.units import duration_seconds, parse_signal, signal_name
+from roost.core.units import duration_seconds, lease_seconds, parse_signal, signal_name
 from roost.detector import recovery
 from roost.placement.scheduler import PlacementRequest, allocate_ports, place
 from roost.server.agent_client import AgentClient
@@ -91,8 +91,8 @@ class MachineService:
         skip_launch = _bool(body.get("skip_launch"), "skip_launch")
         skip_reg = _bool(body.get("skip_service_registration"), "skip_service_registration")
         lease_ttl = body.get("lease_ttl")
-        if lease_ttl is not None and (isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int) or lease_ttl < 1):
-            raise bad_request("lease_ttl: expected a positive number of seconds")
+        if lease_ttl is not None:
+            lease_seconds(lease_ttl, "lease_ttl")
         region = body.get("region")
         if region is not None and not isinstance(region, str):
             raise bad_request("region: expected a region code like \"ams\"")
@@ -333,6 +333,8 @@ class MachineService:
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object with {\"config\": {...}}")
         config = mc.normalize(body.get("config"))
+        if body.get("lease_ttl") is not None:
+            lease_seconds(body["lease_ttl"], "lease_ttl")
         if body.get("region") not in (None, "", m.region):
             raise bad_request(f"region: a machine cannot move (it is in {m.region!r}); create a new one instead")
         if body.get("name") not in (None, "", m.name):
@@ -392,9 +394,8 @@ class MachineService:
                 updated.add_event(self.ops.event("update", "replacing" if was_running else "updated", "user"))
                 updated.updated_at = self.clock.time()
                 if body.get("lease_ttl"):
-                    ttl = body["lease_ttl"]
-                    if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
-                        updated.lease = Lease(new_nonce(), self.clock.time() + ttl, "update", "", updated.instance_id)
+                    updated.lease = Lease(new_nonce(), self.clock.time() + body["lease_ttl"], "update", "",
+                                          updated.instance_id)
                 await self.state.save(updated)
             m = updated
             if was_running and run_after:

@@ -67,8 +67,13 @@ def load_or_create_token(data_dir: Path) -> tuple[str, Path, bool]:
 
 def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    # The database holds secrets and the token: nobody else may even look inside the data directory.
+    os.chmod(config.data_dir, 0o700)
     token, _, _ = load_or_create_token(config.data_dir)
     store = open_store(config.store_url or f"sqlite:///{config.data_dir / 'roost.db'}")
+    for name in ("roost.db", "roost.db-wal", "roost.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(config.data_dir / name, 0o600)
     state = ClusterState(store, WatchHub())
     state.load()
     agents = AgentClient(token)
