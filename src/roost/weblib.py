@@ -110,12 +110,30 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]
 }
 
 
-class BearerAuth:
-    """Every path under a protected prefix needs `Authorization: Bearer TOKEN` with a known token."""
+IDENTITY = "roost.identity"  # where BearerAuth leaves the caller's identity in the ASGI scope
+Authorize = Callable[[Any, str, str], "tuple[int, str] | None"]
 
-    def __init__(self, app: ASGIApp, tokens: Callable[[], list[str]], prefixes: tuple[str, ...] = ("/v1",)) -> None:
+
+def token_list(tokens: Callable[[], list[str]]) -> Callable[[bytes], object | None]:
+    """An identify function for a fixed set of tokens (the agent's): the token itself is the identity."""
+    def identify(presented: bytes) -> object | None:
+        for token in tokens():
+            if hmac.compare_digest(presented, token.encode()):
+                return token
+        return None
+    return identify
+
+
+class BearerAuth:
+    """Every path under a protected prefix needs `Authorization: Bearer TOKEN` (or Fly's `FlyV1 TOKEN`) that
+    `identify` knows; the identity goes into the request's scope, and `authorize`, if given, may still refuse
+    the method and path for it."""
+
+    def __init__(self, app: ASGIApp, identify: Callable[[bytes], object | None], authorize: Authorize | None = None,
+                 prefixes: tuple[str, ...] = ("/v1",)) -> None:
         self.app = app
-        self.tokens = tokens
+        self.identify = identify
+        self.authorize = authorize
         self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,15 +145,19 @@ class BearerAuth:
             if name == b"authorization":
                 header = value
                 break
+        # Compared as bytes: a header is the caller's to fill with any byte.
         scheme, _, presented = header.partition(b" ")
-        # Compared as bytes: a header is the caller's to fill with any byte, and compare_digest refuses
-        # non-ASCII str.
-        if scheme.lower() in (b"bearer", b"flyv1") and presented.strip() and any(
-            hmac.compare_digest(presented.strip(), t.encode()) for t in self.tokens()
-        ):
-            await self.app(scope, receive, send)
+        who = self.identify(presented.strip()) if scheme.lower() in (b"bearer", b"flyv1") and presented.strip() \
+            else None
+        if who is None:
+            message = ("missing Authorization header: send 'Authorization: Bearer TOKEN'" if not header
+                       else "invalid token: check ROOST_API_TOKEN (the server prints where its token is saved)")
+            await JSONResponse({"error": message}, status_code=401)(scope, receive, send)
             return
-        message = ("missing Authorization header: send 'Authorization: Bearer TOKEN'" if not header
-                   else "invalid token: check ROOST_API_TOKEN (the server prints where its token is saved)")
-        response = JSONResponse({"error": message}, status_code=401)
-        await response(scope, receive, send)
+        if self.authorize is not None:
+            refused = self.authorize(who, scope["method"], scope["path"])
+            if refused is not None:
+                await JSONResponse({"error": refused[1]}, status_code=refused[0])(scope, receive, send)
+                return
+        scope[IDENTITY] = who
+        await self.app(scope, receive, send)

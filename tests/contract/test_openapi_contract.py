@@ -21,8 +21,8 @@ pytestmark = pytest.mark.integration
 
 SPEC = Path(__file__).resolve().parents[1] / "data" / "fly-machines-openapi.json"
 
-# The operations Roost implements (issue 2); everything else in the spec is Fly-only (certificates, secrets,
-# tokens, exec, memory, snapshots ...).
+# The operations Roost implements (issues 2, 15); everything else in the spec is Fly-only (certificates,
+# secrets, exec, memory, snapshots ...).
 IMPLEMENTED = (
     r"^/apps$|^/apps/\{app_name\}$"
     r"|^/apps/\{app_name\}/machines$|^/apps/\{app_name\}/machines/\{machine_id\}$"
@@ -30,6 +30,7 @@ IMPLEMENTED = (
     r"|versions|lease|metadata|metadata/\{key\})$"
     r"|^/apps/\{app_name\}/volumes$|^/apps/\{app_name\}/volumes/\{volume_id\}$"
     r"|^/apps/\{app_name\}/volumes/\{volume_id\}/extend$"
+    r"|^/apps/\{app_name\}/deploy_token$|^/tokens/current$"
 )
 
 

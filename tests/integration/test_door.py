@@ -78,3 +78,16 @@ def test_the_servers_data_is_its_owners_alone(door):
     data = door.spec.data_dir / "server"
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(data / "roost.db").st_mode) == 0o600
+
+
+def test_secret_values_are_sealed_in_the_database(door):
+    value = "correct-horse-battery-staple-7d1f"
+    assert door.api.post("/v1/apps/door/secrets", json={"values": {"API_KEY": value}}).status_code in (200, 201)
+    data = door.spec.data_dir / "server"
+    stored = b"".join(p.read_bytes() for p in data.glob("roost.db*"))
+    assert b"API_KEY" in stored and value.encode() not in stored
+    assert stat.S_IMODE(os.stat(data / "secrets.key").st_mode) == 0o600
+    listing = door.api.get("/v1/apps/door/secrets").json()["secrets"]
+    digest = next(s["digest"] for s in listing if s["name"] == "API_KEY")
+    import hashlib
+    assert digest != hashlib.sha256(value.encode()).hexdigest()[:16]  # keyed: no lookup table finds it

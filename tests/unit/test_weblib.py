@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roost.weblib import EXCEPTION_HANDLERS, MAX_JSON_DEPTH, BearerAuth, json_body, json_depth, ok
+from roost.weblib import EXCEPTION_HANDLERS, MAX_JSON_DEPTH, BearerAuth, json_body, json_depth, ok, token_list
 
 
 async def echo(request: Request) -> Response:
@@ -21,7 +21,7 @@ async def echo(request: Request) -> Response:
 def client() -> httpx.AsyncClient:
     app = Starlette(routes=[Route("/v1/echo", echo, methods=["POST"])],
                     exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
-    transport = httpx.ASGITransport(app=BearerAuth(app, lambda: ["s3cret"]), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=BearerAuth(app, token_list(lambda: ["s3cret"])), raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://roost")
 
 

@@ -28,7 +28,7 @@ from roost.agent.images import ImageCache
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
-from roost.weblib import EXCEPTION_HANDLERS, BearerAuth
+from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, token_list
 
 log = logging.getLogger("roost.agent")
 
@@ -118,7 +118,7 @@ def build_app(config: AgentConfig) -> Starlette:
     app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
                                                "address": config.listen_host}),
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.add_middleware(BearerAuth, tokens=lambda: [config.token])
+    app.add_middleware(BearerAuth, identify=token_list(lambda: [config.token]))
     return app
 
 

@@ -22,6 +22,11 @@ def register(app: typer.Typer) -> None:
         heartbeat_interval: float = typer.Option(0.25, help="Expected agent heartbeat interval, seconds."),
         suspect_after: float = typer.Option(0.75, help="Seconds without a heartbeat before a host is suspect."),
         dead_after: float = typer.Option(1.5, help="Seconds without a heartbeat before a host is unreachable."),
+        secrets_key: Path = typer.Option(None, "--secrets-key",
+                                         help="The keyring that seals secrets (default: secrets.key in the data "
+                                              "dir); keep it apart from database backups."),
+        rotate_secrets_key: bool = typer.Option(False, "--rotate-secrets-key",
+                                                help="Add a new sealing key and re-seal every secret with it."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         from roost.detector.membership import DetectorConfig
@@ -33,4 +38,5 @@ def register(app: typer.Typer) -> None:
             raise CliError("need 0 < --heartbeat-interval <= --suspect-after <= --dead-after")
         host, port = parse_listen(listen)
         run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
-                         store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after)))
+                         store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
+                         secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key))

@@ -296,10 +296,10 @@ class EdgeProxy:
 
 @dataclass
 class AppSecrets:
-    """An app's secrets. Values are kept for machines' environments and never shown by the API or the feed."""
+    """An app's secrets, sealed (server/sealing.py); never shown by the API or the feed."""
 
     app: str
-    values: dict[str, JSON] = field(default_factory=dict)  # name -> {value, digest, created_at, updated_at}
+    values: dict[str, JSON] = field(default_factory=dict)  # name -> {sealed, digest, created_at, updated_at}
     version: int = 0
 
     def to_doc(self) -> JSON:
@@ -309,13 +309,46 @@ class AppSecrets:
     def from_doc(cls, doc: JSON) -> AppSecrets:
         return cls(doc["app"], doc.get("values") or {}, doc.get("version", 0))
 
-    def env(self) -> dict[str, str]:
-        return {name: str(item["value"]) for name, item in self.values.items()}
-
     def to_api(self) -> JSON:
         return {"secrets": [{"name": name, "digest": item["digest"], "created_at": rfc3339(item["created_at"]),
                              "updated_at": rfc3339(item["updated_at"])} for name, item in sorted(self.values.items())],
                 "version": self.version}
+
+
+TOKEN_KINDS = ("org", "deploy", "readonly")
+
+
+@dataclass
+class ApiToken:
+    """A credential for the API besides the admin token: org-wide, read-only, or one app's deploy token. Only
+    a digest of its secret is kept; the secret is shown once, when it is made."""
+
+    id: str
+    kind: str  # org | deploy | readonly
+    digest: str  # sha256 of the secret, hex
+    app: str = ""  # a deploy token's app
+    name: str = ""
+    created_at: float = 0.0
+    expires_at: float = 0.0  # 0: never
+    revoked_at: float = 0.0  # 0: in force
+
+    def live(self, now: float) -> bool:
+        return not self.revoked_at and (not self.expires_at or now < self.expires_at)
+
+    def to_doc(self) -> JSON:
+        return {"id": self.id, "kind": self.kind, "digest": self.digest, "app": self.app, "name": self.name,
+                "created_at": self.created_at, "expires_at": self.expires_at, "revoked_at": self.revoked_at}
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> ApiToken:
+        return cls(doc["id"], doc["kind"], doc["digest"], doc.get("app", ""), doc.get("name", ""),
+                   doc.get("created_at", 0.0), doc.get("expires_at", 0.0), doc.get("revoked_at", 0.0))
+
+    def to_api(self) -> JSON:
+        return {"id": self.id, "kind": self.kind, "app": self.app or None, "name": self.name,
+                "created_at": rfc3339(self.created_at),
+                "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
+                "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None}
 
 
 @dataclass

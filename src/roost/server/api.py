@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from roost.core.errors import bad_request, not_found
+from roost.core.access import ADMIN, Identity, may_push_image
+from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
 from roost.server.apps import AppService
@@ -23,8 +24,9 @@ from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
 from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
+from roost.server.tokens import TokenService
 from roost.server.volumes import VolumeService
-from roost.weblib import json_body, ok, query_bool, query_number
+from roost.weblib import IDENTITY, json_body, ok, query_bool, query_number
 
 LEASE_HEADER = "fly-machine-lease-nonce"
 TOKEN_OWNER = "admin@roost"
@@ -42,15 +44,21 @@ class Services:
     logs: LogService
     secrets: SecretService
     releases: ReleaseService
+    tokens: TokenService
 
 
 def routes(s: Services) -> list[Route]:
     def nonce(request: Request) -> str | None:
         return request.headers.get(LEASE_HEADER)
 
+    def identity(request: Request) -> Identity:
+        who = request.scope.get(IDENTITY)
+        return who if isinstance(who, Identity) else ADMIN
+
     # ---- apps ----
     async def list_apps(request: Request) -> Response:
-        return ok(s.apps.list(request.query_params.get("org_slug")))
+        who = identity(request)
+        return ok(s.apps.list(request.query_params.get("org_slug"), who.app if who.kind == "deploy" else None))
 
     async def create_app(request: Request) -> Response:
         return ok(await s.apps.create(await json_body(request, required=True)), 201)
@@ -268,8 +276,12 @@ def routes(s: Services) -> list[Route]:
                 raise bad_request("query parameter cmd: expected a JSON array of strings") from None
             if not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd):
                 raise bad_request("query parameter cmd: expected a JSON array of strings")
-        digest, size = await s.blobs.put_stream(request.stream())
         registry, repository, tag = parse_image_name(name.strip())
+        who = identity(request)
+        if not may_push_image(who, repository):
+            raise RoostError(403, f"a deploy token of app {who.app!r} pushes images named {who.app} or "
+                                  f"{who.app}/...; got {repository!r}")
+        digest, size = await s.blobs.put_stream(request.stream())
         ref = canonical_image_ref(name.strip())
         import time as _time
 
@@ -385,6 +397,33 @@ def routes(s: Services) -> list[Route]:
     async def healthz(request: Request) -> Response:
         return ok({"ok": True, "revision": s.state.hub.revision})
 
+    # ---- tokens ----
+    async def create_token(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict):
+            raise bad_request('body must be {"kind": "deploy"|"readonly"|"org", "app": ..., "expiry": "720h"}')
+        token, secret = await s.tokens.create(body.get("kind"), body.get("app") or "", body.get("name") or "",
+                                              body.get("expiry"))
+        return ok({**token.to_api(), "token": secret}, 201)
+
+    async def list_tokens(request: Request) -> Response:
+        return ok({"tokens": s.tokens.list()})
+
+    async def revoke_token(request: Request) -> Response:
+        return ok(await s.tokens.revoke(request.path_params["id"]))
+
+    async def current_token(request: Request) -> Response:
+        return ok(s.tokens.current(identity(request)))
+
+    async def deploy_token(request: Request) -> Response:
+        body = await json_body(request) or {}
+        if not isinstance(body, dict):
+            raise bad_request("body must be {\"expiry\": \"720h\"} or empty")
+        app = request.path_params["app"]
+        s.apps.get(app)
+        _, secret = await s.tokens.create("deploy", app, "deploy token", body.get("expiry"))
+        return ok({"token": secret})
+
     m = "/v1/apps/{app}/machines/{id}"
     return [
         Route("/healthz", healthz),
@@ -446,6 +485,11 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/apps/{app}/releases", list_releases, methods=["GET"]),
         Route("/v1/apps/{app}/releases", create_release, methods=["POST"]),
         Route("/v1/apps/{app}/releases/{version}", update_release, methods=["PATCH"]),
+        Route("/v1/apps/{app}/deploy_token", deploy_token, methods=["POST"]),
+        Route("/v1/tokens", list_tokens, methods=["GET"]),
+        Route("/v1/tokens", create_token, methods=["POST"]),
+        Route("/v1/tokens/current", current_token, methods=["GET"]),
+        Route("/v1/tokens/{id}", revoke_token, methods=["DELETE"]),
     ]
 
 

@@ -63,9 +63,10 @@ class AppService:
             await self.state.save(updated)
         return self.state.app_api(updated)
 
-    def list(self, org_slug: str | None) -> dict[str, Any]:
+    def list(self, org_slug: str | None, only: str | None = None) -> dict[str, Any]:
+        """The apps (of `org_slug`), or only app `only` (what a deploy token sees)."""
         apps = [self.state.app_api(a) for a in sorted(self.state.apps.values(), key=lambda a: a.created_at)
-                if not org_slug or a.org_slug == org_slug]
+                if (not org_slug or a.org_slug == org_slug) and (only is None or a.name == only)]
         return {"total_apps": len(apps), "apps": apps}
 
     async def delete(self, name: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
+from roost.core.access import refusal
 from roost.core.ids import new_token
 from roost.detector.fencing import LeaseConfig
 from roost.detector.membership import DetectorConfig
@@ -26,9 +27,11 @@ from roost.server.leases import LeaseService
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
+from roost.server.sealing import Keyring
 from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
 from roost.server.takeover import StandbyController
+from roost.server.tokens import TokenService
 from roost.server.volumes import VolumeService
 from roost.server.watch import WatchHub
 from roost.store import open_store
@@ -50,6 +53,8 @@ class ServerConfig:
     store_url: str = ""
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     lease: LeaseConfig = field(default_factory=LeaseConfig)
+    secrets_key: Path | None = None  # the sealing keyring (default: secrets.key in the data dir)
+    rotate_secrets_key: bool = False
 
 
 def load_or_create_token(data_dir: Path) -> tuple[str, Path, bool]:
@@ -77,7 +82,12 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     state = ClusterState(store, WatchHub())
     state.load()
     agents = AgentClient(token)
-    secrets = SecretService(state)
+    keyring_path = config.secrets_key or config.data_dir / "secrets.key"
+    keyring = Keyring.load_or_create(keyring_path)
+    if config.rotate_secrets_key:
+        log.info("new secrets key %s in %s: every secret is re-sealed with it", keyring.rotate(), keyring_path)
+        keyring.save(keyring_path)
+    secrets = SecretService(state, keyring)
     machines = MachineService(state, agents, config.default_region, secrets.env)
     volumes = VolumeService(state, config.default_region, agents)
     services = Services(
@@ -92,11 +102,15 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         logs=LogService(state, agents),
         secrets=secrets,
         releases=ReleaseService(state),
+        tokens=TokenService(state, token),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        resealed = await secrets.reseal()
+        if resealed:
+            log.info("re-sealed %d secrets with the current key", resealed)
         tasks = [
             spawn(services.hosts.run_detector(stop), "detector"),
             spawn(_compact_loop(state, stop), "compactor"),
@@ -111,7 +125,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
             state.close()
 
     app = Starlette(routes=routes(services), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.add_middleware(BearerAuth, tokens=lambda: [token])
+    app.add_middleware(BearerAuth, identify=services.tokens.identify, authorize=refusal)
     return app, services
 
 

@@ -1,16 +1,17 @@
-"""App secrets: set, list (names and digests only), unset. Delivered to machines as environment variables
-when they start (so a deploy, or any restart, applies new values); never shown by the API, logs or feed."""
+"""App secrets: set, list (names and digests only), unset. Sealed at rest (server/sealing.py) and opened only
+to build the environment of a machine about to start (so a deploy, or any restart, applies new values);
+never shown by the API, logs or feed."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 import time
 from typing import Any
 
 from roost.core.errors import bad_request, not_found
 from roost.core.model import AppSecrets
+from roost.server.sealing import Keyring
 from roost.server.state import ClusterState
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -26,8 +27,9 @@ def _utf8(text: str) -> bool:
 
 
 class SecretService:
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: ClusterState, keyring: Keyring) -> None:
         self.state = state
+        self.keyring = keyring
 
     def _app(self, app: str) -> AppSecrets:
         if app not in self.state.apps:
@@ -38,8 +40,38 @@ class SecretService:
         return self._app(app).to_api()
 
     def env(self, app: str) -> dict[str, str]:
+        """The app's secrets in clear, for the start spec of one of its machines (and nothing else)."""
         secrets = self.state.secrets.get(app)
-        return secrets.env() if secrets else {}
+        if secrets is None:
+            return {}
+        return {name: self._open(app, name, item) for name, item in secrets.values.items()}
+
+    def _open(self, app: str, name: str, item: dict[str, Any]) -> str:
+        if "sealed" in item:
+            return self.keyring.open(str(item["sealed"]), f"{app}/{name}")
+        return str(item["value"])  # stored before sealing: re-sealed at the next start
+
+    def _sealed(self, app: str, name: str, value: str, created: float, updated: float) -> dict[str, Any]:
+        return {"sealed": self.keyring.seal(value, f"{app}/{name}"), "digest": self.keyring.digest(value),
+                "created_at": created, "updated_at": updated}
+
+    async def reseal(self) -> int:
+        """Seal what was stored in clear (before sealing) or under an older key; returns how many."""
+        count = 0
+        for app, secrets in list(self.state.secrets.items()):
+            stale = [name for name, item in secrets.values.items()
+                     if "sealed" not in item or not self.keyring.sealed_with_current(str(item["sealed"]))]
+            if not stale:
+                continue
+            async with self.state.lock:
+                current = copy.deepcopy(self.state.secrets[app])
+                for name in stale:
+                    item = current.values[name]
+                    current.values[name] = self._sealed(app, name, self._open(app, name, item),
+                                                        item["created_at"], item["updated_at"])
+                await self.state.save(current)
+            count += len(stale)
+        return count
 
     async def set(self, app: str, values: Any) -> dict[str, Any]:
         if not isinstance(values, dict) or not values:
@@ -62,9 +94,8 @@ class SecretService:
                 if value is None:
                     current.values.pop(name, None)
                     continue
-                digest = hashlib.sha256(value.encode()).hexdigest()[:16]
                 created = current.values.get(name, {}).get("created_at", now)
-                current.values[name] = {"value": value, "digest": digest, "created_at": created, "updated_at": now}
+                current.values[name] = self._sealed(app, name, value, created, now)
             current.version += 1
             await self.state.save(current)
         return current.to_api()

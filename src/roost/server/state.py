@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
-from roost.core.model import App, AppSecrets, EdgeProxy, Host, Image, Machine, Release, Volume
+from roost.core.model import ApiToken, App, AppSecrets, EdgeProxy, Host, Image, Machine, Release, Volume
 from roost.placement.scheduler import HostView, millicpus
 from roost.server.watch import WatchHub
 from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store
@@ -27,11 +27,11 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _encode_bytes(value: Any) -> bytes:
     return _encode(value).encode()
-Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release
+Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release | ApiToken
 
 KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy",
-        AppSecrets: "secrets", Release: "release"}
-PRIVATE_KINDS = {"secrets"}  # stored, never published on the watch feed
+        AppSecrets: "secrets", Release: "release", ApiToken: "token"}
+PRIVATE_KINDS = {"secrets", "token"}  # stored, never published on the watch feed
 
 
 def key_of(obj: Record) -> str:
@@ -60,6 +60,8 @@ class ClusterState:
         self.proxies: dict[str, EdgeProxy] = {}
         self.secrets: dict[str, AppSecrets] = {}
         self.releases: dict[str, Release] = {}
+        self.tokens: dict[str, ApiToken] = {}
+        self.token_digests: dict[str, str] = {}  # sha256 of a token's secret -> its id
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
@@ -97,6 +99,8 @@ class ClusterState:
         for doc in docs.get("release", {}).values():
             release = Release.from_doc(doc)
             self.releases[release.key] = release
+        for doc in docs.get("token", {}).values():
+            self._apply(ApiToken.from_doc(doc))
         self.hub.revision = revision
         oldest = self.store.oldest_revision()
         if oldest:
@@ -191,6 +195,9 @@ class ClusterState:
             self.secrets[obj.app] = obj
         elif isinstance(obj, Release):
             self.releases[obj.key] = obj
+        elif isinstance(obj, ApiToken):
+            self.tokens[obj.id] = obj
+            self.token_digests[obj.digest] = obj.id
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -217,6 +224,9 @@ class ClusterState:
             self.secrets.pop(obj.app, None)
         elif isinstance(obj, Release):
             self.releases.pop(obj.key, None)
+        elif isinstance(obj, ApiToken):
+            self.tokens.pop(obj.id, None)
+            self.token_digests.pop(obj.digest, None)
 
     def machine_changed(self, machine_id: str) -> asyncio.Event:
         """An event set at the next change of this machine (used by /wait)."""

@@ -1,0 +1,60 @@
+"""Who may do what on the API: the rule, as a pure function of an identity, a method and a path.
+
+Identities: `admin` (the server's own token) and `org` tokens may do everything; a `readonly` token may read
+everything but tokens; a `deploy` token is one app's: it reaches that app (and pushes images named after it),
+the regions list, and its own description. Another app answers 404, as if it did not exist, so that a
+token does not tell which app names are taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str  # admin | org | deploy | readonly
+    app: str = ""  # a deploy token's app
+    token_id: str = ""
+
+    @property
+    def operator(self) -> bool:
+        return self.kind in ("admin", "org")
+
+
+ADMIN = Identity("admin", token_id="admin")
+
+
+def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
+    """None if `who` may `method` `path`; else the status and message to answer."""
+    if who.operator or path == "/v1/tokens/current":
+        return None
+    parts = path.strip("/").split("/")
+    if who.kind == "readonly":
+        if parts[:2] == ["v1", "tokens"]:
+            return 403, "a read-only token cannot see tokens; use an org token"
+        if method in READ_METHODS:
+            return None
+        return 403, "a read-only token cannot change anything; use a deploy or org token"
+    if who.kind != "deploy":
+        return 403, f"unknown token kind {who.kind!r}"
+    if parts[:2] == ["v1", "apps"]:
+        if len(parts) == 2:
+            return None if method in READ_METHODS else (403, "a deploy token cannot create apps; use an org token")
+        if parts[2] != who.app:
+            return 404, f"app {parts[2]!r} not found"
+        if len(parts) > 3 and parts[3] == "deploy_token":
+            return 403, "a deploy token cannot make tokens; use an org token"
+        if len(parts) == 3 and method == "DELETE":
+            return 403, "a deploy token cannot delete its app; use an org token"
+        return None
+    if parts[:2] == ["v1", "images"] or (parts[:3] == ["v1", "platform", "regions"] and method in READ_METHODS):
+        return None  # image names are checked on push (an app's own only)
+    return 403, f"a deploy token of app {who.app!r} reaches only that app; use an org token"
+
+
+def may_push_image(who: Identity, repository: str) -> bool:
+    """A deploy token pushes images of its own app only (`APP` or `APP/...`), as Fly's registry namespaces them."""
+    return who.operator or (who.kind == "deploy" and (repository == who.app or repository.startswith(who.app + "/")))

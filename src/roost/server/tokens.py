@@ -1,0 +1,89 @@
+"""API tokens besides the admin token: made, listed and revoked by an operator, looked up on every request
+(so a revocation holds from the next request on). Only a digest of each secret is stored."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import secrets as _random
+from typing import Any
+
+from roost.clock import SYSTEM, Clock
+from roost.core.access import ADMIN, Identity
+from roost.core.errors import bad_request, not_found
+from roost.core.model import TOKEN_KINDS, ApiToken
+from roost.core.units import duration_seconds
+from roost.server.state import ClusterState
+
+PREFIX = "rt1_"  # recognisable in logs and secret scanners
+MAX_EXPIRY_SECONDS = 10 * 365 * 86400
+
+
+def digest_of(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()
+
+
+class TokenService:
+    def __init__(self, state: ClusterState, admin_token: str, clock: Clock = SYSTEM) -> None:
+        self.state = state
+        self.admin = admin_token.encode()
+        self.clock = clock
+
+    def identify(self, presented: bytes) -> Identity | None:
+        """Whose token this is, if it is one in force."""
+        if hmac.compare_digest(presented, self.admin):
+            return ADMIN
+        if not presented.startswith(PREFIX.encode()):
+            return None
+        token_id = self.state.token_digests.get(digest_of(presented))
+        token = self.state.tokens.get(token_id or "")
+        if token is None or not token.live(self.clock.time()):
+            return None
+        return Identity(token.kind, token.app, token.id)
+
+    async def create(self, kind: Any, app: Any = "", name: Any = "", expiry: Any = None) -> tuple[ApiToken, str]:
+        if kind not in TOKEN_KINDS:
+            raise bad_request(f"kind: one of {', '.join(TOKEN_KINDS)}")
+        if kind == "deploy":
+            if not isinstance(app, str) or app not in self.state.apps:
+                raise not_found(f"app {app!r} not found")
+        elif app:
+            raise bad_request(f"app: only a deploy token belongs to an app (this is a {kind} token)")
+        if not isinstance(name, str) or len(name) > 200 or "\x00" in name:
+            raise bad_request("name: a string of at most 200 characters")
+        now = self.clock.time()
+        expires_at = 0.0
+        if expiry not in (None, "", 0):
+            seconds = duration_seconds(expiry, field="expiry", int_unit=1.0)
+            if not 0 < seconds <= MAX_EXPIRY_SECONDS:
+                raise bad_request("expiry: between 1s and 10 years, e.g. 720h")
+            expires_at = now + seconds
+        token_id = _random.token_hex(8)
+        secret = f"{PREFIX}{_random.token_urlsafe(32)}"
+        token = ApiToken(token_id, kind, digest_of(secret.encode()), app if kind == "deploy" else "", name, now,
+                         expires_at)
+        async with self.state.lock:
+            await self.state.save(token)
+        return token, secret
+
+    def list(self) -> list[dict[str, Any]]:
+        return [t.to_api() for t in sorted(self.state.tokens.values(), key=lambda t: t.created_at)]
+
+    async def revoke(self, token_id: str) -> dict[str, Any]:
+        token = self.state.tokens.get(token_id)
+        if token is None:
+            raise not_found(f"token {token_id!r} not found")
+        if not token.revoked_at:
+            revoked = dataclasses.replace(token, revoked_at=self.clock.time())
+            async with self.state.lock:
+                await self.state.save(revoked)
+            token = revoked
+        return token.to_api()
+
+    def current(self, who: Identity) -> dict[str, Any]:
+        """Fly's /v1/tokens/current: what the presented token may reach."""
+        token = self.state.tokens.get(who.token_id)
+        apps = [who.app] if who.kind == "deploy" else sorted(self.state.apps)
+        return {"tokens": [{"token_id": who.token_id, "org_slug": "personal", "organization": "personal",
+                            "apps": apps, "kind": who.kind, "name": token.name if token else "admin"}]}

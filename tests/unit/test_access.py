@@ -1,0 +1,74 @@
+"""Who may do what (core/access.py), and tokens made, found, expired and revoked (server/tokens.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from roost.core.access import ADMIN, Identity, may_push_image, refusal
+from roost.core.errors import RoostError
+from roost.core.model import App
+from roost.server.state import ClusterState
+from roost.server.tokens import TokenService
+from roost.server.watch import WatchHub
+from roost.testing.clock import VirtualClock
+from roost.testing.memstore import MemoryStore
+
+DEPLOY = Identity("deploy", "web", "t1")
+READONLY = Identity("readonly", token_id="t2")
+
+
+@pytest.mark.parametrize(("who", "method", "path", "status"), [
+    (ADMIN, "POST", "/v1/hosts/h1/heartbeat", None),
+    (Identity("org", token_id="t0"), "DELETE", "/v1/apps/web", None),
+    (DEPLOY, "GET", "/v1/apps/web/machines", None),
+    (DEPLOY, "POST", "/v1/apps/web/machines/abc/start", None),
+    (DEPLOY, "POST", "/v1/apps/web/secrets", None),
+    (DEPLOY, "GET", "/v1/apps", None),  # filtered to its app by the handler
+    (DEPLOY, "GET", "/v1/apps/other", 404),  # as if it did not exist
+    (DEPLOY, "POST", "/v1/apps/other/machines", 404),
+    (DEPLOY, "POST", "/v1/apps", 403),
+    (DEPLOY, "DELETE", "/v1/apps/web", 403),
+    (DEPLOY, "POST", "/v1/apps/web/deploy_token", 403),
+    (DEPLOY, "GET", "/v1/hosts", 403),
+    (DEPLOY, "GET", "/v1/watch", 403),
+    (DEPLOY, "POST", "/v1/proxies", 403),
+    (DEPLOY, "GET", "/v1/tokens", 403),
+    (DEPLOY, "POST", "/v1/images", None),
+    (DEPLOY, "GET", "/v1/platform/regions", None),
+    (DEPLOY, "GET", "/v1/tokens/current", None),
+    (READONLY, "GET", "/v1/apps/other/machines", None),
+    (READONLY, "GET", "/v1/watch", None),
+    (READONLY, "POST", "/v1/apps/web/machines", 403),
+    (READONLY, "DELETE", "/v1/apps/web/machines/abc", 403),
+    (READONLY, "GET", "/v1/tokens", 403),
+])
+def test_the_rule(who: Identity, method: str, path: str, status: int | None) -> None:
+    refused = refusal(who, method, path)
+    assert (refused[0] if refused else None) == status, refused
+
+
+def test_a_deploy_token_pushes_its_own_apps_images_only() -> None:
+    assert may_push_image(DEPLOY, "web") and may_push_image(DEPLOY, "web/worker")
+    assert not may_push_image(DEPLOY, "webby") and not may_push_image(DEPLOY, "other")
+    assert may_push_image(ADMIN, "anything") and not may_push_image(READONLY, "web")
+
+
+async def test_tokens_are_found_by_their_secret_until_revoked_or_expired() -> None:
+    clock = VirtualClock()
+    state = ClusterState(MemoryStore(), WatchHub(), inline=True)
+    state.load()
+    await state.save(App(name="web", id="app_web", org_slug="personal", created_at=0.0))
+    tokens = TokenService(state, "admin-secret", clock)
+    assert tokens.identify(b"admin-secret") is ADMIN
+    token, secret = await tokens.create("deploy", "web", "ci", "1h")
+    assert secret.startswith("rt1_") and secret not in repr(state.store.objects)  # type: ignore[attr-defined]
+    assert tokens.identify(secret.encode()) == Identity("deploy", "web", token.id)
+    assert tokens.identify(secret.encode()[:-1]) is None and tokens.identify(b"rt1_nope") is None
+    other, other_secret = await tokens.create("readonly")
+    await tokens.revoke(other.id)
+    assert tokens.identify(other_secret.encode()) is None  # refused from the next request on
+    clock.now += 3601
+    assert tokens.identify(secret.encode()) is None  # expired
+    for bad in (("deploy", "nope"), ("admin",), ("readonly", "web"), ("deploy", "web", "", "-5s")):
+        with pytest.raises(RoostError):
+            await tokens.create(*bad)
