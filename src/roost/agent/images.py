@@ -1,13 +1,17 @@
-"""The agent's image cache: pull a bundle by digest on first use, verify it, unpack it once."""
+"""The agent's image cache: pull a bundle by digest on first use, verify it, unpack it once; images no machine
+uses any more are removed. What an image may unpack to is bounded (a small bundle can expand a thousandfold)
+and must leave the host's disk some room."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +19,9 @@ import httpx
 from roost.keyed_locks import KeyedLocks
 
 DOWNLOAD_TIMEOUT = 120.0
+MAX_UNPACKED_BYTES = 4 * 1024 ** 3  # what one image may unpack to
+MAX_ENTRIES = 200_000  # files, directories and links in one image
+KEEP_FREE_BYTES = 1024 ** 3  # the disk room an unpacked image must leave
 
 
 class ImageError(Exception):
@@ -22,13 +29,16 @@ class ImageError(Exception):
 
 
 class ImageCache:
-    def __init__(self, root: Path, server_url: str, token: str, local_address: str | None = None) -> None:
+    def __init__(self, root: Path, server_url: str, token: str, local_address: str | None = None,
+                 max_unpacked: int = MAX_UNPACKED_BYTES) -> None:
         self.local_address = local_address
+        self.max_unpacked = max_unpacked
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.server_url = server_url.rstrip("/")
         self.token = token
         self._locks = KeyedLocks()  # one download per digest
+        self._held: dict[str, int] = {}  # digests starts are using
 
     def path(self, digest: str) -> Path:
         return self.root / digest.replace(":", "-")
@@ -44,7 +54,7 @@ class ImageCache:
             os.close(fd)
             try:
                 await self._download(digest, Path(tmp_name))
-                await asyncio.to_thread(self._unpack, Path(tmp_name), target)
+                await asyncio.to_thread(self._unpack, Path(tmp_name), target, self.max_unpacked)
             finally:
                 if os.path.exists(tmp_name):
                     os.unlink(tmp_name)
@@ -68,13 +78,49 @@ class ImageCache:
         if "sha256:" + hasher.hexdigest() != digest:
             raise ImageError(f"image {digest} failed verification: the downloaded bundle has another digest")
 
+    @contextlib.contextmanager
+    def hold(self, digest: str) -> Iterator[None]:
+        """Keep `digest` from being collected while a start uses it (its record may not exist yet)."""
+        self._held[digest] = self._held.get(digest, 0) + 1
+        try:
+            yield
+        finally:
+            self._held[digest] -= 1
+            if not self._held[digest]:
+                del self._held[digest]
+
+    def collect(self, in_use: set[str]) -> list[str]:
+        """Remove the unpacked images no machine of this host uses (by digest); returns their digests."""
+        removed = []
+        for entry in self.root.iterdir():
+            digest = entry.name.replace("-", ":", 1)
+            if entry.is_dir() and entry.name.startswith("sha256-") and digest not in in_use \
+                    and digest not in self._held:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(digest)
+        return removed
+
     @staticmethod
-    def _unpack(bundle: Path, target: Path) -> None:
+    def _unpack(bundle: Path, target: Path, limit: int = MAX_UNPACKED_BYTES) -> None:
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix="unpack-"))
         try:
             with tarfile.open(bundle, "r:gz") as tar:
-                tar.extractall(staging, filter="data")
+                members = tar.getmembers()  # reads the index only: nothing is written yet
+                size = sum(m.size for m in members if m.isfile())
+                if len(members) > MAX_ENTRIES:
+                    raise ImageError(f"unpacking image: {len(members)} entries, over the limit of {MAX_ENTRIES}")
+                if size > limit:
+                    raise ImageError(f"unpacking image: it would take {size} bytes, over this host's limit of "
+                                     f"{limit} bytes per image")
+                free = shutil.disk_usage(target.parent).free
+                if free - size < KEEP_FREE_BYTES:
+                    raise ImageError(f"unpacking image: {size} bytes would leave less than {KEEP_FREE_BYTES} bytes "
+                                     f"free on this host's disk ({free} free)")
+                tar.extractall(staging, members=members, filter="data")
             os.replace(staging, target)
+        except ImageError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         except (tarfile.TarError, OSError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if not target.is_dir():

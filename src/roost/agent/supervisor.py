@@ -251,6 +251,12 @@ class Supervisor:
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
         fresh = not (record is not None and (record.state == State.SUSPENDED or record.keep_rootfs)
                      and record.instance_id == spec.instance_id)
+        with self.images.hold(spec.image.digest):  # not collected while this start copies it
+            return await self._boot(spec, record, fresh, restarting)
+
+    async def _boot(self, spec: AgentSpec, record: MachineRecord | None, fresh: bool,
+                    restarting: bool) -> dict[str, Any]:
+        mid = spec.id
         try:
             image_dir = await self.images.ensure(spec.image.digest)
         except (ImageError, KeyError) as exc:
@@ -348,6 +354,9 @@ class Supervisor:
             self.store.delete(machine_id)
             self._snap()
         self.lock.forget(machine_id)
+        removed = self.images.collect({r.spec.image.digest for r in self.records.values()})
+        if removed:
+            log.info("removed %d unused images: %s", len(removed), ", ".join(removed))
 
     # ---- volumes ----
 
