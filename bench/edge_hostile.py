@@ -254,10 +254,11 @@ def main() -> None:
             f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
             upstreams[app] = f"{m['private_ip']}:{m['roost']['ports']['8080']}"
         port = free_port()
-        edge = subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url, "--token", f.token,
+        edge = subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url,
                                  "--region", "ams", "--listen", f"127.0.0.1:{port}", "--tcp-prefix", "127.249",
                                  "--header-timeout", str(HEADER_TIMEOUT), "--data-dir", os.path.join(tmp, "edge"),
-                                 "--id", "hostile"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--id", "hostile"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "ROOST_API_TOKEN": f.token})
         phases: list[list[tuple[str, int]]] = [
             [], [("slowloris", args.slowloris)], [("headers", 2)], [("bodies", args.uploaders)],
             [("slowloris", args.slowloris), ("headers", 2), ("bodies", args.uploaders)], []]

@@ -120,11 +120,12 @@ backend be
 
 
 def start_roost_proxy(f: BenchFleet, port: int, workers: int, tmp: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url, "--token", f.token,
+    return subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url,
                              "--region", "ams", "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
                              "--tcp-prefix", "127.250", "--data-dir", str(tmp / f"edge-{workers}"),
                              "--id", f"bench-{workers}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "ROOST_API_TOKEN": f.token})  # not on the command line
 
 
 def wait_ok(url: str, host: str | None = None, timeout: float = 30) -> None:

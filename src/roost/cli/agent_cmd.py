@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import DEFAULT_HOME, parse_listen
+from roost.cli.common import DEFAULT_HOME, fleet_token, parse_listen
 from roost.cli.output import CliError
 from roost.core.ids import HOST_ID_RE
 from roost.core.regions import is_known
@@ -17,7 +17,10 @@ def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(
         server: str = typer.Option(..., "--server", help="Control plane URL, e.g. http://127.0.0.1:4280"),
-        token: str = typer.Option(..., "--token", envvar="ROOST_API_TOKEN", help="The fleet token."),
+        token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
+                                  help="The fleet token (better from ROOST_API_TOKEN or --token-file: "
+                                       "a command line shows in ps)."),
+        token_file: Path = typer.Option(None, "--token-file", help="A file holding the fleet token."),
         region: str = typer.Option(..., "--region", help="This host's region code, e.g. ams."),
         host_id: str = typer.Option("", "--host-id", help="Stable host id (default: hostname + address)."),
         listen: str = typer.Option("127.0.0.1:4281", "--listen", help="This host's address and agent port."),
@@ -42,7 +45,8 @@ def register(app: typer.Typer) -> None:
         if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
             raise CliError("--cpus must be >= 1, --memory-mb >= 64 and --heartbeat-interval > 0")
         run(AgentConfig(
-            server_url=server, token=token, region=region, host_id=host_id, listen_host=host, listen_port=port,
+            server_url=server, token=fleet_token(token, token_file), region=region, host_id=host_id,
+            listen_host=host, listen_port=port,
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir or DEFAULT_HOME / "agents" / host_id,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups,
         ))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import parse_listen
+from roost.cli.common import fleet_token, parse_listen
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
 from roost.core.regions import is_known
@@ -21,7 +21,10 @@ def register(app: typer.Typer) -> None:
     @app.command("proxy")
     def proxy(
         server: str = typer.Option(..., "--server", help="Control plane URL."),
-        token: str = typer.Option(..., "--token", envvar="ROOST_API_TOKEN", help="The fleet token."),
+        token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
+                                  help="The fleet token (better from ROOST_API_TOKEN or --token-file: "
+                                       "a command line shows in ps)."),
+        token_file: Path = typer.Option(None, "--token-file", help="A file holding the fleet token."),
         region: str = typer.Option(..., "--region", help="This edge's region."),
         listen: str = typer.Option("127.0.0.1:4400", "--listen", help="HTTP listen address."),
         admin: str = typer.Option("", "--admin", help="Admin address for /metrics, /healthz, /routes."),
@@ -65,7 +68,8 @@ def register(app: typer.Typer) -> None:
         host, port = parse_listen(listen)
         admin_host, admin_port = parse_listen(admin) if admin else ("127.0.0.1", 0)
         argv = [a for a in sys.argv[2:]]
-        run(ProxyConfig(server_url=server, token=token, region=region, listen_host=host, listen_port=port,
+        run(ProxyConfig(server_url=server, token=fleet_token(token, token_file), region=region,
+                        listen_host=host, listen_port=port,
                         admin_host=admin_host, admin_port=admin_port, domain=domain, tcp_prefix=tcp_prefix,
                         idle_interval=idle_interval, data_dir=data_dir, workers=workers, worker_index=worker_index,
                         proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,
