@@ -1,8 +1,9 @@
 """Contract test: schemathesis runs Fly's Machines API spec against a real server and agent.
 
-Checks: no 5xx, and every documented response matches its schema. The spec is used as shipped, with one
-patch documented by Fly itself: `services[].autostop` is declared a string but the API answers booleans
-for off/stop (fly-go MachineAutostop.MarshalJSON), so the copy accepts both.
+Checks: no 5xx, every documented response matches its schema, and no route answers without a valid token
+(ignored_auth). The spec is used as shipped, with two patches: its missing security declaration (every
+Fly route needs a token), and one documented by Fly itself: `services[].autostop` is declared a string
+but the API answers booleans for off/stop (fly-go MachineAutostop.MarshalJSON), so the copy accepts both.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def patched_spec(dest: Path) -> Path:
     autostop = copy.deepcopy(service["autostop"])
     service["autostop"] = {"description": autostop.get("description", ""),
                            "oneOf": [{"type": "string", "enum": autostop["enum"]}, {"type": "boolean"}]}
+    # Fly's copy declares no security, though every route needs a token: declared here, so that the
+    # ignored_auth check asks each route without one (and with a wrong one) and expects a refusal.
+    spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    spec["security"] = [{"bearer": []}]
     dest.write_text(json.dumps(spec))
     return dest
 
@@ -64,7 +69,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(tmp_path_f
             [sys.executable, "-m", "schemathesis.cli", "run", str(spec), "--url", f"{fleet.url}/v1",
              "-H", f"Authorization: Bearer {fleet.token}", "--include-path-regex", IMPLEMENTED,
              "--phases", "examples,coverage,fuzzing", "--max-time", "60", "-w", "2",
-             "--checks", "not_a_server_error,response_schema_conformance", "--request-timeout", "65",
+             "--checks", "not_a_server_error,response_schema_conformance,ignored_auth", "--request-timeout", "65",
              "--suppress-health-check", "all", "--warnings", "off"],
             cwd=tmp, capture_output=True, text=True, timeout=600,
         )
