@@ -78,6 +78,9 @@ def test_the_servers_data_is_its_owners_alone(door):
     data = door.spec.data_dir / "server"
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(data / "roost.db").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(door.spec.data_dir).st_mode) == 0o700  # the fleet's: fleet.json, logs
+    for host in door.info["hosts"]:
+        assert stat.S_IMODE(os.stat(host["data_dir"]).st_mode) == 0o700  # specs with secrets, volumes
 
 
 def test_secret_values_are_sealed_in_the_database(door):

@@ -136,6 +136,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     """Start the fleet and wait until every part is healthy; returns what fleet.json records."""
     data = spec.data_dir
     data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)  # fleet.json holds the token; logs and every component's data live below
     existing = read_fleet(data)
     if existing and fleet_alive(existing):
         raise FleetError(f"a fleet is already running from {data} (server pid {existing['server']['pid']}); "
