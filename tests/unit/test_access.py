@@ -15,6 +15,8 @@ from roost.testing.memstore import MemoryStore
 
 DEPLOY = Identity("deploy", "web", "t1")
 READONLY = Identity("readonly", token_id="t2")
+HOST = Identity("host", token_id="t3", host="ams-1")
+JOIN = Identity("join", token_id="t4")
 
 
 @pytest.mark.parametrize(("who", "method", "path", "status"), [
@@ -41,6 +43,17 @@ READONLY = Identity("readonly", token_id="t2")
     (READONLY, "POST", "/v1/apps/web/machines", 403),
     (READONLY, "DELETE", "/v1/apps/web/machines/abc", 403),
     (READONLY, "GET", "/v1/tokens", 403),
+    (HOST, "POST", "/v1/hosts", None),  # its own registration (the handler checks the body's id)
+    (HOST, "POST", "/v1/hosts/ams-1/heartbeat", None),
+    (HOST, "POST", "/v1/hosts/ams-1/reports", None),
+    (HOST, "POST", "/v1/hosts/ams-2/heartbeat", 403),  # another host's
+    (HOST, "POST", "/v1/hosts/ams-1/cordon", 403),
+    (HOST, "GET", "/v1/images/blobs/sha256:abc", None),
+    (HOST, "GET", "/v1/apps", 403),  # a stolen host credential is not an operator
+    (HOST, "GET", "/v1/watch", 403),
+    (HOST, "POST", "/v1/hosts/join", 403),
+    (JOIN, "POST", "/v1/hosts/join", None),
+    (JOIN, "GET", "/v1/apps", 403),
 ])
 def test_the_rule(who: Identity, method: str, path: str, status: int | None) -> None:
     refused = refusal(who, method, path)

@@ -22,12 +22,15 @@ from starlette.applications import Starlette
 from roost import __version__, tasks
 from roost.agent.api import routes
 from roost.agent.cgroups import Cgroups
+from roost.agent.credential import HostCredential, join
+from roost.agent.credential import authorize as authorize_call
 from roost.agent.drivers.fake import FakeDriver
 from roost.agent.drivers.process import ProcessDriver
 from roost.agent.images import ImageCache
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
+from roost.core.errors import RoostError
 from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, token_list
 
 log = logging.getLogger("roost.agent")
@@ -47,6 +50,7 @@ class AgentConfig:
     heartbeat_interval: float = 0.25
     driver: str = "process"
     cgroups: bool = True
+    join_token: str = ""  # join the fleet with it (once) instead of holding the fleet token
 
 
 def build_app(config: AgentConfig) -> Starlette:
@@ -57,8 +61,10 @@ def build_app(config: AgentConfig) -> Starlette:
         driver: Any = FakeDriver()
     else:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
-    outbox = Outbox(config.server_url, config.token, config.host_id, local_address=config.listen_host)
-    images = ImageCache(data / "images", config.server_url, config.token, local_address=config.listen_host)
+    credential = _credential(config)
+    outbound = credential.token if credential else config.token  # what this host presents to the server
+    outbox = Outbox(config.server_url, outbound, config.host_id, local_address=config.listen_host)
+    images = ImageCache(data / "images", config.server_url, outbound, local_address=config.listen_host)
     supervisor = Supervisor(driver, RecordStore(data / "records"), images,
                             outbox.put, runtime_bin_dir(data / "bin"), data / "volumes")
     agent_url = f"http://{config.listen_host}:{config.listen_port}"
@@ -77,6 +83,8 @@ def build_app(config: AgentConfig) -> Starlette:
         watched_file = data / "watched.json"
 
         def on_reply(reply: dict[str, Any]) -> None:
+            if credential is not None and isinstance(reply.get("host_digests"), list):
+                credential.peer_digests = frozenset(str(d) for d in reply["host_digests"])
             watched = sorted(reply.get("watched") or [])
             if watched != supervisor.watched:
                 # Kept on disk: after a crash, a watched machine found dead is not restarted by this host
@@ -94,7 +102,7 @@ def build_app(config: AgentConfig) -> Starlette:
                     log.info("machine %s was replaced by its standby while this host was away: stopping it", mid)
                     asyncio.run_coroutine_threadsafe(supervisor.stop(mid, 9, 1.0), loop)
 
-        heartbeat = Heartbeat(config.server_url, config.token, registration, config.heartbeat_interval,
+        heartbeat = Heartbeat(config.server_url, outbound, registration, config.heartbeat_interval,
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
                               local_address=config.listen_host, alive=supervisor.mark_alive)
         stop = asyncio.Event()
@@ -118,8 +126,25 @@ def build_app(config: AgentConfig) -> Starlette:
     app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
                                                "address": config.listen_host}),
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.add_middleware(BearerAuth, identify=token_list(lambda: [config.token]))
+    if credential is not None:
+        app.add_middleware(BearerAuth, identify=credential.identify, authorize=authorize_call)
+    else:
+        app.add_middleware(BearerAuth, identify=token_list(lambda: [config.token]))
     return app
+
+
+def _credential(config: AgentConfig) -> HostCredential | None:
+    """This host's own credential: kept from an earlier join, or obtained now with the join token; None for
+    an agent that holds the fleet token instead."""
+    path = config.data_dir / "credential.json"
+    credential = HostCredential.load(path)
+    if credential is None and config.join_token:
+        credential = join(config.server_url, config.join_token, config.host_id, config.listen_host)
+        credential.save(path)
+        log.info("joined the fleet as host %s (credential in %s)", config.host_id, path)
+    if credential is not None and credential.host_id != config.host_id:
+        raise RoostError(400, f"{path} is the credential of host {credential.host_id!r}, not {config.host_id!r}")
+    return credential
 
 
 async def _start_when_serving(heartbeat: Heartbeat, host: str, port: int, timeout: float = 10.0) -> None:
@@ -170,7 +195,11 @@ def run(config: AgentConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app = build_app(config)
+    try:
+        app = build_app(config)
+    except RoostError as exc:  # a refused join, an unreadable credential: one line, not a traceback
+        print(f"roost agent: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"roost agent: host {config.host_id} in {config.region} serving on "
           f"http://{config.listen_host}:{config.listen_port} (pid {os.getpid()})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",

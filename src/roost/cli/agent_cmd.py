@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
                                   help="The fleet token (better from ROOST_API_TOKEN or --token-file: "
                                        "a command line shows in ps)."),
         token_file: Path = typer.Option(None, "--token-file", help="A file holding the fleet token."),
+        join_token: str = typer.Option(None, "--join-token", envvar="ROOST_JOIN_TOKEN",
+                                       help="Join the fleet with this one-time token ('roost hosts join-token') "
+                                            "and keep a credential of this host's own instead of the fleet token."),
         region: str = typer.Option(..., "--region", help="This host's region code, e.g. ams."),
         host_id: str = typer.Option("", "--host-id", help="Stable host id (default: hostname + address)."),
         listen: str = typer.Option("127.0.0.1:4281", "--listen", help="This host's address and agent port."),
@@ -44,9 +47,12 @@ def register(app: typer.Typer) -> None:
             raise CliError(f"unknown --driver {driver!r}: use process or fake")
         if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
             raise CliError("--cpus must be >= 1, --memory-mb >= 64 and --heartbeat-interval > 0")
+        data_dir = data_dir or DEFAULT_HOME / "agents" / host_id
+        joined = bool(join_token) or (data_dir / "credential.json").exists()
         run(AgentConfig(
-            server_url=server, token=fleet_token(token, token_file), region=region, host_id=host_id,
+            server_url=server, token=(token or "") if joined else fleet_token(token, token_file), region=region,
+            host_id=host_id, join_token=join_token or "",
             listen_host=host, listen_port=port,
-            cpus=cpus, memory_mb=memory_mb, data_dir=data_dir or DEFAULT_HOME / "agents" / host_id,
+            cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups,
         ))

@@ -1,4 +1,4 @@
-"""`roost hosts list|cordon|uncordon` and `roost platform regions`."""
+"""`roost hosts list|cordon|uncordon|join-token` and `roost platform regions`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ platform_app = typer.Typer(no_args_is_help=True, help="Platform information.")
 def register(app: typer.Typer) -> None:
     app.add_typer(hosts_app, name="hosts")
     app.add_typer(platform_app, name="platform")
+
+
+@hosts_app.command("join-token")
+def join_token(expiry: str = typer.Option("1h", "--expiry", "-x", help="How long it may wait to be used."),
+               json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """A one-time token for a new host: 'ROOST_JOIN_TOKEN=... roost agent ...' joins with it and keeps a
+    credential of its own (it never holds the fleet's token)."""
+    made = Api().post("/v1/tokens", json={"kind": "join", "expiry": expiry, "name": "join"})
+    if json_out:
+        print_json(made)
+        return
+    console.print(f"One-time join token {made['id']} (expires {made['expires_at']}); give it to the new host as "
+                  "ROOST_JOIN_TOKEN:", highlight=False)
+    print(made["token"])
 
 
 @hosts_app.command("list")

@@ -3,7 +3,9 @@
 Identities: `admin` (the server's own token) and `org` tokens may do everything; a `readonly` token may read
 everything but tokens; a `deploy` token is one app's: it reaches that app (and pushes images named after it),
 the regions list, and its own description. Another app answers 404, as if it did not exist, so that a
-token does not tell which app names are taken.
+token does not tell which app names are taken. A `join` token only joins a host, once; the `host` credential
+a join gives reports for that host alone (registration, heartbeats, reports) and pulls image blobs: stolen,
+it gives nothing the host did not have.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True)
 class Identity:
-    kind: str  # admin | org | deploy | readonly
+    kind: str  # admin | org | deploy | readonly | join | host
     app: str = ""  # a deploy token's app
     token_id: str = ""
+    host: str = ""  # a host credential's host
 
     @property
     def operator(self) -> bool:
@@ -32,6 +35,16 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
     if who.operator or path == "/v1/tokens/current":
         return None
     parts = path.strip("/").split("/")
+    if who.kind == "join":
+        return None if (method, path) == ("POST", "/v1/hosts/join") else (
+            403, "a join token only joins a host: roost agent --join-token")
+    if who.kind == "host":
+        if parts[:2] == ["v1", "hosts"] and method == "POST" and (
+                len(parts) == 2 or (len(parts) == 4 and parts[2] == who.host and parts[3] in ("heartbeat", "reports"))):
+            return None  # its own registration (the body's id is checked too), heartbeats and reports
+        if parts[:3] == ["v1", "images", "blobs"] and method in READ_METHODS:
+            return None
+        return 403, f"the credential of host {who.host!r} reports for that host only"
     if who.kind == "readonly":
         if parts[:2] == ["v1", "tokens"]:
             return 403, "a read-only token cannot see tokens; use an org token"

@@ -315,7 +315,7 @@ class AppSecrets:
                 "version": self.version}
 
 
-TOKEN_KINDS = ("org", "deploy", "readonly")
+TOKEN_KINDS = ("org", "deploy", "readonly", "join")  # what an operator makes; "host" tokens come from a join
 
 
 @dataclass
@@ -324,28 +324,32 @@ class ApiToken:
     a digest of its secret is kept; the secret is shown once, when it is made."""
 
     id: str
-    kind: str  # org | deploy | readonly
+    kind: str  # org | deploy | readonly | join | host
     digest: str  # sha256 of the secret, hex
     app: str = ""  # a deploy token's app
     name: str = ""
     created_at: float = 0.0
     expires_at: float = 0.0  # 0: never
     revoked_at: float = 0.0  # 0: in force
+    host: str = ""  # a host token's host
 
     def live(self, now: float) -> bool:
         return not self.revoked_at and (not self.expires_at or now < self.expires_at)
 
     def to_doc(self) -> JSON:
         return {"id": self.id, "kind": self.kind, "digest": self.digest, "app": self.app, "name": self.name,
-                "created_at": self.created_at, "expires_at": self.expires_at, "revoked_at": self.revoked_at}
+                "created_at": self.created_at, "expires_at": self.expires_at, "revoked_at": self.revoked_at,
+                "host": self.host}
 
     @classmethod
     def from_doc(cls, doc: JSON) -> ApiToken:
         return cls(doc["id"], doc["kind"], doc["digest"], doc.get("app", ""), doc.get("name", ""),
-                   doc.get("created_at", 0.0), doc.get("expires_at", 0.0), doc.get("revoked_at", 0.0))
+                   doc.get("created_at", 0.0), doc.get("expires_at", 0.0), doc.get("revoked_at", 0.0),
+                   doc.get("host", ""))
 
     def to_api(self) -> JSON:
-        return {"id": self.id, "kind": self.kind, "app": self.app or None, "name": self.name,
+        return {"id": self.id, "kind": self.kind, "app": self.app or None, "host": self.host or None,
+                "name": self.name,
                 "created_at": rfc3339(self.created_at),
                 "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
                 "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None}

@@ -235,10 +235,23 @@ def routes(s: Services) -> list[Route]:
         return ok(s.hosts.list())
 
     async def register_host(request: Request) -> Response:
-        return ok(await s.hosts.register(await json_body(request, required=True)))
+        body = await json_body(request, required=True)
+        who = identity(request)
+        if who.kind == "host" and (not isinstance(body, dict) or body.get("id") != who.host):
+            raise RoostError(403, f"the credential of host {who.host!r} registers that host only")
+        return ok(await s.hosts.register(body))
+
+    async def join_host(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        if not isinstance(body, dict):
+            raise bad_request('body must be {"host_id": "..."}')
+        return ok(await s.tokens.join(identity(request), body.get("host_id")), 201)
 
     async def heartbeat(request: Request) -> Response:
-        return ok(await s.hosts.heartbeat(request.path_params["host"], await json_body(request)))
+        reply = await s.hosts.heartbeat(request.path_params["host"], await json_body(request))
+        if identity(request).kind == "host":
+            reply["host_digests"] = s.tokens.host_digests()  # whose probes a joined host answers
+        return ok(reply)
 
     async def host_reports(request: Request) -> Response:
         return ok(await s.hosts.report(request.path_params["host"], await json_body(request, required=True)))
@@ -464,6 +477,7 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/apps/{app}/logs", app_logs, methods=["GET"]),
         Route("/v1/hosts", list_hosts, methods=["GET"]),
         Route("/v1/hosts", register_host, methods=["POST"]),
+        Route("/v1/hosts/join", join_host, methods=["POST"]),
         Route("/v1/hosts/{host}/heartbeat", heartbeat, methods=["POST"]),
         Route("/v1/hosts/{host}/reports", host_reports, methods=["POST"]),
         Route("/v1/hosts/{host}/cordon", cordon_host, methods=["POST"]),

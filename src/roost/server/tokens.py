@@ -11,7 +11,8 @@ from typing import Any
 
 from roost.clock import SYSTEM, Clock
 from roost.core.access import ADMIN, Identity
-from roost.core.errors import bad_request, not_found
+from roost.core.errors import RoostError, bad_request, not_found
+from roost.core.ids import HOST_ID_RE
 from roost.core.model import TOKEN_KINDS, ApiToken
 from roost.core.units import duration_seconds
 from roost.server.state import ClusterState
@@ -40,7 +41,7 @@ class TokenService:
         token = self.state.tokens.get(token_id or "")
         if token is None or not token.live(self.clock.time()):
             return None
-        return Identity(token.kind, token.app, token.id)
+        return Identity(token.kind, token.app, token.id, token.host)
 
     async def create(self, kind: Any, app: Any = "", name: Any = "", expiry: Any = None) -> tuple[ApiToken, str]:
         if kind not in TOKEN_KINDS:
@@ -66,6 +67,34 @@ class TokenService:
         async with self.state.lock:
             await self.state.save(token)
         return token, secret
+
+    async def join(self, who: Identity, host_id: Any) -> dict[str, Any]:
+        """A host joins with a one-time join token (`who`): the token is spent, and the host gets a credential
+        of its own, and the digest by which it recognises the operator's token (the server's and the edges'
+        calls) without holding that token."""
+        if who.kind != "join":
+            raise RoostError(403, "joining needs a join token: roost hosts join-token")
+        if not isinstance(host_id, str) or not HOST_ID_RE.match(host_id):
+            raise bad_request(f"host_id: invalid host id {host_id!r}")
+        now = self.clock.time()
+        join = self.state.tokens.get(who.token_id)
+        if join is None or not join.live(now):
+            raise RoostError(401, "this join token was already used or revoked")
+        secret = f"{PREFIX}{_random.token_urlsafe(32)}"
+        host = ApiToken(_random.token_hex(8), "host", digest_of(secret.encode()), name=f"host {host_id}",
+                        created_at=now, host=host_id)
+        async with self.state.lock:
+            await self.state.save(dataclasses.replace(join, revoked_at=now))  # once only
+            for old in [t for t in self.state.tokens.values() if t.kind == "host" and t.host == host_id
+                        and not t.revoked_at]:
+                await self.state.save(dataclasses.replace(old, revoked_at=now))  # a re-join replaces it
+            await self.state.save(host)
+        return {"host_id": host_id, "token": secret, "operator_digest": digest_of(self.admin)}
+
+    def host_digests(self) -> list[str]:
+        """The digests of every host credential in force: a host accepts its peers' probes by them."""
+        now = self.clock.time()
+        return sorted(t.digest for t in self.state.tokens.values() if t.kind == "host" and t.live(now))
 
     def list(self) -> list[dict[str, Any]]:
         return [t.to_api() for t in sorted(self.state.tokens.values(), key=lambda t: t.created_at)]

@@ -1,0 +1,97 @@
+"""Issue 15: hosts join, they don't share. A new agent joins a real fleet with a one-time join token (it is
+never given the fleet's token), keeps a credential of its own, runs machines placed on it, and that
+credential, stolen, reports for that host only: it is no operator and cannot speak for another host."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from roost.dev.fleet import pid_alive
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+ADDRESS = "127.0.1.9"  # beside the fleet's hosts (127.0.1.1 ...), on loopback
+
+
+@pytest.fixture(scope="module")
+def joined(fleet, tmp_path_factory):
+    fleet.push_example("hello:v1")
+    token = fleet.roost("hosts", "join-token", "--expiry", "10m").stdout.strip().splitlines()[-1]
+    data = tmp_path_factory.mktemp("joined") / "agent"
+    env = {k: v for k, v in fleet.env.items() if k != "ROOST_API_TOKEN"}  # the new host never sees it
+    port = free_port()
+    log = open(data.parent / "agent.log", "w")  # noqa: SIM115 (closed with the agent)
+    proc = subprocess.Popen([sys.executable, "-m", "roost", "agent", "--server", fleet.url, "--region", "ams",
+                             "--host-id", "joined-1", "--listen", f"{ADDRESS}:{port}", "--data-dir", str(data),
+                             "--cpus", "4", "--memory-mb", "4096"],
+                            env={**env, "ROOST_JOIN_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        fleet.wait_for(lambda: any(h["id"] == "joined-1" and h["status"] == "ok"
+                                   for h in fleet.api.get("/v1/hosts").json()), timeout=30,
+                       what="the joined host to report in")
+        yield fleet, token, data
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+        assert not pid_alive(proc.pid)
+
+
+def credential(data) -> str:
+    import json
+
+    return json.loads((data / "credential.json").read_text())["token"]
+
+
+def test_a_joined_host_keeps_its_own_credential_and_the_join_token_is_spent(joined):
+    fleet, token, data = joined
+    path = data / "credential.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert fleet.token not in path.read_text()  # only the operator token's digest
+    r = httpx.post(f"{fleet.url}/v1/hosts/join", json={"host_id": "impostor"},
+                   headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+    assert r.status_code == 401  # once only
+
+
+def test_machines_run_on_a_joined_host(joined):
+    fleet, _, _ = joined
+    original = [h["id"] for h in fleet.api.get("/v1/hosts").json() if h["id"] != "joined-1"]
+    for host in original:  # so that placement picks the joined host
+        fleet.api.post(f"/v1/hosts/{host}/cordon")
+    try:
+        assert fleet.api.post("/v1/apps", json={"app_name": "joined-app"}).status_code == 201
+        m = fleet.api.post("/v1/apps/joined-app/machines", json={"config": {"image": "hello:v1"}}).json()
+        assert m["roost"]["host_id"] == "joined-1"
+        r = fleet.api.get(f"/v1/apps/joined-app/machines/{m['id']}/wait", params={"state": "started",
+                                                                                   "timeout": 30})
+        assert r.status_code == 200, r.text  # the server's call reached it; the image came with its credential
+        fleet.api.delete(f"/v1/apps/joined-app/machines/{m['id']}", params={"force": "true"})
+    finally:
+        for host in original:
+            fleet.api.post(f"/v1/hosts/{host}/uncordon")
+
+
+def test_a_stolen_host_credential_reports_for_that_host_only(joined):
+    fleet, _, data = joined
+    with httpx.Client(base_url=fleet.url, headers={"Authorization": f"Bearer {credential(data)}"},
+                      trust_env=False, timeout=10) as stolen:
+        assert stolen.post("/v1/hosts/joined-1/heartbeat", json={}).status_code == 200
+        for method, path, body in (("GET", "/v1/apps", None), ("GET", "/v1/watch", None),
+                                   ("POST", "/v1/apps", {"app_name": "evil"}),
+                                   ("POST", "/v1/hosts/ams-1/heartbeat", {}),
+                                   ("POST", "/v1/hosts", {"id": "fake-host", "region": "ams",
+                                                          "address": "127.0.1.77",
+                                                          "agent_url": "http://127.0.1.77:1"})):
+            r = stolen.request(method, path, json=body)
+            assert r.status_code == 403, (path, r.text)
+    assert "fake-host" not in [h["id"] for h in fleet.api.get("/v1/hosts").json()]
