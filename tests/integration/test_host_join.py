@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -95,3 +96,10 @@ def test_a_stolen_host_credential_reports_for_that_host_only(joined):
             r = stolen.request(method, path, json=body)
             assert r.status_code == 403, (path, r.text)
     assert "fake-host" not in [h["id"] for h in fleet.api.get("/v1/hosts").json()]
+
+
+def test_the_dev_fleets_own_hosts_joined_and_hold_no_fleet_token(fleet):
+    for host in fleet.info["hosts"]:
+        assert (Path(host["data_dir"]) / "credential.json").exists()
+        environ = Path(f"/proc/{host['pid']}/environ").read_bytes()
+        assert fleet.token.encode() not in environ, host["id"]

@@ -60,11 +60,12 @@ def roost_command() -> list[str]:
     return [sys.executable, "-m", "roost"]
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+                                start_new_session=True, env={**environment, **(env or {})})
     return proc.pid
 
 
@@ -174,7 +175,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
                         "agent_url": f"http://{address}:{spec.agent_port}", "argv": argv,
                         "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}
-                host["pid"] = start_agent(host, token)
+                host["pid"] = start_agent(host, token, join_token(url, token))
                 fleet["hosts"].append(host)
                 write_fleet(data, fleet)
         say("waiting for every host to report in")
@@ -223,9 +224,24 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         raise
 
 
-def start_agent(host: dict[str, Any], token: str) -> int:
-    """Start (or restart) one host's agent with the arguments the fleet recorded for it."""
+def start_agent(host: dict[str, Any], token: str, join_token: str = "") -> int:
+    """Start (or restart) one host's agent with the arguments the fleet recorded for it. A host joins with a
+    one-time token and keeps its own credential; it is never given the fleet token (an agent of an older
+    fleet, without a credential, gets the fleet token as before)."""
+    joined = join_token or (Path(host["data_dir"]) / "credential.json").exists()
+    if joined:
+        return _spawn([*roost_command(), *host["argv"]], Path(host["log"]),
+                      env={"ROOST_JOIN_TOKEN": join_token} if join_token else None,
+                      unset=("ROOST_API_TOKEN", "ROOST_JOIN_TOKEN") if not join_token else ("ROOST_API_TOKEN",))
     return _spawn([*roost_command(), *host["argv"]], Path(host["log"]), env={"ROOST_API_TOKEN": token})
+
+
+def join_token(url: str, token: str) -> str:
+    """A one-time token for one new host of the fleet."""
+    response = httpx.post(f"{url}/v1/tokens", json={"kind": "join", "expiry": "10m", "name": "dev fleet"},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10, trust_env=False)
+    response.raise_for_status()
+    return str(response.json()["token"])
 
 
 def restart_agent(data_dir: Path, host_id: str) -> dict[str, Any]:
