@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +25,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_nginx(tmp: Path, name: str, http: str, error_log: str = "crit", quiet: bool = False
+                ) -> subprocess.Popen[bytes]:
+    """nginx with one worker, its files under `tmp` (config `NAME.conf`), serving the `http` block's body."""
+    (tmp / "ngx").mkdir(exist_ok=True)
+    conf = tmp / f"{name}.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {tmp}/{name}.pid;
+error_log stderr {error_log};
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/ngx; proxy_temp_path {tmp}/ngx;
+{http}
+}}""")
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"], stdout=out, stderr=out)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (those that are gone count nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class BenchFleet:

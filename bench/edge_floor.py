@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import free_port, table
+from common import cpu_seconds, free_port, start_nginx, table
 from proxy import ensure_tools, parse_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +52,6 @@ def serve_edge(port: int, upstream: int) -> None:
     uvloop.run(main())
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_port(port: int) -> None:
     import socket
 
@@ -83,18 +78,8 @@ def main() -> None:
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="roost-bench-floor-") as tmp:
         up = free_port()
-        conf = Path(tmp) / "nginx.conf"
-        conf.write_text(f"""
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log stderr crit;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}; proxy_temp_path {tmp};
-    server {{ listen 127.0.0.1:{up}; location / {{ return 200 "hello from nginx\\n"; }} }}
-}}""")
-        procs = {"nginx": subprocess.Popen(["nginx", "-c", str(conf), "-p", tmp, "-g", "daemon off;"])}
+        procs = {"nginx": start_nginx(Path(tmp), "nginx", f"""
+    server {{ listen 127.0.0.1:{up}; location / {{ return 200 "hello from nginx\\n"; }} }}""")}
         targets: dict[str, int] = {}
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         for mode in ("bare", "parse", "heads"):
@@ -111,12 +96,12 @@ http {{
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, port in targets.items():
-                    before = cpu_seconds(pids[name])
+                    before = cpu_seconds([pids[name]])
                     out = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "-H",
                                           "Host: web.localhost", f"http://127.0.0.1:{port}/"],
                                          capture_output=True, text=True, timeout=args.duration + 30).stdout
                     rps = parse_wrk(out)["rps"]
-                    used = cpu_seconds(pids[name]) - before
+                    used = cpu_seconds([pids[name]]) - before
                     runs[name].append((rps, used / max(1.0, rps * args.duration) * 1e6))
         finally:
             for proc in procs.values():

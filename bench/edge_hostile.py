@@ -29,9 +29,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from common import BenchFleet, free_port, table
+from common import BenchFleet, cpu_seconds, free_port, table
+from common import start_nginx as common_nginx
 from proxy import ensure_tools
 
 from roost.drill.analysis import percentile
@@ -141,17 +143,6 @@ def family(pid: int) -> list[int]:
     return [pid, *map(int, children)]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -190,16 +181,7 @@ def phase(proxy: str, proxy_pid: int, port: int, args: argparse.Namespace,
 def start_nginx(tmp: str, port: int, bench: str, capped: str) -> subprocess.Popen[bytes]:
     """nginx in front of the same two machines, with the edge's limits: header timeout, body limit, a
     64 KiB head."""
-    conf = Path(tmp) / "nginx-hostile.conf"
-    (Path(tmp) / "ngx").mkdir(exist_ok=True)
-    conf.write_text(f"""
-worker_processes 1;
-pid {tmp}/nginx-hostile.pid;
-error_log stderr crit;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/ngx; proxy_temp_path {tmp}/ngx;
+    return common_nginx(Path(tmp), "nginx-hostile", f"""
     client_header_timeout {HEADER_TIMEOUT:g}s; large_client_header_buffers 4 16k;
     client_max_body_size 1m;
     upstream bench {{ server {bench}; keepalive 64; }}
@@ -213,10 +195,7 @@ http {{
         listen 127.0.0.1:{port};
         server_name capped.localhost;
         location / {{ proxy_pass http://capped; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-    }}
-}}""")
-    return subprocess.Popen(["nginx", "-c", str(conf), "-p", tmp, "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    }}""", quiet=True)
 
 
 def serving(port: int) -> None:
@@ -253,30 +232,29 @@ def main() -> None:
             m = f.api.post(f"/v1/apps/{app}/machines", json={"config": config}).json()
             f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
             upstreams[app] = f"{m['private_ip']}:{m['roost']['ports']['8080']}"
-        port = free_port()
-        edge = subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url,
-                                 "--region", "ams", "--listen", f"127.0.0.1:{port}", "--tcp-prefix", "127.249",
-                                 "--header-timeout", str(HEADER_TIMEOUT), "--data-dir", os.path.join(tmp, "edge"),
-                                 "--id", "hostile"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "ROOST_API_TOKEN": f.token})
+        def start_edge(port: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-m", "roost", "proxy", "--server", f.url,
+                                     "--region", "ams", "--listen", f"127.0.0.1:{port}", "--tcp-prefix", "127.249",
+                                     "--header-timeout", str(HEADER_TIMEOUT), "--data-dir", os.path.join(tmp, "edge"),
+                                     "--id", "hostile"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, "ROOST_API_TOKEN": f.token})
+
         phases: list[list[tuple[str, int]]] = [
             [], [("slowloris", args.slowloris)], [("headers", 2)], [("bodies", args.uploaders)],
             [("slowloris", args.slowloris), ("headers", 2), ("bodies", args.uploaders)], []]
+        proxies: list[tuple[str, Callable[[int], subprocess.Popen[bytes]]]] = [
+            ("Roost edge", start_edge),
+            ("nginx 1.22", lambda port: start_nginx(tmp, port, upstreams["bench"], upstreams["capped"]))]
         rows = []
-        try:
-            serving(port)
-            rows += [phase("Roost edge", edge.pid, port, args, attacks) for attacks in phases]
-        finally:
-            edge.terminate()
-            edge.wait(10)
-        nginx_port = free_port()
-        nginx = start_nginx(tmp, nginx_port, upstreams["bench"], upstreams["capped"])
-        try:
-            serving(nginx_port)
-            rows += [phase("nginx 1.22", nginx.pid, nginx_port, args, attacks) for attacks in phases]
-        finally:
-            nginx.terminate()
-            nginx.wait(10)
+        for name, start in proxies:  # one after the other, each alone on the machine
+            port = free_port()
+            proc = start(port)
+            try:
+                serving(port)
+                rows += [phase(name, proc.pid, port, args, attacks) for attacks in phases]
+            finally:
+                proc.terminate()
+                proc.wait(10)
     print(table(f"Proxies under hostile clients: legitimate GETs at {args.rate}/s for {args.seconds - 2:g}s during "
                 f"each attack (header timeout {HEADER_TIMEOUT:g}s, body limit {LIMIT}), one worker each, loopback, "
                 "2 cores",

@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 from common import BenchFleet, free_port, table
+from common import start_nginx as common_nginx
 
 from roost.dev.fleet import admin_get
 from roost.drill.analysis import percentile
@@ -77,24 +78,13 @@ def wrk(url: str, host: str | None, duration: int, connections: int) -> dict[str
 
 
 def start_nginx(tmp: Path, port: int, upstream: str) -> subprocess.Popen[bytes]:
-    conf = tmp / "nginx-proxy.conf"
-    (tmp / "ngx").mkdir(exist_ok=True)
-    conf.write_text(f"""
-worker_processes 1;
-pid {tmp}/nginx-proxy.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/ngx; proxy_temp_path {tmp}/ngx;
+    return common_nginx(tmp, "nginx-proxy", f"""
     upstream app {{ server {upstream}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
                      proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr; }}
-    }}
-}}""")
-    return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"])
+    }}""", error_log="warn")
 
 
 def start_haproxy(tmp: Path, port: int, upstream: str) -> subprocess.Popen[bytes]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -18,6 +19,18 @@ from roost.dev.fleet import FleetSpec, down, pid_alive, up
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+
+
+def stop_process(proc: subprocess.Popen[bytes], log: IO[str]) -> None:
+    """Stop a component a test started itself (SIGTERM, then SIGKILL), close its log, and check it is gone."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    log.close()
+    assert not pid_alive(proc.pid)
 
 
 # Below the kernel's ephemeral range (32768-60999): a port picked there could be taken by any outgoing

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from roost.dev.fleet import admin_get, pid_alive
-from tests.integration.conftest import Fleet, free_port
+from roost.dev.fleet import admin_get
+from tests.integration.conftest import Fleet, free_port, stop_process
 from tests.integration.test_proxy import create_app
 
 pytestmark = pytest.mark.integration
@@ -46,14 +46,7 @@ def hard_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet,
                                            .get(app, {}).get("machines", [])), timeout=20, what=f"{app} routed")
         yield f, edge
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-        assert not pid_alive(proc.pid)
+        stop_process(proc, log)
         f.close()
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roost.dev.fleet import pid_alive
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 ADDRESS = "127.0.1.9"  # beside the fleet's hosts (127.0.1.1 ...), on loopback
@@ -38,14 +37,7 @@ def joined(fleet, tmp_path_factory):
                        what="the joined host to report in")
         yield fleet, token, data
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-        assert not pid_alive(proc.pid)
+        stop_process(proc, log)
 
 
 def credential(data) -> str:

@@ -8,16 +8,16 @@ heartbeat answer. Kept in the agent's data directory, 0600.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 
+from roost.core.access import token_digest
 from roost.core.errors import RoostError
+from roost.private_files import write_private
 
 OPERATOR, PEER = "operator", "peer"
 
@@ -41,17 +41,11 @@ class HostCredential:
 
     def save(self, path: Path) -> None:
         doc = {k: v for k, v in asdict(self).items() if k != "peer_digests"}
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(doc))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_private(path, json.dumps(doc))
 
     def identify(self, presented: bytes) -> str | None:
         """Who calls this agent: the operator (the server, an edge), a peer host (probes only), or nobody."""
-        digest = hashlib.sha256(presented).hexdigest()
+        digest = token_digest(presented)
         if hmac.compare_digest(digest, self.operator_digest):
             return OPERATOR
         if digest in self.peer_digests:

@@ -10,7 +10,14 @@ it gives nothing the host did not have.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+
+def token_digest(secret: bytes) -> str:
+    """How a token is known where it is not held (the server's token store, a host's view of its callers)."""
+    return hashlib.sha256(secret).hexdigest()
+
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

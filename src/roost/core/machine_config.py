@@ -80,7 +80,8 @@ SYSTEM_PATHS = frozenset({"/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/p
                           "/sys", "/usr", "/var"})
 
 
-def _clean_str(value: object, field: str, limit: int = MAX_ARG_BYTES) -> str:
+def text_value(value: object, field: str, limit: int = MAX_ARG_BYTES) -> str:
+    """A string bound for a host's process table or environment: valid Unicode, no NUL, at most `limit` bytes."""
     text = _require_str(value, field)
     if "\x00" in text:
         raise bad_request(f"{field}: must not contain NUL characters")
@@ -98,7 +99,7 @@ def _str_list(value: object, field: str) -> list[str]:
     if len(items) > MAX_ARGS:
         raise bad_request(f"{field}: more than {MAX_ARGS} entries")
     for i, item in enumerate(items):
-        _clean_str(item, f"{field}[{i}]")
+        text_value(item, f"{field}[{i}]")
     return items
 
 
@@ -107,17 +108,17 @@ def _str_map(value: object, field: str) -> dict[str, str]:
     if len(mapping) > MAX_ENV:
         raise bad_request(f"{field}: more than {MAX_ENV} entries")
     for key, item in mapping.items():
-        if not ENV_NAME.match(key) or len(_clean_str(key, f"{field} name", MAX_NAME_BYTES)) == 0:
+        if not ENV_NAME.match(key) or len(text_value(key, f"{field} name", MAX_NAME_BYTES)) == 0:
             raise bad_request(f"{field}: invalid name {key!r} (1 to {MAX_NAME_BYTES} bytes, no '=' or NUL)")
         if not isinstance(item, str):
             raise bad_request(f"{field}.{key}: expected a string value, got {type(item).__name__}")
-        _clean_str(item, f"{field}.{key}")
+        text_value(item, f"{field}.{key}")
     return mapping
 
 
 def mount_path(value: object, field: str) -> str:
     """A volume's mount point: absolute, normalised (no '..', '.', '//'), and not over a system directory."""
-    path = _clean_str(value, field, 4096)
+    path = text_value(value, field, 4096)
     parts = path.split("/")
     if not path.startswith("/") or path.rstrip("/") == "" or any(p in (".", "..") for p in parts):
         raise bad_request(f"{field}: must be an absolute path other than / without '.' or '..' (got {path!r})")
@@ -210,7 +211,7 @@ def normalize(raw: object) -> JSON:
     """Validate a machine config and return Fly's normalised copy (guest filled in, autostop in wire form)."""
     config = copy.deepcopy(_require_dict(raw, "config"))
     image = config.get("image")
-    if not isinstance(image, str) or not _clean_str(image, "config.image", 1024).strip():
+    if not isinstance(image, str) or not text_value(image, "config.image", 1024).strip():
         raise bad_request("config.image: required (the name of an image pushed with 'roost image push')")
     config["image"] = image.strip()
 

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from roost.agent.cgroups import Cgroups
+from roost.private_files import write_private
 
 SERVER_PORT = 4280
 AGENT_PORT = 4300
@@ -103,14 +104,7 @@ def admin_get(proxy: dict[str, Any], path: str, timeout: float = 5.0) -> httpx.R
 
 
 def write_fleet(data_dir: Path, fleet: dict[str, Any]) -> None:
-    path = data_dir / "fleet.json"
-    tmp = path.with_suffix(".tmp")
-    # It holds the fleet's token: readable by its owner only.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(fleet, indent=2))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(data_dir / "fleet.json", json.dumps(fleet, indent=2))  # it holds the fleet's token
 
 
 def fleet_alive(fleet: dict[str, Any]) -> bool:

@@ -238,16 +238,6 @@ class H1Reader(H1Parser):
             await self._fill(timeout)
         return m.body.popleft()
 
-    async def wait_body(self, m: Message) -> None:
-        """Until some of `m`'s body has arrived or it is complete (cancel-safe: nothing read is lost)."""
-        while not m.body and not m.complete:
-            if self.eof:
-                if self.response and not m.chunked and m.content_length is None:
-                    m.complete = True  # delimited by the end of the connection
-                    return
-                raise ProtocolError("connection closed in the middle of a body")
-            await self._fill(None)
-
     async def read_body(self, m: Message, limit: int, timeout: float | None) -> tuple[bytes, bool]:
         """Up to `limit` bytes of body: (data, complete). Stops early once past the limit."""
         parts: list[bytes] = []

@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from roost.core.errors import RoostError
+from roost.private_files import write_private
 
 FORMAT = "v1"
 
@@ -68,15 +69,7 @@ class Keyring:
     def save(self, path: Path) -> None:
         doc = {"current": self.current, "digest_key": base64.b64encode(self.digest_key).decode(),
                "keys": {kid: base64.b64encode(key).decode() for kid, key in self.keys.items()}}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(doc, indent=2))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(doc, indent=2))
 
     def rotate(self) -> str:
         """A new current key (the old ones stay, to open what they sealed); returns its id."""

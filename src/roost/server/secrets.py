@@ -10,20 +10,13 @@ import time
 from typing import Any
 
 from roost.core.errors import bad_request, not_found
+from roost.core.machine_config import text_value
 from roost.core.model import AppSecrets
 from roost.server.sealing import Keyring
 from roost.server.state import ClusterState
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_VALUE_BYTES = 64 * 1024
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class SecretService:
@@ -81,12 +74,11 @@ class SecretService:
                 raise bad_request(f"secret name {name!r}: letters, digits and underscores, not starting with a digit")
             if name.startswith("FLY_"):
                 raise bad_request(f"secret name {name!r}: names starting with FLY_ are reserved")
-            if value is not None and (not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass"))
-                                      > MAX_VALUE_BYTES):
+            if value is not None and not isinstance(value, str):
                 raise bad_request(f"secret {name}: the value must be a string of at most 64 KB (null unsets it)")
-            if value is not None and ("\x00" in value or not _utf8(value)):
+            if value is not None:
                 # It becomes an environment variable of every machine of the app: a NUL would break every start.
-                raise bad_request(f"secret {name}: the value must be text without NUL characters")
+                text_value(value, f"secret {name}", MAX_VALUE_BYTES)
         async with self.state.lock:
             current = copy.deepcopy(self._app(app))
             now = time.time()

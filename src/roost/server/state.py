@@ -62,6 +62,7 @@ class ClusterState:
         self.releases: dict[str, Release] = {}
         self.tokens: dict[str, ApiToken] = {}
         self.token_digests: dict[str, str] = {}  # sha256 of a token's secret -> its id
+        self.tokens_version = 0  # moves on every change of a token (for what is derived from them)
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
@@ -198,6 +199,7 @@ class ClusterState:
         elif isinstance(obj, ApiToken):
             self.tokens[obj.id] = obj
             self.token_digests[obj.digest] = obj.id
+            self.tokens_version += 1
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -227,6 +229,7 @@ class ClusterState:
         elif isinstance(obj, ApiToken):
             self.tokens.pop(obj.id, None)
             self.token_digests.pop(obj.digest, None)
+            self.tokens_version += 1
 
     def machine_changed(self, machine_id: str) -> asyncio.Event:
         """An event set at the next change of this machine (used by /wait)."""

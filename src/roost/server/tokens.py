@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import secrets as _random
 from typing import Any
 
 from roost.clock import SYSTEM, Clock
-from roost.core.access import ADMIN, Identity
+from roost.core.access import ADMIN, Identity, token_digest
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.ids import HOST_ID_RE
 from roost.core.model import TOKEN_KINDS, ApiToken
@@ -21,15 +20,12 @@ PREFIX = "rt1_"  # recognisable in logs and secret scanners
 MAX_EXPIRY_SECONDS = 10 * 365 * 86400
 
 
-def digest_of(secret: bytes) -> str:
-    return hashlib.sha256(secret).hexdigest()
-
-
 class TokenService:
     def __init__(self, state: ClusterState, admin_token: str, clock: Clock = SYSTEM) -> None:
         self.state = state
         self.admin = admin_token.encode()
         self.clock = clock
+        self._host_digests: tuple[int, list[str]] = (-1, [])
 
     def identify(self, presented: bytes) -> Identity | None:
         """Whose token this is, if it is one in force."""
@@ -37,7 +33,7 @@ class TokenService:
             return ADMIN
         if not presented.startswith(PREFIX.encode()):
             return None
-        token_id = self.state.token_digests.get(digest_of(presented))
+        token_id = self.state.token_digests.get(token_digest(presented))
         token = self.state.tokens.get(token_id or "")
         if token is None or not token.live(self.clock.time()):
             return None
@@ -62,7 +58,7 @@ class TokenService:
             expires_at = now + seconds
         token_id = _random.token_hex(8)
         secret = f"{PREFIX}{_random.token_urlsafe(32)}"
-        token = ApiToken(token_id, kind, digest_of(secret.encode()), app if kind == "deploy" else "", name, now,
+        token = ApiToken(token_id, kind, token_digest(secret.encode()), app if kind == "deploy" else "", name, now,
                          expires_at)
         async with self.state.lock:
             await self.state.save(token)
@@ -81,7 +77,7 @@ class TokenService:
         if join is None or not join.live(now):
             raise RoostError(401, "this join token was already used or revoked")
         secret = f"{PREFIX}{_random.token_urlsafe(32)}"
-        host = ApiToken(_random.token_hex(8), "host", digest_of(secret.encode()), name=f"host {host_id}",
+        host = ApiToken(_random.token_hex(8), "host", token_digest(secret.encode()), name=f"host {host_id}",
                         created_at=now, host=host_id)
         async with self.state.lock:
             await self.state.save(dataclasses.replace(join, revoked_at=now))  # once only
@@ -89,12 +85,17 @@ class TokenService:
                         and not t.revoked_at]:
                 await self.state.save(dataclasses.replace(old, revoked_at=now))  # a re-join replaces it
             await self.state.save(host)
-        return {"host_id": host_id, "token": secret, "operator_digest": digest_of(self.admin)}
+        return {"host_id": host_id, "token": secret, "operator_digest": token_digest(self.admin)}
 
     def host_digests(self) -> list[str]:
-        """The digests of every host credential in force: a host accepts its peers' probes by them."""
-        now = self.clock.time()
-        return sorted(t.digest for t in self.state.tokens.values() if t.kind == "host" and t.live(now))
+        """The digests of every host credential in force: a host accepts its peers' probes by them. Asked on
+        every heartbeat of every joined host, so kept until a token changes (host credentials do not expire)."""
+        version, digests = self._host_digests
+        if version != self.state.tokens_version:
+            now = self.clock.time()
+            digests = sorted(t.digest for t in self.state.tokens.values() if t.kind == "host" and t.live(now))
+            self._host_digests = (self.state.tokens_version, digests)
+        return digests
 
     def list(self) -> list[dict[str, Any]]:
         return [t.to_api() for t in sorted(self.state.tokens.values(), key=lambda t: t.created_at)]
