@@ -95,3 +95,51 @@ def test_the_dev_fleets_own_hosts_joined_and_hold_no_fleet_token(fleet):
         assert (Path(host["data_dir"]) / "credential.json").exists()
         environ = Path(f"/proc/{host['pid']}/environ").read_bytes()
         assert fleet.token.encode() not in environ, host["id"]
+
+
+def test_only_the_server_commands_an_agent(joined):
+    """The attack from the issue: the operator token sent straight to an agent placed a spec that ran a shell
+    command as root. Now an agent obeys only the server's control credential, which the API itself refuses;
+    the operator token gets what an edge gets (start, stop, suspend what is already placed)."""
+    fleet, _, _ = joined
+    host = fleet.info["hosts"][0]
+    agent = host["agent_url"]
+    spec = {"id": "a0000000000001", "instance_id": "x", "app": "evil", "config": {
+        "image": "hello:v1", "init": {"exec": ["/bin/sh", "-c", "id > /tmp/roost-pwned"]}}}
+    for token in (fleet.token, credential(joined[2])):
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10) as c:
+            assert c.put(f"{agent}/v1/machines/a0000000000001", json=spec).status_code == 403
+            assert c.get(f"{agent}/v1/machines").status_code == 403
+            assert c.get(f"{agent}/v1/machines/a0000000000001/logs").status_code == 403
+    assert not Path("/tmp/roost-pwned").exists()
+    control = (Path(fleet.info["server"]["data_dir"]) / "control-token").read_text().strip()
+    assert stat.S_IMODE(os.stat(Path(fleet.info["server"]["data_dir"]) / "control-token").st_mode) == 0o600
+    r = httpx.get(f"{fleet.url}/v1/apps", headers={"Authorization": f"Bearer {control}"}, trust_env=False)
+    assert r.status_code == 401  # the server's credential towards agents is nobody's key to the API
+    r = httpx.get(f"{agent}/v1/machines", headers={"Authorization": f"Bearer {control}"}, trust_env=False)
+    assert r.status_code == 200
+
+
+def test_an_edge_token_routes_and_its_revocation_reaches_the_agents(joined):
+    fleet, _, _ = joined
+    made = fleet.api.post("/v1/tokens", json={"kind": "edge", "name": "test edge"}).json()
+    edge = {"Authorization": f"Bearer {made['token']}"}
+    agent = fleet.info["hosts"][0]["agent_url"]
+    with httpx.Client(base_url=fleet.url, headers=edge, trust_env=False, timeout=10) as c:
+        assert c.get("/v1/watch", params={"timeout": 0}).status_code == 200
+        assert c.get("/v1/hosts").status_code == 200
+        for method, path in (("GET", "/v1/tokens"), ("POST", "/v1/apps"), ("GET", "/v1/apps/x/secrets"),
+                             ("DELETE", "/v1/apps/x/machines/a0000000000001"), ("GET", "/v1/apps/x/logs")):
+            assert c.request(method, path, json={}).status_code == 403, path
+    # An agent knows the edge by its token's digest, from the heartbeat answers: a start (of nothing here) is
+    # let through to be judged on its merits, anything else is refused.
+    fleet.wait_for(lambda: httpx.post(f"{agent}/v1/machines/a0000000000001/start", json={}, headers=edge,
+                                      trust_env=False).status_code not in (401, 403), timeout=5,
+                   what="the agent to know it")
+    assert httpx.get(f"{agent}/v1/machines", headers=edge, trust_env=False).status_code == 403
+    fleet.api.delete(f"/v1/tokens/{made['id']}")
+    assert httpx.get(f"{fleet.url}/v1/hosts", headers=edge, trust_env=False).status_code == 401
+    fleet.wait_for(lambda: httpx.post(f"{agent}/v1/machines/a0000000000001/start", json={}, headers=edge,
+                                      trust_env=False).status_code == 401, timeout=5,
+                   what="the agent to refuse the revoked edge token")
+

@@ -362,3 +362,13 @@ def _try(fn):
         return fn()
     except (OSError, httpx.HTTPError):
         return None
+
+
+def test_the_dev_fleets_edges_route_with_edge_tokens_of_their_own(edge_fleet):
+    """Issue 15: an edge never holds the fleet's token; its own token routes (the autostart and autostop tests
+    above ran on it) and nothing more."""
+    for proxy in edge_fleet.info["proxies"]:
+        assert edge_fleet.token.encode() not in Path(f"/proc/{proxy['pid']}/environ").read_bytes()
+        r = httpx.post(f"{edge_fleet.url}/v1/apps", json={"app_name": "from-an-edge"}, trust_env=False,
+                       headers={"Authorization": f"Bearer {proxy['admin_token']}"})
+        assert r.status_code == 403, r.text

@@ -85,3 +85,55 @@ async def test_tokens_are_found_by_their_secret_until_revoked_or_expired() -> No
     for bad in (("deploy", "nope"), ("admin",), ("readonly", "web"), ("deploy", "web", "", "-5s")):
         with pytest.raises(RoostError):
             await tokens.create(*bad)
+
+
+EDGE = Identity("edge", token_id="t5")
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/watch", None), ("GET", "/v1/hosts", None), ("POST", "/v1/proxies", None),
+    ("GET", "/v1/apps/web", None), ("GET", "/v1/apps/web/machines/abc", None),
+    ("POST", "/v1/apps/web/machines/abc/start", None), ("POST", "/v1/apps/web/machines/abc/suspend", None),
+    ("POST", "/v1/apps/web/machines/abc/update", 403), ("DELETE", "/v1/apps/web/machines/abc", 403),
+    ("GET", "/v1/apps/web/secrets", 403), ("GET", "/v1/apps/web/machines/abc/logs", 403),
+    ("GET", "/v1/tokens", 403), ("POST", "/v1/apps", 403), ("POST", "/v1/images", 403),
+])
+def test_an_edge_token_routes_only(method: str, path: str, status: int | None) -> None:
+    refused = refusal(EDGE, method, path)
+    assert (refused[0] if refused else None) == status, refused
+
+
+def test_an_agent_knows_its_callers_by_digest_and_lets_each_do_its_part() -> None:
+    from roost.agent.credential import EDGE as AS_EDGE
+    from roost.agent.credential import PEER, SERVER, HostCredential, authorize
+    from roost.core.access import token_digest
+
+    c = HostCredential("ams-1", "rt1_mine", token_digest(b"admin"))
+    assert c.identify(b"control") is None  # not known before the server says so
+    assert c.learn({"server_digest": token_digest(b"control"), "edge_digests": [token_digest(b"edge")],
+                    "host_digests": [token_digest(b"peer")]})
+    assert not c.learn({"server_digest": token_digest(b"control")})  # nothing new to save
+    assert c.identify(b"control") == SERVER and c.identify(b"edge") == AS_EDGE and c.identify(b"peer") == PEER
+    assert c.identify(b"admin") == AS_EDGE and c.identify(b"rt1_mine") is None
+    assert authorize(SERVER, "PUT", "/v1/machines/abc") is None
+    assert authorize(AS_EDGE, "POST", "/v1/machines/abc/start") is None
+    assert authorize(AS_EDGE, "PUT", "/v1/machines/abc") is not None
+    assert authorize(AS_EDGE, "POST", "/v1/machines/../start") is not None
+    assert authorize(PEER, "POST", "/v1/machines/abc/start") is not None
+    c.learn({"edge_digests": []})  # revoked: gone with the next heartbeat answer
+    assert c.identify(b"edge") is None
+
+
+async def test_the_digests_hosts_learn_follow_revocation_and_expiry() -> None:
+    clock = VirtualClock()
+    state = ClusterState(MemoryStore(), WatchHub(), inline=True)
+    state.load()
+    tokens = TokenService(state, "admin-secret", clock, control_token="rc1_x")
+    short, _ = await tokens.create("edge", expiry="10s")
+    long, _ = await tokens.create("edge")
+    assert tokens.digests("edge") == sorted([short.digest, long.digest])
+    clock.now += 11
+    assert tokens.digests("edge") == [long.digest]  # expired, though no token changed
+    await tokens.revoke(long.id)
+    assert tokens.digests("edge") == [] and tokens.host_view()["server_digest"]
+    assert tokens.identify(b"rc1_x") is None  # the control credential opens no API

@@ -83,8 +83,8 @@ def build_app(config: AgentConfig) -> Starlette:
         watched_file = data / "watched.json"
 
         def on_reply(reply: dict[str, Any]) -> None:
-            if credential is not None and isinstance(reply.get("host_digests"), list):
-                credential.peer_digests = frozenset(str(d) for d in reply["host_digests"])
+            if credential is not None and credential.learn(reply):
+                credential.save(data / "credential.json")
             watched = sorted(reply.get("watched") or [])
             if watched != supervisor.watched:
                 # Kept on disk: after a crash, a watched machine found dead is not restarted by this host

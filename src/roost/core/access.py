@@ -5,7 +5,8 @@ everything but tokens; a `deploy` token is one app's: it reaches that app (and p
 the regions list, and its own description. Another app answers 404, as if it did not exist, so that a
 token does not tell which app names are taken. A `join` token only joins a host, once; the `host` credential
 a join gives reports for that host alone (registration, heartbeats, reports) and pulls image blobs: stolen,
-it gives nothing the host did not have.
+it gives nothing the host did not have. An `edge` token routes: it follows the watch feed, reads machines and
+hosts, registers its edge, and starts, stops and suspends machines (autostart, autostop); nothing else.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True)
 class Identity:
-    kind: str  # admin | org | deploy | readonly | join | host
+    kind: str  # admin | org | deploy | readonly | join | host | edge
     app: str = ""  # a deploy token's app
     token_id: str = ""
     host: str = ""  # a host credential's host
@@ -52,6 +53,8 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
         if parts[:3] == ["v1", "images", "blobs"] and method in READ_METHODS:
             return None
         return 403, f"the credential of host {who.host!r} reports for that host only"
+    if who.kind == "edge":
+        return _edge_refusal(method, parts)
     if who.kind == "readonly":
         if parts[:2] == ["v1", "tokens"]:
             return 403, "a read-only token cannot see tokens; use an org token"
@@ -73,6 +76,24 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
     if parts[:2] == ["v1", "images"] or (parts[:3] == ["v1", "platform", "regions"] and method in READ_METHODS):
         return None  # image names are checked on push (an app's own only)
     return 403, f"a deploy token of app {who.app!r} reaches only that app; use an org token"
+
+
+EDGE_ACTIONS = frozenset({"start", "stop", "suspend"})
+
+
+def _edge_refusal(method: str, parts: list[str]) -> tuple[int, str] | None:
+    """An edge reads what routing needs and starts or stops machines; it sees no secrets, logs or tokens."""
+    if method in READ_METHODS:
+        if parts[:2] in (["v1", "watch"], ["v1", "hosts"], ["v1", "platform"], ["v1", "proxies"]):
+            return None
+        if parts[:2] == ["v1", "apps"] and (len(parts) <= 3 or parts[3] == "machines") and "logs" not in parts:
+            return None
+    elif method == "POST":
+        if parts == ["v1", "proxies"]:
+            return None
+        if len(parts) == 6 and parts[:2] == ["v1", "apps"] and parts[3] == "machines" and parts[5] in EDGE_ACTIONS:
+            return None
+    return 403, "an edge's token routes only (watch, machines, start/stop); use an org token"
 
 
 def may_push_image(who: Identity, repository: str) -> bool:

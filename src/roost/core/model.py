@@ -315,7 +315,8 @@ class AppSecrets:
                 "version": self.version}
 
 
-TOKEN_KINDS = ("org", "deploy", "readonly", "join")  # what an operator makes; "host" tokens come from a join
+# What an operator makes; "host" tokens come from a join.
+TOKEN_KINDS = ("org", "deploy", "readonly", "join", "edge")
 
 
 @dataclass
@@ -324,7 +325,7 @@ class ApiToken:
     a digest of its secret is kept; the secret is shown once, when it is made."""
 
     id: str
-    kind: str  # org | deploy | readonly | join | host
+    kind: str  # org | deploy | readonly | join | edge | host
     digest: str  # sha256 of the secret, hex
     app: str = ""  # a deploy token's app
     name: str = ""

@@ -185,12 +185,15 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
                 if spec.simulate_latency:
                     argv.append("--simulate-rtt")
+                # Each edge routes with a token of its own (kind "edge"), which also guards its admin pages.
+                edge_token = make_token(url, token, "edge", f"edge {region}", expiry="")
                 proxy: dict[str, Any] = {
                          "region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
-                         "admin_url": f"http://127.0.0.1:{admin}", "admin_token": token,
+                         "admin_url": f"http://127.0.0.1:{admin}", "admin_token": edge_token,
                          "tcp_prefix": f"127.{spec.tcp_octet + r}",
                          "argv": argv, "log": str(logs / f"proxy-{region}.log")}
-                proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]), env={"ROOST_API_TOKEN": token})
+                proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]),
+                                      env={"ROOST_API_TOKEN": edge_token})
                 fleet["proxies"].append(proxy)
                 write_fleet(data, fleet)
             for proxy in fleet["proxies"]:
@@ -232,7 +235,11 @@ def start_agent(host: dict[str, Any], token: str, join_token: str = "") -> int:
 
 def join_token(url: str, token: str) -> str:
     """A one-time token for one new host of the fleet."""
-    response = httpx.post(f"{url}/v1/tokens", json={"kind": "join", "expiry": "10m", "name": "dev fleet"},
+    return make_token(url, token, "join", "dev fleet", expiry="10m")
+
+
+def make_token(url: str, token: str, kind: str, name: str, expiry: str) -> str:
+    response = httpx.post(f"{url}/v1/tokens", json={"kind": kind, "expiry": expiry, "name": name},
                           headers={"Authorization": f"Bearer {token}"}, timeout=10, trust_env=False)
     response.raise_for_status()
     return str(response.json()["token"])
@@ -340,7 +347,7 @@ def restart_proxy(data_dir: Path, region: str) -> dict[str, Any]:
     if pid_alive(proxy["pid"]):
         raise FleetError(f"the {region} edge is still running (pid {proxy['pid']})")
     proxy["pid"] = _spawn([*roost_command(), *proxy["argv"]], Path(proxy["log"]),
-                          env={"ROOST_API_TOKEN": fleet["token"]})
+                          env={"ROOST_API_TOKEN": proxy.get("admin_token") or fleet["token"]})
     write_fleet(data_dir, fleet)
     _wait_http(f"{proxy['admin_url']}/healthz", 20, lambda: pid_alive(proxy["pid"]), Path(proxy["log"]))
     return dict(proxy)

@@ -86,8 +86,9 @@ class Starter:
         except AgentCallError as exc:
             raise StartError("PM05", f"could not reach the agent of host {m.host_id}: {exc}") from None
         message = str((answer or {}).get("error", "")) if isinstance(answer, dict) else ""
-        if status in (404, 409, 422) and "spec" in message:
-            # The agent does not know this version yet: the control plane can start it.
+        if status in (401, 403) or (status in (404, 409, 422) and "spec" in message):
+            # The agent does not know this version yet, or does not know this edge's token (an org token, or an
+            # agent of an older fleet): the control plane can start it.
             await self._start_via_server(m)
         elif status >= 400:
             raise StartError("PM07", f"starting machine {m.id} failed: {message or status}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,9 +15,11 @@ class AgentError(RoostError):
 
 
 class AgentClient:
-    def __init__(self, token: str, timeout: float = 10.0) -> None:
+    def __init__(self, token: str, credential_for: Callable[[str], str] | None = None,
+                 timeout: float = 10.0) -> None:
+        self.token = token
+        self.credential_for = credential_for  # agent URL -> the token that agent accepts from the server
         self.client = httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout, connect=2.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             trust_env=False,
@@ -26,7 +29,8 @@ class AgentClient:
                    timeout: float | None = None) -> Any:
         try:
             response = await self.client.request(
-                method, agent_url.rstrip("/") + path, json=body,
+                method, agent_url.rstrip("/") + path, json=body, headers={"Authorization": "Bearer " + (
+                    self.credential_for(agent_url) if self.credential_for else self.token)},
                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
         except httpx.HTTPError as exc:

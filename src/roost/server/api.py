@@ -30,6 +30,8 @@ from roost.weblib import IDENTITY, json_body, ok, query_bool, query_number
 
 LEASE_HEADER = "fly-machine-lease-nonce"
 TOKEN_OWNER = "admin@roost"
+REVOCATION_SLICE = 1.0  # an open watch stream re-checks its token this often
+KEEPALIVE_SECONDS = 15.0
 
 
 @dataclass
@@ -250,7 +252,7 @@ def routes(s: Services) -> list[Route]:
     async def heartbeat(request: Request) -> Response:
         reply = await s.hosts.heartbeat(request.path_params["host"], await json_body(request))
         if identity(request).kind == "host":
-            reply["host_digests"] = s.tokens.host_digests()  # whose probes a joined host answers
+            reply.update(s.tokens.host_view())  # whose calls a joined host answers, revocations included
         return ok(reply)
 
     async def host_reports(request: Request) -> Response:
@@ -534,7 +536,11 @@ def _reset(s: Services) -> dict[str, Any]:
 async def _sse(s: Services, request: Request, since: int, limit: int) -> Any:
     """Server-sent events: `reset` then `change` events, each with its revision as the SSE id."""
     cursor = since
+    who = request.scope.get(IDENTITY)
+    quiet = 0.0
     while True:
+        if isinstance(who, Identity) and not s.tokens.in_force(who):
+            return  # revoked or expired while the stream was open: it ends within a slice
         batch = await _watch_batch(s, cursor, limit)
         if batch.get("reset"):
             yield f"id: {batch['revision']}\nevent: reset\ndata: {json.dumps(batch)}\n\n"
@@ -543,6 +549,11 @@ async def _sse(s: Services, request: Request, since: int, limit: int) -> Any:
         cursor = batch["revision"]
         if await request.is_disconnected():
             return
-        if not await s.state.hub.wait(cursor, 15.0):
-            yield ": keep-alive\n\n"
+        if await s.state.hub.wait(cursor, REVOCATION_SLICE):
+            quiet = 0.0
+        else:
+            quiet += REVOCATION_SLICE
+            if quiet >= KEEPALIVE_SECONDS:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
         await asyncio.sleep(0)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -57,11 +58,12 @@ class ServerConfig:
     rotate_secrets_key: bool = False
 
 
-def load_or_create_token(data_dir: Path) -> tuple[str, Path, bool]:
-    path = data_dir / "admin-token"
+def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
+    """The admin token, or (`control-token`) the server's own credential towards the agents."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip(), path, False
-    token = new_token()
+    token = new_token() if name == "admin-token" else f"rc1_{secrets.token_urlsafe(32)}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
@@ -81,7 +83,15 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
             os.chmod(config.data_dir / name, 0o600)
     state = ClusterState(store, WatchHub())
     state.load()
-    agents = AgentClient(token)
+    control, _, _ = load_or_create_token(config.data_dir, "control-token")
+    tokens = TokenService(state, token, control_token=control)
+
+    def credential_for(agent_url: str) -> str:
+        # A joined host knows the server by its control credential; an agent given the fleet token, by that.
+        host = next((h for h in state.hosts.values() if h.agent_url == agent_url), None)
+        return control if host is not None and tokens.joined(host.id) else token
+
+    agents = AgentClient(token, credential_for)
     keyring_path = config.secrets_key or config.data_dir / "secrets.key"
     keyring = Keyring.load_or_create(keyring_path)
     if config.rotate_secrets_key:
@@ -102,7 +112,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         logs=LogService(state, agents),
         secrets=secrets,
         releases=ReleaseService(state),
-        tokens=TokenService(state, token),
+        tokens=tokens,
     )
 
     @contextlib.asynccontextmanager

@@ -21,11 +21,14 @@ MAX_EXPIRY_SECONDS = 10 * 365 * 86400
 
 
 class TokenService:
-    def __init__(self, state: ClusterState, admin_token: str, clock: Clock = SYSTEM) -> None:
+    def __init__(self, state: ClusterState, admin_token: str, clock: Clock = SYSTEM, control_token: str = "") -> None:
         self.state = state
         self.admin = admin_token.encode()
         self.clock = clock
-        self._host_digests: tuple[int, list[str]] = (-1, [])
+        # The server's own credential towards agents (never accepted here): agents know only its digest.
+        self.control = control_token
+        self._digests: dict[str, tuple[int, float, list[str]]] = {}
+        self._joined: tuple[int, frozenset[str]] = (-1, frozenset())
 
     def identify(self, presented: bytes) -> Identity | None:
         """Whose token this is, if it is one in force."""
@@ -85,17 +88,47 @@ class TokenService:
                         and not t.revoked_at]:
                 await self.state.save(dataclasses.replace(old, revoked_at=now))  # a re-join replaces it
             await self.state.save(host)
-        return {"host_id": host_id, "token": secret, "operator_digest": token_digest(self.admin)}
+        return {"host_id": host_id, "token": secret, **self.host_view()}
 
-    def host_digests(self) -> list[str]:
-        """The digests of every host credential in force: a host accepts its peers' probes by them. Asked on
-        every heartbeat of every joined host, so kept until a token changes (host credentials do not expire)."""
-        version, digests = self._host_digests
+    def host_view(self) -> dict[str, Any]:
+        """What a joined host must know of its callers, sent at the join and with every heartbeat answer (so a
+        revocation reaches every host within a heartbeat): the digests of the server's control credential,
+        of the operator token (which an agent lets do what an edge may), of the edges' tokens, and of its
+        peers' credentials (probes only)."""
+        return {"server_digest": token_digest(self.control.encode()) if self.control else "",
+                "operator_digest": token_digest(self.admin), "edge_digests": self.digests("edge"),
+                "host_digests": self.digests("host")}
+
+    def digests(self, kind: str) -> list[str]:
+        """The digests of the tokens of one kind in force. Asked on every heartbeat of every joined host, so
+        kept until a token changes or the first of them expires."""
+        now = self.clock.time()
+        version, until, digests = self._digests.get(kind, (-1, 0.0, []))
+        if version != self.state.tokens_version or now >= until:
+            live = [t for t in self.state.tokens.values() if t.kind == kind and t.live(now)]
+            digests = sorted(t.digest for t in live)
+            until = min((t.expires_at for t in live if t.expires_at), default=float("inf"))
+            self._digests[kind] = (self.state.tokens_version, until, digests)
+        return digests
+
+    def joined(self, host_id: str) -> bool:
+        """Whether a host joined (so it knows the server by its control credential, not the operator token)."""
+        return host_id in self._joined_hosts()
+
+    def _joined_hosts(self) -> frozenset[str]:
+        version, joined = self._joined
         if version != self.state.tokens_version:
             now = self.clock.time()
-            digests = sorted(t.digest for t in self.state.tokens.values() if t.kind == "host" and t.live(now))
-            self._host_digests = (self.state.tokens_version, digests)
-        return digests
+            joined = frozenset(t.host for t in self.state.tokens.values() if t.kind == "host" and t.live(now))
+            self._joined = (self.state.tokens_version, joined)
+        return joined
+
+    def in_force(self, who: Identity) -> bool:
+        """Whether the token `who` was identified by still holds (a long watch stream asks it now and then)."""
+        if who.kind == "admin":
+            return True
+        token = self.state.tokens.get(who.token_id)
+        return token is not None and token.live(self.clock.time())
 
     def list(self) -> list[dict[str, Any]]:
         return [t.to_api() for t in sorted(self.state.tokens.values(), key=lambda t: t.created_at)]
