@@ -73,6 +73,9 @@ class Fleet:
         self.token = self.info["token"]
         self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
                                 timeout=70, trust_env=False)
+        # What the server presents to agents: only it may place specs or read them (issue 15).
+        control = (Path(self.info["server"]["data_dir"]) / "control-token").read_text().strip()
+        self.agent_headers = {"Authorization": f"Bearer {control}"}
         self.env = {**os.environ, "ROOST_API_URL": self.url, "ROOST_API_TOKEN": self.token,
                     "ROOST_DEV_DIR": str(data_dir)}
 

@@ -232,8 +232,7 @@ def test_volumes(fleet, app):
     data = Path(host["data_dir"]) / "volumes" / vol["id"]
     fleet.wait_for(lambda: (data / "file").exists(), what="the machine's write on its volume")
     # the host itself refuses to delete the data of a volume a machine runs on
-    r = httpx.delete(f"{host['agent_url']}/v1/volumes/{vol['id']}", trust_env=False,
-                     headers={"Authorization": f"Bearer {fleet.info['token']}"})
+    r = httpx.delete(f"{host['agent_url']}/v1/volumes/{vol['id']}", trust_env=False, headers=fleet.agent_headers)
     assert r.status_code == 409 and "in use" in r.json()["error"] and data.exists()
     api.delete(f"/v1/apps/{app}/machines/{m['id']}", params={"force": "true"})
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json().get("attached_machine_id") is None
