@@ -69,7 +69,7 @@ def bench_resume(f: BenchFleet, n: int) -> tuple[list[float], list[float]]:
     m = f.api.post("/v1/apps/bench/machines", json={"config": config}).json()
     f.api.get(f"/v1/apps/bench/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
     wait_http(url_of(m))
-    client = httpx.Client(trust_env=False)
+    client = httpx.Client(trust_env=False, verify=f.verify)
     running = []
     for _ in range(n):
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from roost.client.images import bundle_directory  # noqa: E402
-from roost.dev.fleet import FleetSpec, down, up  # noqa: E402
+from roost.dev.fleet import FleetSpec, down, up, verify  # noqa: E402
 
 
 def free_port() -> int:
@@ -71,7 +71,9 @@ class BenchFleet:
         self.url = self.info["server"]["url"]
         self.token = self.info["token"]
         self.headers = {"Authorization": f"Bearer {self.token}"}
-        self.api = httpx.Client(base_url=self.url, headers=self.headers, timeout=120, trust_env=False)
+        self.verify = verify(self.info)  # the fleet's components speak TLS under its own CA
+        self.api = httpx.Client(base_url=self.url, headers=self.headers, timeout=120, trust_env=False,
+                                verify=self.verify)
 
     def push(self, name: str, example: str, cmd: list[str]) -> None:
         import json

@@ -27,7 +27,7 @@ CONFIG = {"image": "hello:v1", "services": [{"internal_port": 8080, "protocol": 
 def bench_create(f: BenchFleet, n: int, token: str | None = None) -> list[float]:
     """`n` creates with the admin token, or with `token` (a scoped one: its lookup and rule run each time)."""
     client = f.api if token is None else httpx.Client(base_url=f.url, headers={"Authorization": f"Bearer {token}"},
-                                                      trust_env=False)
+                                                      trust_env=False, verify=f.verify)
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -89,7 +89,7 @@ async def bench_watch(f: BenchFleet, subscribers: int, changes: int) -> list[flo
     await asyncio.sleep(0.2)
 
     def writer() -> None:
-        with httpx.Client(base_url=f.url, headers=f.headers, trust_env=False) as client:
+        with httpx.Client(base_url=f.url, headers=f.headers, trust_env=False, verify=f.verify) as client:
             for k in range(changes):
                 marker = f"m{k}"
                 sent[marker] = time.perf_counter()  # from the moment the write is sent

@@ -240,7 +240,7 @@ def autostart(f: BenchFleet, trials: int) -> list[list[object]]:
     agent = f.info["hosts"][0]["agent_url"]
     edge = f.info["proxies"][0]["url"]
     admin = f.info["proxies"][0]
-    client = httpx.Client(trust_env=False, timeout=30)
+    client = httpx.Client(trust_env=False, timeout=30, verify=f.verify)
     wait_ok(addr)
 
     def stopped() -> None:

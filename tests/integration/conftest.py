@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from roost.client.images import bundle_directory
-from roost.dev.fleet import FleetSpec, down, pid_alive, up
+from roost.dev.fleet import FleetSpec, down, pid_alive, up, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -67,16 +67,20 @@ class Fleet:
                               server_port=free_port(), agent_port=free_port(),
                               address_offset=random.randint(20, 200), proxies=proxies,
                               proxy_port=free_port_block(len(regions)), admin_port=free_port_block(len(regions)),
-                              tcp_octet=random.randint(101, 240), anycast_port=free_port() if proxies else 0, **kw)
+                              tcp_octet=random.randint(101, 240), anycast_port=free_port() if proxies else 0,
+                              edge_tls_port=free_port_block(len(regions)) if proxies else 0, **kw)
         self.info = up(self.spec)
         self.url = self.info["server"]["url"]
         self.token = self.info["token"]
+        # The fleet speaks TLS under its own CA (issue 15): tests trust that CA alone, as its components do.
+        self.verify = verify(self.info)
         self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
-                                timeout=70, trust_env=False)
+                                timeout=70, trust_env=False, verify=self.verify)
         # What the server presents to agents: only it may place specs or read them (issue 15).
         control = (Path(self.info["server"]["data_dir"]) / "control-token").read_text().strip()
         self.agent_headers = {"Authorization": f"Bearer {control}"}
         self.env = {**os.environ, "ROOST_API_URL": self.url, "ROOST_API_TOKEN": self.token,
+                    "ROOST_CA_FILE": self.info.get("ca", ""),
                     "ROOST_DEV_DIR": str(data_dir)}
 
     def roost(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -121,8 +121,9 @@ def test_agent_sigkill_and_restart_readopts_running_machines(ready):
     assert hit(m)["hits"] == before + 1, "the machine keeps running without its agent"
     host.update(restart_agent(ready.spec.data_dir, host["id"]))
     records = json.loads(Path(host["data_dir"], "records", f"{m['id']}.json").read_text())
-    ready.wait_for(lambda: _try(lambda: httpx.get(f"{host['agent_url']}/healthz", timeout=1).status_code == 200))
-    agent_view = httpx.get(f"{host['agent_url']}/v1/machines", headers=ready.agent_headers, trust_env=False).json()
+    agent = httpx.Client(headers=ready.agent_headers, trust_env=False, verify=ready.verify, timeout=5)
+    ready.wait_for(lambda: _try(lambda: agent.get(f"{host['agent_url']}/healthz").status_code == 200))
+    agent_view = agent.get(f"{host['agent_url']}/v1/machines").json()
     assert [x["pid"] for x in agent_view if x["id"] == m["id"]] == [records["run"]["pid"]]
     assert hit(m)["hits"] == before + 2, "same process, memory intact"
     # still managed: stop and start work through the control plane

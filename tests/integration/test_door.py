@@ -64,7 +64,7 @@ def test_json_nested_deeply_is_400_not_500(door):
 
 def test_a_non_ascii_authorization_header_is_401_not_500(door):
     r = httpx.get(door.url + "/v1/apps", headers={"Authorization": "Bearer caf\u00e9".encode("latin-1")},
-                  trust_env=False)
+                  trust_env=False, verify=door.verify)
     assert r.status_code == 401 and "error" in r.json()
 
 

@@ -27,9 +27,14 @@ def joined(fleet, tmp_path_factory):
     env = {k: v for k, v in fleet.env.items() if k != "ROOST_API_TOKEN"}  # the new host never sees it
     port = free_port()
     log = open(data.parent / "agent.log", "w")  # noqa: SIM115 (closed with the agent)
+    # The fleet speaks TLS: the new host gets a certificate from the fleet CA for its address, as an
+    # operator would give it one ('roost tls issue'), and pins that CA (ROOST_CA_FILE in the env).
+    fleet.roost("tls", "issue", fleet.info["data_dir"], "agent-joined-1", ADDRESS)
+    tls = Path(fleet.info["data_dir"]) / "tls"
     proc = subprocess.Popen([sys.executable, "-m", "roost", "agent", "--server", fleet.url, "--region", "ams",
                              "--host-id", "joined-1", "--listen", f"{ADDRESS}:{port}", "--data-dir", str(data),
-                             "--cpus", "4", "--memory-mb", "4096"],
+                             "--cpus", "4", "--memory-mb", "4096", "--tls-cert", str(tls / "agent-joined-1.pem"),
+                             "--tls-key", str(tls / "agent-joined-1.key")],
                             env={**env, "ROOST_JOIN_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT)
     try:
         fleet.wait_for(lambda: any(h["id"] == "joined-1" and h["status"] == "ok"
@@ -52,7 +57,7 @@ def test_a_joined_host_keeps_its_own_credential_and_the_join_token_is_spent(join
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert fleet.token not in path.read_text()  # only the operator token's digest
     r = httpx.post(f"{fleet.url}/v1/hosts/join", json={"host_id": "impostor"},
-                   headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+                   headers={"Authorization": f"Bearer {token}"}, trust_env=False, verify=fleet.verify)
     assert r.status_code == 401  # once only
 
 
@@ -77,7 +82,7 @@ def test_machines_run_on_a_joined_host(joined):
 def test_a_stolen_host_credential_reports_for_that_host_only(joined):
     fleet, _, data = joined
     with httpx.Client(base_url=fleet.url, headers={"Authorization": f"Bearer {credential(data)}"},
-                      trust_env=False, timeout=10) as stolen:
+                      trust_env=False, verify=fleet.verify, timeout=10) as stolen:
         assert stolen.post("/v1/hosts/joined-1/heartbeat", json={}).status_code == 200
         for method, path, body in (("GET", "/v1/apps", None), ("GET", "/v1/watch", None),
                                    ("POST", "/v1/apps", {"app_name": "evil"}),
@@ -107,16 +112,18 @@ def test_only_the_server_commands_an_agent(joined):
     spec = {"id": "a0000000000001", "instance_id": "x", "app": "evil", "config": {
         "image": "hello:v1", "init": {"exec": ["/bin/sh", "-c", "id > /tmp/roost-pwned"]}}}
     for token in (fleet.token, credential(joined[2])):
-        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10) as c:
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, trust_env=False, verify=fleet.verify,
+                          timeout=10) as c:
             assert c.put(f"{agent}/v1/machines/a0000000000001", json=spec).status_code == 403
             assert c.get(f"{agent}/v1/machines").status_code == 403
             assert c.get(f"{agent}/v1/machines/a0000000000001/logs").status_code == 403
     assert not Path("/tmp/roost-pwned").exists()
     control = (Path(fleet.info["server"]["data_dir"]) / "control-token").read_text().strip()
     assert stat.S_IMODE(os.stat(Path(fleet.info["server"]["data_dir"]) / "control-token").st_mode) == 0o600
-    r = httpx.get(f"{fleet.url}/v1/apps", headers={"Authorization": f"Bearer {control}"}, trust_env=False)
+    as_server = {"Authorization": f"Bearer {control}"}
+    r = httpx.get(f"{fleet.url}/v1/apps", headers=as_server, trust_env=False, verify=fleet.verify)
     assert r.status_code == 401  # the server's credential towards agents is nobody's key to the API
-    r = httpx.get(f"{agent}/v1/machines", headers={"Authorization": f"Bearer {control}"}, trust_env=False)
+    r = httpx.get(f"{agent}/v1/machines", headers=as_server, trust_env=False, verify=fleet.verify)
     assert r.status_code == 200
 
 
@@ -125,7 +132,7 @@ def test_an_edge_token_routes_and_its_revocation_reaches_the_agents(joined):
     made = fleet.api.post("/v1/tokens", json={"kind": "edge", "name": "test edge"}).json()
     edge = {"Authorization": f"Bearer {made['token']}"}
     agent = fleet.info["hosts"][0]["agent_url"]
-    with httpx.Client(base_url=fleet.url, headers=edge, trust_env=False, timeout=10) as c:
+    with httpx.Client(base_url=fleet.url, headers=edge, trust_env=False, verify=fleet.verify, timeout=10) as c:
         assert c.get("/v1/watch", params={"timeout": 0}).status_code == 200
         assert c.get("/v1/hosts").status_code == 200
         for method, path in (("GET", "/v1/tokens"), ("POST", "/v1/apps"), ("GET", "/v1/apps/x/secrets"),
@@ -134,12 +141,31 @@ def test_an_edge_token_routes_and_its_revocation_reaches_the_agents(joined):
     # An agent knows the edge by its token's digest, from the heartbeat answers: a start (of nothing here) is
     # let through to be judged on its merits, anything else is refused.
     fleet.wait_for(lambda: httpx.post(f"{agent}/v1/machines/a0000000000001/start", json={}, headers=edge,
-                                      trust_env=False).status_code not in (401, 403), timeout=5,
+                                      trust_env=False, verify=fleet.verify).status_code not in (401, 403), timeout=5,
                    what="the agent to know it")
-    assert httpx.get(f"{agent}/v1/machines", headers=edge, trust_env=False).status_code == 403
+    assert httpx.get(f"{agent}/v1/machines", headers=edge, trust_env=False, verify=fleet.verify).status_code == 403
     fleet.api.delete(f"/v1/tokens/{made['id']}")
-    assert httpx.get(f"{fleet.url}/v1/hosts", headers=edge, trust_env=False).status_code == 401
+    assert httpx.get(f"{fleet.url}/v1/hosts", headers=edge, trust_env=False, verify=fleet.verify).status_code == 401
     fleet.wait_for(lambda: httpx.post(f"{agent}/v1/machines/a0000000000001/start", json={}, headers=edge,
-                                      trust_env=False).status_code == 401, timeout=5,
+                                      trust_env=False, verify=fleet.verify).status_code == 401, timeout=5,
                    what="the agent to refuse the revoked edge token")
 
+
+
+def test_components_speak_tls_only_and_pin_the_fleet_ca(fleet):
+    """Issue 15: server, agents and edges speak HTTPS under the fleet CA; plain HTTP is refused on every link,
+    and an agent that would call the server in clear text does not start."""
+    agent = fleet.info["hosts"][0]["agent_url"]
+    assert fleet.url.startswith("https://") and agent.startswith("https://")
+    for url in (fleet.url, agent):
+        with pytest.raises(httpx.HTTPError):  # a plain request to a TLS port gets no answer
+            httpx.get("http://" + url.split("://", 1)[1] + "/v1/apps", trust_env=False, timeout=5,
+                      headers={"Authorization": f"Bearer {fleet.token}"})
+        with pytest.raises(httpx.ConnectError):  # the system's CAs do not vouch for the fleet's certificates
+            httpx.get(url + "/healthz", trust_env=False, timeout=5)
+    r = fleet.api.post("/v1/hosts", json={"id": "clear-1", "region": "ams", "address": "127.0.1.78",
+                                          "agent_url": "http://127.0.1.78:1", "cpus": 1, "memory_mb": 512})
+    assert r.status_code == 400 and "TLS" in r.json()["error"]
+    plain = fleet.roost("agent", "--server", "http://" + fleet.url.split("://", 1)[1], "--region", "ams",
+                        "--listen", "127.0.1.79:1", check=False, timeout=30)
+    assert plain.returncode != 0 and "plain HTTP" in plain.stderr and "Traceback" not in plain.stderr

@@ -27,9 +27,10 @@ CONFIG = {"image": "hello:v1", "services": [{"internal_port": 8080, "protocol": 
 
 def test_auth_is_required_everywhere(fleet):
     for path in ("/v1/apps", "/v1/hosts", "/v1/watch", "/v1/apps/x/machines"):
-        r = httpx.get(fleet.url + path, trust_env=False)
+        r = httpx.get(fleet.url + path, trust_env=False, verify=fleet.verify)
         assert r.status_code == 401 and "error" in r.json()
-    r = httpx.get(fleet.url + "/v1/apps", headers={"Authorization": "Bearer wrong"}, trust_env=False)
+    r = httpx.get(fleet.url + "/v1/apps", headers={"Authorization": "Bearer wrong"}, trust_env=False,
+                  verify=fleet.verify)
     assert r.status_code == 401
 
 
@@ -232,7 +233,8 @@ def test_volumes(fleet, app):
     data = Path(host["data_dir"]) / "volumes" / vol["id"]
     fleet.wait_for(lambda: (data / "file").exists(), what="the machine's write on its volume")
     # the host itself refuses to delete the data of a volume a machine runs on
-    r = httpx.delete(f"{host['agent_url']}/v1/volumes/{vol['id']}", trust_env=False, headers=fleet.agent_headers)
+    r = httpx.delete(f"{host['agent_url']}/v1/volumes/{vol['id']}", trust_env=False, verify=fleet.verify,
+                     headers=fleet.agent_headers)
     assert r.status_code == 409 and "in use" in r.json()["error"] and data.exists()
     api.delete(f"/v1/apps/{app}/machines/{m['id']}", params={"force": "true"})
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json().get("attached_machine_id") is None

@@ -370,5 +370,53 @@ def test_the_dev_fleets_edges_route_with_edge_tokens_of_their_own(edge_fleet):
     for proxy in edge_fleet.info["proxies"]:
         assert edge_fleet.token.encode() not in Path(f"/proc/{proxy['pid']}/environ").read_bytes()
         r = httpx.post(f"{edge_fleet.url}/v1/apps", json={"app_name": "from-an-edge"}, trust_env=False,
-                       headers={"Authorization": f"Bearer {proxy['admin_token']}"})
+                       verify=edge_fleet.verify, headers={"Authorization": f"Bearer {proxy['admin_token']}"})
         assert r.status_code == 403, r.text
+
+
+def test_the_edge_terminates_tls_with_an_apps_own_certificate(edge_fleet):
+    """Issue 15: Fly's certificate endpoints. An app's certificate, uploaded with its key, is checked, its key
+    sealed, and every edge presents it for that name (SNI) and routes the name to the app, with
+    X-Forwarded-Proto: https. A mismatched pair or a name the certificate does not cover is a 422; a
+    removed certificate stops being served."""
+    import ssl
+
+    from roost import pki
+
+    f = edge_fleet
+    create_app(f, "secure", 1)
+    ca = pki.new_ca("Test public CA")
+    leaf = pki.issue(ca, ["www.secure.test"])
+    other = pki.issue(ca, ["www.secure.test"])
+    base = "/v1/apps/secure/certificates"
+    r = f.api.post(f"{base}/custom", json={"hostname": "www.secure.test", "fullchain": leaf.cert.decode(),
+                                           "private_key": other.key.decode()})
+    assert r.status_code == 422 and "not the key" in r.json()["error"]
+    r = f.api.post(f"{base}/custom", json={"hostname": "api.secure.test", "fullchain": leaf.cert.decode(),
+                                           "private_key": leaf.key.decode()})
+    assert r.status_code == 422 and "not api.secure.test" in r.json()["error"]
+    r = f.api.post(f"{base}/custom", json={"hostname": "www.secure.test", "fullchain": leaf.cert.decode(),
+                                           "private_key": leaf.key.decode()})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "Ready" and "PRIVATE" not in r.text
+    listed = f.api.get(base).json()
+    assert [c["hostname"] for c in listed["certificates"]] == ["www.secure.test"]
+    assert f.api.get(f"{base}/www.secure.test").json()["certificates"][0]["source"] == "custom"
+    assert f.api.post("/v1/apps/secure/certificates/acme", json={"hostname": "x.secure.test"}).status_code == 422
+    db = (Path(f.info["server"]["data_dir"]) / "roost.db").read_bytes()
+    assert leaf.key.split(b"\n")[1] not in db  # the key is sealed at rest
+
+    client_ctx = ssl.create_default_context()
+    client_ctx.load_verify_locations(cadata=ca.cert.decode())
+    tls_port = f.edge("ams")["tls_port"]
+
+    def fetch() -> httpx.Response:
+        with httpx.Client(verify=client_ctx, trust_env=False, timeout=10) as c:
+            # To the edge's address, asking for the app's name: the SNI and Host a real client would send.
+            return c.get(f"https://127.0.0.1:{tls_port}/headers", headers={"Host": "www.secure.test"},
+                         extensions={"sni_hostname": "www.secure.test"})
+
+    headers = f.wait_for(lambda: _try(lambda: fetch().json()), timeout=10, what="the edge to serve the name")
+    assert headers["x-forwarded-proto"] == "https" and headers["host"] == "www.secure.test"
+    assert f.api.delete(f"{base}/www.secure.test").status_code == 204
+    f.wait_for(lambda: _try(fetch) is None, timeout=10, what="the removed certificate to go")

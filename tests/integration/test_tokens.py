@@ -21,7 +21,7 @@ def two_apps(fleet):
 
 def as_token(fleet, token: str) -> httpx.Client:
     return httpx.Client(base_url=fleet.url, headers={"Authorization": f"Bearer {token}"}, trust_env=False,
-                        timeout=10)
+                        verify=fleet.verify, timeout=10)
 
 
 def test_a_deploy_token_reaches_its_app_and_nothing_else(two_apps):

@@ -15,6 +15,7 @@ from roost.agent.supervisor import Supervisor
 from roost.core.agent_spec import AgentSpec, safe_id
 from roost.core.errors import bad_request
 from roost.core.units import duration_seconds, parse_signal
+from roost.tls import Trust
 from roost.weblib import json_body, ok, query_number
 
 
@@ -23,7 +24,8 @@ def machine_id(request: Request) -> str:
     return safe_id(request.path_params["id"], "machine id")
 
 
-def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
+def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = None) -> list[Route]:
+    peers = trust or Trust()
     def signal_and_timeout(body: Any, default_signal: int = 2, default_timeout: float = 5.0) -> tuple[int, float]:
         body = body if isinstance(body, dict) else {}
         sig = parse_signal(body["signal"]) if body.get("signal") is not None else default_signal
@@ -107,7 +109,7 @@ def routes(sup: Supervisor, host_info: dict[str, Any]) -> list[Route]:
             raise bad_request("body must be {\"url\": \"http://...\", \"timeout\": 0.3}")
         timeout = float(body.get("timeout") or 0.3)
         local = host_info.get("address")
-        transport = httpx.AsyncHTTPTransport(local_address=local) if local else None
+        transport = peers.async_transport(local)
         try:
             async with httpx.AsyncClient(timeout=min(timeout, 2.0), trust_env=False, transport=transport) as client:
                 reachable = (await client.get(url)).status_code < 500

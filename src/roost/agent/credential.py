@@ -24,6 +24,7 @@ import httpx
 from roost.core.access import token_digest
 from roost.core.errors import RoostError
 from roost.private_files import write_private
+from roost.tls import Trust
 
 SERVER, EDGE, PEER = "server", "edge", "peer"
 EDGE_CALL = re.compile(r"/v1/machines/[A-Za-z0-9_-]{1,64}/(start|stop|suspend)")
@@ -88,8 +89,9 @@ def authorize(who: object, method: str, path: str) -> tuple[int, str] | None:
     return None
 
 
-def join(server_url: str, join_token: str, host_id: str, local_address: str | None = None) -> HostCredential:
-    transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
+def join(server_url: str, join_token: str, host_id: str, local_address: str | None = None,
+         trust: Trust | None = None) -> HostCredential:
+    transport = (trust or Trust()).transport(local_address)
     try:
         with httpx.Client(timeout=10, trust_env=False, transport=transport) as client:
             response = client.post(f"{server_url.rstrip('/')}/v1/hosts/join", json={"host_id": host_id},

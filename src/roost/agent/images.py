@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from roost.keyed_locks import KeyedLocks
+from roost.tls import Trust
 
 DOWNLOAD_TIMEOUT = 120.0
 MAX_UNPACKED_BYTES = 4 * 1024 ** 3  # what one image may unpack to
@@ -30,8 +31,9 @@ class ImageError(Exception):
 
 class ImageCache:
     def __init__(self, root: Path, server_url: str, token: str, local_address: str | None = None,
-                 max_unpacked: int = MAX_UNPACKED_BYTES) -> None:
+                 max_unpacked: int = MAX_UNPACKED_BYTES, trust: Trust | None = None) -> None:
         self.local_address = local_address
+        self.trust = trust or Trust()
         self.max_unpacked = max_unpacked
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ class ImageCache:
         hasher = hashlib.sha256()
         url = f"{self.server_url}/v1/images/blobs/{digest}"
         try:
-            transport = httpx.AsyncHTTPTransport(local_address=self.local_address) if self.local_address else None
+            transport = self.trust.async_transport(self.local_address)
             async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, trust_env=False, transport=transport) as client, \
                     client.stream("GET", url, headers={"Authorization": f"Bearer {self.token}"}) as response:
                 if response.status_code != 200:

@@ -12,7 +12,7 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
 from roost.core.errors import RoostError
+from roost.tls import Listener, Trust
 from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, token_list
 
 log = logging.getLogger("roost.agent")
@@ -51,6 +52,8 @@ class AgentConfig:
     driver: str = "process"
     cgroups: bool = True
     join_token: str = ""  # join the fleet with it (once) instead of holding the fleet token
+    tls: Listener | None = None  # listen with HTTPS only, with this certificate
+    trust: Trust = field(default_factory=Trust)  # whom it trusts: the server, its peers (a pinned fleet CA)
 
 
 def build_app(config: AgentConfig) -> Starlette:
@@ -63,11 +66,13 @@ def build_app(config: AgentConfig) -> Starlette:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
     credential = _credential(config)
     outbound = credential.token if credential else config.token  # what this host presents to the server
-    outbox = Outbox(config.server_url, outbound, config.host_id, local_address=config.listen_host)
-    images = ImageCache(data / "images", config.server_url, outbound, local_address=config.listen_host)
+    outbox = Outbox(config.server_url, outbound, config.host_id, local_address=config.listen_host,
+                    trust=config.trust)
+    images = ImageCache(data / "images", config.server_url, outbound, local_address=config.listen_host,
+                        trust=config.trust)
     supervisor = Supervisor(driver, RecordStore(data / "records"), images,
                             outbox.put, runtime_bin_dir(data / "bin"), data / "volumes")
-    agent_url = f"http://{config.listen_host}:{config.listen_port}"
+    agent_url = f"{'https' if config.tls else 'http'}://{config.listen_host}:{config.listen_port}"
     registration = {
         "id": config.host_id, "region": config.region, "address": config.listen_host, "agent_url": agent_url,
         "cpus": config.cpus, "memory_mb": config.memory_mb, "version": __version__, "boot_id": _boot_id(data),
@@ -104,7 +109,7 @@ def build_app(config: AgentConfig) -> Starlette:
 
         heartbeat = Heartbeat(config.server_url, outbound, registration, config.heartbeat_interval,
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
-                              local_address=config.listen_host, alive=supervisor.mark_alive)
+                              local_address=config.listen_host, alive=supervisor.mark_alive, trust=config.trust)
         stop = asyncio.Event()
         serving = tasks.spawn(_start_when_serving(heartbeat, config.listen_host, config.listen_port), "register")
         outbox_task = tasks.spawn(outbox.run(stop), "outbox")
@@ -124,7 +129,7 @@ def build_app(config: AgentConfig) -> Starlette:
             driver.shutdown()  # machines keep running: the agent's exit is not theirs
 
     app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
-                                               "address": config.listen_host}),
+                                               "address": config.listen_host}, config.trust),
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     if credential is not None:
         app.add_middleware(BearerAuth, identify=credential.identify, authorize=authorize_call)
@@ -139,7 +144,7 @@ def _credential(config: AgentConfig) -> HostCredential | None:
     path = config.data_dir / "credential.json"
     credential = HostCredential.load(path)
     if credential is None and config.join_token:
-        credential = join(config.server_url, config.join_token, config.host_id, config.listen_host)
+        credential = join(config.server_url, config.join_token, config.host_id, config.listen_host, config.trust)
         credential.save(path)
         log.info("joined the fleet as host %s (credential in %s)", config.host_id, path)
     if credential is not None and credential.host_id != config.host_id:
@@ -200,7 +205,10 @@ def run(config: AgentConfig) -> None:
     except RoostError as exc:  # a refused join, an unreadable credential: one line, not a traceback
         print(f"roost agent: {exc.message}", file=sys.stderr)
         raise SystemExit(1) from None
+    scheme = "https" if config.tls else "http"
     print(f"roost agent: host {config.host_id} in {config.region} serving on "
-          f"http://{config.listen_host}:{config.listen_port} (pid {os.getpid()})", file=sys.stderr, flush=True)
+          f"{scheme}://{config.listen_host}:{config.listen_port} (pid {os.getpid()})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                ssl_certfile=str(config.tls.cert) if config.tls else None,
+                ssl_keyfile=str(config.tls.key) if config.tls else None)

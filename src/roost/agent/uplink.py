@@ -23,6 +23,7 @@ import httpx
 
 from roost.clock import SYSTEM, Clock
 from roost.detector.fencing import LeaseConfig, has_contact, must_fence
+from roost.tls import Trust
 
 log = logging.getLogger("roost.agent.uplink")
 
@@ -36,8 +37,9 @@ class Heartbeat(threading.Thread):
     def __init__(self, server_url: str, token: str, registration: dict[str, Any], interval: float,
                  snapshot: Callable[[], dict[str, Any]], on_reply: Callable[[dict[str, Any]], None],
                  fence: Callable[[list[str]], None], local_address: str | None = None,
-                 alive: Callable[[], None] = lambda: None, clock: Clock = SYSTEM) -> None:
+                 alive: Callable[[], None] = lambda: None, clock: Clock = SYSTEM, trust: Trust | None = None) -> None:
         super().__init__(name="roost-heartbeat", daemon=True)
+        self.trust = trust or Trust()
         self.clock = clock
         self.alive = alive  # called every beat: leaves a "last alive" stamp a restarted agent reads
         self.url = server_url.rstrip("/")
@@ -62,8 +64,8 @@ class Heartbeat(threading.Thread):
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="roost-peer-probe")
 
     def _client(self, timeout: httpx.Timeout) -> httpx.Client:
-        transport = httpx.HTTPTransport(local_address=self.local_address) if self.local_address else None
-        return httpx.Client(headers=self.headers, timeout=timeout, trust_env=False, transport=transport)
+        return httpx.Client(headers=self.headers, timeout=timeout, trust_env=False,
+                            transport=self.trust.transport(self.local_address))
 
     def run(self) -> None:
         # The lease is kept by two more threads, so that a slow heartbeat (a connect timing out on a cut
@@ -172,8 +174,10 @@ class Outbox:
     """Reports for the server, in order, bounded: the oldest are dropped first if the server is away for
     very long (the heartbeat's full machine list reconciles whatever was dropped)."""
 
-    def __init__(self, server_url: str, token: str, host_id: str, local_address: str | None = None) -> None:
+    def __init__(self, server_url: str, token: str, host_id: str, local_address: str | None = None,
+                 trust: Trust | None = None) -> None:
         self.url = f"{server_url.rstrip('/')}/v1/hosts/{host_id}/reports"
+        self.trust = trust or Trust()
         self.headers = {"Authorization": f"Bearer {token}"}
         self.local_address = local_address
         self.queue: collections.deque[dict[str, Any]] = collections.deque(maxlen=OUTBOX_LIMIT)
@@ -186,7 +190,7 @@ class Outbox:
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
-        transport = httpx.AsyncHTTPTransport(local_address=self.local_address) if self.local_address else None
+        transport = self.trust.async_transport(self.local_address)
         async with httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(5.0, connect=1.0),
                                      trust_env=False, transport=transport) as client:
             while not stop.is_set():

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import DEFAULT_HOME, fleet_token, parse_listen
+from roost.cli.common import (
+    CA_HELP,
+    DEFAULT_HOME,
+    TLS_CERT_HELP,
+    TLS_KEY_HELP,
+    check_url,
+    fleet_token,
+    parse_listen,
+    tls_setup,
+)
 from roost.cli.output import CliError
 from roost.core.ids import HOST_ID_RE
 from roost.core.regions import is_known
@@ -33,6 +42,9 @@ def register(app: typer.Typer) -> None:
         heartbeat_interval: float = typer.Option(0.25, "--heartbeat-interval", help="Seconds between heartbeats."),
         driver: str = typer.Option("process", "--driver", help="process (default) or fake (tests)."),
         no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups even where allowed."),
+        tls_cert: Path = typer.Option(None, "--tls-cert", help=TLS_CERT_HELP),
+        tls_key: Path = typer.Option(None, "--tls-key", help=TLS_KEY_HELP),
+        ca: Path = typer.Option(None, "--ca", help=CA_HELP),
     ) -> None:
         """Run a host agent: register the host, heartbeat, and run machines."""
         from roost.agent.main import AgentConfig, default_host_id, run
@@ -47,6 +59,10 @@ def register(app: typer.Typer) -> None:
             raise CliError(f"unknown --driver {driver!r}: use process or fake")
         if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
             raise CliError("--cpus must be >= 1, --memory-mb >= 64 and --heartbeat-interval > 0")
+        tls, trust = tls_setup(tls_cert, tls_key, ca)
+        check_url(trust, server, "--server")
+        if trust.pinned and tls is None:
+            raise CliError("a fleet that speaks TLS calls its agents with TLS: give --tls-cert and --tls-key too")
         data_dir = data_dir or DEFAULT_HOME / "agents" / host_id
         joined = bool(join_token) or (data_dir / "credential.json").exists()
         run(AgentConfig(
@@ -54,5 +70,5 @@ def register(app: typer.Typer) -> None:
             host_id=host_id, join_token=join_token or "",
             listen_host=host, listen_port=port,
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
-            heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups,
+            heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups, tls=tls, trust=trust,
         ))

@@ -6,8 +6,35 @@ from pathlib import Path
 
 from roost.cli.output import CliError
 from roost.client.api import DEFAULT_FLEET_DIR, DEFAULT_HOME, api_target, fleet_file
+from roost.tls import Listener, TlsError, Trust, trust_from
 
-__all__ = ["DEFAULT_FLEET_DIR", "DEFAULT_HOME", "api_target", "fleet_file", "fleet_token", "parse_listen"]
+__all__ = ["DEFAULT_FLEET_DIR", "DEFAULT_HOME", "api_target", "fleet_file", "fleet_token", "parse_listen",
+           "tls_setup"]
+
+TLS_CERT_HELP = "This component's certificate (PEM): it then listens with HTTPS only."
+TLS_KEY_HELP = "The key of --tls-cert (PEM, keep it 0600)."
+CA_HELP = "The fleet CA (ca.pem) to trust alone, pinned; then every URL must be https:// (or set ROOST_CA_FILE)."
+
+
+def tls_setup(cert: Path | None, key: Path | None, ca: Path | None) -> tuple[Listener | None, Trust]:
+    """A component's own certificate (if it listens with TLS) and whom it trusts, checked before it starts."""
+    try:
+        trust = trust_from(ca)
+        if (cert is None) != (key is None):
+            raise CliError("give both --tls-cert and --tls-key, or neither")
+        listener = Listener(cert, key) if cert is not None and key is not None else None
+        if listener is not None:
+            listener.check()
+    except TlsError as exc:
+        raise CliError(str(exc)) from None
+    return listener, trust
+
+
+def check_url(trust: Trust, url: str, what: str) -> str:
+    try:
+        return trust.check_url(url, what)
+    except TlsError as exc:
+        raise CliError(str(exc)) from None
 
 
 def fleet_token(token: str | None, token_file: Path | None) -> str:

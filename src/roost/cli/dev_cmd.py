@@ -44,6 +44,10 @@ def up(
     simulate_latency: bool = typer.Option(True, "--simulate-latency/--no-simulate-latency",
                                           help="Edges add the round-trip time when forwarding to another region."),
     anycast_port: int = typer.Option(4399, "--anycast-port", help="The anycast entry (0: none)."),
+    tls_port: int = typer.Option(4440, "--tls-port",
+                                 help="The edge of region R terminates apps' TLS on 127.0.0.1:(PORT+R) (0: none)."),
+    tls: bool = typer.Option(True, "--tls/--no-tls",
+                             help="Server, agents and edges speak HTTPS to each other under a fleet CA."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -61,7 +65,8 @@ def up(
                      server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb,
                      agent_port=agent_port, address_offset=address_offset, proxy_port=proxy_port,
                      admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
-                     simulate_latency=simulate_latency, anycast_port=anycast_port)
+                     simulate_latency=simulate_latency, anycast_port=anycast_port, edge_tls_port=tls_port,
+                     tls=tls)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))

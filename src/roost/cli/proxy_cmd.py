@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import fleet_token, parse_listen
+from roost.cli.common import CA_HELP, check_url, fleet_token, parse_listen, tls_setup
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
 from roost.core.regions import is_known
@@ -50,6 +50,12 @@ def register(app: typer.Typer) -> None:
         rtt_file: Path = typer.Option(None, "--rtt-file", help="JSON {\"ams-ewr\": ms, ...} overriding RTTs."),
         simulate_rtt: bool = typer.Option(False, "--simulate-rtt",
                                           help="Add the RTT when forwarding to another region (dev fleet)."),
+        ca: Path = typer.Option(None, "--ca", help=CA_HELP),
+        tls_port: int = typer.Option(0, "--tls-port", min=0, max=65535,
+                                     help="Terminate TLS for apps on this port (handlers tls+http; 0: off)."),
+        tls_cert: Path = typer.Option(None, "--tls-cert",
+                                      help="Default certificate for names no app has one for (e.g. *.DOMAIN)."),
+        tls_key: Path = typer.Option(None, "--tls-key", help="The key of --tls-cert."),
     ) -> None:
         """Run an edge proxy: routing, balancing, autostart/autostop, retries."""
         from roost.proxy.forwarding import HttpSettings
@@ -65,6 +71,8 @@ def register(app: typer.Typer) -> None:
                             ("--upstream-timeout", upstream_timeout)):
             if not value > 0:
                 raise CliError(f"{name} must be a positive number of seconds")
+        tls_default, trust = tls_setup(tls_cert, tls_key, ca)
+        check_url(trust, server, "--server")
         host, port = parse_listen(listen)
         admin_host, admin_port = parse_listen(admin) if admin else ("127.0.0.1", 0)
         argv = [a for a in sys.argv[2:]]
@@ -75,7 +83,8 @@ def register(app: typer.Typer) -> None:
                         proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,
                         http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout,
                                           header_timeout=header_timeout, idle_timeout=idle_timeout,
-                                          max_conns_per_client=max_conns_per_client)),
+                                          max_conns_per_client=max_conns_per_client), trust=trust,
+                        tls_port=tls_port, tls_default=tls_default),
             argv)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import DEFAULT_HOME, parse_listen
+from roost.cli.common import CA_HELP, DEFAULT_HOME, TLS_CERT_HELP, TLS_KEY_HELP, parse_listen, tls_setup
 from roost.cli.output import CliError
 from roost.core.regions import is_known
 
@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
                                               "dir); keep it apart from database backups."),
         rotate_secrets_key: bool = typer.Option(False, "--rotate-secrets-key",
                                                 help="Add a new sealing key and re-seal every secret with it."),
+        tls_cert: Path = typer.Option(None, "--tls-cert", help=TLS_CERT_HELP),
+        tls_key: Path = typer.Option(None, "--tls-key", help=TLS_KEY_HELP),
+        ca: Path = typer.Option(None, "--ca", help=CA_HELP),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         from roost.detector.membership import DetectorConfig
@@ -37,6 +40,7 @@ def register(app: typer.Typer) -> None:
         if not 0 < heartbeat_interval <= suspect_after <= dead_after:
             raise CliError("need 0 < --heartbeat-interval <= --suspect-after <= --dead-after")
         host, port = parse_listen(listen)
+        tls, trust = tls_setup(tls_cert, tls_key, ca)
         run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
                          store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
-                         secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key))
+                         secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust))

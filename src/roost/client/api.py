@@ -3,6 +3,7 @@ errors as one clear line, and where to find the server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 
 from roost.client.errors import UserError
+from roost.tls import CA_ENV, TlsError, Trust
 
 DEFAULT_HOME = Path(os.environ.get("ROOST_HOME", Path.home() / ".roost"))
 DEFAULT_FLEET_DIR = DEFAULT_HOME / "dev"
@@ -37,20 +39,40 @@ def api_target() -> tuple[str, str]:
                    "with 'roost dev up'")
 
 
+def api_trust() -> Trust:
+    """Whom the CLI trusts: ROOST_CA_FILE, else the running dev fleet's CA, else the system's CAs."""
+    ca = os.environ.get(CA_ENV)
+    if not ca:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            ca = json.loads(fleet_file().read_text()).get("ca")
+    if ca and not Path(ca).is_file():
+        raise UserError(f"no CA file at {ca}: set ROOST_CA_FILE to the fleet CA's certificate (ca.pem)")
+    return Trust(Path(ca) if ca else None)
+
+
 class Api:
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 70.0) -> None:
         if url is None or token is None:
             url, token = api_target()
         self.url = url.rstrip("/")
         self.token = token
+        trust = api_trust()
+        try:
+            trust.check_url(self.url, "the server")
+            transport = trust.transport()
+        except TlsError as exc:
+            raise UserError(str(exc)) from None
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=httpx.Timeout(timeout, connect=5.0), trust_env=False)
+                                 timeout=httpx.Timeout(timeout, connect=5.0), trust_env=False, transport=transport)
 
     def request(self, method: str, path: str, *, json: Any = None, params: Any = None, content: Any = None,
                 headers: dict[str, str] | None = None, ok_codes: tuple[int, ...] = ()) -> Any:
         try:
             response = self.http.request(method, path, json=json, params=params, content=content, headers=headers)
-        except httpx.ConnectError:
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc):
+                raise UserError(f"TLS with {self.url} failed ({exc}): set ROOST_CA_FILE to the fleet CA "
+                                "(ca.pem) and use https:// for a fleet that speaks TLS") from None
             raise UserError(f"cannot reach the Roost server at {self.url}: is it running? "
                            "('roost dev status' shows the local fleet)") from None
         except httpx.HTTPError as exc:

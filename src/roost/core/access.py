@@ -56,8 +56,8 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
     if who.kind == "edge":
         return _edge_refusal(method, parts)
     if who.kind == "readonly":
-        if parts[:2] == ["v1", "tokens"]:
-            return 403, "a read-only token cannot see tokens; use an org token"
+        if parts[:2] in (["v1", "tokens"], ["v1", "certificates"]):
+            return 403, "a read-only token cannot see tokens or certificate keys; use an org token"
         if method in READ_METHODS:
             return None
         return 403, "a read-only token cannot change anything; use a deploy or org token"
@@ -84,8 +84,9 @@ EDGE_ACTIONS = frozenset({"start", "stop", "suspend"})
 def _edge_refusal(method: str, parts: list[str]) -> tuple[int, str] | None:
     """An edge reads what routing needs and starts or stops machines; it sees no secrets, logs or tokens."""
     if method in READ_METHODS:
-        if parts[:2] in (["v1", "watch"], ["v1", "hosts"], ["v1", "platform"], ["v1", "proxies"]):
-            return None
+        if parts[:2] in (["v1", "watch"], ["v1", "hosts"], ["v1", "platform"], ["v1", "proxies"]) \
+                or parts == ["v1", "certificates", "bundle"]:
+            return None  # the bundle: the apps' certificates with their keys, to terminate TLS
         if parts[:2] == ["v1", "apps"] and (len(parts) <= 3 or parts[3] == "machines") and "logs" not in parts:
             return None
     elif method == "POST":

@@ -407,3 +407,61 @@ def parse_image_name(name: str) -> tuple[str, str, str]:
 def canonical_image_ref(name: str) -> str:
     registry, repository, tag = parse_image_name(name)
     return f"{registry + '/' if registry else ''}{repository}:{tag}"
+
+
+@dataclass
+class Certificate:
+    """A TLS certificate an app's edges present for one hostname: the operator's own (`custom`) or one from
+    an ACME CA. Its key is sealed like a secret; the API shows what the certificate says, never the key."""
+
+    app: str
+    hostname: str
+    fullchain: str  # PEM, leaf first
+    key_sealed: str  # the private key, sealed (server/sealing.py) in the slot "cert:APP/HOSTNAME"
+    source: str = "custom"  # custom | acme
+    names: list[str] = field(default_factory=list)  # what the leaf covers
+    not_after: float = 0.0
+    issuer: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}/{self.hostname}"
+
+    def to_doc(self) -> JSON:
+        return {"app": self.app, "hostname": self.hostname, "fullchain": self.fullchain,
+                "key_sealed": self.key_sealed, "source": self.source, "names": self.names,
+                "not_after": self.not_after, "issuer": self.issuer, "created_at": self.created_at,
+                "updated_at": self.updated_at}
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> Certificate:
+        return cls(doc["app"], doc["hostname"], doc["fullchain"], doc["key_sealed"], doc.get("source", "custom"),
+                   list(doc.get("names") or []), doc.get("not_after", 0.0), doc.get("issuer", ""),
+                   doc.get("created_at", 0.0), doc.get("updated_at", 0.0))
+
+    def to_api(self) -> JSON:
+        return {"app": self.app, "hostname": self.hostname, "source": self.source, "names": self.names,
+                "not_after": rfc3339(self.not_after)}  # never the key
+
+    def status(self, now: float) -> str:
+        return "Ready" if now < self.not_after else "Expired"
+
+    def summary(self, now: float) -> JSON:
+        """Fly's CertificateSummary."""
+        return {"hostname": self.hostname, "configured": True, "status": self.status(now),
+                "acme_requested": self.source == "acme", "has_custom_certificate": self.source == "custom",
+                "has_fly_certificate": self.source == "acme", "acme_alpn_configured": False,
+                "acme_dns_configured": False, "acme_http_configured": self.source == "acme",
+                "ownership_txt_configured": False, "dns_provider": "",
+                "created_at": rfc3339(self.created_at), "updated_at": rfc3339(self.updated_at)}
+
+    def detail(self, now: float) -> JSON:
+        """Fly's CertificateDetail."""
+        return {"hostname": self.hostname, "configured": True, "status": self.status(now),
+                "acme_requested": self.source == "acme", "dns_provider": "", "validation_errors": [],
+                "certificates": [{"source": "fly" if self.source == "acme" else "custom", "status": self.status(now),
+                                  "issuer": self.issuer, "expires_at": rfc3339(self.not_after),
+                                  "created_at": rfc3339(self.created_at)}],
+                "roost": {"names": self.names}}

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -23,7 +24,9 @@ from typing import Any
 import httpx
 
 from roost.agent.cgroups import Cgroups
+from roost.fleet_ca import fleet_ca, issue_files
 from roost.private_files import write_private
+from roost.tls import Trust
 
 SERVER_PORT = 4280
 AGENT_PORT = 4300
@@ -54,6 +57,8 @@ class FleetSpec:
     proxies: bool = True
     simulate_latency: bool = True  # edges add the round-trip time when they forward to another region
     anycast_port: int = 4399  # one address that sends each client to its nearest live edge (0: none)
+    tls: bool = True  # server, agents and edges speak HTTPS to each other under a fleet CA (issue 15)
+    edge_tls_port: int = 0  # the edge of region R terminates apps' TLS on 127.0.0.1:(edge_tls_port+R); 0: none
 
 
 def roost_command() -> list[str]:
@@ -139,19 +144,30 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     if not _port_free("127.0.0.1", spec.server_port):
         raise FleetError(f"port {spec.server_port} on 127.0.0.1 is in use; pass --port to use another")
     logs = data / "logs"
-    url = f"http://127.0.0.1:{spec.server_port}"
+    scheme = "https" if spec.tls else "http"
+    url = f"{scheme}://127.0.0.1:{spec.server_port}"
     say = progress or (lambda _msg: None)
     fleet: dict[str, Any] = {"data_dir": str(data), "started_at": time.time(), "regions": spec.regions,
                              "server": {}, "token": "", "hosts": [], "proxies": []}
+    if spec.tls:
+        fleet["ca"] = str(fleet_ca(data)[1])
+
+    def tls_args(name: str, address: str) -> list[str]:
+        if not spec.tls:
+            return []
+        cert, key = issue_files(data, name, [address, "localhost"] if address == "127.0.0.1" else [address])
+        return ["--tls-cert", str(cert), "--tls-key", str(key), "--ca", fleet["ca"]]
+
     try:
         say("starting the control plane")
         server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
-                       "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval)]
+                       "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval),
+                       *tls_args("server", "127.0.0.1")]
         server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log")
         fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
                            "log": str(logs / "server.log"), "argv": server_argv}
         write_fleet(data, fleet)
-        _wait_http(f"{url}/healthz", 30, lambda: pid_alive(server_pid), logs / "server.log")
+        _wait_http(f"{url}/healthz", 30, lambda: pid_alive(server_pid), logs / "server.log", verify(fleet))
         token = (data / "server" / "admin-token").read_text().strip()
         fleet["token"] = token
         for r, region in enumerate(spec.regions):
@@ -165,15 +181,16 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--host-id", host_id, "--listen", f"{address}:{spec.agent_port}",
                         "--cpus", str(spec.host_cpus), "--memory-mb", str(spec.host_memory_mb),
                         "--data-dir", str(data / "agents" / host_id),
-                        "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver]
+                        "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver,
+                        *tls_args(f"agent-{host_id}", address)]
                 host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
-                        "agent_url": f"http://{address}:{spec.agent_port}", "argv": argv,
+                        "agent_url": f"{scheme}://{address}:{spec.agent_port}", "argv": argv,
                         "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}
-                host["pid"] = start_agent(host, token, join_token(url, token))
+                host["pid"] = start_agent(host, token, join_token(url, token, verify(fleet)))
                 fleet["hosts"].append(host)
                 write_fleet(data, fleet)
         say("waiting for every host to report in")
-        _wait_hosts(url, token, {h["id"] for h in fleet["hosts"]}, 30, fleet)
+        _wait_hosts(url, token, {h["id"] for h in fleet["hosts"]}, 30, fleet, verify(fleet))
         if spec.proxies:
             for r, region in enumerate(spec.regions):
                 port, admin = spec.proxy_port + r, spec.admin_port + r
@@ -185,12 +202,19 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
                 if spec.simulate_latency:
                     argv.append("--simulate-rtt")
+                if spec.tls:
+                    argv += ["--ca", fleet["ca"]]
+                if spec.edge_tls_port:
+                    if not _port_free("127.0.0.1", spec.edge_tls_port + r):
+                        raise FleetError(f"127.0.0.1:{spec.edge_tls_port + r} is in use; pass --tls-port")
+                    argv += ["--tls-port", str(spec.edge_tls_port + r)]
                 # Each edge routes with a token of its own (kind "edge"), which also guards its admin pages.
-                edge_token = make_token(url, token, "edge", f"edge {region}", expiry="")
+                edge_token = make_token(url, token, "edge", f"edge {region}", "", verify(fleet))
                 proxy: dict[str, Any] = {
                          "region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
                          "admin_url": f"http://127.0.0.1:{admin}", "admin_token": edge_token,
                          "tcp_prefix": f"127.{spec.tcp_octet + r}",
+                         "tls_port": spec.edge_tls_port + r if spec.edge_tls_port else 0,
                          "argv": argv, "log": str(logs / f"proxy-{region}.log")}
                 proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]),
                                       env={"ROOST_API_TOKEN": edge_token})
@@ -233,14 +257,14 @@ def start_agent(host: dict[str, Any], token: str, join_token: str = "") -> int:
     return _spawn([*roost_command(), *host["argv"]], Path(host["log"]), env={"ROOST_API_TOKEN": token})
 
 
-def join_token(url: str, token: str) -> str:
+def join_token(url: str, token: str, trust: ssl.SSLContext | bool = True) -> str:
     """A one-time token for one new host of the fleet."""
-    return make_token(url, token, "join", "dev fleet", expiry="10m")
+    return make_token(url, token, "join", "dev fleet", "10m", trust)
 
 
-def make_token(url: str, token: str, kind: str, name: str, expiry: str) -> str:
+def make_token(url: str, token: str, kind: str, name: str, expiry: str, trust: ssl.SSLContext | bool = True) -> str:
     response = httpx.post(f"{url}/v1/tokens", json={"kind": kind, "expiry": expiry, "name": name},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10, trust_env=False)
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10, trust_env=False, verify=trust)
     response.raise_for_status()
     return str(response.json()["token"])
 
@@ -270,24 +294,31 @@ def restart_server(data_dir: Path) -> dict[str, Any]:
         raise FleetError(f"the server is still running (pid {server['pid']})")
     server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]))
     write_fleet(data_dir, fleet)
-    _wait_http(f"{server['url']}/healthz", 30, lambda: pid_alive(server["pid"]), Path(server["log"]))
+    _wait_http(f"{server['url']}/healthz", 30, lambda: pid_alive(server["pid"]), Path(server["log"]),
+               verify(fleet))
     return dict(server)
 
 
-def _wait_http(url: str, timeout: float, alive: Any, log: Path) -> None:
+def verify(fleet: dict[str, Any]) -> ssl.SSLContext | bool:
+    """How to check the fleet's components when calling them: against its CA alone, if it has one."""
+    return Trust(Path(fleet["ca"])).context() if fleet.get("ca") else True
+
+
+def _wait_http(url: str, timeout: float, alive: Any, log: Path, trust: ssl.SSLContext | bool = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise FleetError(f"process exited during start-up; its log ({log}) ends with:\n{tail}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
+            if httpx.get(url, timeout=1, trust_env=False, verify=trust).status_code == 200:
                 return
         time.sleep(0.05)
     raise FleetError(f"{url} did not answer within {timeout:g}s")
 
 
-def _wait_hosts(url: str, token: str, wanted: set[str], timeout: float, fleet: dict[str, Any]) -> None:
+def _wait_hosts(url: str, token: str, wanted: set[str], timeout: float, fleet: dict[str, Any],
+                trust: ssl.SSLContext | bool) -> None:
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     while time.monotonic() < deadline:
@@ -298,7 +329,7 @@ def _wait_hosts(url: str, token: str, wanted: set[str], timeout: float, fleet: d
                 raise FleetError(f"agent {host['id']} exited during start-up; its log ends with:\n{tail}")
         with contextlib.suppress(httpx.HTTPError, ValueError):
             hosts = httpx.get(f"{url}/v1/hosts", headers={"Authorization": f"Bearer {token}"}, timeout=2,
-                              trust_env=False).json()
+                              trust_env=False, verify=trust).json()
             seen = {h["id"] for h in hosts if h["status"] == "ok"}
             if wanted <= seen:
                 return
@@ -434,7 +465,7 @@ def status(data_dir: Path) -> dict[str, Any] | None:
     live: dict[str, dict[str, Any]] = {}
     if fleet["server"]["alive"]:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            hosts = httpx.get(f"{fleet['server']['url']}/v1/hosts", timeout=2, trust_env=False,
+            hosts = httpx.get(f"{fleet['server']['url']}/v1/hosts", timeout=2, trust_env=False, verify=verify(fleet),
                               headers={"Authorization": f"Bearer {fleet['token']}"}).json()
             live = {h["id"]: h for h in hosts}
     for host in fleet["hosts"]:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from roost.proxy.h1 import H1Reader, ProtocolError
+from roost.tls import Trust
 
 _POOL_MAX = 8
 
@@ -19,13 +20,15 @@ class AgentCallError(Exception):
 
 
 class AgentCaller:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, trust: Trust | None = None) -> None:
         self.auth = f"Bearer {token}".encode()
-        self._idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self.trust = trust or Trust()
+        self._idle: dict[tuple[str, int, bool], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
     async def post(self, url: str, body: Any, timeout: float) -> tuple[int, Any]:
         parts = urlsplit(url)
-        key = (parts.hostname or "127.0.0.1", parts.port or 80)
+        tls = parts.scheme == "https"
+        key = (parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls)
         payload = json.dumps(body).encode()
         head = (f"POST {parts.path} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\n").encode() + b"Authorization: " + self.auth + b"\r\n\r\n"
@@ -59,7 +62,7 @@ class AgentCaller:
                 return resp.status, {"error": data.decode("utf-8", "replace")}
         raise AgentCallError("unreachable")
 
-    async def _connect(self, key: tuple[str, int], timeout: float
+    async def _connect(self, key: tuple[str, int, bool], timeout: float
                        ) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
         idle = self._idle.get(key)
         while idle:
@@ -68,8 +71,9 @@ class AgentCaller:
                 return (reader, writer), True
             writer.close()
         try:
-            conn = await asyncio.wait_for(asyncio.open_connection(*key), min(timeout, 2.0))
-        except (OSError, TimeoutError) as exc:
+            conn = await asyncio.wait_for(asyncio.open_connection(
+                key[0], key[1], ssl=self.trust.context() if key[2] else None), min(timeout, 2.0))
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError: a certificate not of the fleet
             raise AgentCallError(f"cannot connect to the agent at {key[0]}:{key[1]}: {exc}") from None
         return conn, False
 

@@ -137,6 +137,8 @@ class Heads:
         self._region_b = settings.region.encode()
         self._apps_by_host: dict[bytes, str | None] = {}
         self._added_by_client: dict[tuple[str, int], bytes] = {}
+        self.custom_hosts: dict[bytes, str] = {}  # an app's own hostnames (those it has certificates for)
+        self.tls_ports: frozenset[int] = frozenset()  # local ports where the edge terminated TLS
         # Request ids: unique per edge process (start time, random node) plus a counter; cheap to make.
         self._id_prefix = f"{time.time_ns():x}"
         self._id_suffix = f"{_NODE}-{settings.region}"
@@ -160,8 +162,15 @@ class Heads:
         self._apps_by_host[host] = app
         return app
 
+    def set_custom_hosts(self, hosts: dict[bytes, str]) -> None:
+        self.custom_hosts = hosts
+        self._apps_by_host.clear()
+
     def _parse_host(self, host: bytes) -> str | None:
         name = host.split(b":", 1)[0].lower().rstrip(b".")
+        custom = self.custom_hosts.get(name)
+        if custom is not None:
+            return custom
         if name.endswith(self.suffix):
             name = name[: -len(self.suffix)]
         elif b"." in name:
@@ -179,9 +188,13 @@ class Heads:
                 self._added_by_client.clear()
             ip = client_ip.encode()
             added = self._added_by_client[key] = (
-                b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: %d\r\nFly-Forwarded-Port: %d\r\n"
-                b"Fly-Client-IP: %s\r\nFly-Region: %s\r\nFly-Request-Id: " % (ip, port, port, ip, self._region_b))
+                b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\nFly-Forwarded-Port: %d\r\n"
+                b"Fly-Client-IP: %s\r\nFly-Region: %s\r\nFly-Request-Id: "
+                % (ip, self.proto(port), port, port, ip, self._region_b))
         return added
+
+    def proto(self, port: int) -> bytes:
+        return b"https" if port in self.tls_ports else b"http"
 
     def request_head(self, req: Message, body_size: int, complete: bool, request_id: str, client_ip: str,
                      port: int, replay: Replay | None = None) -> bytes:
@@ -202,7 +215,8 @@ class Heads:
         via = left_out.get(b"via")
         port_b = str(port).encode()
         head += (b"X-Forwarded-For: ", forwarded_for + b", " + ip if forwarded_for else ip,
-                 b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ", port_b, b"\r\nFly-Forwarded-Port: ", port_b,
+                 b"\r\nX-Forwarded-Proto: ", self.proto(port), b"\r\nX-Forwarded-Port: ", port_b,
+                 b"\r\nFly-Forwarded-Port: ", port_b,
                  b"\r\nFly-Client-IP: ", ip, b"\r\nFly-Region: ", self._region_b, b"\r\nFly-Request-Id: ",
                  request_id.encode(), b"\r\nVia: ", via + b", 1.1 roost" if via else b"1.1 roost", b"\r\n")
         if req.upgrade:

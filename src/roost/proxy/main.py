@@ -17,6 +17,7 @@ import httpx
 
 from roost.core.regions import RttTable
 from roost.proxy.admin import json_page, serve_admin
+from roost.proxy.certstore import CertFollower, CertStore
 from roost.proxy.forwarding import HttpSettings
 from roost.proxy.http_edge import HttpEdge
 from roost.proxy.idle import IdleLoop
@@ -27,6 +28,7 @@ from roost.proxy.starter import Starter
 from roost.proxy.table import FeedFollower, RoutingTable
 from roost.proxy.tcp import TcpProxy, app_address
 from roost.tasks import spawn
+from roost.tls import Listener, Trust
 
 log = logging.getLogger("roost.proxy")
 REGISTER_EVERY = 15.0
@@ -51,6 +53,9 @@ class ProxyConfig:
     rtt_file: Path | None = None
     simulate_rtt: bool = False  # the dev fleet: crossing regions costs their round-trip time
     http: HttpSettings = field(default_factory=HttpSettings)
+    trust: Trust = field(default_factory=Trust)  # whom it trusts: the server, the agents (a pinned fleet CA)
+    tls_port: int = 0  # where it terminates TLS for apps (handlers = ["tls", "http"]); 0: nowhere
+    tls_default: Listener | None = None  # the certificate for names no app has one for (e.g. *.DOMAIN)
 
 
 class Edge:
@@ -60,12 +65,12 @@ class Edge:
         snapshot = cfg.data_dir / "routes.json" if cfg.data_dir and cfg.worker_index == 0 else None
         if cfg.data_dir:
             cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.follower = FeedFollower(self.table, cfg.server_url, cfg.token, snapshot)
+        self.follower = FeedFollower(self.table, cfg.server_url, cfg.token, snapshot, cfg.trust)
         self.loads = Loads()
         self.metrics = Metrics()
         self.metrics.in_flight = lambda: [(m.app if (m := self.table.machines.get(mid)) else "-", mid, n)
                                           for mid, n in list(self.loads.in_flight.items())]
-        self.starter = Starter(self.table, cfg.server_url, cfg.token)
+        self.starter = Starter(self.table, cfg.server_url, cfg.token, cfg.trust)
         self.rtt = RttTable.from_file(cfg.rtt_file) if cfg.rtt_file else RttTable()
         self.router = Router(self.table, self.loads, self.starter, cfg.region, self.rtt.rtt, self.metrics)
         self.table.on_host_lost = self._host_lost
@@ -73,6 +78,10 @@ class Edge:
         cfg.http.domain = cfg.domain
         cfg.http.simulate_rtt = cfg.simulate_rtt
         self.http = HttpEdge(self.table, self.router, self.loads, self.metrics, cfg.http, self.rtt.rtt)
+        self.certs = CertStore(cfg.tls_default)
+        self.certs.on_change = lambda hosts: self.http.heads.set_custom_hosts(
+            {name.encode(): app for name, app in hosts.items()})
+        self.cert_follower = CertFollower(self.certs, cfg.server_url, cfg.token, cfg.trust)
         self.tcp = TcpProxy(self.table, self.router, self.loads, self.metrics, cfg.tcp_prefix)
         self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)
 
@@ -99,10 +108,11 @@ class Edge:
         """Tell the control plane where this edge listens (for `roost ips list`); best effort, repeated."""
         body = {"id": self.cfg.proxy_id or f"proxy-{self.cfg.region}", "region": self.cfg.region,
                 "url": f"http://{self.cfg.listen_host}:{self.cfg.listen_port}", "tcp_prefix": self.cfg.tcp_prefix,
+                "tls_url": f"https://{self.cfg.listen_host}:{self.cfg.tls_port}" if self.cfg.tls_port else "",
                 "admin_url": f"http://{self.cfg.admin_host}:{self.cfg.admin_port}" if self.cfg.admin_port else "",
                 "domain": self.cfg.domain, "pid": os.getpid()}
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {self.cfg.token}"}, timeout=5,
-                                     trust_env=False) as client:
+                                     trust_env=False, transport=self.cfg.trust.async_transport()) as client:
             while not stop.is_set():
                 with contextlib.suppress(httpx.HTTPError):
                     await client.post(f"{self.cfg.server_url.rstrip('/')}/v1/proxies", json=body)
@@ -125,6 +135,12 @@ class Edge:
         server = await loop.create_server(self.http.protocol,
                                           cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1,
                                           reuse_address=True, backlog=2048)
+        tls_server = None
+        if cfg.tls_port:
+            self.http.heads.tls_ports = frozenset({cfg.tls_port})
+            tls_server = await loop.create_server(self.http.protocol, cfg.listen_host, cfg.tls_port,
+                                                  ssl=self.certs.server_context(), ssl_handshake_timeout=10,
+                                                  reuse_port=cfg.workers > 1, reuse_address=True, backlog=2048)
         admin = None
         if cfg.admin_port and cfg.worker_index == 0:
             pages = {"/metrics": lambda: ("text/plain; version=0.0.4", self.metrics.render()),
@@ -133,7 +149,8 @@ class Edge:
                      "/routes": json_page(self.routes)}
             admin = await asyncio.start_server(lambda r, w: serve_admin(r, w, pages, cfg.token), cfg.admin_host,
                                                cfg.admin_port)
-        tasks = [spawn(self.follower.run(stop), "feed"), spawn(self.sweep_pool(stop), "pool-sweeper")]
+        tasks = [spawn(self.follower.run(stop), "feed"), spawn(self.sweep_pool(stop), "pool-sweeper"),
+                 spawn(self.cert_follower.run(stop), "certificates")]
         if cfg.worker_index == 0:
             tasks += [spawn(self.tcp.run(stop), "tcp-edge"), spawn(self.idle.run(stop), "idle-loop"),
                       spawn(self.register(stop), "register")]
@@ -141,6 +158,8 @@ class Edge:
               f"(worker {cfg.worker_index + 1}/{cfg.workers}, pid {os.getpid()})", file=sys.stderr, flush=True)
         await stop.wait()
         server.close()
+        if tls_server:
+            tls_server.close()
         if admin:
             admin.close()
         for task in tasks:

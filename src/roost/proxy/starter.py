@@ -13,6 +13,7 @@ import httpx
 from roost.core.lifecycle import State
 from roost.proxy.agentcall import AgentCaller, AgentCallError
 from roost.proxy.table import MachineRoute, RoutingTable
+from roost.tls import Trust
 
 log = logging.getLogger("roost.proxy.starter")
 
@@ -28,13 +29,14 @@ class StartError(Exception):
 
 
 class Starter:
-    def __init__(self, table: RoutingTable, server_url: str, token: str) -> None:
+    def __init__(self, table: RoutingTable, server_url: str, token: str, trust: Trust | None = None) -> None:
         self.table = table
         self.server_url = server_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"}
+        trust = trust or Trust()
         self.client = httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(START_TIMEOUT, connect=2.0),
-                                        trust_env=False)
-        self.agents = AgentCaller(token)
+                                        trust_env=False, transport=trust.async_transport())
+        self.agents = AgentCaller(token, trust)
         self._inflight: dict[str, asyncio.Future[float]] = {}
 
     async def start(self, m: MachineRoute, port: int) -> float:

@@ -27,6 +27,7 @@ from roost.clock import SYSTEM, Clock
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
 from roost.tasks import spawn
+from roost.tls import Trust
 
 log = logging.getLogger("roost.proxy.table")
 
@@ -301,8 +302,10 @@ def _machine_route(obj: dict[str, Any]) -> MachineRoute:
 class FeedFollower:
     """Keeps a RoutingTable current from the server's watch feed (SSE), reconnecting with its last revision."""
 
-    def __init__(self, table: RoutingTable, server_url: str, token: str, snapshot_path: Path | None) -> None:
+    def __init__(self, table: RoutingTable, server_url: str, token: str, snapshot_path: Path | None,
+                 trust: Trust | None = None) -> None:
         self.table = table
+        self.trust = trust or Trust()
         self.url = server_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
         self.snapshot_path = snapshot_path
@@ -358,7 +361,8 @@ class FeedFollower:
 
     async def _follow(self, stop: asyncio.Event) -> None:
         timeout = httpx.Timeout(connect=2.0, read=30.0, write=5.0, pool=5.0)
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client, client.stream(
+        transport = self.trust.async_transport()
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False, transport=transport) as client, client.stream(
             "GET", f"{self.url}/v1/watch", params={"since": self.table.revision if self.synced.is_set() else 0},
             headers=self.headers,
         ) as response:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from roost.core.errors import RoostError
+from roost.tls import Trust
 
 
 class AgentError(RoostError):
@@ -16,13 +17,14 @@ class AgentError(RoostError):
 
 class AgentClient:
     def __init__(self, token: str, credential_for: Callable[[str], str] | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, trust: Trust | None = None) -> None:
         self.token = token
         self.credential_for = credential_for  # agent URL -> the token that agent accepts from the server
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=2.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             trust_env=False,
+            transport=(trust or Trust()).async_transport(
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)),
         )
 
     async def call(self, agent_url: str, method: str, path: str, body: Any = None,

@@ -16,6 +16,7 @@ from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
 from roost.server.apps import AppService
+from roost.server.certificates import CertificateService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
@@ -47,6 +48,7 @@ class Services:
     secrets: SecretService
     releases: ReleaseService
     tokens: TokenService
+    certificates: CertificateService
 
 
 def routes(s: Services) -> list[Route]:
@@ -70,7 +72,38 @@ def routes(s: Services) -> list[Route]:
 
     async def delete_app(request: Request) -> Response:
         await s.apps.delete(request.path_params["app"])
+        await s.certificates.forget_app(request.path_params["app"])
         return ok(None, 202)
+
+    # ---- certificates (Fly's TLS Certificates; custom ones, terminated by the edges) ----
+    async def list_certificates(request: Request) -> Response:
+        return ok(s.certificates.list(request.path_params["app"], request.query_params.get("filter", ""),
+                                      int(query_number(request, "limit", 25, lo=1, hi=500))))
+
+    async def add_custom_certificate(request: Request) -> Response:
+        return ok(await s.certificates.add_custom(request.path_params["app"], await json_body(request, required=True)),
+                  201)
+
+    async def request_acme_certificate(request: Request) -> Response:
+        s.certificates.require_app(request.path_params["app"])
+        raise RoostError(422, "this fleet has no ACME issuer; upload the certificate with "
+                              "POST /v1/apps/APP/certificates/custom (roost certs add)")
+
+    async def show_certificate(request: Request) -> Response:
+        return ok(s.certificates.show(request.path_params["app"], request.path_params["hostname"]))
+
+    async def delete_certificate(request: Request) -> Response:
+        await s.certificates.delete(request.path_params["app"], request.path_params["hostname"])
+        return Response(status_code=204)
+
+    async def delete_custom_certificate(request: Request) -> Response:
+        return ok(await s.certificates.delete(request.path_params["app"], request.path_params["hostname"]))
+
+    async def check_certificate(request: Request) -> Response:
+        return ok(s.certificates.check(request.path_params["app"], request.path_params["hostname"]))
+
+    async def certificate_bundle(request: Request) -> Response:
+        return ok(s.certificates.bundle(request.query_params.get("since", "")))
 
     async def patch_app(request: Request) -> Response:
         body = await json_body(request, required=True)
@@ -506,6 +539,15 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/tokens", create_token, methods=["POST"]),
         Route("/v1/tokens/current", current_token, methods=["GET"]),
         Route("/v1/tokens/{id}", revoke_token, methods=["DELETE"]),
+        Route("/v1/apps/{app}/certificates", list_certificates, methods=["GET"]),
+        Route("/v1/apps/{app}/certificates/custom", add_custom_certificate, methods=["POST"]),
+        Route("/v1/apps/{app}/certificates/acme", request_acme_certificate, methods=["POST"]),
+        Route("/v1/apps/{app}/certificates/{hostname}", show_certificate, methods=["GET"]),
+        Route("/v1/apps/{app}/certificates/{hostname}", delete_certificate, methods=["DELETE"]),
+        Route("/v1/apps/{app}/certificates/{hostname}/custom", delete_custom_certificate, methods=["DELETE"]),
+        Route("/v1/apps/{app}/certificates/{hostname}/acme", delete_custom_certificate, methods=["DELETE"]),
+        Route("/v1/apps/{app}/certificates/{hostname}/check", check_certificate, methods=["POST"]),
+        Route("/v1/certificates/bundle", certificate_bundle, methods=["GET"]),
     ]
 
 

@@ -35,8 +35,9 @@ RECONCILE_AFTER = 3.0
 
 class HostService:
     def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig,
-                 takeover: StandbyController | None = None, clock: Clock = SYSTEM) -> None:
+                 takeover: StandbyController | None = None, clock: Clock = SYSTEM, https_only: bool = False) -> None:
         self.state = state
+        self.https_only = https_only  # a fleet that speaks TLS registers no agent it would call in clear text
         self.clock = clock
         self.machines = machines
         self.detector = detector
@@ -67,6 +68,9 @@ class HostService:
             raise bad_request("address: required (the host's own IP address, e.g. 127.0.1.1)")
         if not isinstance(agent_url, str) or not agent_url.startswith("http"):
             raise bad_request("agent_url: required (http://ADDRESS:PORT of the agent's API)")
+        if self.https_only and not agent_url.startswith("https://"):
+            raise bad_request(f"agent_url {agent_url}: this fleet speaks TLS; start the agent with --tls-cert, "
+                              "--tls-key and --ca (roost tls issue makes them)")
         cpus, memory = body.get("cpus"), body.get("memory_mb")
         if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
             raise bad_request("cpus: expected a positive integer")

@@ -22,6 +22,7 @@ from roost.detector.membership import DetectorConfig
 from roost.server.agent_client import AgentClient
 from roost.server.api import Services, routes
 from roost.server.apps import AppService
+from roost.server.certificates import CertificateService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
@@ -37,6 +38,7 @@ from roost.server.volumes import VolumeService
 from roost.server.watch import WatchHub
 from roost.store import open_store
 from roost.tasks import spawn
+from roost.tls import Listener, Trust
 from roost.weblib import EXCEPTION_HANDLERS, BearerAuth
 
 log = logging.getLogger("roost.server")
@@ -56,6 +58,8 @@ class ServerConfig:
     lease: LeaseConfig = field(default_factory=LeaseConfig)
     secrets_key: Path | None = None  # the sealing keyring (default: secrets.key in the data dir)
     rotate_secrets_key: bool = False
+    tls: Listener | None = None  # HTTPS only, with this certificate
+    trust: Trust = field(default_factory=Trust)  # whom it trusts when it calls agents (a pinned fleet CA)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -91,7 +95,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         host = next((h for h in state.hosts.values() if h.agent_url == agent_url), None)
         return control if host is not None and tokens.joined(host.id) else token
 
-    agents = AgentClient(token, credential_for)
+    agents = AgentClient(token, credential_for, trust=config.trust)
     keyring_path = config.secrets_key or config.data_dir / "secrets.key"
     keyring = Keyring.load_or_create(keyring_path)
     if config.rotate_secrets_key:
@@ -107,12 +111,14 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         leases=LeaseService(machines),
         volumes=volumes,
         hosts=HostService(state, machines, config.detector,
-                          StandbyController(state, machines.ops, agents, config.lease)),
+                          StandbyController(state, machines.ops, agents, config.lease),
+                          https_only=config.tls is not None or config.trust.pinned),
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
         secrets=secrets,
         releases=ReleaseService(state),
         tokens=tokens,
+        certificates=CertificateService(state, keyring),
     )
 
     @contextlib.asynccontextmanager
@@ -159,7 +165,10 @@ def run(config: ServerConfig) -> None:
     print(f"roost server: {'created' if created else 'using'} admin token in {token_path}", file=sys.stderr,
           flush=True)
     app, _ = build_app(config)
-    print(f"roost server: Machines API on http://{config.listen_host}:{config.listen_port}/v1 "
+    scheme = "https" if config.tls else "http"
+    print(f"roost server: Machines API on {scheme}://{config.listen_host}:{config.listen_port}/v1 "
           f"(default region {config.default_region})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                ssl_certfile=str(config.tls.cert) if config.tls else None,
+                ssl_keyfile=str(config.tls.key) if config.tls else None)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
-from roost.core.model import ApiToken, App, AppSecrets, EdgeProxy, Host, Image, Machine, Release, Volume
+from roost.core.model import ApiToken, App, AppSecrets, Certificate, EdgeProxy, Host, Image, Machine, Release, Volume
 from roost.placement.scheduler import HostView, millicpus
 from roost.server.watch import WatchHub
 from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store
@@ -27,11 +27,11 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _encode_bytes(value: Any) -> bytes:
     return _encode(value).encode()
-Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release | ApiToken
+Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release | ApiToken | Certificate
 
 KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy",
-        AppSecrets: "secrets", Release: "release", ApiToken: "token"}
-PRIVATE_KINDS = {"secrets", "token"}  # stored, never published on the watch feed
+        AppSecrets: "secrets", Release: "release", ApiToken: "token", Certificate: "certificate"}
+PRIVATE_KINDS = {"secrets", "token", "certificate"}  # stored, never published on the watch feed
 
 
 def key_of(obj: Record) -> str:
@@ -39,7 +39,7 @@ def key_of(obj: Record) -> str:
         return obj.name
     if isinstance(obj, AppSecrets):
         return obj.app
-    if isinstance(obj, Release):
+    if isinstance(obj, Release | Certificate):
         return obj.key
     if isinstance(obj, Image):
         return obj.ref
@@ -63,6 +63,8 @@ class ClusterState:
         self.tokens: dict[str, ApiToken] = {}
         self.token_digests: dict[str, str] = {}  # sha256 of a token's secret -> its id
         self.tokens_version = 0  # moves on every change of a token (for what is derived from them)
+        self.certificates: dict[str, Certificate] = {}  # "APP/HOSTNAME" -> its certificate
+        self.certificates_version = 0  # moves on every change: edges fetch the certificates again
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
@@ -102,6 +104,8 @@ class ClusterState:
             self.releases[release.key] = release
         for doc in docs.get("token", {}).values():
             self._apply(ApiToken.from_doc(doc))
+        for doc in docs.get("certificate", {}).values():
+            self._apply(Certificate.from_doc(doc))
         self.hub.revision = revision
         oldest = self.store.oldest_revision()
         if oldest:
@@ -200,6 +204,9 @@ class ClusterState:
             self.tokens[obj.id] = obj
             self.token_digests[obj.digest] = obj.id
             self.tokens_version += 1
+        elif isinstance(obj, Certificate):
+            self.certificates[obj.key] = obj
+            self.certificates_version += 1
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -230,6 +237,9 @@ class ClusterState:
             self.tokens.pop(obj.id, None)
             self.token_digests.pop(obj.digest, None)
             self.tokens_version += 1
+        elif isinstance(obj, Certificate):
+            self.certificates.pop(obj.key, None)
+            self.certificates_version += 1
 
     def machine_changed(self, machine_id: str) -> asyncio.Event:
         """An event set at the next change of this machine (used by /wait)."""
