@@ -72,6 +72,8 @@ class BenchFleet:
         self.token = self.info["token"]
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.verify = verify(self.info)  # the fleet's components speak TLS under its own CA
+        if self.info.get("ca"):
+            os.environ["ROOST_CA_FILE"] = self.info["ca"]  # for the edges and CLIs a bench starts itself
         self.api = httpx.Client(base_url=self.url, headers=self.headers, timeout=120, trust_env=False,
                                 verify=self.verify)
 

@@ -66,7 +66,8 @@ class Fleet:
         self.spec = FleetSpec(data_dir=data_dir, regions=regions, hosts_per_region=hosts_per_region,
                               server_port=free_port(), agent_port=free_port(),
                               address_offset=random.randint(20, 200), proxies=proxies,
-                              proxy_port=free_port_block(len(regions)), admin_port=free_port_block(len(regions)),
+                              proxy_port=kw.pop("proxy_port", 0) or free_port_block(len(regions)),
+                              admin_port=free_port_block(len(regions)),
                               tcp_octet=random.randint(101, 240), anycast_port=free_port() if proxies else 0,
                               edge_tls_port=free_port_block(len(regions)) if proxies else 0, **kw)
         self.info = up(self.spec)

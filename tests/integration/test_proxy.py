@@ -395,10 +395,12 @@ def test_the_edge_terminates_tls_with_an_apps_own_certificate(edge_fleet):
     r = f.api.post(f"{base}/custom", json={"hostname": "api.secure.test", "fullchain": leaf.cert.decode(),
                                            "private_key": leaf.key.decode()})
     assert r.status_code == 422 and "not api.secure.test" in r.json()["error"]
-    r = f.api.post(f"{base}/custom", json={"hostname": "www.secure.test", "fullchain": leaf.cert.decode(),
-                                           "private_key": leaf.key.decode()})
-    assert r.status_code == 201, r.text
-    assert r.json()["status"] == "Ready" and "PRIVATE" not in r.text
+    chain, key = f.spec.data_dir / "www.pem", f.spec.data_dir / "www.key"
+    chain.write_bytes(leaf.cert)
+    key.write_bytes(leaf.key)
+    added = f.roost("certs", "add", "www.secure.test", "-a", "secure", "--fullchain", str(chain),
+                    "--private-key", str(key), "--json")
+    assert json.loads(added.stdout)["status"] == "Ready" and "PRIVATE" not in added.stdout
     listed = f.api.get(base).json()
     assert [c["hostname"] for c in listed["certificates"]] == ["www.secure.test"]
     assert f.api.get(f"{base}/www.secure.test").json()["certificates"][0]["source"] == "custom"

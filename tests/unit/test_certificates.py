@@ -63,7 +63,7 @@ def test_the_edge_picks_a_certificate_by_name() -> None:
     ca = pki.new_ca()
     store = CertStore()
     seen: list[dict[str, str]] = []
-    store.on_change = seen.append
+    store.on_change = lambda s: seen.append(dict(s.apps))
     items = []
     for name in ("www.a.test", "*.b.test"):
         pem = pki.issue(ca, [name])

@@ -544,3 +544,23 @@ def test_past_the_edges_body_budget_a_body_streams_instead_of_being_held() -> No
     assert rig.session.budget.used == 80
     rig.session.client_lost()
     assert rig.session.budget.used == 0  # given back with the connection
+
+
+# ---- the edge's own answers ----
+
+def test_an_acme_check_is_answered_by_the_edge_and_other_tokens_go_to_the_app(rig: Rig) -> None:
+    """Issue 15: while the control plane's ACME order runs, the edge answers the CA's http-01 check for it
+    (RFC 8555 8.3) on an app's hostname; a token that is not the control plane's is the app's to answer;
+    an app's own certificate hostname routes to that app."""
+    from roost.proxy.certstore import CertStore
+
+    certs = CertStore()
+    certs.apps = {"www.web.test": "web"}
+    certs.challenges = {"tok1": "tok1.thumbprint"}
+    rig.session.heads.take_certificates(certs)
+    rig.session.client_data(b"GET /.well-known/acme-challenge/tok1 HTTP/1.1\r\nHost: www.web.test\r\n\r\n")
+    log = rig.io.take()
+    assert [e[0] for e in log] == ["write"]
+    assert log[0][1].startswith(b"HTTP/1.1 200 OK\r\n") and log[0][1].endswith(b"\r\n\r\ntok1.thumbprint")
+    rig.session.client_data(b"GET /.well-known/acme-challenge/other HTTP/1.1\r\nHost: www.web.test\r\n\r\n")
+    assert rig.io.take() == [("route", "web", "", "", None, [])]

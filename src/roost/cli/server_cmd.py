@@ -30,6 +30,11 @@ def register(app: typer.Typer) -> None:
         tls_cert: Path = typer.Option(None, "--tls-cert", help=TLS_CERT_HELP),
         tls_key: Path = typer.Option(None, "--tls-key", help=TLS_KEY_HELP),
         ca: Path = typer.Option(None, "--ca", help=CA_HELP),
+        acme_directory: str = typer.Option("", "--acme-directory",
+                                           help="An ACME CA's directory URL: apps' certificates are ordered there "
+                                                "(http-01, answered by the edges), e.g. Let's Encrypt's."),
+        acme_ca: Path = typer.Option(None, "--acme-ca", help="Trust this CA for the ACME directory (e.g. pebble's)."),
+        acme_email: str = typer.Option("", "--acme-email", help="Contact address for the ACME account."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         from roost.detector.membership import DetectorConfig
@@ -41,6 +46,14 @@ def register(app: typer.Typer) -> None:
             raise CliError("need 0 < --heartbeat-interval <= --suspect-after <= --dead-after")
         host, port = parse_listen(listen)
         tls, trust = tls_setup(tls_cert, tls_key, ca)
+        from roost.server.acme_issuer import AcmeConfig
+
+        if acme_directory and not acme_directory.startswith("https://"):
+            raise CliError("--acme-directory must be an https:// URL (RFC 8555)")
+        if acme_ca is not None and not acme_ca.is_file():
+            raise CliError(f"--acme-ca {acme_ca}: no such file")
+        acme = AcmeConfig(acme_directory, acme_ca, acme_email) if acme_directory else None
         run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
                          store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
-                         secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust))
+                         secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
+                         acme=acme))

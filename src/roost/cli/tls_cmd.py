@@ -50,17 +50,28 @@ def issue(directory: Path = typer.Argument(..., help="The CA's directory (as for
 @certs_app.command("add")
 def add(hostname: str = typer.Argument(..., help="The name it is for, e.g. www.example.com"),
         app_: str = typer.Option(..., "--app", "-a"),
-        fullchain: Path = typer.Option(..., "--fullchain", help="The certificate chain (PEM), leaf first."),
-        private_key: Path = typer.Option(..., "--private-key", help="Its key (PEM)."),
+        fullchain: Path = typer.Option(None, "--fullchain", help="The certificate chain (PEM), leaf first."),
+        private_key: Path = typer.Option(None, "--private-key", help="Its key (PEM)."),
+        acme: bool = typer.Option(False, "--acme", help="Order it from the fleet's ACME CA instead (http-01)."),
         json_out: bool = typer.Option(False, "--json", "-j")) -> None:
-    """Upload a certificate and key for one of an app's hostnames; every edge presents it within seconds."""
-    try:
-        body = {"hostname": hostname, "fullchain": fullchain.read_text(), "private_key": private_key.read_text()}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read the certificate or key: {exc}") from None
-    made = Api().post(f"/v1/apps/{app_}/certificates/custom", json=body)
+    """Give one of an app's hostnames a certificate: upload one (--fullchain, --private-key) or order one from
+    the fleet's ACME CA (--acme); every edge presents it within seconds."""
+    if acme == (fullchain is not None or private_key is not None) or (not acme and (not fullchain or not private_key)):
+        raise CliError("give --fullchain and --private-key (a certificate you have), or --acme (order one)")
+    if acme:
+        made = Api().post(f"/v1/apps/{app_}/certificates/acme", json={"hostname": hostname})
+    else:
+        try:
+            body = {"hostname": hostname, "fullchain": fullchain.read_text(), "private_key": private_key.read_text()}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read the certificate or key: {exc}") from None
+        made = Api().post(f"/v1/apps/{app_}/certificates/custom", json=body)
     if json_out:
         print_json(made)
+        return
+    if acme:
+        console.print(f"{hostname}: ordered from the ACME CA ('roost certs show {hostname} -a {app_}' shows how it "
+                      "goes)", highlight=False)
         return
     console.print(f"{hostname}: {made['status']} (until {made['certificates'][0]['expires_at']})", highlight=False)
 

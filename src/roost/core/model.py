@@ -461,7 +461,7 @@ class Certificate:
         """Fly's CertificateDetail."""
         return {"hostname": self.hostname, "configured": True, "status": self.status(now),
                 "acme_requested": self.source == "acme", "dns_provider": "", "validation_errors": [],
-                "certificates": [{"source": "fly" if self.source == "acme" else "custom", "status": self.status(now),
+                "certificates": [{"source": "fly" if self.source == "acme" else "custom", "status": "active",
                                   "issuer": self.issuer, "expires_at": rfc3339(self.not_after),
                                   "created_at": rfc3339(self.created_at)}],
                 "roost": {"names": self.names}}

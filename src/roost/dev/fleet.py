@@ -59,6 +59,7 @@ class FleetSpec:
     anycast_port: int = 4399  # one address that sends each client to its nearest live edge (0: none)
     tls: bool = True  # server, agents and edges speak HTTPS to each other under a fleet CA (issue 15)
     edge_tls_port: int = 0  # the edge of region R terminates apps' TLS on 127.0.0.1:(edge_tls_port+R); 0: none
+    server_args: tuple[str, ...] = ()  # more options for `roost server` (e.g. --acme-directory)
 
 
 def roost_command() -> list[str]:
@@ -162,7 +163,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         say("starting the control plane")
         server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
                        "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval),
-                       *tls_args("server", "127.0.0.1")]
+                       *tls_args("server", "127.0.0.1"), *spec.server_args]
         server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log")
         fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
                            "log": str(logs / "server.log"), "argv": server_argv}

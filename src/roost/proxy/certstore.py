@@ -50,8 +50,9 @@ class CertStore:
             self.default.load_cert_chain(str(default.cert), str(default.key))
         self.by_name: dict[str, ssl.SSLContext] = {}
         self.apps: dict[str, str] = {}  # hostname -> app
+        self.challenges: dict[str, str] = {}  # ACME http-01 token -> key authorization, while an order runs
         self.version = ""
-        self.on_change: Callable[[dict[str, str]], None] = lambda _hosts: None
+        self.on_change: Callable[[CertStore], None] = lambda _store: None
 
     def server_context(self) -> ssl.SSLContext:
         ctx = _base()
@@ -91,8 +92,10 @@ class CertStore:
             except (KeyError, ssl.SSLError, OSError) as exc:
                 log.warning("certificate for %s left out: %s", item.get("hostname"), exc)
         self.by_name, self.apps = by_name, apps
+        challenges = bundle.get("challenges")
+        self.challenges = {str(k): str(v) for k, v in challenges.items()} if isinstance(challenges, dict) else {}
         self.version = str(bundle.get("version", ""))
-        self.on_change(apps)
+        self.on_change(self)
 
 
 class CertFollower:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from roost.balancer.services import ServiceSpec
-from roost.proxy.forwarding import CONTINUE, IDEMPOTENT, Heads, HttpSettings, Replay, response_framing
+from roost.proxy.forwarding import ACME_PREFIX, CONTINUE, IDEMPOTENT, Heads, HttpSettings, Replay, response_framing
 from roost.proxy.h1 import LAST_CHUNK, H1Parser, Message, ProtocolError, chunk
 from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
@@ -464,6 +464,15 @@ class ClientSession:
         self.request_id = self.heads.new_request_id()
         self.started = self.now()
         self.route_deadline = self.started + self.s.route_timeout
+        if self.heads.challenges and req.url.startswith(ACME_PREFIX) and req.complete:
+            answered = self.heads.acme_answer(req, self.request_id)
+            if answered is not None:
+                self.io.write(answered[0])
+                if answered[1]:
+                    self._next()
+                else:
+                    self._shutdown()
+                return
         app = self.heads.app_of(req)
         if app is None or (app not in self.table.apps and app not in self.table.by_app):
             name = app or (req.header(b"host") or b"").decode("latin-1")

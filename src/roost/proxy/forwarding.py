@@ -14,10 +14,14 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from roost.proxy.h1 import Message, ProtocolError, encode_head, pass_headers
 from roost.proxy.metrics import Metrics
 from roost.proxy.table import MachineRoute
+
+if TYPE_CHECKING:
+    from roost.proxy.certstore import CertStore
 
 _ids = itertools.count()
 _NODE = os.urandom(3).hex()
@@ -31,6 +35,7 @@ STATUS_TEXT = {404: b"Not Found", 502: b"Bad Gateway", 503: b"Service Unavailabl
                400: b"Bad Request", 413: b"Payload Too Large", 408: b"Request Timeout", 414: b"URI Too Long",
                431: b"Request Header Fields Too Large", 429: b"Too Many Requests"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+ACME_PREFIX = b"/.well-known/acme-challenge/"
 # A head that has none of these headers is forwarded as its own bytes with the edge's headers spliced in
 # before its end (no re-serialising); any of them (hop-by-hop, or one the edge sets or extends) and it is
 # rebuilt header by header.
@@ -138,6 +143,7 @@ class Heads:
         self._apps_by_host: dict[bytes, str | None] = {}
         self._added_by_client: dict[tuple[str, int], bytes] = {}
         self.custom_hosts: dict[bytes, str] = {}  # an app's own hostnames (those it has certificates for)
+        self.challenges: dict[bytes, bytes] = {}  # ACME http-01 token -> key authorization
         self.tls_ports: frozenset[int] = frozenset()  # local ports where the edge terminated TLS
         # Request ids: unique per edge process (start time, random node) plus a counter; cheap to make.
         self._id_prefix = f"{time.time_ns():x}"
@@ -162,9 +168,25 @@ class Heads:
         self._apps_by_host[host] = app
         return app
 
-    def set_custom_hosts(self, hosts: dict[bytes, str]) -> None:
-        self.custom_hosts = hosts
+    def take_certificates(self, certs: CertStore) -> None:
+        """The apps' hostnames (routed to their apps) and the ACME challenges this edge answers."""
+        self.custom_hosts = {name.encode(): app for name, app in certs.apps.items()}
+        self.challenges = {token.encode(): answer.encode() for token, answer in certs.challenges.items()}
         self._apps_by_host.clear()
+
+    def acme_answer(self, req: Message, request_id: str) -> tuple[bytes, bool] | None:
+        """The answer to an ACME CA's http-01 check (RFC 8555 8.3) for an order of the control plane; None if
+        the token is not one of ours (the app may be answering its own)."""
+        answer = self.challenges.get(req.url[len(ACME_PREFIX):].split(b"?", 1)[0])
+        if answer is None:
+            return None
+        self.metrics.count_request(self.app_of(req) or "-", "-", 200)
+        keep = req.keep_alive
+        head = encode_head(b"HTTP/1.1 200 OK", [(b"Content-Type", b"application/octet-stream"),
+                                               (b"Content-Length", str(len(answer)).encode()),
+                                               (b"Fly-Request-Id", request_id.encode()), (b"Via", b"1.1 roost"),
+                                               *([] if keep else [(b"Connection", b"close")])])
+        return head + (b"" if req.method == b"HEAD" else answer), keep
 
     def _parse_host(self, host: bytes) -> str | None:
         name = host.split(b":", 1)[0].lower().rstrip(b".")

@@ -79,8 +79,7 @@ class Edge:
         cfg.http.simulate_rtt = cfg.simulate_rtt
         self.http = HttpEdge(self.table, self.router, self.loads, self.metrics, cfg.http, self.rtt.rtt)
         self.certs = CertStore(cfg.tls_default)
-        self.certs.on_change = lambda hosts: self.http.heads.set_custom_hosts(
-            {name.encode(): app for name, app in hosts.items()})
+        self.certs.on_change = self.http.heads.take_certificates
         self.cert_follower = CertFollower(self.certs, cfg.server_url, cfg.token, cfg.trust)
         self.tcp = TcpProxy(self.table, self.router, self.loads, self.metrics, cfg.tcp_prefix)
         self.idle = IdleLoop(self.table, self.loads, self.starter, self.metrics, cfg.region, cfg.idle_interval)

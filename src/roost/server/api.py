@@ -85,9 +85,8 @@ def routes(s: Services) -> list[Route]:
                   201)
 
     async def request_acme_certificate(request: Request) -> Response:
-        s.certificates.require_app(request.path_params["app"])
-        raise RoostError(422, "this fleet has no ACME issuer; upload the certificate with "
-                              "POST /v1/apps/APP/certificates/custom (roost certs add)")
+        body = await json_body(request, required=True)
+        return ok(await s.certificates.request_acme(request.path_params["app"], body), 201)
 
     async def show_certificate(request: Request) -> Response:
         return ok(s.certificates.show(request.path_params["app"], request.path_params["hostname"]))

@@ -19,6 +19,7 @@ from roost.core.access import refusal
 from roost.core.ids import new_token
 from roost.detector.fencing import LeaseConfig
 from roost.detector.membership import DetectorConfig
+from roost.server.acme_issuer import AcmeConfig, AcmeIssuer
 from roost.server.agent_client import AgentClient
 from roost.server.api import Services, routes
 from roost.server.apps import AppService
@@ -60,6 +61,7 @@ class ServerConfig:
     rotate_secrets_key: bool = False
     tls: Listener | None = None  # HTTPS only, with this certificate
     trust: Trust = field(default_factory=Trust)  # whom it trusts when it calls agents (a pinned fleet CA)
+    acme: AcmeConfig | None = None  # where apps' certificates are ordered (POST .../certificates/acme)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -118,7 +120,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         secrets=secrets,
         releases=ReleaseService(state),
         tokens=tokens,
-        certificates=CertificateService(state, keyring),
+        certificates=CertificateService(state, keyring, acme=AcmeIssuer(
+            config.acme, config.data_dir / "acme-account.pem") if config.acme else None),
     )
 
     @contextlib.asynccontextmanager
@@ -130,12 +133,14 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         tasks = [
             spawn(services.hosts.run_detector(stop), "detector"),
             spawn(_compact_loop(state, stop), "compactor"),
+            spawn(services.certificates.renew_loop(stop), "certificate renewals"),
         ]
         try:
             yield
         finally:
             stop.set()
             await asyncio.wait(tasks, timeout=5)
+            await services.certificates.shutdown()
             await machines.shutdown()
             await agents.close()
             state.close()
