@@ -67,7 +67,7 @@ async def bench_watch(f: BenchFleet, subscribers: int, changes: int) -> list[flo
 
     async def subscriber(i: int) -> None:
         nonlocal ready
-        async with httpx.AsyncClient(headers=f.headers, timeout=None, trust_env=False) as client, \
+        async with httpx.AsyncClient(headers=f.headers, timeout=None, trust_env=False, verify=f.verify) as client, \
                 client.stream("GET", f"{f.url}/v1/watch", params={"since": start_rev},
                               headers={"Accept": "text/event-stream"}) as response:
             ready += 1
@@ -85,7 +85,13 @@ async def bench_watch(f: BenchFleet, subscribers: int, changes: int) -> list[flo
                         return
 
     tasks = [asyncio.create_task(subscriber(i)) for i in range(subscribers)]
-    while ready < subscribers:
+    deadline = time.monotonic() + 30
+    while ready < subscribers:  # bounded: a subscriber that failed to connect ends the bench with its error
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise RuntimeError("a watch subscriber failed") from task.exception()
+        if time.monotonic() > deadline:
+            raise RuntimeError("watch subscribers did not connect within 30 s")
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
 
