@@ -88,3 +88,15 @@ def test_flys_deploy_token_route_and_the_cli(two_apps):
     f.roost("tokens", "revoke", token_id)
     with as_token(f, token) as api:
         assert api.get("/v1/apps/tok-b").status_code == 401
+
+
+def test_a_machine_exec_token_reads_its_apps_machines_and_changes_nothing(two_apps):
+    """The token kind `machine exec` (issue 16) will take: its app's machines and commands in them, no more."""
+    f = two_apps
+    token = f.roost("tokens", "create", "machine-exec", "-a", "tok-a").stdout.strip().splitlines()[-1]
+    with as_token(f, token) as api:
+        assert api.get("/v1/apps/tok-a/machines").status_code == 200
+        assert api.get("/v1/apps/tok-b/machines").status_code == 404
+        assert api.post("/v1/apps/tok-a/machines", json={"config": {"image": "x"}}).status_code == 403
+        assert api.get("/v1/apps/tok-a/secrets").status_code == 403
+        assert api.get("/v1/tokens/current").json()["tokens"][0]["apps"] == ["tok-a"]

@@ -137,3 +137,32 @@ async def test_the_digests_hosts_learn_follow_revocation_and_expiry() -> None:
     await tokens.revoke(long.id)
     assert tokens.digests("edge") == [] and tokens.host_view()["server_digest"]
     assert tokens.identify(b"rc1_x") is None  # the control credential opens no API
+
+
+EXEC = Identity("machine-exec", "web", "t6")
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/apps/web/machines", None), ("GET", "/v1/apps/web/machines/abc", None),
+    ("POST", "/v1/apps/web/machines/abc/exec", None),
+    ("POST", "/v1/apps/other/machines/abc/exec", 404),  # another app is not there, as for a deploy token
+    ("POST", "/v1/apps/web/machines/abc/stop", 403), ("POST", "/v1/apps/web/machines", 403),
+    ("GET", "/v1/apps/web/secrets", 403), ("GET", "/v1/apps/web/machines/abc/logs", 403),
+    ("GET", "/v1/watch", 403), ("GET", "/v1/tokens", 403), ("GET", "/v1/tokens/current", None),
+])
+def test_a_machine_exec_token_reads_its_apps_machines_and_runs_commands_only(method: str, path: str,
+                                                                             status: int | None) -> None:
+    refused = refusal(EXEC, method, path)
+    assert (refused[0] if refused else None) == status, refused
+
+
+async def test_app_tokens_need_their_app() -> None:
+    state = ClusterState(MemoryStore(), WatchHub(), inline=True)
+    state.load()
+    await state.save(App(name="web", id="app_web", org_slug="personal", created_at=0.0))
+    tokens = TokenService(state, "admin-secret", VirtualClock())
+    token, secret = await tokens.create("machine-exec", "web")
+    assert tokens.identify(secret.encode()) == Identity("machine-exec", "web", token.id)
+    assert tokens.current(Identity("machine-exec", "web", token.id))["tokens"][0]["apps"] == ["web"]
+    with pytest.raises(RoostError):
+        await tokens.create("machine-exec")

@@ -11,8 +11,9 @@ from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, load
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
 
-tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: deploy (one app), read-only, org.")
-KINDS = ("deploy", "readonly", "org")
+tokens_app = typer.Typer(no_args_is_help=True,
+                         help="API tokens: deploy (one app), machine-exec (one app), read-only, org, edge.")
+KINDS = ("deploy", "machine-exec", "readonly", "org", "edge")
 
 
 def register(app: typer.Typer) -> None:
@@ -20,16 +21,17 @@ def register(app: typer.Typer) -> None:
 
 
 @tokens_app.command("create")
-def tokens_create(kind: str = typer.Argument(..., help="deploy | readonly | org"), app_: str = APP_OPT,
+def tokens_create(kind: str = typer.Argument(..., help="deploy | machine-exec | readonly | org | edge"),
+                  app_: str = APP_OPT,
                   config: Path = CONFIG_OPT,
                   expiry: str = typer.Option("", "--expiry", "-x", help="Lifetime, e.g. 720h (default: none)."),
                   name: str = typer.Option("", "--name", "-n", help="A name to tell it apart in 'tokens list'."),
                   json_out: bool = typer.Option(False, "--json", "-j")) -> None:
     """Make a token and print it (once: only its digest is kept)."""
     if kind not in KINDS:
-        raise CliError(f"unknown token kind {kind!r}: use deploy, readonly or org")
+        raise CliError(f"unknown token kind {kind!r}: use {', '.join(KINDS)}")
     app = ""
-    if kind == "deploy":
+    if kind in ("deploy", "machine-exec"):
         app = app_name(app_, load_config(config_path(config), required=False) if not app_ else None)
     made = Api().post("/v1/tokens", json={"kind": kind, "app": app, "name": name, "expiry": expiry or None})
     if json_out:

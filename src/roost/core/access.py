@@ -6,7 +6,9 @@ the regions list, and its own description. Another app answers 404, as if it did
 token does not tell which app names are taken. A `join` token only joins a host, once; the `host` credential
 a join gives reports for that host alone (registration, heartbeats, reports) and pulls image blobs: stolen,
 it gives nothing the host did not have. An `edge` token routes: it follows the watch feed, reads machines and
-hosts, registers its edge, and starts, stops and suspends machines (autostart, autostop); nothing else.
+hosts, registers its edge, and starts, stops and suspends machines (autostart, autostop); nothing else. A
+`machine-exec` token is one app's too: it reads that app's machines and runs commands in them
+(`POST .../machines/{id}/exec`), nothing more, e.g. for a support tool or a CI smoke test.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
         return 403, f"the credential of host {who.host!r} reports for that host only"
     if who.kind == "edge":
         return _edge_refusal(method, parts)
+    if who.kind == "machine-exec":
+        return _exec_refusal(who, method, parts)
     if who.kind == "readonly":
         if parts[:2] in (["v1", "tokens"], ["v1", "certificates"]):
             return 403, "a read-only token cannot see tokens or certificate keys; use an org token"
@@ -95,6 +99,17 @@ def _edge_refusal(method: str, parts: list[str]) -> tuple[int, str] | None:
         if len(parts) == 6 and parts[:2] == ["v1", "apps"] and parts[3] == "machines" and parts[5] in EDGE_ACTIONS:
             return None
     return 403, "an edge's token routes only (watch, machines, start/stop); use an org token"
+
+
+def _exec_refusal(who: Identity, method: str, parts: list[str]) -> tuple[int, str] | None:
+    if parts[:2] == ["v1", "apps"] and len(parts) >= 3:
+        if parts[2] != who.app:
+            return 404, f"app {parts[2]!r} not found"
+        if method in READ_METHODS and (len(parts) == 3 or parts[3] == "machines") and "logs" not in parts:
+            return None
+        if method == "POST" and len(parts) == 6 and parts[3] == "machines" and parts[5] == "exec":
+            return None
+    return 403, f"a machine-exec token of app {who.app!r} only reads its machines and runs commands in them"
 
 
 def may_push_image(who: Identity, repository: str) -> bool:

@@ -316,7 +316,8 @@ class AppSecrets:
 
 
 # What an operator makes; "host" tokens come from a join.
-TOKEN_KINDS = ("org", "deploy", "readonly", "join", "edge")
+TOKEN_KINDS = ("org", "deploy", "readonly", "join", "edge", "machine-exec")
+APP_TOKEN_KINDS = ("deploy", "machine-exec")  # the kinds that belong to one app
 
 
 @dataclass
@@ -325,7 +326,7 @@ class ApiToken:
     a digest of its secret is kept; the secret is shown once, when it is made."""
 
     id: str
-    kind: str  # org | deploy | readonly | join | edge | host
+    kind: str  # org | deploy | readonly | join | edge | machine-exec | host
     digest: str  # sha256 of the secret, hex
     app: str = ""  # a deploy token's app
     name: str = ""

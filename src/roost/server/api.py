@@ -62,7 +62,7 @@ def routes(s: Services) -> list[Route]:
     # ---- apps ----
     async def list_apps(request: Request) -> Response:
         who = identity(request)
-        return ok(s.apps.list(request.query_params.get("org_slug"), who.app if who.kind == "deploy" else None))
+        return ok(s.apps.list(request.query_params.get("org_slug"), who.app or None))
 
     async def create_app(request: Request) -> Response:
         return ok(await s.apps.create(await json_body(request, required=True)), 201)
@@ -448,7 +448,8 @@ def routes(s: Services) -> list[Route]:
     async def create_token(request: Request) -> Response:
         body = await json_body(request, required=True)
         if not isinstance(body, dict):
-            raise bad_request('body must be {"kind": "deploy"|"readonly"|"org", "app": ..., "expiry": "720h"}')
+            raise bad_request('body must be {"kind": "deploy"|"readonly"|"org"|"edge"|"machine-exec"|"join", '
+                              '"app": ..., "expiry": "720h"}')
         token, secret = await s.tokens.create(body.get("kind"), body.get("app") or "", body.get("name") or "",
                                               body.get("expiry"))
         return ok({**token.to_api(), "token": secret}, 201)

@@ -12,7 +12,7 @@ from roost.clock import SYSTEM, Clock
 from roost.core.access import ADMIN, Identity, token_digest
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.ids import HOST_ID_RE
-from roost.core.model import TOKEN_KINDS, ApiToken
+from roost.core.model import APP_TOKEN_KINDS, TOKEN_KINDS, ApiToken
 from roost.core.units import duration_seconds
 from roost.server.state import ClusterState
 
@@ -45,7 +45,7 @@ class TokenService:
     async def create(self, kind: Any, app: Any = "", name: Any = "", expiry: Any = None) -> tuple[ApiToken, str]:
         if kind not in TOKEN_KINDS:
             raise bad_request(f"kind: one of {', '.join(TOKEN_KINDS)}")
-        if kind == "deploy":
+        if kind in APP_TOKEN_KINDS:
             if not isinstance(app, str) or app not in self.state.apps:
                 raise not_found(f"app {app!r} not found")
         elif app:
@@ -61,8 +61,8 @@ class TokenService:
             expires_at = now + seconds
         token_id = _random.token_hex(8)
         secret = f"{PREFIX}{_random.token_urlsafe(32)}"
-        token = ApiToken(token_id, kind, token_digest(secret.encode()), app if kind == "deploy" else "", name, now,
-                         expires_at)
+        token = ApiToken(token_id, kind, token_digest(secret.encode()), app if kind in APP_TOKEN_KINDS else "",
+                         name, now, expires_at)
         async with self.state.lock:
             await self.state.save(token)
         return token, secret
@@ -147,6 +147,6 @@ class TokenService:
     def current(self, who: Identity) -> dict[str, Any]:
         """Fly's /v1/tokens/current: what the presented token may reach."""
         token = self.state.tokens.get(who.token_id)
-        apps = [who.app] if who.kind == "deploy" else sorted(self.state.apps)
+        apps = [who.app] if who.app else sorted(self.state.apps)
         return {"tokens": [{"token_id": who.token_id, "org_slug": "personal", "organization": "personal",
                             "apps": apps, "kind": who.kind, "name": token.name if token else "admin"}]}
