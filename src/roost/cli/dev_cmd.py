@@ -78,7 +78,8 @@ def up(
     _print_fleet(fleet)
     console.print(f"\nFleet is up. State: {spec.data_dir / 'fleet.json'}")
     console.print("The CLI finds this fleet by itself; other clients use:")
-    console.print(f"  export ROOST_API_URL={fleet['server']['url']} ROOST_API_TOKEN={fleet['token']}")
+    console.print(f"  export ROOST_API_URL={fleet['server']['url']} ROOST_API_TOKEN={fleet['token']}"
+                  + (f" ROOST_CA_FILE={fleet['ca']}" if fleet.get("ca") else ""))
     if fleet.get("anycast"):
         console.print(f"Anycast entry: http://APP.localhost:{fleet['anycast']['port']}/ sends each client to the "
                       "nearest live edge (say where the client is with the Fly-Client-Region header).")
