@@ -12,8 +12,11 @@ import pytest
 
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.base import DriverError, StartSpec
+from roost.agent.drivers.container import ContainerDriver, runc_available
 from roost.agent.drivers.fake import FakeDriver
 from roost.agent.drivers.process import ProcessDriver
+from roost.agent.netns import HostNetwork
+from tests.images import busybox_rootfs
 
 SH_SLEEPER = ["sh", "-c", "echo started; exec sleep 60"]
 SH_IGNORES_INT = ["sh", "-c", "trap '' INT; echo started; while true; do sleep 0.05; done"]
@@ -29,14 +32,20 @@ class Harness:
         self.image = tmp / "image"
         self.image.mkdir()
         (self.image / "hello.txt").write_text("hi")
+        self.network: HostNetwork | None = None
         if kind == "process":
             self.driver = ProcessDriver(tmp / "machines", Cgroups(f"conf-{tmp.name[-12:]}"))
+        elif kind == "container":
+            busybox_rootfs(self.image)
+            self.network = HostNetwork(f"conf-{tmp.name[-12:]}", "10.213.250.0/24")
+            self.network.up()
+            self.driver = ContainerDriver(tmp / "machines", f"conf-{tmp.name[-12:]}", self.network)
         else:
             self.driver = FakeDriver()
 
     def spec(self, mid: str, argv: list[str], fresh: bool = True) -> StartSpec:
         return StartSpec(machine_id=mid, argv=argv, env={"PATH": "/usr/bin:/bin"}, image_dir=self.image,
-                         memory_mb=256, fresh_rootfs=fresh)
+                         memory_mb=256, fresh_rootfs=fresh, address="10.213.250.2" if mid == "m1" else "10.213.250.3")
 
     async def start(self, mid: str, workload: list[str], fresh: bool = True):
         info = await self.driver.start(self.spec(mid, workload, fresh))
@@ -73,14 +82,18 @@ class Harness:
     async def cleanup(self) -> None:
         for mid in list(getattr(self.driver, "_procs", {})) + list(getattr(self.driver, "workloads", {})):
             await self.driver.destroy(mid)
+        if self.kind == "container":
+            self.driver.close()
         if self.kind == "process":
             for base in (self.driver.cgroups.memory_base, self.driver.cgroups.freezer_base):
                 with contextlib.suppress(OSError):
                     base.rmdir()
 
 
-@pytest.fixture(params=["process", "fake"])
+@pytest.fixture(params=["process", "container", "fake"])
 async def h(request, tmp_path):
+    if request.param == "container" and not runc_available():
+        pytest.skip("the container driver needs root and runc (./scripts/setup installs it)")
     harness = Harness(request.param, tmp_path)
     yield harness
     await harness.cleanup()
@@ -133,7 +146,7 @@ async def test_suspend_keeps_state_and_resume_continues(h):
     assert h.read_state("m1") == frozen, "a suspended machine does not run"
     assert h.driver.inspect("m1")
     await h.driver.resume("m1")
-    if h.kind == "process":
+    if h.kind != "fake":
         await asyncio.sleep(0.2)
         assert await h.read_count("m1") > int(frozen or 0)
 
@@ -152,9 +165,13 @@ async def test_fresh_start_resets_files_and_non_fresh_keeps_them(h):
 
 async def test_recover_adopts_a_live_workload_and_refuses_a_dead_one(h):
     info = await h.start("m1", SH_SLEEPER)
-    if h.kind == "process":
+    if h.kind in ("process", "container"):
         # A new driver instance stands for the restarted agent.
-        fresh_driver = ProcessDriver(h.driver.root, h.driver.cgroups)
+        if h.kind == "process":
+            fresh_driver = ProcessDriver(h.driver.root, h.driver.cgroups)
+        else:
+            fresh_driver = ContainerDriver(h.driver.root, h.driver.cgroup_parent.removeprefix("roost-"), h.network)
+        h.driver.shutdown()
         h.driver._procs.clear()
         h.driver = fresh_driver
     assert await h.driver.recover("m1", info, suspended=False)
@@ -167,5 +184,5 @@ async def test_destroy_kills_and_removes(h):
     await h.start("m1", SH_SLEEPER)
     await h.driver.destroy("m1")
     assert not h.driver.inspect("m1")
-    if h.kind == "process":
+    if h.kind != "fake":
         assert not h.driver.machine_dir("m1").exists()

@@ -26,6 +26,12 @@ class StartSpec:
     memory_mb: int
     fresh_rootfs: bool = True
     volume: tuple[Path, str] | None = None  # (host directory, guest path)
+    # What only an isolating driver uses (the process driver runs on the host's own network and files):
+    image_config: dict[str, Any] = field(default_factory=dict)  # the OCI image's config (WorkingDir, User, Env)
+    cpus: float = 1.0
+    cpu_kind: str = "shared"
+    address: str = ""  # the machine's own address on this host's machine subnet
+    mounts: tuple[tuple[Path, str, bool], ...] = ()  # (host file, guest path, read-only)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class ExitInfo:
 
 class Driver(Protocol):
     name: str
+    isolated: bool  # machines get their own root, processes and network (and `StartSpec.address` is used)
 
     async def start(self, spec: StartSpec) -> RunInfo:
         """Run the workload; returns once it is running. Raises DriverError if it cannot start."""

@@ -29,6 +29,7 @@ class FakeWorkload:
 
 class FakeDriver:
     name = "fake"
+    isolated = False
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root

@@ -17,11 +17,11 @@ import os
 import shutil
 import signal as signals
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.base import DriverError, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
 
 log = logging.getLogger("roost.agent.process")
 
@@ -33,22 +33,6 @@ _PROLOGUE = (
 KILL_GRACE = 5.0
 LOG_MAX_BYTES = 16 * 1024 * 1024
 LOG_KEEP_BYTES = 4 * 1024 * 1024
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if the pid is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    if not fields or fields[0] in ("Z", "X"):  # a zombie has exited; nobody reaped it yet
-        return None
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
 
 
 def trim_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP_BYTES) -> None:
@@ -67,26 +51,15 @@ def trim_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP_BY
         pass
 
 
-@dataclass
-class _Proc:
-    pid: int
-    child: bool  # ours to waitpid (False for re-adopted processes)
-    exited: asyncio.Future[ExitInfo]
-    oom_before: int = 0
-    suspended: bool = False
-    pidfd: int = -1
-    killed_by_us: bool = False
-    extra: dict[str, int] = field(default_factory=dict)
-
-
-class ProcessDriver:
+class ProcessDriver(PidWatcher):
     name = "process"
+    isolated = False  # it shares the host's files, users, processes and network (docs/agent.md)
 
     def __init__(self, root: Path, cgroups: Cgroups) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.cgroups = cgroups
-        self._procs: dict[str, _Proc] = {}
+        super().__init__()
 
     # ---- paths ----
 
@@ -141,20 +114,6 @@ class ProcessDriver:
         started = proc_start_time(pid) or 0
         self._watch(mid, pid, child=True, oom_before=oom_before)
         return RunInfo(pid=pid, proc_start=started, started_at=time.time(), extra={"oom_before": oom_before})
-
-    def exited(self, machine_id: str) -> asyncio.Future[ExitInfo]:
-        proc = self._procs.get(machine_id)
-        if proc is None:
-            raise DriverError(f"machine {machine_id} is not running")
-        return proc.exited
-
-    def inspect(self, machine_id: str) -> bool:
-        proc = self._procs.get(machine_id)
-        return proc is not None and not proc.exited.done()
-
-    def is_suspended(self, machine_id: str) -> bool:
-        proc = self._procs.get(machine_id)
-        return bool(proc and proc.suspended and not proc.exited.done())
 
     def signal(self, machine_id: str, signal: int) -> None:
         proc = self._procs.get(machine_id)
@@ -240,35 +199,7 @@ class ProcessDriver:
         if self.cgroups.available:
             self.cgroups.thaw(machine_id, timeout=0.5)
 
-    def _watch(self, machine_id: str, pid: int, *, child: bool, oom_before: int) -> None:
-        loop = asyncio.get_running_loop()
-        proc = _Proc(pid=pid, child=child, exited=loop.create_future(), oom_before=oom_before)
-        self._procs[machine_id] = proc
-        try:
-            proc.pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._on_exit(machine_id, proc)
-            return
-        loop.add_reader(proc.pidfd, self._on_exit, machine_id, proc)
-
-    def _on_exit(self, machine_id: str, proc: _Proc) -> None:
-        if proc.pidfd >= 0:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(proc.pidfd)
-            os.close(proc.pidfd)
-            proc.pidfd = -1
-        code: int | None = None
-        sig: int | None = None
-        if proc.child:
-            try:
-                _, status = os.waitpid(proc.pid, os.WNOHANG)
-                if os.WIFEXITED(status):
-                    code = os.WEXITSTATUS(status)
-                elif os.WIFSIGNALED(status):
-                    sig = os.WTERMSIG(status)
-                    code = 128 + sig
-            except ChildProcessError:
-                pass
+    def _finish(self, machine_id: str, proc: Watched, code: int | None, sig: int | None) -> None:
         oom = sig == signals.SIGKILL and not proc.killed_by_us and \
             self.cgroups.oom_kills(machine_id) > proc.oom_before
         # A machine is its whole process tree: nothing it started outlives it.
@@ -277,16 +208,6 @@ class ProcessDriver:
         self.kill_leftovers(machine_id)
         if not proc.exited.done():
             proc.exited.set_result(ExitInfo(exit_code=code, signal=sig, oom_killed=oom, exited_at=time.time()))
-
-    def shutdown(self) -> None:
-        """Stop watching (agent exit); the machines themselves keep running."""
-        loop = asyncio.get_event_loop()
-        for proc in self._procs.values():
-            if proc.pidfd >= 0:
-                with contextlib.suppress(Exception):
-                    loop.remove_reader(proc.pidfd)
-                os.close(proc.pidfd)
-                proc.pidfd = -1
 
 
 def _fresh_copy(image_dir: Path, rootfs: Path) -> None:

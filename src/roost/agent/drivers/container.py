@@ -1,0 +1,391 @@
+"""The container driver: a machine is an OCI container run by `runc`, with its own PID, mount, UTS (hostname =
+machine id), IPC, cgroup and network namespaces, the image read-only under a writable layer that starts empty
+on every start (an overlay), guest cpus and memory as cgroup limits, and a pids limit.
+
+`runc run --keep` stays in the foreground for each machine: it is the child we watch (its exit status is the
+machine's), it forwards the signals we send it to the machine's init, and it keeps running across an agent
+restart, like the process driver's workloads. SIGKILL, suspend and resume go straight to the machine's cgroup
+(a frozen machine resumes in a millisecond, without a runtime call). When the machine ends, its container,
+overlay mount and network namespace are removed by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal as signals
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from roost.agent.drivers.base import DriverError, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
+from roost.agent.drivers.process import trim_log
+from roost.agent.netns import HostNetwork, NetworkError
+from roost.core import oci_spec
+from roost.core.oci_spec import MachineRun, SpecError
+
+log = logging.getLogger("roost.agent.container")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+KILL_GRACE = 5.0
+START_TIMEOUT = 30.0
+RUNC_TIMEOUT = 15.0
+MAX_USER_DB = 1 << 20  # /etc/passwd and /etc/group read from an image: bounded
+
+
+GUEST_INIT = "/.roost/init"  # where the machine's init (tini) appears inside it
+MAX_LINKS = 40  # symlinks followed when finding a command inside an image
+
+
+def runc_available() -> bool:
+    """True where the container driver can run: root, runc, and a static init to put in each machine."""
+    return os.geteuid() == 0 and shutil.which("runc") is not None and shutil.which("tini-static") is not None
+
+
+class ContainerDriver(PidWatcher):
+    name = "container"
+    isolated = True
+
+    def __init__(self, root: Path, host_id: str, network: HostNetwork | None, runtime: str = "runc",
+                 init: str = "tini-static") -> None:
+        super().__init__()
+        # The machine's PID 1 is a small init (as on Fly): it forwards signals to the app's process group and reaps
+        # orphans; an app that is PID 1 itself would ignore SIGTERM and SIGINT it has no handler for.
+        found = shutil.which(init)
+        if found is None:
+            raise DriverError(f"the container driver needs {init!r} (Debian package tini) to be its machines' init")
+        self.init = found
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_root = root / ".runc"  # runc's own state, one per agent so hosts on one box do not mix
+        self.runtime = shutil.which(runtime) or runtime
+        self.network = network
+        self.cgroup_parent = f"roost-{host_id}"
+        self.unified = (CGROUP_ROOT / "cgroup.controllers").exists()
+
+    # ---- paths ----
+
+    def machine_dir(self, machine_id: str) -> Path:
+        return self.root / machine_id
+
+    def rootfs(self, machine_id: str) -> Path:
+        """The machine's writable layer: what it wrote since its last fresh start."""
+        return self.machine_dir(machine_id) / "upper"
+
+    def log_path(self, machine_id: str) -> Path:
+        return self.machine_dir(machine_id) / "machine.log"
+
+    def _cgroup(self, controller: str, machine_id: str) -> Path:
+        if self.unified:
+            return CGROUP_ROOT / self.cgroup_parent / machine_id
+        return CGROUP_ROOT / controller / self.cgroup_parent / machine_id
+
+    # ---- interface ----
+
+    async def start(self, spec: StartSpec) -> RunInfo:
+        mid = spec.machine_id
+        if self.inspect(mid):
+            raise DriverError(f"machine {mid} is already running")
+        if not spec.argv or not spec.argv[0]:
+            raise DriverError("nothing to run: set config.init.cmd, or give the image a Cmd")
+        mdir = self.machine_dir(mid)
+        await asyncio.to_thread(self._clean_leftovers, mid)
+        merged = mdir / "root"
+        await asyncio.to_thread(_overlay, spec.image_dir, mdir, spec.fresh_rootfs)
+        try:
+            netns = ""
+            if self.network is not None:
+                if not spec.address:
+                    raise DriverError(f"machine {mid} has no address on this host's machine subnet")
+                netns = await asyncio.to_thread(self.network.attach, mid, spec.address)
+            argv = [find_command(merged, spec.argv[0], spec.env.get("PATH") or _image_path(spec.image_config)),
+                    *spec.argv[1:]]
+            mounts = [(self.init, GUEST_INIT, True)] + [(str(host), guest, ro) for host, guest, ro in spec.mounts]
+            if spec.volume:
+                spec.volume[0].mkdir(parents=True, exist_ok=True)
+                mounts.append((str(spec.volume[0]), spec.volume[1], False))
+            run = MachineRun(
+                machine_id=mid, rootfs=str(merged), env=spec.env, memory_mb=spec.memory_mb, cpus=spec.cpus,
+                cpu_kind=spec.cpu_kind, exec_=(GUEST_INIT, "-g", "--", *argv), netns=netns, mounts=tuple(mounts),
+                cgroups_path=f"/{self.cgroup_parent}/{mid}")
+            config = oci_spec.runtime_spec(spec.image_config, run, *_user_db(spec.image_dir))
+            (mdir / "config.json").write_text(json.dumps(config))
+            pid, runc_pid = await self._run(mid, mdir)
+        except (DriverError, NetworkError, SpecError, OSError) as exc:
+            await asyncio.to_thread(self._clean_leftovers, mid)
+            raise DriverError(str(exc)) from exc
+        started = proc_start_time(runc_pid) or 0
+        proc = self._watch(mid, runc_pid, child=True, oom_before=0)
+        proc.extra["init_pid"] = pid
+        return RunInfo(pid=runc_pid, proc_start=started, started_at=time.time(), extra={"init_pid": pid})
+
+    async def _run(self, mid: str, mdir: Path) -> tuple[int, int]:
+        """Spawn `runc run` in the foreground; returns (the machine's init pid, runc's pid) once it runs."""
+        log_path = self.log_path(mid)
+        trim_log(log_path)
+        pid_file = mdir / "init.pid"
+        pid_file.unlink(missing_ok=True)
+        runc_log = mdir / "runc.log"
+        runc_log.unlink(missing_ok=True)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            runc_pid = os.posix_spawn(self.runtime, [
+                "runc", "--root", str(self.state_root), "--log", str(runc_log), "--log-format", "json",
+                "run", "--keep", "--bundle", str(mdir), "--pid-file", str(pid_file), mid,
+            ], {"PATH": os.environ.get("PATH", oci_spec.DEFAULT_PATH)}, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            ], setsid=True)
+        finally:
+            os.close(log_fd)
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.001
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                return int(pid_file.read_text().strip()), runc_pid
+            done, status = os.waitpid(runc_pid, os.WNOHANG)
+            if done:
+                raise DriverError(f"machine {mid} did not start: {_runc_error(runc_log, status)}")
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(runc_pid, signals.SIGKILL)
+                os.waitpid(runc_pid, 0)
+                raise DriverError(f"machine {mid} did not start within {START_TIMEOUT:.0f} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def signal(self, machine_id: str, signal: int) -> None:
+        proc = self._running(machine_id)
+        self._signal(machine_id, proc, signal)
+
+    def _signal(self, machine_id: str, proc: Watched, signal: int) -> None:
+        if signal == signals.SIGKILL:
+            self.kill_leftovers(machine_id)  # SIGKILL cannot be forwarded: it goes to every process of the machine
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, signal)  # runc forwards it to the machine's init
+
+    async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            return proc.exited.result() if proc else ExitInfo(exit_code=None, exited_at=time.time())
+        if proc.suspended:
+            await self.resume(machine_id)
+        self._signal(machine_id, proc, signal)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(proc.exited), timeout)
+        proc.killed_by_us = True
+        self.kill_leftovers(machine_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(proc.exited), KILL_GRACE)
+        except TimeoutError:
+            raise DriverError(f"machine {machine_id} did not exit after SIGKILL") from None
+
+    async def suspend(self, machine_id: str) -> bool:
+        proc = self._running(machine_id)
+        if not self._freeze(machine_id, True):
+            return False
+        proc.suspended = True
+        return True
+
+    async def resume(self, machine_id: str) -> None:
+        proc = self._running(machine_id)
+        self._freeze(machine_id, False)
+        proc.suspended = False
+
+    async def recover(self, machine_id: str, info: RunInfo, suspended: bool) -> bool:
+        if info.proc_start == 0 or proc_start_time(info.pid) != info.proc_start:
+            # runc is gone: whatever is left of the machine goes too, so nothing runs unwatched.
+            self.kill_leftovers(machine_id)
+            return False
+        proc = self._watch(machine_id, info.pid, child=False, oom_before=0)
+        proc.suspended = suspended
+        return True
+
+    async def destroy(self, machine_id: str) -> None:
+        proc = self._procs.get(machine_id)
+        if proc is not None and not proc.exited.done():
+            proc.killed_by_us = True
+            self.kill_leftovers(machine_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.exited), KILL_GRACE)
+        self._procs.pop(machine_id, None)
+        self.kill_leftovers(machine_id)
+        await asyncio.to_thread(self._clean_leftovers, machine_id)
+        await asyncio.to_thread(shutil.rmtree, self.machine_dir(machine_id), True)
+
+    def kill_leftovers(self, machine_id: str) -> None:
+        """SIGKILL every process in the machine's cgroup (then thaw it, so a frozen machine dies too)."""
+        for pid in self.pids(machine_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signals.SIGKILL)
+        self._freeze(machine_id, False)
+
+    def pids(self, machine_id: str) -> list[int]:
+        try:
+            text = (self._cgroup("pids", machine_id) / "cgroup.procs").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def close(self) -> None:
+        """Agent shutdown: stop watching; the host's network goes only if no machine still uses it."""
+        self.shutdown()
+        if self.network is not None and not any(self.inspect(m) for m in self._procs):
+            with contextlib.suppress(NetworkError):
+                self.network.down()
+        for controller in ("pids", "memory", "cpu", "freezer", "devices", "blkio", "cpuset", "cpuacct"):
+            with contextlib.suppress(OSError):
+                self._cgroup(controller, "").rmdir()
+
+    # ---- internals ----
+
+    def _finish(self, machine_id: str, proc: Watched, code: int | None, sig: int | None) -> None:
+        if sig is None and code is not None and code > 128:
+            sig = code - 128  # runc reports a machine killed by a signal as 128 + the signal
+        oom = sig == signals.SIGKILL and not proc.killed_by_us and self._oom_kills(machine_id) > 0
+        info = ExitInfo(exit_code=code, signal=sig, oom_killed=oom, exited_at=time.time())
+
+        async def cleanup() -> None:
+            self.kill_leftovers(machine_id)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._clean_leftovers, machine_id)
+            if not proc.exited.done():
+                proc.exited.set_result(info)
+
+        asyncio.get_running_loop().create_task(cleanup(), name=f"container-exit-{machine_id}")
+
+    def _oom_kills(self, machine_id: str) -> int:
+        path = self._cgroup("memory", machine_id) / ("memory.events" if self.unified else "memory.oom_control")
+        with contextlib.suppress(OSError, ValueError):
+            for line in path.read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+        return 0
+
+    def _freeze(self, machine_id: str, frozen: bool, timeout: float = 2.0) -> bool:
+        if self.unified:
+            state, want = self._cgroup("", machine_id) / "cgroup.freeze", "1" if frozen else "0"
+        else:
+            state, want = self._cgroup("freezer", machine_id) / "freezer.state", "FROZEN" if frozen else "THAWED"
+        try:
+            state.write_text(want)
+            deadline = time.monotonic() + timeout
+            while state.read_text().strip() != want:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.0005)
+            return True
+        except OSError:
+            return False
+
+    def _clean_leftovers(self, machine_id: str) -> None:
+        """Remove what a run of the machine leaves: its container record, overlay mount, namespace, cgroups."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([self.runtime, "--root", str(self.state_root), "delete", "--force", machine_id],
+                           capture_output=True, timeout=RUNC_TIMEOUT, check=False)
+        merged = self.machine_dir(machine_id) / "root"
+        if os.path.ismount(merged):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["umount", "-l", str(merged)], capture_output=True, timeout=RUNC_TIMEOUT, check=False)
+        if self.network is not None:
+            with contextlib.suppress(NetworkError):
+                self.network.detach(machine_id)
+        for controller in ("pids", "memory", "cpu", "freezer", "devices", "blkio", "cpuset", "cpuacct"):
+            with contextlib.suppress(OSError):
+                self._cgroup(controller, machine_id).rmdir()
+
+
+def _overlay(image_dir: Path, mdir: Path, fresh: bool) -> None:
+    """Mount the image (read-only, shared by every machine of it) under the machine's own writable layer."""
+    upper, work, merged = mdir / "upper", mdir / "work", mdir / "root"
+    if fresh:
+        for d in (upper, work):
+            shutil.rmtree(d, ignore_errors=True)
+    for d in (upper, work, merged):
+        d.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={image_dir},upperdir={upper},workdir={work}"
+    done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+                          capture_output=True, text=True, timeout=RUNC_TIMEOUT, check=False)
+    if done.returncode != 0:
+        raise DriverError(f"mounting the machine's root: {done.stderr.strip()}")
+
+
+def _image_path(image_config: dict[str, Any]) -> str:
+    for item in image_config.get("Env") or []:
+        if isinstance(item, str) and item.startswith("PATH="):
+            return item[5:]
+    return oci_spec.DEFAULT_PATH
+
+
+def find_command(root: Path, cmd: str, path: str) -> str:
+    """The command's path inside the machine (as its init will find it), or a DriverError that says it is not
+    there. Symlinks are followed as the machine sees them: inside `root`, never out of it."""
+    candidates = [cmd] if "/" in cmd else [f"{d.rstrip('/')}/{cmd}" for d in path.split(":") if d.startswith("/")]
+    for guest in candidates:
+        target = _resolve_inside(root, guest if guest.startswith("/") else "/" + guest)
+        if target is not None and target.is_file():
+            if not os.access(target, os.X_OK):
+                raise DriverError(f"command {cmd!r} is not executable in the image (chmod +x it)")
+            return guest
+    where = "" if "/" in cmd else f" (looked in PATH={path})"
+    raise DriverError(f"command {cmd!r} not found in the image{where}")
+
+
+def _resolve_inside(root: Path, guest: str) -> Path | None:
+    parts = [p for p in guest.split("/") if p and p != "."]
+    current = root
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = current.parent if current != root else root
+            continue
+        nxt = current / part
+        if nxt.is_symlink():
+            links += 1
+            if links > MAX_LINKS:
+                return None
+            target = os.readlink(nxt)
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            current = root if target.startswith("/") else current
+            continue
+        if not nxt.exists():
+            return None
+        current = nxt
+    return current
+
+
+def _user_db(image_dir: Path) -> tuple[str, str]:
+    """The image's /etc/passwd and /etc/group, if they are plain files inside it (never followed out of it)."""
+    out = []
+    for name in ("passwd", "group"):
+        text = ""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            etc = image_dir / "etc"
+            if not etc.is_symlink() and etc.is_dir():
+                fd = os.open(etc / name, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "rb") as fh:
+                    text = fh.read(MAX_USER_DB).decode()
+        out.append(text)
+    return out[0], out[1]
+
+
+def _runc_error(runc_log: Path, status: int) -> str:
+    """runc's last error message (from its JSON log), else its exit status."""
+    message = ""
+    with contextlib.suppress(OSError):
+        for line in runc_log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                entry: dict[str, Any] = json.loads(line)
+                if entry.get("level") in ("error", "fatal"):
+                    message = str(entry.get("msg", ""))
+    if message:
+        return message
+    return f"runc exited with status {os.waitstatus_to_exitcode(status)}"

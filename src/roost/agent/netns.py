@@ -1,0 +1,119 @@
+"""Each machine's network of its own (container driver): a network namespace with one address on this host's
+machine subnet, so the app listens on `0.0.0.0:internal_port` itself and two machines can both use 8080.
+
+The machines of a host hang off a bridge that lives in a namespace of its own (`roost-net-<host>`): it has no
+default route and forwards nothing, so a machine reaches its neighbours on the bridge and the host's uplink
+address, and nothing beyond. The host reaches the subnet through one veth (`rb…` in the host's namespace,
+holding the subnet's first address), which is how the edge and the checks reach `private_ip:internal_port`.
+Machines have no default route; egress (NAT) is an operator's choice, off by default.
+
+Everything is named after what it belongs to (host id, machine id), so it is found and removed by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger("roost.agent.netns")
+NETNS_DIR = Path("/var/run/netns")
+IP_TIMEOUT = 10.0
+
+
+class NetworkError(Exception):
+    pass
+
+
+def _short(text: str, length: int = 10) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT, input=stdin,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetworkError(f"ip {' '.join(args)}: {exc}") from exc
+    if check and done.returncode != 0:
+        raise NetworkError(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+class HostNetwork:
+    """The machine subnet of one host (e.g. 10.213.3.0/24): `up()` once, then `attach`/`detach` per machine."""
+
+    def __init__(self, host_id: str, subnet: str) -> None:
+        try:
+            self.subnet = ipaddress.IPv4Network(subnet)
+        except ValueError as exc:
+            raise NetworkError(f"machine subnet {subnet!r}: {exc}") from None
+        if self.subnet.prefixlen > 29:
+            raise NetworkError(f"machine subnet {subnet!r} is too small (at most /29)")
+        self.host_id = host_id
+        self.bridge_ns = f"roost-net-{_short(host_id)}"
+        self.uplink = f"rb{_short(host_id, 12)}"  # interface names hold 15 characters
+        self.gateway = next(self.subnet.hosts())
+
+    # ---- the host's side ----
+
+    def up(self) -> None:
+        """Make the bridge namespace and the uplink, if they are not there already (idempotent)."""
+        if not (NETNS_DIR / self.bridge_ns).exists():
+            _ip("netns", "add", self.bridge_ns)
+        ns = self.bridge_ns
+        if _ip("-n", ns, "link", "show", "br0", check=False).returncode != 0:
+            _ip("-n", ns, "-batch", "-", stdin="link add br0 type bridge\nlink set br0 up\nlink set lo up\n")
+        if _ip("link", "show", self.uplink, check=False).returncode != 0:
+            _ip("link", "add", self.uplink, "type", "veth", "peer", "name", "up0", "netns", ns)
+            _ip("-n", ns, "link", "set", "up0", "master", "br0", "up")
+            _ip("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.uplink)
+            _ip("link", "set", self.uplink, "up")
+
+    def down(self) -> None:
+        """Remove the uplink and the bridge namespace (machines' namespaces go with `detach`)."""
+        _ip("link", "del", self.uplink, check=False)
+        _ip("netns", "del", self.bridge_ns, check=False)
+
+    # ---- a machine's side ----
+
+    @staticmethod
+    def machine_ns(machine_id: str) -> str:
+        return f"roost-m-{machine_id}"
+
+    def netns_path(self, machine_id: str) -> str:
+        return str(NETNS_DIR / self.machine_ns(machine_id))
+
+    def attach(self, machine_id: str, address: str) -> str:
+        """A fresh network namespace for the machine with `address` on eth0; returns its path."""
+        ip = ipaddress.IPv4Address(address)
+        if ip not in self.subnet or ip in (self.gateway, self.subnet.network_address, self.subnet.broadcast_address):
+            raise NetworkError(f"address {address} is not a machine address of this host's subnet {self.subnet}")
+        self.detach(machine_id)  # whatever an earlier run left
+        ns = self.machine_ns(machine_id)
+        veth = f"v{machine_id}"[:15]
+        _ip("netns", "add", ns)
+        try:
+            _ip("link", "add", veth, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("-n", self.bridge_ns, "link", "set", veth, "master", "br0", "up")
+            _ip("-n", ns, "-batch", "-", stdin=f"addr add {ip}/{self.subnet.prefixlen} dev eth0\n"
+                                              "link set eth0 up\nlink set lo up\n")
+        except NetworkError:
+            self.detach(machine_id)
+            raise
+        return self.netns_path(machine_id)
+
+    def detach(self, machine_id: str) -> None:
+        """Remove the machine's namespace (its veth pair goes with it)."""
+        if (NETNS_DIR / self.machine_ns(machine_id)).exists():
+            _ip("netns", "del", self.machine_ns(machine_id), check=False)
+        with contextlib.suppress(NetworkError):
+            _ip("-n", self.bridge_ns, "link", "del", f"v{machine_id}"[:15], check=False)
+
+    def attached(self) -> list[str]:
+        """Machine ids that have a namespace on this box (any host's)."""
+        prefix = "roost-m-"
+        return [p.name[len(prefix):] for p in NETNS_DIR.glob(prefix + "*")] if NETNS_DIR.exists() else []
