@@ -24,13 +24,17 @@ from roost.agent.api import routes
 from roost.agent.cgroups import Cgroups
 from roost.agent.credential import HostCredential, join
 from roost.agent.credential import authorize as authorize_call
+from roost.agent.drivers.container import ContainerDriver
 from roost.agent.drivers.fake import FakeDriver
 from roost.agent.drivers.process import ProcessDriver
 from roost.agent.images import ImageCache
+from roost.agent.netns import HostNetwork
+from roost.agent.oci_images import OciImages, oci_tools_available
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
 from roost.core.errors import RoostError
+from roost.registry import RegistryAccess
 from roost.tls import Listener, Trust
 from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, token_list
 
@@ -54,6 +58,8 @@ class AgentConfig:
     join_token: str = ""  # join the fleet with it (once) instead of holding the fleet token
     tls: Listener | None = None  # listen with HTTPS only, with this certificate
     trust: Trust = field(default_factory=Trust)  # whom it trusts: the server, its peers (a pinned fleet CA)
+    machine_net: str = ""  # the container driver's machine subnet on this host (unique in the fleet)
+    registry: RegistryAccess = field(default_factory=RegistryAccess)  # how to pull OCI images
 
 
 def build_app(config: AgentConfig) -> Starlette:
@@ -62,6 +68,10 @@ def build_app(config: AgentConfig) -> Starlette:
     os.chmod(data, 0o700)  # machine specs (secrets in their env), logs and volumes: the agent's alone
     if config.driver == "fake":
         driver: Any = FakeDriver()
+    elif config.driver == "container":
+        network = HostNetwork(config.host_id, config.machine_net)
+        network.up()
+        driver = ContainerDriver(data / "machines", config.host_id, network)
     else:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
     credential = _credential(config)
@@ -70,12 +80,14 @@ def build_app(config: AgentConfig) -> Starlette:
                     trust=config.trust)
     images = ImageCache(data / "images", config.server_url, outbound, local_address=config.listen_host,
                         trust=config.trust)
+    oci = OciImages(data / "oci", config.registry) if oci_tools_available() else None
     supervisor = Supervisor(driver, RecordStore(data / "records"), images,
-                            outbox.put, runtime_bin_dir(data / "bin"), data / "volumes")
+                            outbox.put, runtime_bin_dir(data / "bin"), data / "volumes", oci)
     agent_url = f"{'https' if config.tls else 'http'}://{config.listen_host}:{config.listen_port}"
     registration = {
         "id": config.host_id, "region": config.region, "address": config.listen_host, "agent_url": agent_url,
         "cpus": config.cpus, "memory_mb": config.memory_mb, "version": __version__, "boot_id": _boot_id(data),
+        "driver": driver.name, "machine_net": config.machine_net if driver.isolated else "",
     }
 
     @contextlib.asynccontextmanager
@@ -126,7 +138,8 @@ def build_app(config: AgentConfig) -> Starlette:
             heartbeat.stop()
             await asyncio.wait([outbox_task], timeout=3)
             await supervisor.shutdown()
-            driver.shutdown()  # machines keep running: the agent's exit is not theirs
+            # Machines keep running: the agent's exit is not theirs.
+            driver.close() if isinstance(driver, ContainerDriver) else driver.shutdown()
 
     app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
                                                "address": config.listen_host}, config.trust),

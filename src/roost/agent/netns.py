@@ -12,7 +12,6 @@ Everything is named after what it belongs to (host id, machine id), so it is fou
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -46,17 +45,28 @@ def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.
 class HostNetwork:
     """The machine subnet of one host (e.g. 10.213.3.0/24): `up()` once, then `attach`/`detach` per machine."""
 
-    def __init__(self, host_id: str, subnet: str) -> None:
-        try:
-            self.subnet = ipaddress.IPv4Network(subnet)
-        except ValueError as exc:
-            raise NetworkError(f"machine subnet {subnet!r}: {exc}") from None
-        if self.subnet.prefixlen > 29:
-            raise NetworkError(f"machine subnet {subnet!r} is too small (at most /29)")
+    def __init__(self, host_id: str, subnet: str = "") -> None:
+        """Without a subnet, it can only remove what an earlier run made (names come from the host id alone)."""
         self.host_id = host_id
         self.bridge_ns = f"roost-net-{_short(host_id)}"
         self.uplink = f"rb{_short(host_id, 12)}"  # interface names hold 15 characters
-        self.gateway = next(self.subnet.hosts())
+        self.subnet: ipaddress.IPv4Network | None = None
+        if subnet:
+            try:
+                self.subnet = ipaddress.IPv4Network(subnet)
+            except ValueError as exc:
+                raise NetworkError(f"machine subnet {subnet!r}: {exc}") from None
+            if self.subnet.prefixlen > 29:
+                raise NetworkError(f"machine subnet {subnet!r} is too small (at most /29)")
+
+    def _subnet(self) -> ipaddress.IPv4Network:
+        if self.subnet is None:
+            raise NetworkError("this host has no machine subnet (--machine-net)")
+        return self.subnet
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return next(self._subnet().hosts())
 
     # ---- the host's side ----
 
@@ -70,7 +80,7 @@ class HostNetwork:
         if _ip("link", "show", self.uplink, check=False).returncode != 0:
             _ip("link", "add", self.uplink, "type", "veth", "peer", "name", "up0", "netns", ns)
             _ip("-n", ns, "link", "set", "up0", "master", "br0", "up")
-            _ip("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.uplink)
+            _ip("addr", "add", f"{self.gateway}/{self._subnet().prefixlen}", "dev", self.uplink)
             _ip("link", "set", self.uplink, "up")
 
     def down(self) -> None:
@@ -89,9 +99,13 @@ class HostNetwork:
 
     def attach(self, machine_id: str, address: str) -> str:
         """A fresh network namespace for the machine with `address` on eth0; returns its path."""
-        ip = ipaddress.IPv4Address(address)
-        if ip not in self.subnet or ip in (self.gateway, self.subnet.network_address, self.subnet.broadcast_address):
-            raise NetworkError(f"address {address} is not a machine address of this host's subnet {self.subnet}")
+        subnet = self._subnet()
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            raise NetworkError(f"invalid machine address {address!r}") from None
+        if ip not in subnet or ip in (self.gateway, subnet.network_address, subnet.broadcast_address):
+            raise NetworkError(f"address {address} is not a machine address of this host's subnet {subnet}")
         self.detach(machine_id)  # whatever an earlier run left
         ns = self.machine_ns(machine_id)
         veth = f"v{machine_id}"[:15]
@@ -99,7 +113,7 @@ class HostNetwork:
         try:
             _ip("link", "add", veth, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0", "netns", ns)
             _ip("-n", self.bridge_ns, "link", "set", veth, "master", "br0", "up")
-            _ip("-n", ns, "-batch", "-", stdin=f"addr add {ip}/{self.subnet.prefixlen} dev eth0\n"
+            _ip("-n", ns, "-batch", "-", stdin=f"addr add {ip}/{subnet.prefixlen} dev eth0\n"
                                               "link set eth0 up\nlink set lo up\n")
         except NetworkError:
             self.detach(machine_id)
@@ -109,9 +123,7 @@ class HostNetwork:
     def detach(self, machine_id: str) -> None:
         """Remove the machine's namespace (its veth pair goes with it)."""
         if (NETNS_DIR / self.machine_ns(machine_id)).exists():
-            _ip("netns", "del", self.machine_ns(machine_id), check=False)
-        with contextlib.suppress(NetworkError):
-            _ip("-n", self.bridge_ns, "link", "del", f"v{machine_id}"[:15], check=False)
+            _ip("netns", "del", self.machine_ns(machine_id), check=False)  # its veth pair goes with it
 
     def attached(self) -> list[str]:
         """Machine ids that have a namespace on this box (any host's)."""

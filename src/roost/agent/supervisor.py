@@ -23,12 +23,14 @@ from roost import tasks
 from roost.agent.checks import CheckRunner, check_specs
 from roost.agent.drivers.base import Driver, DriverError, ExitInfo, KillsLeftovers, StartSpec
 from roost.agent.images import ImageCache, ImageError
+from roost.agent.oci_images import OciImageError, OciImages
 from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
 from roost.core.agent_spec import AgentSpec
 from roost.core.errors import RoostError
 from roost.core.events import exit_request, machine_event
 from roost.core.lifecycle import State
+from roost.core.oci_spec import SpecError
 from roost.core.restart import backoff, should_restart
 from roost.detector import recovery
 from roost.detector.recovery import AgentAction
@@ -36,14 +38,17 @@ from roost.keyed_locks import KeyedLocks
 
 log = logging.getLogger("roost.agent.supervisor")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_FENCING_FILE = "/.roost/fencing-token"  # where an isolated machine reads its fencing token
 
 
 class Supervisor:
     def __init__(self, driver: Driver, records: RecordStore, images: ImageCache,
-                 report: Callable[[dict[str, Any]], None], runtime_bin: Path, volumes_dir: Path) -> None:
+                 report: Callable[[dict[str, Any]], None], runtime_bin: Path, volumes_dir: Path,
+                 oci: OciImages | None = None) -> None:
         self.driver = driver
         self.store = records
         self.images = images
+        self.oci = oci
         self.report = report
         self.runtime_bin = runtime_bin
         self.volumes_dir = volumes_dir
@@ -251,21 +256,35 @@ class Supervisor:
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
         fresh = not (record is not None and (record.state == State.SUSPENDED or record.keep_rootfs)
                      and record.instance_id == spec.instance_id)
-        with self.images.hold(spec.image.digest):  # not collected while this start copies it
+        cache = self.oci if spec.image.source == "registry" and self.oci is not None else self.images
+        with cache.hold(spec.image.digest):  # not collected while this start uses it
             return await self._boot(spec, record, fresh, restarting)
 
     async def _boot(self, spec: AgentSpec, record: MachineRecord | None, fresh: bool,
                     restarting: bool) -> dict[str, Any]:
         mid = spec.id
+        image_config: dict[str, Any] | None = None
         try:
-            image_dir = await self.images.ensure(spec.image.digest)
-        except (ImageError, KeyError) as exc:
+            if spec.image.source == "registry":
+                if self.oci is None:
+                    raise ImageError("this host cannot pull OCI images (skopeo and umoci are not installed)")
+                image = await self.oci.ensure(spec.image.ref, spec.image.digest)
+                image_dir, image_config = image.rootfs, image.config
+            else:
+                image_dir = await self.images.ensure(spec.image.digest)
+        except (ImageError, OciImageError, KeyError) as exc:
+            raise RoostError(422, str(exc)) from exc
+        try:
+            argv = spec.argv(image_config)
+        except SpecError as exc:
             raise RoostError(422, str(exc)) from exc
         volume = spec.volume
+        guest = mc.guest(spec.config)
+        env, mounts = self._env(spec, image_config)
         start_spec = StartSpec(
-            machine_id=mid, argv=spec.argv(), env=self._env(spec), image_dir=image_dir,
-            memory_mb=mc.guest(spec.config).memory_mb, fresh_rootfs=fresh,
-            volume=(self.volumes_dir / volume.id, volume.path) if volume else None,
+            machine_id=mid, argv=argv, env=env, image_dir=image_dir, memory_mb=guest.memory_mb, fresh_rootfs=fresh,
+            volume=(self.volumes_dir / volume.id, volume.path) if volume else None, image_config=image_config or {},
+            cpus=float(guest.cpus), cpu_kind=guest.cpu_kind, address=spec.private_ip, mounts=mounts,
         )
         new = MachineRecord(id=mid, spec=spec, state=State.STARTED)
         if record is not None:
@@ -354,7 +373,10 @@ class Supervisor:
             self.store.delete(machine_id)
             self._snap()
         self.lock.forget(machine_id)
-        removed = self.images.collect({r.spec.image.digest for r in self.records.values()})
+        in_use = {r.spec.image.digest for r in self.records.values()}
+        removed = self.images.collect(in_use)
+        if self.oci is not None:
+            removed += await asyncio.to_thread(self.oci.collect, in_use)
         if removed:
             log.info("removed %d unused images: %s", len(removed), ", ".join(removed))
 
@@ -460,15 +482,22 @@ class Supervisor:
         if runner is not None:
             await runner.stop()
 
-    def _env(self, spec: AgentSpec) -> dict[str, str]:
+    def _env(self, spec: AgentSpec, image_config: dict[str, Any] | None) -> tuple[dict[str, str], tuple[Any, ...]]:
+        """The machine's environment, and what must be mounted into it for that environment to hold."""
+        token_file = self.fencing_dir / f"{spec.id}.token"
+        token_file.write_text(spec.env.get("ROOST_FENCING_TOKEN", "1") + "\n")
         env = dict(spec.env)
         env.setdefault("LANG", "C.UTF-8")
+        if self.driver.isolated:
+            # The image's own environment (PATH, HOME) stands under the machine's; host paths mean nothing inside.
+            env["ROOST_FENCING_FILE"] = GUEST_FENCING_FILE
+            return env, ((token_file, GUEST_FENCING_FILE, True),)
+        image_env = dict(item.split("=", 1) for item in (image_config or {}).get("Env") or [] if "=" in item)
+        env = {**image_env, **env}
         env["PATH"] = f"{self.runtime_bin}:{env.get('PATH') or SYSTEM_PATH}"
         env.setdefault("HOME", "/tmp")
-        token_file = self.fencing_dir / f"{spec.id}.token"
-        token_file.write_text(env.get("ROOST_FENCING_TOKEN", "1") + "\n")
         env["ROOST_FENCING_FILE"] = str(token_file)
-        return env
+        return env, ()
 
     async def shutdown(self) -> None:
         for machine_id in list(self._checks):

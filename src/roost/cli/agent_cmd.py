@@ -40,7 +40,17 @@ def register(app: typer.Typer) -> None:
         memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory this host offers, MB."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Where machines, images and records live."),
         heartbeat_interval: float = typer.Option(0.25, "--heartbeat-interval", help="Seconds between heartbeats."),
-        driver: str = typer.Option("process", "--driver", help="process (default) or fake (tests)."),
+        driver: str = typer.Option("process", "--driver",
+                                   help="container (runc: each machine isolated, with its own network), process "
+                                        "(machines are host processes: no isolation) or fake (tests)."),
+        machine_net: str = typer.Option("10.213.0.0/24", "--machine-net",
+                                        help="The container driver's subnet for this host's machines; give each "
+                                             "host of a fleet its own (docs/images.md)."),
+        registry_auth: Path = typer.Option(None, "--registry-auth", envvar="ROOST_REGISTRY_AUTH",
+                                           help="Registry credentials, in ~/.docker/config.json's format (auths)."),
+        insecure_registry: list[str] = typer.Option([], "--insecure-registry",
+                                                    help="A registry (HOST:PORT) reached over plain HTTP "
+                                                         "(loopback registries always are); repeatable."),
         no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups even where allowed."),
         tls_cert: Path = typer.Option(None, "--tls-cert", help=TLS_CERT_HELP),
         tls_key: Path = typer.Option(None, "--tls-key", help=TLS_KEY_HELP),
@@ -48,6 +58,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a host agent: register the host, heartbeat, and run machines."""
         from roost.agent.main import AgentConfig, default_host_id, run
+        from roost.registry import RegistryAccess
 
         if not is_known(region):
             raise CliError(f"unknown region {region!r}; see 'roost platform regions' for the codes")
@@ -55,8 +66,21 @@ def register(app: typer.Typer) -> None:
         host_id = host_id or default_host_id(host)
         if not HOST_ID_RE.match(host_id):
             raise CliError(f"invalid --host-id {host_id!r}: letters, digits, '.', '_' and '-'")
-        if driver not in ("process", "fake"):
-            raise CliError(f"unknown --driver {driver!r}: use process or fake")
+        if driver not in ("container", "process", "fake"):
+            raise CliError(f"unknown --driver {driver!r}: use container, process or fake")
+        if driver == "container":
+            from roost.agent.drivers.container import runc_available
+            from roost.agent.netns import HostNetwork, NetworkError
+
+            if not runc_available():
+                raise CliError("--driver container needs root, runc and tini (apt-get install runc tini); "
+                               "or use --driver process, which does not isolate machines")
+            try:
+                HostNetwork(host_id, machine_net)
+            except NetworkError as exc:
+                raise CliError(f"--machine-net: {exc}") from None
+        if registry_auth is not None and not registry_auth.is_file():
+            raise CliError(f"--registry-auth {registry_auth}: no such file")
         if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
             raise CliError("--cpus must be >= 1, --memory-mb >= 64 and --heartbeat-interval > 0")
         tls, trust = tls_setup(tls_cert, tls_key, ca)
@@ -71,4 +95,5 @@ def register(app: typer.Typer) -> None:
             listen_host=host, listen_port=port,
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups, tls=tls, trust=trust,
+            machine_net=machine_net, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
         ))

@@ -35,6 +35,15 @@ def register(app: typer.Typer) -> None:
                                                 "(http-01, answered by the edges), e.g. Let's Encrypt's."),
         acme_ca: Path = typer.Option(None, "--acme-ca", help="Trust this CA for the ACME directory (e.g. pebble's)."),
         acme_email: str = typer.Option("", "--acme-email", help="Contact address for the ACME account."),
+        registry_auth: Path = typer.Option(None, "--registry-auth", envvar="ROOST_REGISTRY_AUTH",
+                                           help="Registry credentials, in ~/.docker/config.json's format (auths)."),
+        insecure_registry: list[str] = typer.Option([], "--insecure-registry",
+                                                    help="A registry (HOST:PORT) reached over plain HTTP "
+                                                         "(loopback registries always are); repeatable."),
+        allow_registry: list[str] = typer.Option([], "--allow-registry",
+                                                 help="Machines may use images only from registries matching "
+                                                      "this pattern (e.g. '127.0.0.1:*'); repeatable; "
+                                                      "default: any registry."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         from roost.detector.membership import DetectorConfig
@@ -53,7 +62,12 @@ def register(app: typer.Typer) -> None:
         if acme_ca is not None and not acme_ca.is_file():
             raise CliError(f"--acme-ca {acme_ca}: no such file")
         acme = AcmeConfig(acme_directory, acme_ca, acme_email) if acme_directory else None
+        if registry_auth is not None and not registry_auth.is_file():
+            raise CliError(f"--registry-auth {registry_auth}: no such file")
+        from roost.registry import RegistryAccess
+
         run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
                          store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
                          secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
-                         acme=acme))
+                         acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
+                         allowed_registries=tuple(allow_registry)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roost.core.errors import RoostError, bad_request
+from roost.core.oci_spec import command
 
 # Ids the agent turns into file and cgroup names: no dots (so never ".."), no slashes, bounded.
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -24,11 +25,15 @@ MAX_ENV_BYTES = 1 << 20
 MAX_STOP_TIMEOUT = 24 * 3600.0
 
 
+IMAGE_SOURCES = ("bundle", "registry")
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     ref: str
     digest: str
     cmd: tuple[str, ...] = ()
+    source: str = "bundle"  # "bundle": pushed to the control plane; "registry": an OCI image the host pulls
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,8 @@ class AgentSpec:
         return {
             "id": self.id, "app": self.app, "instance_id": self.instance_id, "region": self.region,
             "private_ip": self.private_ip, "ports": dict(self.ports), "config": self.config,
-            "image": {"ref": self.image.ref, "digest": self.image.digest, "cmd": list(self.image.cmd)},
+            "image": {"ref": self.image.ref, "digest": self.image.digest, "cmd": list(self.image.cmd),
+                      "source": self.image.source},
             "env": dict(self.env),
             "volume": {"id": self.volume.id, "path": self.volume.path} if self.volume else None,
             "stop_signal": self.stop_signal, "stop_timeout": self.stop_timeout,
@@ -77,6 +83,9 @@ class AgentSpec:
         cmd = [] if cmd is None else cmd
         if not isinstance(cmd, list) or not all(isinstance(c, str) and "\x00" not in c for c in cmd):
             raise bad_request("spec.image.cmd: expected a list of strings")
+        source = image.get("source", "bundle")
+        if source not in IMAGE_SOURCES:
+            raise bad_request(f"spec.image.source: expected one of {', '.join(IMAGE_SOURCES)}")
         config = obj.get("config")
         config = {} if config is None else config
         if not isinstance(config, dict):
@@ -85,7 +94,8 @@ class AgentSpec:
             id=safe_id(obj.get("id"), "spec.id"),
             app=_text(obj.get("app"), "spec.app"),
             instance_id=_text(obj.get("instance_id"), "spec.instance_id"),
-            image=ImageSpec(_text(image.get("ref"), "spec.image.ref", empty=True), digest, tuple(cmd)),
+            image=ImageSpec(_text(image.get("ref"), "spec.image.ref", empty=source == "bundle"), digest, tuple(cmd),
+                            source),
             config=config,
             env=_env(obj.get("env")),
             ports=_ports(obj.get("ports")),
@@ -96,13 +106,11 @@ class AgentSpec:
             stop_timeout=_number(obj.get("stop_timeout", 5.0), "spec.stop_timeout", 0.0, MAX_STOP_TIMEOUT),
         )
 
-    def argv(self) -> list[str]:
-        """What the machine runs: init.exec, else init.entrypoint + (init.cmd or the image's command)."""
+    def argv(self, image_config: dict[str, Any] | None = None) -> list[str]:
+        """What the machine runs: init.exec, else init.entrypoint (or the image's) + init.cmd (or the image's)."""
         init = self.config.get("init") or {}
-        if init.get("exec"):
-            return [str(a) for a in init["exec"]]
-        return [str(a) for a in (init.get("entrypoint") or [])] + \
-            [str(a) for a in (init.get("cmd") or self.image.cmd)]
+        image = image_config if image_config is not None else {"Cmd": list(self.image.cmd)}
+        return command(image, init.get("exec") or (), init.get("entrypoint") or (), init.get("cmd") or ())
 
 
 def safe_id(value: Any, where: str) -> str:

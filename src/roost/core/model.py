@@ -96,6 +96,7 @@ class Machine:
     exit_code: int | None = None
     fencing: JSON = field(default_factory=dict)  # issue 6: takeover tokens
     note: str = ""  # why the machine is in its state, when it is not obvious (e.g. replaced after takeover)
+    image_source: str = ""  # "" (a bundle pushed to the control plane) or "registry" (an OCI image, by digest)
 
     def copy(self) -> Machine:
         return replace(self, config=dict(self.config), ports=dict(self.ports), events=list(self.events),
@@ -114,6 +115,7 @@ class Machine:
             "cordoned": self.cordoned, "lease": self.lease.to_api() if self.lease else None,
             "versions": self.versions, "skip_service_registration": self.skip_service_registration,
             "exit_code": self.exit_code, "fencing": self.fencing, "note": self.note,
+            "image_source": self.image_source,
         }
 
     @classmethod
@@ -128,6 +130,7 @@ class Machine:
             lease=lease, versions=doc.get("versions") or [],
             skip_service_registration=doc.get("skip_service_registration", False),
             exit_code=doc.get("exit_code"), fencing=doc.get("fencing") or {}, note=doc.get("note", ""),
+            image_source=doc.get("image_source", ""),
         )
 
     def checks_api(self) -> list[JSON]:
@@ -210,13 +213,15 @@ class Host:
     cordoned: bool = False
     version: str = ""
     boot_id: str = ""
+    driver: str = ""  # how its agent runs machines: container | process | fake
+    machine_net: str = ""  # container hosts: the subnet its machines' own addresses come from
 
     def to_doc(self) -> JSON:
         return {
             "id": self.id, "region": self.region, "address": self.address, "agent_url": self.agent_url,
             "cpus": self.cpus, "memory_mb": self.memory_mb, "registered_at": self.registered_at,
             "last_heartbeat": self.last_heartbeat, "status": self.status, "cordoned": self.cordoned,
-            "version": self.version, "boot_id": self.boot_id,
+            "version": self.version, "boot_id": self.boot_id, "driver": self.driver, "machine_net": self.machine_net,
         }
 
     @classmethod
@@ -230,7 +235,7 @@ class Host:
             "used": {"cpus": used_cpus, "memory_mb": used_memory_mb, "machines": machines},
             "status": self.status, "cordoned": self.cordoned, "last_heartbeat": rfc3339(self.last_heartbeat),
             "last_heartbeat_unix": self.last_heartbeat, "registered_at": rfc3339(self.registered_at),
-            "version": self.version,
+            "version": self.version, "driver": self.driver, "machine_net": self.machine_net,
         }
 
 

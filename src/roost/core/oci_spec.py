@@ -52,13 +52,17 @@ class MachineRun:
     pids_limit: int = DEFAULT_PIDS_LIMIT
 
 
-def argv(image: dict[str, Any], run: MachineRun) -> list[str]:
+def command(image: dict[str, Any], exec_: list[str] | tuple[str, ...] = (),
+            entrypoint: list[str] | tuple[str, ...] = (), cmd: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Fly's rule: init.exec wins; else init.entrypoint (or the image's Entrypoint) + init.cmd (or its Cmd)."""
-    if run.exec_:
-        return list(run.exec_)
-    entry = list(run.entrypoint) or _strings(image.get("Entrypoint"), "Entrypoint")
-    cmd = list(run.cmd) or _strings(image.get("Cmd"), "Cmd")
-    out = entry + cmd
+    if exec_:
+        return [str(a) for a in exec_]
+    entry = [str(a) for a in entrypoint] or _strings(image.get("Entrypoint"), "Entrypoint")
+    return entry + ([str(a) for a in cmd] or _strings(image.get("Cmd"), "Cmd"))
+
+
+def argv(image: dict[str, Any], run: MachineRun) -> list[str]:
+    out = command(image, run.exec_, run.entrypoint, run.cmd)
     if not out:
         raise SpecError("nothing to run: the image has no Entrypoint or Cmd; set config.init.cmd")
     return out

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from roost.agent.cgroups import Cgroups
+from roost.agent.drivers.container import host_pids, sweep
 from roost.fleet_ca import fleet_ca, issue_files
 from roost.private_files import write_private
 from roost.tls import Trust
@@ -32,6 +33,7 @@ SERVER_PORT = 4280
 AGENT_PORT = 4300
 PROXY_PORT = 4400
 ADMIN_PORT = 4500
+REGISTRY_PORT = 4390
 
 
 class FleetError(Exception):
@@ -60,6 +62,7 @@ class FleetSpec:
     tls: bool = True  # server, agents and edges speak HTTPS to each other under a fleet CA (issue 15)
     edge_tls_port: int = 0  # the edge of region R terminates apps' TLS on 127.0.0.1:(edge_tls_port+R); 0: none
     server_args: tuple[str, ...] = ()  # more options for `roost server` (e.g. --acme-directory)
+    registry_port: int = 0  # an OCI registry (docker-registry) on 127.0.0.1:PORT for the fleet's images; 0: none
 
 
 def roost_command() -> list[str]:
@@ -133,6 +136,11 @@ def host_address(region_index: int, host_index: int, offset: int = 0) -> str:
     return f"127.0.{offset + region_index + 1}.{host_index + 1}"
 
 
+def machine_net(region_index: int, host_index: int, offset: int = 0) -> str:
+    """The container driver's machine subnet of host 127.0.A.B: 10.(200+B).A.0/24, unique per host address."""
+    return f"10.{200 + host_index + 1}.{offset + region_index + 1}.0/24"
+
+
 def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     """Start the fleet and wait until every part is healthy; returns what fleet.json records."""
     data = spec.data_dir
@@ -160,6 +168,10 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         return ["--tls-cert", str(cert), "--tls-key", str(key), "--ca", fleet["ca"]]
 
     try:
+        if spec.registry_port:
+            say(f"starting the fleet's image registry on 127.0.0.1:{spec.registry_port}")
+            fleet["registry"] = start_registry(data, spec.registry_port)
+            write_fleet(data, fleet)
         say("starting the control plane")
         server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
                        "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval),
@@ -184,6 +196,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--data-dir", str(data / "agents" / host_id),
                         "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver,
                         *tls_args(f"agent-{host_id}", address)]
+                if spec.driver == "container":
+                    argv += ["--machine-net", machine_net(r, h, spec.address_offset)]
                 host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
                         "agent_url": f"{scheme}://{address}:{spec.agent_port}", "argv": argv,
                         "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}
@@ -352,7 +366,7 @@ def machine_pids(host_data_dir: Path) -> set[int]:
         for procs in base.glob("*/cgroup.procs"):
             with contextlib.suppress(OSError, ValueError):
                 pids.update(int(p) for p in procs.read_text().split())
-    return pids
+    return pids | host_pids(host_data_dir.name)
 
 
 def machine_processes(host_data_dir: Path, machine_id: str) -> set[int]:
@@ -398,6 +412,26 @@ def _terminate(pids: list[int], grace: float) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def start_registry(data: Path, port: int) -> dict[str, Any]:
+    """The fleet's OCI registry: Debian's docker-registry (the CNCF distribution server) on loopback, its blobs in
+    the fleet's directory. Waits until it answers."""
+    if shutil.which("docker-registry") is None:
+        raise FleetError("the fleet's registry needs docker-registry (apt-get install docker-registry; "
+                         "./scripts/setup installs it), or pass --registry-port 0")
+    if not _port_free("127.0.0.1", port):
+        raise FleetError(f"127.0.0.1:{port} is in use; pass --registry-port to use another")
+    root = data / "registry"
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    log = data / "logs" / "registry.log"
+    pid = _spawn(["docker-registry", "serve", str(config)], log)
+    _wait_http(f"http://127.0.0.1:{port}/v2/", 20, lambda: pid_alive(pid), log, True)
+    return {"address": f"127.0.0.1:{port}", "pid": pid, "log": str(log), "data_dir": str(root / "data")}
+
+
 def kill_machines(host_data_dir: Path) -> int:
     """SIGKILL every machine process of one host (its process groups too); returns how many were found."""
     pids = machine_pids(host_data_dir)
@@ -435,12 +469,16 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
             stopped["server"] = 1
         for extra in fleet.get("extra_pids", []):
             _terminate([extra], 2)
+        if fleet.get("registry", {}).get("pid") and pid_alive(fleet["registry"]["pid"]):
+            _terminate([fleet["registry"]["pid"]], 3)
         deadline = time.monotonic() + 5
         pids = agents + proxies
         while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
             time.sleep(0.05)
         for host in fleet.get("hosts", []):
             _remove_cgroups(host["id"])
+            if host.get("argv") and "container" in host["argv"]:
+                stopped["machines"] += sweep(Path(host["data_dir"]) / "machines", host["id"])
         with contextlib.suppress(FileNotFoundError):
             (data_dir / "fleet.json").unlink()
     if purge and data_dir.exists():

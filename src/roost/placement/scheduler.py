@@ -7,6 +7,7 @@ the host with the most free memory. Deterministic: equal hosts are ordered by id
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -162,3 +163,14 @@ def allocate_ports(guest_ports: Iterable[int], used: Iterable[int], existing: Ma
         result[key] = candidate
         taken.add(candidate)
     return result
+
+
+def machine_address(subnet: str, used: Iterable[str]) -> str:
+    """The lowest free machine address of a host's subnet (its first address is the host's own uplink)."""
+    taken = set(used)
+    hosts = ipaddress.IPv4Network(subnet).hosts()
+    next(hosts, None)
+    for candidate in hosts:
+        if str(candidate) not in taken:
+            return str(candidate)
+    raise insufficient_capacity(f"no free machine address left in {subnet}: the host is full")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import logging
 from typing import Any
 
 from roost.clock import SYSTEM, Clock, sleep_unless
-from roost.core.errors import bad_request, not_found
+from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.events import machine_event
 from roost.core.ids import HOST_ID_RE
 from roost.core.lifecycle import TRANSIENT, State
@@ -76,16 +77,38 @@ class HostService:
             raise bad_request("cpus: expected a positive integer")
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < 64:
             raise bad_request("memory_mb: expected an integer of at least 64")
+        driver = body.get("driver", "")
+        machine_net = body.get("machine_net", "")
+        if not isinstance(driver, str) or not isinstance(machine_net, str):
+            raise bad_request("driver, machine_net: expected strings")
+        if machine_net:
+            try:
+                net = ipaddress.IPv4Network(machine_net)
+            except ValueError as exc:
+                raise bad_request(f"machine_net: {exc}") from None
+            if net.prefixlen > 29:
+                raise bad_request(f"machine_net {machine_net}: too small (at most /29)")
         now = self.clock.time()
         async with self.state.lock:
             existing = self.state.hosts.get(host_id)
             if existing and existing.region != region:
                 raise bad_request(f"host {host_id} is registered in region {existing.region!r}; a host cannot "
                                   "change region (use a new --host-id)")
+            if machine_net:
+                for other in self.state.hosts.values():
+                    if other.id != host_id and other.machine_net and \
+                            ipaddress.IPv4Network(other.machine_net).overlaps(net):
+                        raise RoostError(409, f"machine_net {machine_net} overlaps host {other.id}'s "
+                                              f"{other.machine_net}: give each host a subnet of its own")
+            if existing and existing.machine_net != machine_net and self._machines_on(host_id):
+                was = existing.machine_net or "its own address"
+                raise RoostError(409, f"host {host_id} has machines with addresses on {was}: its machine subnet "
+                                      "cannot change while they exist")
             host = Host(id=host_id, region=region, address=address, agent_url=agent_url, cpus=cpus,
                         memory_mb=memory, registered_at=existing.registered_at if existing else now,
                         last_heartbeat=now, status="ok", cordoned=existing.cordoned if existing else False,
-                        version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")))
+                        version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")),
+                        driver=driver, machine_net=machine_net)
             self.last_seen[host_id] = now
             await self.state.save(host, extra_feed=self._machines_on(host_id))
         if existing is not None and existing.status != "ok" and self.takeover is not None:

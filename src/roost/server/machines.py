@@ -24,7 +24,7 @@ from roost.core.lifecycle import Action, State
 from roost.core.model import Lease, Machine, rfc3339
 from roost.core.units import duration_seconds, lease_seconds, parse_signal, signal_name
 from roost.detector import recovery
-from roost.placement.scheduler import PlacementRequest, allocate_ports, place
+from roost.placement.scheduler import PlacementRequest, allocate_ports, machine_address, place
 from roost.server.agent_client import AgentClient
 from roost.server.operations import AGENT_START_TIMEOUT, REPLACE, RESTART, STOP, SUSPEND, Operations
 from roost.server.specs import SpecBuilder
@@ -38,11 +38,12 @@ WAITABLE_STATES = {"started", "stopped", "suspended", "destroyed", "created", "f
 
 class MachineService:
     def __init__(self, state: ClusterState, agents: AgentClient, default_region: str,
-                 secrets: Callable[[str], dict[str, str]] = lambda _app: {}, clock: Clock = SYSTEM) -> None:
+                 secrets: Callable[[str], dict[str, str]] = lambda _app: {}, clock: Clock = SYSTEM,
+                 specs: SpecBuilder | None = None) -> None:
         self.state = state
         self.clock = clock
         self.default_region = default_region
-        self.specs = SpecBuilder(state, secrets)
+        self.specs = specs or SpecBuilder(state, secrets)
         self.ops = Operations(state, agents, self.specs.agent_spec, clock)
 
     # ---- lookups and guards ----
@@ -96,7 +97,7 @@ class MachineService:
         region = body.get("region")
         if region is not None and not isinstance(region, str):
             raise bad_request("region: expected a region code like \"ams\"")
-        image = self.specs.image_for(config["image"])
+        image = await self.specs.choose(config["image"])
         self._check_standbys(app, config, None)
 
         async with self.state.lock:
@@ -119,12 +120,18 @@ class MachineService:
                                           exclude_hosts=frozenset(watched_hosts)),
                          self.state.host_views())
             now = self.clock.time()
-            ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(host.id))
             host_rec = self.state.hosts[host.id]
+            if host_rec.machine_net:  # a machine with a network of its own: its address, its own ports
+                private_ip = machine_address(host_rec.machine_net, self.state.used_addresses(host.id))
+                ports = {str(p): p for p in mc.internal_ports(config)}
+            else:
+                private_ip = host_rec.address
+                ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(host.id))
             m = Machine(
                 id=new_machine_id(), app=app, name=name, region=region, host_id=host.id, state=State.CREATED,
-                instance_id=new_ulid(), config=config, image_ref=image.image_ref(), private_ip=host_rec.address,
+                instance_id=new_ulid(), config=config, image_ref=image.image_ref, private_ip=private_ip,
                 created_at=now, updated_at=now, ports=ports, skip_service_registration=skip_reg,
+                image_source=image.source,
             )
             m.add_event(machine_event("launch", "created", "user", now=now))
             if lease_ttl:
@@ -346,7 +353,7 @@ class MachineService:
         skip_launch = body.get("skip_launch")
         if skip_launch is not None:
             skip_launch = _bool(skip_launch, "skip_launch")
-        image = self.specs.image_for(config["image"])
+        image = await self.specs.choose(config["image"])
         self._check_standbys(app, config, m.id)
 
         async with self.ops.lock(machine_id):
@@ -379,11 +386,15 @@ class MachineService:
                 updated.versions.insert(0, {"version": current.instance_id, "user_config": current.config})
                 del updated.versions[10:]
                 updated.config = config
-                updated.image_ref = image.image_ref()
+                updated.image_ref = image.image_ref
+                updated.image_source = image.source
                 updated.instance_id = new_ulid()
                 updated.checks = {}  # the new version reports its own
-                updated.ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(m.host_id, m.id),
-                                               existing=current.ports)
+                if self.state.hosts[m.host_id].machine_net:
+                    updated.ports = {str(p): p for p in mc.internal_ports(config)}
+                else:
+                    updated.ports = allocate_ports(mc.internal_ports(config), self.state.used_ports(m.host_id, m.id),
+                                                   existing=current.ports)
                 if "skip_service_registration" in body:
                     updated.skip_service_registration = _bool(body["skip_service_registration"],
                                                               "skip_service_registration")

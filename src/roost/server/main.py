@@ -19,6 +19,7 @@ from roost.core.access import refusal
 from roost.core.ids import new_token
 from roost.detector.fencing import LeaseConfig
 from roost.detector.membership import DetectorConfig
+from roost.registry import RegistryAccess
 from roost.server.acme_issuer import AcmeConfig, AcmeIssuer
 from roost.server.agent_client import AgentClient
 from roost.server.api import Services, routes
@@ -32,6 +33,7 @@ from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
 from roost.server.sealing import Keyring
 from roost.server.secrets import SecretService
+from roost.server.specs import SpecBuilder
 from roost.server.state import ClusterState
 from roost.server.takeover import StandbyController
 from roost.server.tokens import TokenService
@@ -62,6 +64,8 @@ class ServerConfig:
     tls: Listener | None = None  # HTTPS only, with this certificate
     trust: Trust = field(default_factory=Trust)  # whom it trusts when it calls agents (a pinned fleet CA)
     acme: AcmeConfig | None = None  # where apps' certificates are ordered (POST .../certificates/acme)
+    registry: RegistryAccess = field(default_factory=RegistryAccess)  # how images are resolved to digests
+    allowed_registries: tuple[str, ...] = ()  # patterns of registries machines may use (empty: any)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -104,7 +108,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         log.info("new secrets key %s in %s: every secret is re-sealed with it", keyring.rotate(), keyring_path)
         keyring.save(keyring_path)
     secrets = SecretService(state, keyring)
-    machines = MachineService(state, agents, config.default_region, secrets.env)
+    machines = MachineService(state, agents, config.default_region, secrets.env,
+                              specs=SpecBuilder(state, secrets.env, config.registry, config.allowed_registries))
     volumes = VolumeService(state, config.default_region, agents)
     services = Services(
         state=state,

@@ -4,19 +4,57 @@ that starts a machine and by staging."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from roost import registry
 from roost.core import machine_config as mc
 from roost.core.agent_spec import AgentSpec, ImageSpec, VolumeSpec
 from roost.core.errors import unprocessable
+from roost.core.image_ref import ImageRefError, parse
 from roost.core.model import Image, Machine, canonical_image_ref
+from roost.registry import RegistryAccess, RegistryError
 from roost.server.state import ClusterState
 
 
+@dataclass(frozen=True)
+class ChosenImage:
+    """What a machine's `config.image` names, resolved when the machine is created or updated."""
+
+    source: str  # "" (a bundle pushed to the control plane) or "registry"
+    image_ref: dict[str, Any] = field(default_factory=dict)  # Fly's image_ref, with the digest that runs
+
+
 class SpecBuilder:
-    def __init__(self, state: ClusterState, secrets: Callable[[str], dict[str, str]] = lambda _app: {}) -> None:
+    def __init__(self, state: ClusterState, secrets: Callable[[str], dict[str, str]] = lambda _app: {},
+                 access: RegistryAccess = RegistryAccess(), allowed_registries: tuple[str, ...] = ()) -> None:
         self.state = state
         self.secrets = secrets
+        self.access = access
+        self.allowed_registries = allowed_registries  # fnmatch patterns of registries machines may pull from
+
+    async def choose(self, name: str) -> ChosenImage:
+        """A bundle pushed under `name`, else the registry image `name` names, pinned to its digest now."""
+        bundle = self.state.images.get(canonical_image_ref(name))
+        if bundle is not None:
+            return ChosenImage("", bundle.image_ref())
+        try:
+            ref = parse(name)
+        except ImageRefError as exc:
+            raise unprocessable(f"image {name!r} not found: {exc}") from None
+        if self.allowed_registries and not any(fnmatch.fnmatch(ref.registry, p) for p in self.allowed_registries):
+            raise unprocessable(
+                f"image {name!r} not found: it is not a pushed image, and this fleet pulls only from "
+                f"{', '.join(self.allowed_registries)}; push it with 'roost image push DIR --name {name}'")
+        try:
+            resolved = await registry.resolve(name, self.access)
+        except RegistryError as exc:
+            raise unprocessable(f"image {name!r}: {exc}") from None
+        pinned = resolved.ref
+        return ChosenImage("registry", {"registry": pinned.registry, "repository": pinned.repository,
+                                        "tag": pinned.tag, "digest": pinned.digest, "labels": {}})
 
     def image_for(self, name: str) -> Image:
         image = self.state.images.get(canonical_image_ref(name))
@@ -27,7 +65,15 @@ class SpecBuilder:
             )
         return image
 
-    def machine_env(self, m: Machine, image: Image) -> dict[str, str]:
+    def image_spec(self, m: Machine) -> ImageSpec:
+        if m.image_source == "registry":
+            ref = m.image_ref
+            name = f"{ref['registry']}/{ref['repository']}" + (f":{ref['tag']}" if ref.get("tag") else "")
+            return ImageSpec(name, str(ref["digest"]), (), "registry")
+        image = self.image_for(m.config["image"])
+        return ImageSpec(image.ref, image.digest, tuple(image.cmd))
+
+    def machine_env(self, m: Machine, image: ImageSpec) -> dict[str, str]:
         app = self.state.apps.get(m.app)
         config_env = dict(m.config.get("env") or {})
         primary = (app.primary_region if app else "") or config_env.get("PRIMARY_REGION") or m.region
@@ -54,11 +100,11 @@ class SpecBuilder:
         return env
 
     def agent_spec(self, m: Machine) -> AgentSpec:
-        image = self.image_for(m.config["image"])
+        image = self.image_spec(m)
         mount = mc.volume_mount(m.config)
         return AgentSpec(
             id=m.id, app=m.app, instance_id=m.instance_id, region=m.region, private_ip=m.private_ip,
-            ports=dict(m.ports), config=m.config, image=ImageSpec(image.ref, image.digest, tuple(image.cmd)),
+            ports=dict(m.ports), config=m.config, image=image,
             env=self.machine_env(m, image), volume=VolumeSpec(mount[0], mount[1]) if mount else None,
             stop_signal=mc.stop_signal(m.config), stop_timeout=mc.stop_timeout(m.config),
         )

@@ -321,6 +321,11 @@ class ClusterState:
                                   usage.millicpus, usage.memory_mb, dict(usage.groups), dict(usage.apps)))
         return views
 
+    def used_addresses(self, host_id: str) -> set[str]:
+        """The private addresses machines on a host hold (container hosts give each machine its own)."""
+        return {m.private_ip for m in self.machines.values()
+                if m.host_id == host_id and m.state is not State.DESTROYED}
+
     def used_ports(self, host_id: str, except_machine: str = "") -> set[int]:
         usage = self._usage.get(host_id)
         used = set(usage.ports) if usage else set()

@@ -56,10 +56,7 @@ class ContainerDriver(PidWatcher):
         super().__init__()
         # The machine's PID 1 is a small init (as on Fly): it forwards signals to the app's process group and reaps
         # orphans; an app that is PID 1 itself would ignore SIGTERM and SIGINT it has no handler for.
-        found = shutil.which(init)
-        if found is None:
-            raise DriverError(f"the container driver needs {init!r} (Debian package tini) to be its machines' init")
-        self.init = found
+        self.init = shutil.which(init) or ""
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_root = root / ".runc"  # runc's own state, one per agent so hosts on one box do not mix
@@ -85,6 +82,13 @@ class ContainerDriver(PidWatcher):
             return CGROUP_ROOT / self.cgroup_parent / machine_id
         return CGROUP_ROOT / controller / self.cgroup_parent / machine_id
 
+    def _cgroup_dirs(self, machine_id: str) -> list[Path]:
+        """The machine's cgroup in every hierarchy runc made one in (on cgroup v1: each controller, systemd's)."""
+        if self.unified:
+            return [self._cgroup("", machine_id)]
+        pattern = f"*/{self.cgroup_parent}/{machine_id}" if machine_id else f"*/{self.cgroup_parent}"
+        return [p for p in CGROUP_ROOT.glob(pattern) if p.is_dir()]
+
     # ---- interface ----
 
     async def start(self, spec: StartSpec) -> RunInfo:
@@ -93,6 +97,8 @@ class ContainerDriver(PidWatcher):
             raise DriverError(f"machine {mid} is already running")
         if not spec.argv or not spec.argv[0]:
             raise DriverError("nothing to run: set config.init.cmd, or give the image a Cmd")
+        if not self.init:
+            raise DriverError("the container driver needs tini-static (Debian package tini) as its machines' init")
         mdir = self.machine_dir(mid)
         await asyncio.to_thread(self._clean_leftovers, mid)
         merged = mdir / "root"
@@ -100,7 +106,7 @@ class ContainerDriver(PidWatcher):
         try:
             netns = ""
             if self.network is not None:
-                if not spec.address:
+                if not spec.address or self.network.subnet is None:
                     raise DriverError(f"machine {mid} has no address on this host's machine subnet")
                 netns = await asyncio.to_thread(self.network.attach, mid, spec.address)
             argv = [find_command(merged, spec.argv[0], spec.env.get("PATH") or _image_path(spec.image_config)),
@@ -240,9 +246,9 @@ class ContainerDriver(PidWatcher):
         if self.network is not None and not any(self.inspect(m) for m in self._procs):
             with contextlib.suppress(NetworkError):
                 self.network.down()
-        for controller in ("pids", "memory", "cpu", "freezer", "devices", "blkio", "cpuset", "cpuacct"):
+        for path in self._cgroup_dirs(""):
             with contextlib.suppress(OSError):
-                self._cgroup(controller, "").rmdir()
+                path.rmdir()
 
     # ---- internals ----
 
@@ -297,9 +303,9 @@ class ContainerDriver(PidWatcher):
         if self.network is not None:
             with contextlib.suppress(NetworkError):
                 self.network.detach(machine_id)
-        for controller in ("pids", "memory", "cpu", "freezer", "devices", "blkio", "cpuset", "cpuacct"):
+        for path in self._cgroup_dirs(machine_id):
             with contextlib.suppress(OSError):
-                self._cgroup(controller, machine_id).rmdir()
+                path.rmdir()
 
 
 def _overlay(image_dir: Path, mdir: Path, fresh: bool) -> None:
@@ -389,3 +395,31 @@ def _runc_error(runc_log: Path, status: int) -> str:
     if message:
         return message
     return f"runc exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def sweep(machines_root: Path, host_id: str) -> int:
+    """Remove everything a host's container machines left, by name, without its agent (a fleet's `down`):
+    their processes (SIGKILL through their cgroups), container records, overlay mounts, network namespaces,
+    cgroups, and the host's machine network. Returns how many machines still had processes."""
+    driver = ContainerDriver(machines_root, host_id, HostNetwork(host_id))
+    names = {p.name for p in machines_root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    pattern = f"{driver.cgroup_parent}/*" if driver.unified else f"*/{driver.cgroup_parent}/*"
+    names |= {p.name for p in CGROUP_ROOT.glob(pattern) if p.is_dir()}
+    killed = 0
+    for mid in sorted(names):
+        killed += bool(driver.pids(mid))
+        driver.kill_leftovers(mid)
+        driver._clean_leftovers(mid)
+    driver.close()
+    return killed
+
+
+def host_pids(host_id: str) -> set[int]:
+    """Every process in a host's container machines (from their cgroups)."""
+    unified = (CGROUP_ROOT / "cgroup.controllers").exists()
+    base = CGROUP_ROOT / f"roost-{host_id}" if unified else CGROUP_ROOT / "pids" / f"roost-{host_id}"
+    pids: set[int] = set()
+    for procs in base.glob("*/cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(p) for p in procs.read_text().split())
+    return pids
