@@ -28,7 +28,7 @@ IMPLEMENTED = (
     r"^/apps$|^/apps/\{app_name\}$"
     r"|^/apps/\{app_name\}/machines$|^/apps/\{app_name\}/machines/\{machine_id\}$"
     r"|^/apps/\{app_name\}/machines/\{machine_id\}/(start|stop|suspend|restart|signal|wait|cordon|uncordon|events"
-    r"|versions|lease|metadata|metadata/\{key\})$"
+    r"|versions|lease|metadata|metadata/\{key\}|exec|ps)$"
     r"|^/apps/\{app_name\}/volumes$|^/apps/\{app_name\}/volumes/\{volume_id\}$"
     r"|^/apps/\{app_name\}/volumes/\{volume_id\}/extend$"
     r"|^/apps/\{app_name\}/deploy_token$|^/tokens/current$"

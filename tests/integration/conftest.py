@@ -62,6 +62,8 @@ def free_port_block(n: int) -> int:
 class Fleet:
     def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, proxies: bool = False,
                  **kw) -> None:
+        # Test traffic stays on loopback: machines may use images only from registries there.
+        kw["server_args"] = (*kw.pop("server_args", ()), "--allow-registry", "127.0.0.1:*")
         # A random slice of 127.0.0.0/8 per fleet, so test fleets never collide with each other or a dev fleet.
         self.spec = FleetSpec(data_dir=data_dir, regions=regions, hosts_per_region=hosts_per_region,
                               server_port=free_port(), agent_port=free_port(),

@@ -21,15 +21,18 @@ pytestmark = [
 HTTPD = ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
 
 
-@pytest.fixture(scope="module")
-def cfleet(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("containers")
-    f = Fleet(tmp / "fleet", ["ams"], 1, proxies=True, driver="container", registry_port=free_port(),
-              server_args=("--allow-registry", "127.0.0.1:*"))
+def fleet_with_httpd_image(tmp, driver: str, proxies: bool) -> Fleet:
+    f = Fleet(tmp / "fleet", ["ams"], 1, proxies=proxies, driver=driver, registry_port=free_port())
     f.registry = f.info["registry"]["address"]
     rootfs = busybox_rootfs(tmp / "rootfs")
     build_oci_image(tmp / "layout", "httpd", rootfs, HTTPD, ports=["8080/tcp"])
     f.httpd_digest = push(tmp / "layout", "httpd", f"{f.registry}/some/httpd:1")
+    return f
+
+
+@pytest.fixture(scope="module")
+def cfleet(tmp_path_factory):
+    f = fleet_with_httpd_image(tmp_path_factory.mktemp("containers"), "container", proxies=True)
     yield f
     f.close()
 
@@ -84,3 +87,80 @@ def _get(url: str) -> str | None:
     except httpx.HTTPError:
         return None
     return r.text if r.status_code == 200 else None
+
+
+def test_exec_runs_in_the_machine_and_ps_lists_its_processes(cfleet):
+    f = cfleet
+    m = f.api.get("/v1/apps/boxes/machines").json()[0]
+    r = f.api.post(f"/v1/apps/boxes/machines/{m['id']}/exec", json={"command": ["hostname"]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"stdout": f"{m['id']}\n", "stderr": "", "exit_code": 0, "exit_signal": None}
+    r = f.api.post(f"/v1/apps/boxes/machines/{m['id']}/exec", json={"cmd": "sh -c 'echo oops >&2; exit 7'"})
+    assert r.json()["exit_code"] == 7 and r.json()["stderr"] == "oops\n"
+    r = f.api.post(f"/v1/apps/boxes/machines/{m['id']}/exec", json={"command": ["cat"], "stdin": "typed in"})
+    assert r.json()["stdout"] == "typed in"
+    r = f.api.post(f"/v1/apps/boxes/machines/{m['id']}/exec", json={"command": ["sleep", "30"], "timeout": 1})
+    assert r.status_code == 408 and "did not finish within 1 s" in r.json()["error"]
+    r = f.api.post(f"/v1/apps/boxes/machines/{m['id']}/exec", json={"command": []})
+    assert r.status_code == 400 and "non-empty list" in r.json()["error"]
+    # The machine's own view: its init (pid 1) and httpd listening on 0.0.0.0:8080 (or [::]:8080).
+    procs = f.api.get(f"/v1/apps/boxes/machines/{m['id']}/ps").json()
+    assert procs[0]["pid"] == 1 and procs[0]["command"].startswith("/.roost/init")
+    httpd = next(p for p in procs if p["command"].startswith("/bin/httpd"))
+    assert {s["address"] for s in httpd["listen_sockets"]} & {"0.0.0.0:8080", "[::]:8080"}
+    # The CLI: output and exit code as the command's.
+    done = f.roost("machine", "exec", m["id"], "-a", "boxes", "--", "sh", "-c", "echo hi; exit 3", check=False)
+    assert done.returncode == 3 and done.stdout == "hi\n"
+
+
+def test_a_machine_sees_nothing_of_the_host_or_other_machines(cfleet):
+    f = cfleet
+    a, b = f.api.get("/v1/apps/boxes/machines").json()[:2]
+    host = f.info["hosts"][0]
+
+    def run(*command: str) -> dict:
+        r = f.api.post(f"/v1/apps/boxes/machines/{a['id']}/exec", json={"command": list(command)})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    probes = isolation_probes(f, host, b["id"], run)
+    assert probes == {"processes": probes["processes"], "agent_data": False, "admin_token": False,
+                      "other_rootfs": False, "left_cgroup": False}
+    assert probes["processes"] <= 4, "only its init, httpd and the probe itself"
+
+
+def isolation_probes(f: Fleet, host: dict, other_machine: str, run) -> dict:
+    """What a machine can reach of its host: the same probes on either driver (the process driver fails them)."""
+    server_dir = f.info["server"]["data_dir"]
+    agent_dir = host["data_dir"]
+    return {
+        "processes": len([p for p in run("ls", "/proc")["stdout"].split() if p.isdigit()]),
+        "agent_data": run("ls", f"{agent_dir}/records")["exit_code"] == 0,
+        "admin_token": run("cat", f"{server_dir}/admin-token")["exit_code"] == 0,
+        "other_rootfs": run("ls", f"{agent_dir}/machines/{other_machine}")["exit_code"] == 0,
+        "left_cgroup": run("sh", "-c", "echo $$ > /sys/fs/cgroup/pids/cgroup.procs")["exit_code"] == 0,
+    }
+
+
+def test_the_process_driver_isolates_nothing_the_same_probes_show_it(tmp_path_factory):
+    """The isolation probes are real: on the process driver (which says it does not isolate) each one succeeds."""
+    f = fleet_with_httpd_image(tmp_path_factory.mktemp("processes"), "process", proxies=False)
+    try:
+        assert f.api.post("/v1/apps", json={"app_name": "plain", "primary_region": "ams"}).status_code == 201
+        config = {"image": f"{f.registry}/some/httpd:1", "init": {"cmd": ["/bin/sleep", "3600"]}}
+        ids = [f.api.post("/v1/apps/plain/machines", json={"config": config}).json()["id"] for _ in range(2)]
+        for mid in ids:
+            assert f.api.get(f"/v1/apps/plain/machines/{mid}/wait",
+                             params={"state": "started", "timeout": 60}).status_code == 200
+
+        def run(*command: str) -> dict:
+            r = f.api.post(f"/v1/apps/plain/machines/{ids[0]}/exec", json={"command": list(command)})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        probes = isolation_probes(f, f.info["hosts"][0], ids[1], run)
+        assert probes["processes"] > 20
+        assert probes == {"processes": probes["processes"], "agent_data": True, "admin_token": True,
+                          "other_rootfs": True, "left_cgroup": True}
+    finally:
+        f.close()

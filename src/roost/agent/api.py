@@ -14,6 +14,7 @@ from roost.agent.drivers.base import KeepsLogs
 from roost.agent.supervisor import Supervisor
 from roost.core.agent_spec import AgentSpec, safe_id
 from roost.core.errors import bad_request
+from roost.core.exec_request import exec_request
 from roost.core.units import duration_seconds, parse_signal
 from roost.tls import Trust
 from roost.weblib import json_body, ok, query_number
@@ -117,6 +118,13 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
             reachable = False
         return ok({"reachable": reachable})
 
+    async def exec_command(request: Request) -> Response:
+        command, stdin, timeout = exec_request(await json_body(request, required=True))
+        return ok(await sup.exec(machine_id(request), command, stdin, timeout))
+
+    async def processes(request: Request) -> Response:
+        return ok(sup.processes(machine_id(request)))
+
     async def delete_volume(request: Request) -> Response:
         return ok({"deleted": await sup.delete_volume(request.path_params["vid"])})
 
@@ -136,5 +144,7 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         Route(base, destroy, methods=["DELETE"]),
         Route(base, prepare, methods=["PUT"]),
         Route(base + "/logs", machine_logs, methods=["GET"]),
+        Route(base + "/exec", exec_command, methods=["POST"]),
+        Route(base + "/ps", processes, methods=["GET"]),
         Route("/v1/volumes/{vid}", delete_volume, methods=["DELETE"]),
     ]

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from roost import tasks
+from roost.agent import procinfo
 from roost.agent.checks import CheckRunner, check_specs
-from roost.agent.drivers.base import Driver, DriverError, ExitInfo, KillsLeftovers, StartSpec
+from roost.agent.drivers.base import Driver, DriverError, Executes, ExitInfo, KillsLeftovers, StartSpec
+from roost.agent.drivers.commands import CommandTimeout
 from roost.agent.images import ImageCache, ImageError
 from roost.agent.oci_images import OciImageError, OciImages
 from roost.agent.records import MachineRecord, RecordStore
@@ -364,6 +366,38 @@ class Supervisor:
             self.driver.signal(machine_id, signal)
         except DriverError as exc:
             raise RoostError(409, str(exc)) from exc
+
+    async def exec(self, machine_id: str, argv: list[str], stdin: bytes, timeout: float) -> dict[str, Any]:
+        """Run a command in a running machine: its output and exit status, as Fly's exec answers."""
+        record = self._running_record(machine_id)
+        if not isinstance(self.driver, Executes):
+            raise RoostError(409, f"the {self.driver.name} driver cannot run commands in machines")
+        env, _ = self._env(record.spec, None)
+        try:
+            result = await self.driver.exec(machine_id, argv, env, stdin, timeout)
+        except CommandTimeout as exc:
+            raise RoostError(408, str(exc)) from exc
+        except DriverError as exc:
+            raise RoostError(409, str(exc)) from exc
+        return {"stdout": result.stdout.decode(errors="replace"), "stderr": result.stderr.decode(errors="replace"),
+                "exit_code": result.exit_code, "exit_signal": result.exit_signal}
+
+    def processes(self, machine_id: str) -> list[dict[str, Any]]:
+        self._running_record(machine_id)
+        if not isinstance(self.driver, Executes):
+            raise RoostError(409, f"the {self.driver.name} driver cannot list a machine's processes")
+        try:
+            return procinfo.stats(self.driver.processes(machine_id))
+        except DriverError as exc:
+            raise RoostError(409, str(exc)) from exc
+
+    def _running_record(self, machine_id: str) -> MachineRecord:
+        record = self.records.get(machine_id)
+        if record is None:
+            raise RoostError(404, f"machine {machine_id} is not on this host")
+        if not self.driver.inspect(machine_id):
+            raise RoostError(409, f"machine {machine_id} is not running: start it first")
+        return record
 
     async def destroy(self, machine_id: str) -> None:
         async with self.lock(machine_id):

@@ -298,6 +298,43 @@ def kill(machine_id: str = typer.Argument(...), app: str = APP_OPT) -> None:
     console.print(f"{machine_id} killed")
 
 
+@machine_app.command("exec")
+def exec_cmd(
+    machine_id: str = typer.Argument(..., help="Machine id."),
+    command: list[str] = typer.Argument(..., help="The command and its arguments, after --."),
+    app: str = APP_OPT,
+    timeout: int = typer.Option(30, "--timeout", help="Seconds before the command is killed (1-600)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Run a command in a started machine; prints its output and exits with its exit code."""
+    import sys
+
+    if not 1 <= timeout <= 600:
+        raise CliError("--timeout must be between 1 and 600 seconds")
+    result = Api(timeout=timeout + 15).post(f"/v1/apps/{app}/machines/{machine_id}/exec",
+                                            json={"command": command, "timeout": timeout})
+    if json_out:
+        print_json(result)
+        return
+    sys.stdout.write(result.get("stdout", ""))
+    sys.stderr.write(result.get("stderr", ""))
+    sys.stdout.flush()
+    raise typer.Exit(int(result.get("exit_code") or 0))
+
+
+@machine_app.command("ps")
+def ps(machine_id: str = typer.Argument(..., help="Machine id."), app: str = APP_OPT,
+       json_out: bool = JSON_OPT) -> None:
+    """List the processes in a started machine."""
+    found = Api().get(f"/v1/apps/{app}/machines/{machine_id}/ps")
+    if json_out:
+        print_json(found)
+        return
+    print_table(["PID", "RSS", "CPU", "LISTENING", "COMMAND"], [
+        [str(p["pid"]), f"{p['rss'] // 1024} KiB", f"{p['cpu']}%",
+         " ".join(s["address"] for s in p.get("listen_sockets") or []), p["command"]] for p in found])
+
+
 @machine_app.command("destroy")
 def destroy(
     machine_ids: list[str] = typer.Argument(...),

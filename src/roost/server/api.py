@@ -162,6 +162,15 @@ def routes(s: Services) -> list[Route]:
         return ok(await s.machines.signal(request.path_params["app"], request.path_params["id"], body,
                                           nonce(request)))
 
+    async def exec_command(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        return ok(await s.machines.exec(request.path_params["app"], request.path_params["id"], body))
+
+    async def processes(request: Request) -> Response:
+        q = request.query_params
+        return ok(await s.machines.processes(request.path_params["app"], request.path_params["id"],
+                                             q.get("sort_by", ""), q.get("order", "")))
+
     async def wait(request: Request) -> Response:
         states = [v for item in request.query_params.getlist("state") for v in item.split(",") if v]
         timeout = query_number(request, "timeout", 60, lo=0, hi=10**9)
@@ -491,6 +500,8 @@ def routes(s: Services) -> list[Route]:
         Route(m + "/restart", restart, methods=["POST"]),
         Route(m + "/signal", signal, methods=["POST"]),
         Route(m + "/wait", wait, methods=["GET"]),
+        Route(m + "/exec", exec_command, methods=["POST"]),
+        Route(m + "/ps", processes, methods=["GET"]),
         Route(m + "/cordon", cordon, methods=["POST"]),
         Route(m + "/uncordon", uncordon, methods=["POST"]),
         Route(m + "/events", events, methods=["GET"]),

@@ -19,6 +19,7 @@ from roost.core import lifecycle
 from roost.core import machine_config as mc
 from roost.core.errors import RoostError, bad_request, conflict, not_found, precondition
 from roost.core.events import machine_event
+from roost.core.exec_request import exec_request
 from roost.core.ids import APP_NAME_RE, new_machine_id, new_machine_name, new_nonce, new_ulid
 from roost.core.lifecycle import Action, State
 from roost.core.model import Lease, Machine, rfc3339
@@ -322,6 +323,32 @@ class MachineService:
         await self.ops.agents.call(host.agent_url, "POST", f"/v1/machines/{m.id}/signal", {"signal": sig})
         await self.ops.write(m.id, event=self.ops.event("signal", signal_name(sig), "user"))
         return {"ok": True}
+
+    async def exec(self, app: str, machine_id: str, body: Any) -> dict[str, Any]:
+        """Fly's exec: run a command in a started machine, through its host's agent."""
+        m = self.get(app, machine_id)
+        command, stdin, timeout = exec_request(body)
+        if m.state is not State.STARTED:
+            raise precondition(f"machine {m.id} is {m.state}: commands run only in a started machine")
+        host = self.ops.host_for(m, "exec")
+        result: dict[str, Any] = await self.ops.agents.call(
+            host.agent_url, "POST", f"/v1/machines/{m.id}/exec",
+            {"command": command, "stdin": stdin.decode(), "timeout": timeout}, timeout=timeout + 10)
+        return result
+
+    async def processes(self, app: str, machine_id: str, sort_by: str, order: str) -> list[dict[str, Any]]:
+        """Fly's ps: the machine's processes, sorted by `sort_by` (pid, cpu, rss, rtime, stime, command)."""
+        m = self.get(app, machine_id)
+        if sort_by not in ("", "pid", "cpu", "rss", "rtime", "stime", "command"):
+            raise bad_request(f"sort_by: {sort_by!r} is not one of pid, cpu, rss, rtime, stime, command")
+        if order not in ("", "asc", "desc"):
+            raise bad_request(f"order: {order!r} is not asc or desc")
+        if m.state is not State.STARTED:
+            raise precondition(f"machine {m.id} is {m.state}: only a started machine has processes")
+        host = self.ops.host_for(m, "ps")
+        found: list[dict[str, Any]] = await self.ops.agents.call(host.agent_url, "GET", f"/v1/machines/{m.id}/ps")
+        key = sort_by or "pid"
+        return sorted(found, key=lambda p: (p.get(key) is None, p.get(key) or 0), reverse=order == "desc")
 
     async def cordon(self, app: str, machine_id: str, cordoned: bool, nonce: str | None) -> dict[str, Any]:
         m = self._checked(app, machine_id, nonce)

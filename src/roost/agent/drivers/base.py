@@ -95,3 +95,21 @@ class KeepsLogs(Protocol):
 class KillsLeftovers(Protocol):
     def kill_leftovers(self, machine_id: str) -> None:
         """Kill every process still in the machine's cgroup (children that left its process group)."""
+
+
+@dataclass
+class ExecResult:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    exit_signal: int | None = None
+
+
+@runtime_checkable
+class Executes(Protocol):
+    async def exec(self, machine_id: str, argv: list[str], env: dict[str, str], stdin: bytes,
+                   timeout: float) -> ExecResult:
+        """Run a command in the running machine (as Fly's exec: its output and exit code)."""
+
+    def processes(self, machine_id: str) -> list[int]:
+        """The host pids of the machine's processes."""

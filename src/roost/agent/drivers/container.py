@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal as signals
 import subprocess
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roost.agent.drivers.base import DriverError, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
 from roost.agent.drivers.process import trim_log
 from roost.agent.netns import HostNetwork, NetworkError
@@ -225,6 +227,24 @@ class ContainerDriver(PidWatcher):
         self.kill_leftovers(machine_id)
         await asyncio.to_thread(self._clean_leftovers, machine_id)
         await asyncio.to_thread(shutil.rmtree, self.machine_dir(machine_id), True)
+
+    async def exec(self, machine_id: str, argv: list[str], env: dict[str, str], stdin: bytes,
+                   timeout: float) -> ExecResult:
+        """`runc exec` in the machine: its namespaces, root, user and environment (env is the machine's already)."""
+        proc = self._running(machine_id)
+        if proc.suspended:
+            raise DriverError(f"machine {machine_id} is suspended: start it before running commands in it")
+        pid_file = self.machine_dir(machine_id) / f"exec-{secrets.token_hex(6)}.pid"
+        try:
+            return await run_command(
+                [self.runtime, "--root", str(self.state_root), "exec", "--pid-file", str(pid_file), machine_id,
+                 *argv], stdin=stdin, timeout=timeout, pid_file=pid_file,
+                env={"PATH": os.environ.get("PATH", oci_spec.DEFAULT_PATH)})
+        finally:
+            pid_file.unlink(missing_ok=True)
+
+    def processes(self, machine_id: str) -> list[int]:
+        return self.pids(machine_id)
 
     def kill_leftovers(self, machine_id: str) -> None:
         """SIGKILL every process in the machine's cgroup (then thaw it, so a frozen machine dies too)."""

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from roost.agent.cgroups import Cgroups
-from roost.agent.drivers.base import DriverError, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
 
 log = logging.getLogger("roost.agent.process")
@@ -180,6 +181,20 @@ class ProcessDriver(PidWatcher):
         self.kill_leftovers(machine_id)
         await asyncio.to_thread(shutil.rmtree, self.machine_dir(machine_id), True)
         self.cgroups.remove(machine_id)
+
+    async def exec(self, machine_id: str, argv: list[str], env: dict[str, str], stdin: bytes,
+                   timeout: float) -> ExecResult:
+        """Run a command beside the machine, in its directory and environment (on the host: nothing isolates it)."""
+        proc = self._running(machine_id)
+        if proc.suspended:
+            raise DriverError(f"machine {machine_id} is suspended: start it before running commands in it")
+        rootfs = self.rootfs(machine_id)
+        resolved = resolve_argv(argv, rootfs, env.get("PATH", os.defpath))
+        return await run_command(resolved, stdin=stdin, timeout=timeout, env=env, cwd=rootfs)
+
+    def processes(self, machine_id: str) -> list[int]:
+        proc = self._running(machine_id)
+        return self.cgroups.pids(machine_id) or [proc.pid]
 
     # ---- internals ----
 
