@@ -227,8 +227,10 @@ def test_dev_up_status_down_through_the_cli(tmp_path):
         return subprocess.run([sys.executable, "-m", "roost", *args], env=env, capture_output=True, text=True,
                               timeout=120)
 
+    registry_port = free_port()
     up = roost("dev", "up", "--regions", "ams,syd", "--hosts-per-region", "1", "--port", str(free_port()),
-               "--agent-port", str(free_port()), "--address-offset", "190", "--json")
+               "--agent-port", str(free_port()), "--address-offset", "190", "--registry-port", str(registry_port),
+               "--json")
     assert up.returncode == 0, up.stderr
     fleet = json.loads(up.stdout)
     assert [h["address"] for h in fleet["hosts"]] == ["127.0.191.1", "127.0.192.1"]
@@ -239,7 +241,10 @@ def test_dev_up_status_down_through_the_cli(tmp_path):
     assert roost("apps", "create", "dev-test").returncode == 0
     run = roost("machine", "run", "hello:v1", "-a", "dev-test", "-r", "syd", "--json")
     assert run.returncode == 0, run.stderr
-    pids = [fleet["server"]["pid"]] + [h["pid"] for h in fleet["hosts"]]
+    # the fleet's registry answers the distribution API on loopback, and goes with the fleet
+    assert fleet["registry"]["address"] == f"127.0.0.1:{registry_port}"
+    assert httpx.get(f"http://127.0.0.1:{registry_port}/v2/", trust_env=False, timeout=5).status_code == 200
+    pids = [fleet["server"]["pid"], fleet["registry"]["pid"]] + [h["pid"] for h in fleet["hosts"]]
     from roost.dev.fleet import machine_pids
 
     machine_procs = [p for h in fleet["hosts"] for p in machine_pids(Path(h["data_dir"]))]

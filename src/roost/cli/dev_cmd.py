@@ -48,6 +48,12 @@ def up(
                                  help="The edge of region R terminates apps' TLS on 127.0.0.1:(PORT+R) (0: none)."),
     tls: bool = typer.Option(True, "--tls/--no-tls",
                              help="Server, agents and edges speak HTTPS to each other under a fleet CA."),
+    driver: str = typer.Option("process", "--driver",
+                               help="How hosts run machines: process (no isolation) or container (runc; needs "
+                                    "root, runc and tini; see docs/images.md)."),
+    registry_port: int = typer.Option(4390, "--registry-port",
+                                      help="The fleet's OCI registry on 127.0.0.1:PORT (0: none; skipped when "
+                                           "docker-registry is not installed)."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -61,12 +67,25 @@ def up(
                        else "--regions needs at least one region code")
     if len(set(codes)) != len(codes):
         raise CliError("--regions lists a region twice")
+    import shutil
+
+    if driver not in ("process", "container"):
+        raise CliError(f"unknown --driver {driver!r}: use process or container")
+    if driver == "container":
+        from roost.agent.drivers.container import runc_available
+
+        if not runc_available():
+            raise CliError("--driver container needs root, runc and tini (./scripts/setup installs them as root); "
+                           "use --driver process, which does not isolate machines")
+    if registry_port and shutil.which("docker-registry") is None:
+        err_console.print("No fleet registry: docker-registry is not installed (./scripts/setup installs it).")
+        registry_port = 0
     spec = FleetSpec(data_dir=_data_dir(data_dir), regions=codes, hosts_per_region=hosts_per_region,
                      server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb,
                      agent_port=agent_port, address_offset=address_offset, proxy_port=proxy_port,
                      admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
                      simulate_latency=simulate_latency, anycast_port=anycast_port, edge_tls_port=tls_port,
-                     tls=tls)
+                     tls=tls, driver=driver, registry_port=registry_port)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -87,6 +106,12 @@ def up(
         first = fleet["proxies"][0]
         console.print(f"Apps answer at http://APP.localhost:{first['url'].rsplit(':', 1)[1]}/ "
                       f"(the {first['region']} edge; one edge per region).")
+    if fleet.get("registry"):
+        console.print(f"Image registry: {fleet['registry']['address']} (machines may use "
+                      f"\"image\": \"{fleet['registry']['address']}/REPO:TAG\").")
+    if driver == "process":
+        console.print("Machines run as host processes (--driver process): they are not isolated from the host "
+                      "or each other; --driver container isolates them (docs/images.md).")
     console.print("Stop everything with 'roost dev down'.")
 
 
