@@ -38,7 +38,6 @@ class Harness:
         elif kind == "container":
             busybox_rootfs(self.image)
             self.network = HostNetwork(f"conf-{tmp.name[-12:]}", "10.213.250.0/24")
-            self.network.up()
             self.driver = ContainerDriver(tmp / "machines", f"conf-{tmp.name[-12:]}", self.network)
         else:
             self.driver = FakeDriver()
@@ -83,7 +82,7 @@ class Harness:
         for mid in list(getattr(self.driver, "_procs", {})) + list(getattr(self.driver, "workloads", {})):
             await self.driver.destroy(mid)
         if self.kind == "container":
-            self.driver.close()
+            self.driver.close(teardown=True)
         if self.kind == "process":
             for base in (self.driver.cgroups.memory_base, self.driver.cgroups.freezer_base):
                 with contextlib.suppress(OSError):

@@ -70,7 +70,6 @@ def build_app(config: AgentConfig) -> Starlette:
         driver: Any = FakeDriver()
     elif config.driver == "container":
         network = HostNetwork(config.host_id, config.machine_net)
-        network.up()
         driver = ContainerDriver(data / "machines", config.host_id, network)
     else:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))

@@ -42,6 +42,12 @@ def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.
     return done
 
 
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """The machine's MAC address, from its IP address (as Docker does): a machine that starts again, with a new
+    namespace, answers at the MAC its neighbours have cached, so nothing waits seconds for ARP to notice."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
 class HostNetwork:
     """The machine subnet of one host (e.g. 10.213.3.0/24): `up()` once, then `attach`/`detach` per machine."""
 
@@ -70,10 +76,13 @@ class HostNetwork:
 
     # ---- the host's side ----
 
-    def up(self) -> None:
-        """Make the bridge namespace and the uplink, if they are not there already (idempotent)."""
+    def up(self) -> bool:
+        """Make the bridge namespace and the uplink, if they are not there already (idempotent). True if the
+        bridge was made now: machines' namespaces from before are no longer wired to it."""
+        fresh = False
         if not (NETNS_DIR / self.bridge_ns).exists():
             _ip("netns", "add", self.bridge_ns)
+            fresh = True
         ns = self.bridge_ns
         if _ip("-n", ns, "link", "show", "br0", check=False).returncode != 0:
             _ip("-n", ns, "-batch", "-", stdin="link add br0 type bridge\nlink set br0 up\nlink set lo up\n")
@@ -82,6 +91,7 @@ class HostNetwork:
             _ip("-n", ns, "link", "set", "up0", "master", "br0", "up")
             _ip("addr", "add", f"{self.gateway}/{self._subnet().prefixlen}", "dev", self.uplink)
             _ip("link", "set", self.uplink, "up")
+        return fresh
 
     def down(self) -> None:
         """Remove the uplink and the bridge namespace (machines' namespaces go with `detach`)."""
@@ -99,6 +109,18 @@ class HostNetwork:
 
     def attach(self, machine_id: str, address: str) -> str:
         """A fresh network namespace for the machine with `address` on eth0; returns its path."""
+        self.create(machine_id)
+        self.configure(machine_id, address)
+        return self.netns_path(machine_id)
+
+    def create(self, machine_id: str) -> str:
+        """An empty network namespace for the machine (its runtime may join it before `configure` is done)."""
+        self.detach(machine_id)  # whatever an earlier run left
+        _ip("netns", "add", self.machine_ns(machine_id))
+        return self.netns_path(machine_id)
+
+    def configure(self, machine_id: str, address: str) -> None:
+        """Give the machine's namespace its eth0 on the bridge, with `address` and a MAC made from it."""
         subnet = self._subnet()
         try:
             ip = ipaddress.IPv4Address(address)
@@ -106,24 +128,32 @@ class HostNetwork:
             raise NetworkError(f"invalid machine address {address!r}") from None
         if ip not in subnet or ip in (self.gateway, subnet.network_address, subnet.broadcast_address):
             raise NetworkError(f"address {address} is not a machine address of this host's subnet {subnet}")
-        self.detach(machine_id)  # whatever an earlier run left
         ns = self.machine_ns(machine_id)
-        veth = f"v{machine_id}"[:15]
-        _ip("netns", "add", ns)
+        veth = self._veth(machine_id)
         try:
-            _ip("link", "add", veth, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "add", veth, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0",
+                "address", mac_for(ip), "netns", ns)
             _ip("-n", self.bridge_ns, "link", "set", veth, "master", "br0", "up")
             _ip("-n", ns, "-batch", "-", stdin=f"addr add {ip}/{subnet.prefixlen} dev eth0\n"
                                               "link set eth0 up\nlink set lo up\n")
         except NetworkError:
             self.detach(machine_id)
             raise
-        return self.netns_path(machine_id)
+
+    def exists(self, machine_id: str) -> bool:
+        return (NETNS_DIR / self.machine_ns(machine_id)).exists()
+
+    @staticmethod
+    def _veth(machine_id: str) -> str:
+        return f"v{machine_id}"[:15]
 
     def detach(self, machine_id: str) -> None:
         """Remove the machine's namespace (its veth pair goes with it)."""
         if (NETNS_DIR / self.machine_ns(machine_id)).exists():
-            _ip("netns", "del", self.machine_ns(machine_id), check=False)  # its veth pair goes with it
+            # The bridge's end first: deleting it removes the pair at once, where a deleted namespace takes its
+            # veth with it only later (and a start right after would find the name still taken).
+            _ip("-n", self.bridge_ns, "link", "del", self._veth(machine_id), check=False)
+            _ip("netns", "del", self.machine_ns(machine_id), check=False)
 
     def attached(self) -> list[str]:
         """Machine ids that have a namespace on this box (any host's)."""

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost.agent import mounts
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
@@ -66,6 +67,9 @@ class ContainerDriver(PidWatcher):
         self.network = network
         self.cgroup_parent = f"roost-{host_id}"
         self.unified = (CGROUP_ROOT / "cgroup.controllers").exists()
+        if network is not None and network.subnet is not None and network.up():
+            for marker in root.glob("*/network"):  # their namespaces lost their link with the old bridge
+                marker.unlink(missing_ok=True)
 
     # ---- paths ----
 
@@ -105,27 +109,41 @@ class ContainerDriver(PidWatcher):
         await asyncio.to_thread(self._clean_leftovers, mid)
         merged = mdir / "root"
         await asyncio.to_thread(_overlay, spec.image_dir, mdir, spec.fresh_rootfs)
+        network: asyncio.Future[None] | None = None
         try:
             netns = ""
             if self.network is not None:
                 if not spec.address or self.network.subnet is None:
                     raise DriverError(f"machine {mid} has no address on this host's machine subnet")
-                netns = await asyncio.to_thread(self.network.attach, mid, spec.address)
+                netns = self.network.netns_path(mid)
+                marker = mdir / "network"
+                if not (self.network.exists(mid) and _read(marker) == spec.address):
+                    # A machine keeps its namespace from its first start to its destruction (its address is its
+                    # own). The first start makes it, and wires it while runc boots: runc only needs it to exist.
+                    marker.unlink(missing_ok=True)
+                    await asyncio.to_thread(self.network.create, mid)
+                    network = asyncio.ensure_future(asyncio.to_thread(self.network.configure, mid, spec.address))
             argv = [find_command(merged, spec.argv[0], spec.env.get("PATH") or _image_path(spec.image_config)),
                     *spec.argv[1:]]
-            mounts = [(self.init, GUEST_INIT, True)] + [(str(host), guest, ro) for host, guest, ro in spec.mounts]
+            mounts_ = [(self.init, GUEST_INIT, True)] + [(str(host), guest, ro) for host, guest, ro in spec.mounts]
             if spec.volume:
                 spec.volume[0].mkdir(parents=True, exist_ok=True)
-                mounts.append((str(spec.volume[0]), spec.volume[1], False))
+                mounts_.append((str(spec.volume[0]), spec.volume[1], False))
             run = MachineRun(
                 machine_id=mid, rootfs=str(merged), env=spec.env, memory_mb=spec.memory_mb, cpus=spec.cpus,
-                cpu_kind=spec.cpu_kind, exec_=(GUEST_INIT, "-g", "--", *argv), netns=netns, mounts=tuple(mounts),
+                cpu_kind=spec.cpu_kind, exec_=(GUEST_INIT, "-g", "--", *argv), netns=netns, mounts=tuple(mounts_),
                 cgroups_path=f"/{self.cgroup_parent}/{mid}")
             config = oci_spec.runtime_spec(spec.image_config, run, *_user_db(spec.image_dir))
             (mdir / "config.json").write_text(json.dumps(config))
             pid, runc_pid = await self._run(mid, mdir)
+            if network is not None:
+                await network
+                (mdir / "network").write_text(spec.address)
         except (DriverError, NetworkError, SpecError, OSError) as exc:
-            await asyncio.to_thread(self._clean_leftovers, mid)
+            if network is not None:
+                with contextlib.suppress(Exception):
+                    await network
+            await asyncio.to_thread(self._clean_leftovers, mid, True)
             raise DriverError(str(exc)) from exc
         started = proc_start_time(runc_pid) or 0
         proc = self._watch(mid, runc_pid, child=True, oom_before=0)
@@ -153,7 +171,6 @@ class ContainerDriver(PidWatcher):
         finally:
             os.close(log_fd)
         deadline = time.monotonic() + START_TIMEOUT
-        delay = 0.001
         while True:
             with contextlib.suppress(OSError, ValueError):
                 return int(pid_file.read_text().strip()), runc_pid
@@ -165,8 +182,7 @@ class ContainerDriver(PidWatcher):
                     os.kill(runc_pid, signals.SIGKILL)
                 os.waitpid(runc_pid, 0)
                 raise DriverError(f"machine {mid} did not start within {START_TIMEOUT:.0f} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            await asyncio.sleep(0.001)  # runc writes it ~60 ms after its start: a coarser poll is felt
 
     def signal(self, machine_id: str, signal: int) -> None:
         proc = self._running(machine_id)
@@ -225,7 +241,7 @@ class ContainerDriver(PidWatcher):
                 await asyncio.wait_for(asyncio.shield(proc.exited), KILL_GRACE)
         self._procs.pop(machine_id, None)
         self.kill_leftovers(machine_id)
-        await asyncio.to_thread(self._clean_leftovers, machine_id)
+        await asyncio.to_thread(self._clean_leftovers, machine_id, True)
         await asyncio.to_thread(shutil.rmtree, self.machine_dir(machine_id), True)
 
     async def exec(self, machine_id: str, argv: list[str], env: dict[str, str], stdin: bytes,
@@ -260,10 +276,16 @@ class ContainerDriver(PidWatcher):
             return []
         return [int(p) for p in text.split()]
 
-    def close(self) -> None:
-        """Agent shutdown: stop watching; the host's network goes only if no machine still uses it."""
+    def close(self, teardown: bool = False) -> None:
+        """Stop watching (agent exit: machines and the host's network stay). With `teardown` (nothing of this host
+        runs any more: a fleet's `down`, a test), also remove every machine namespace and the host's network."""
         self.shutdown()
-        if self.network is not None and not any(self.inspect(m) for m in self._procs):
+        if not teardown:
+            return
+        if self.network is not None:
+            for mid in [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+                with contextlib.suppress(NetworkError):
+                    self.network.detach(mid)
             with contextlib.suppress(NetworkError):
                 self.network.down()
         for path in self._cgroup_dirs(""):
@@ -311,16 +333,18 @@ class ContainerDriver(PidWatcher):
         except OSError:
             return False
 
-    def _clean_leftovers(self, machine_id: str) -> None:
-        """Remove what a run of the machine leaves: its container record, overlay mount, namespace, cgroups."""
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run([self.runtime, "--root", str(self.state_root), "delete", "--force", machine_id],
-                           capture_output=True, timeout=RUNC_TIMEOUT, check=False)
+    def _clean_leftovers(self, machine_id: str, network: bool = False) -> None:
+        """Remove what a run of the machine leaves: its container record, overlay mount and cgroups (and, when it
+        is destroyed, its network namespace)."""
+        if (self.state_root / machine_id).exists():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run([self.runtime, "--root", str(self.state_root), "delete", "--force", machine_id],
+                               capture_output=True, timeout=RUNC_TIMEOUT, check=False)
         merged = self.machine_dir(machine_id) / "root"
         if os.path.ismount(merged):
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["umount", "-l", str(merged)], capture_output=True, timeout=RUNC_TIMEOUT, check=False)
-        if self.network is not None:
+            with contextlib.suppress(OSError):
+                mounts.unmount(merged)
+        if network and self.network is not None:
             with contextlib.suppress(NetworkError):
                 self.network.detach(machine_id)
         for path in self._cgroup_dirs(machine_id):
@@ -336,11 +360,17 @@ def _overlay(image_dir: Path, mdir: Path, fresh: bool) -> None:
             shutil.rmtree(d, ignore_errors=True)
     for d in (upper, work, merged):
         d.mkdir(parents=True, exist_ok=True)
-    options = f"lowerdir={image_dir},upperdir={upper},workdir={work}"
-    done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
-                          capture_output=True, text=True, timeout=RUNC_TIMEOUT, check=False)
-    if done.returncode != 0:
-        raise DriverError(f"mounting the machine's root: {done.stderr.strip()}")
+    try:
+        mounts.overlay(merged, lower=image_dir, upper=upper, work=work)
+    except OSError as exc:
+        raise DriverError(f"mounting the machine's root: {exc}") from exc
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _image_path(image_config: dict[str, Any]) -> str:
@@ -429,8 +459,8 @@ def sweep(machines_root: Path, host_id: str) -> int:
     for mid in sorted(names):
         killed += bool(driver.pids(mid))
         driver.kill_leftovers(mid)
-        driver._clean_leftovers(mid)
-    driver.close()
+        driver._clean_leftovers(mid, network=True)
+    driver.close(teardown=True)
     return killed
 
 
