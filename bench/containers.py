@@ -153,7 +153,7 @@ async def process_driver(tmp: Path, rootfs: Path, n: int, resumes: int) -> tuple
             resumed.append(time.perf_counter() - t0)
         await driver.destroy(mid)
     finally:
-        for base in (driver.cgroups.memory_base, driver.cgroups.freezer_base):
+        for base in driver.cgroups.bases(driver.cgroups.host_id):
             base.rmdir()
     return to_200, resumed
 

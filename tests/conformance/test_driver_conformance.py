@@ -84,7 +84,7 @@ class Harness:
         if self.kind == "container":
             self.driver.close(teardown=True)
         if self.kind == "process":
-            for base in (self.driver.cgroups.memory_base, self.driver.cgroups.freezer_base):
+            for base in self.driver.cgroups.bases(self.driver.cgroups.host_id):
                 with contextlib.suppress(OSError):
                     base.rmdir()
 
@@ -185,3 +185,15 @@ async def test_destroy_kills_and_removes(h):
     assert not h.driver.inspect("m1")
     if h.kind != "fake":
         assert not h.driver.machine_dir("m1").exists()
+
+
+async def test_a_machine_cannot_fork_past_its_pids_limit(h):
+    if h.kind == "fake":
+        pytest.skip("the fake driver runs no processes")
+    # Forks until a fork is refused (the shell then gives up), writing how many it made.
+    workload = ["sh", "-c", "i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); echo $i > count; done; sleep 30"]
+    spec = StartSpec(**{**h.spec("m1", workload).__dict__, "pids_limit": 20})
+    await h.driver.start(spec)
+    info = await asyncio.wait_for(h.driver.exited("m1"), 10)
+    assert info.exit_code not in (0, None), "the shell gave up when its fork was refused"
+    assert 1 <= await h.read_count("m1") < 20

@@ -164,3 +164,40 @@ def test_the_process_driver_isolates_nothing_the_same_probes_show_it(tmp_path_fa
                           "other_rootfs": True, "left_cgroup": True}
     finally:
         f.close()
+
+
+def test_a_new_machine_on_a_freed_address_answers_at_once_and_destroy_leaves_no_process(cfleet):
+    """A destroyed machine's address goes to the next one: the host still holds the old MAC for it in its ARP
+    cache, so the new machine's MAC must be the same (it comes from the address), or it is unreachable for
+    seconds. And a process a machine started in a session of its own dies with it."""
+    f = cfleet
+    assert f.api.post("/v1/apps", json={"app_name": "reuse", "primary_region": "ams"}).status_code == 201
+    config = {"image": f"{f.registry}/some/httpd:1"}
+    first = f.api.post("/v1/apps/reuse/machines", json={"config": config}).json()
+    f.api.get(f"/v1/apps/reuse/machines/{first['id']}/wait", params={"state": "started", "timeout": 60})
+    f.wait_for(lambda: _get(f"http://{first['private_ip']}:8080/"), timeout=20, what="the first machine")
+    r = f.api.post(f"/v1/apps/reuse/machines/{first['id']}/exec",
+                   json={"command": ["sh", "-c", "setsid sleep 4242 >/dev/null 2>&1 < /dev/null &"]})
+    assert r.status_code == 200, r.text
+    assert _sleepers("4242"), "the escaped process runs"
+    assert f.api.delete(f"/v1/apps/reuse/machines/{first['id']}", params={"force": "true"}).status_code == 200
+    f.wait_for(lambda: not _sleepers("4242"), timeout=10, what="the escaped process to die with its machine")
+    second = f.api.post("/v1/apps/reuse/machines", json={"config": config}).json()
+    assert second["private_ip"] == first["private_ip"]
+    f.api.get(f"/v1/apps/reuse/machines/{second['id']}/wait", params={"state": "started", "timeout": 60})
+    f.wait_for(lambda: _get(f"http://{second['private_ip']}:8080/"), timeout=1.5, interval=0.01,
+               what="the new machine on the freed address to answer")
+
+
+def _sleepers(arg: str) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", arg.encode()]:
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found

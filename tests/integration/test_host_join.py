@@ -43,6 +43,9 @@ def joined(fleet, tmp_path_factory):
         yield fleet, token, data
     finally:
         stop_process(proc, log)
+        from roost.dev.fleet import _remove_cgroups
+
+        _remove_cgroups("joined-1")  # the agent's machine cgroups (it was not started by the fleet)
 
 
 def credential(data) -> str:

@@ -1,7 +1,7 @@
-"""cgroup v1 helpers for the process driver: a memory cgroup (limit, OOM count) and a freezer cgroup
-(suspend/resume) per machine, nested under the agent's own cgroups. Everything is best effort: where
-the host does not allow cgroups, `Cgroups.available` is False and the driver falls back to process
-groups and SIGSTOP/SIGCONT."""
+"""cgroup v1 helpers for the process driver: a memory cgroup (limit, OOM count), a freezer cgroup
+(suspend/resume) and a pids cgroup (a bound on its processes) per machine, nested under the agent's own
+cgroups. Everything is best effort: where the host does not allow cgroups, `Cgroups.available` is False and
+the driver falls back to process groups and SIGSTOP/SIGCONT."""
 
 from __future__ import annotations
 
@@ -28,14 +28,24 @@ def _own_path(controller: str) -> str:
 
 class Cgroups:
     def __init__(self, host_id: str, enabled: bool = True) -> None:
-        self.memory_base, self.freezer_base = self.bases(host_id)
+        self.host_id = host_id
+        self.memory_base, self.freezer_base, self.pids_base = self.bases(host_id)
         self.available = enabled and self._probe()
+        self.limits_pids = self.available and self._probe_pids()
 
     @staticmethod
-    def bases(host_id: str) -> tuple[Path, Path]:
-        """Where a host's machine cgroups live (memory, freezer), under this process's own cgroups."""
+    def bases(host_id: str) -> tuple[Path, Path, Path]:
+        """Where a host's machine cgroups live (memory, freezer, pids), under this process's own cgroups."""
         return (ROOT / "memory" / _own_path("memory").lstrip("/") / f"roost-{host_id}",
-                ROOT / "freezer" / _own_path("freezer").lstrip("/") / f"roost-{host_id}")
+                ROOT / "freezer" / _own_path("freezer").lstrip("/") / f"roost-{host_id}",
+                ROOT / "pids" / _own_path("pids").lstrip("/") / f"roost-{host_id}")
+
+    def _probe_pids(self) -> bool:
+        try:
+            self.pids_base.mkdir(parents=True, exist_ok=True)
+            return (self.pids_base / "pids.max").exists()
+        except OSError:
+            return False
 
     def _probe(self) -> bool:
         try:
@@ -52,8 +62,8 @@ class Cgroups:
     def freezer(self, machine_id: str) -> Path:
         return self.freezer_base / machine_id
 
-    def create(self, machine_id: str, memory_mb: int) -> list[str]:
-        """Make the machine's cgroups and set its memory limit; returns the cgroup.procs files to join."""
+    def create(self, machine_id: str, memory_mb: int, pids_limit: int = 0) -> list[str]:
+        """Make the machine's cgroups and set its memory and pids limits; returns the cgroup.procs files to join."""
         if not self.available:
             return []
         mem, frz = self.memory(machine_id), self.freezer(machine_id)
@@ -66,7 +76,13 @@ class Cgroups:
         (mem / "memory.limit_in_bytes").write_text(limit)
         with contextlib.suppress(OSError):
             (mem / "memory.memsw.limit_in_bytes").write_text(limit)  # no swapping past the limit either
-        return [str(mem / "cgroup.procs"), str(frz / "cgroup.procs")]
+        files = [str(mem / "cgroup.procs"), str(frz / "cgroup.procs")]
+        if self.limits_pids:
+            pids = self.pids_base / machine_id
+            pids.mkdir(exist_ok=True)
+            (pids / "pids.max").write_text(str(pids_limit) if pids_limit > 0 else "max")
+            files.append(str(pids / "cgroup.procs"))
+        return files
 
     def pids(self, machine_id: str) -> list[int]:
         if not self.available:
@@ -106,6 +122,6 @@ class Cgroups:
             return False
 
     def remove(self, machine_id: str) -> None:
-        for path in (self.memory(machine_id), self.freezer(machine_id)):
+        for path in (self.memory(machine_id), self.freezer(machine_id), self.pids_base / machine_id):
             with contextlib.suppress(OSError):
                 os.rmdir(path)

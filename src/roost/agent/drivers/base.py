@@ -32,6 +32,7 @@ class StartSpec:
     cpu_kind: str = "shared"
     address: str = ""  # the machine's own address on this host's machine subnet
     mounts: tuple[tuple[Path, str, bool], ...] = ()  # (host file, guest path, read-only)
+    pids_limit: int = 4096  # processes and threads the machine may have at once
 
 
 @dataclass

@@ -132,7 +132,7 @@ class ContainerDriver(PidWatcher):
             run = MachineRun(
                 machine_id=mid, rootfs=str(merged), env=spec.env, memory_mb=spec.memory_mb, cpus=spec.cpus,
                 cpu_kind=spec.cpu_kind, exec_=(GUEST_INIT, "-g", "--", *argv), netns=netns, mounts=tuple(mounts_),
-                cgroups_path=f"/{self.cgroup_parent}/{mid}")
+                cgroups_path=f"/{self.cgroup_parent}/{mid}", pids_limit=spec.pids_limit)
             config = oci_spec.runtime_spec(spec.image_config, run, *_user_db(spec.image_dir))
             (mdir / "config.json").write_text(json.dumps(config))
             pid, runc_pid = await self._run(mid, mdir)

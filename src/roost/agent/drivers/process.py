@@ -88,7 +88,7 @@ class ProcessDriver(PidWatcher):
             _link_volume(rootfs, spec.volume[0], spec.volume[1])
         argv = resolve_argv(spec.argv, rootfs, spec.env.get("PATH", os.defpath))
         try:
-            cgroup_files = self.cgroups.create(mid, spec.memory_mb)
+            cgroup_files = self.cgroups.create(mid, spec.memory_mb, spec.pids_limit)
         except OSError as exc:
             log.warning("cgroups for %s: %s; running without limits", mid, exc)
             cgroup_files = []
