@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
+
+from roost.client import oci_build
 
 BUSYBOX = "/usr/bin/busybox"  # Debian's busybox-static (./scripts/setup installs it)
 APPLETS = ("sh", "httpd", "ls", "ps", "cat", "id", "hostname", "sleep", "echo", "wget", "env", "kill", "true",
@@ -31,37 +34,15 @@ def busybox_rootfs(root: Path) -> Path:
 def build_oci_image(layout: Path, tag: str, rootfs: Path, cmd: list[str], env: list[str] | None = None,
                     ports: list[str] | None = None, workdir: str = "") -> None:
     """An OCI image of `rootfs` (one layer, FROM scratch) in the OCI layout `layout` under `tag`, built with umoci
-    as an image build tool would (no registry, no internet)."""
-    image = f"{layout}:{tag}"
-    if not (layout / "index.json").exists():
-        _run("umoci", "init", "--layout", str(layout))
-    _run("umoci", "new", "--image", image)
-    bundle = layout.parent / f".bundle-{tag}"
-    shutil.rmtree(bundle, ignore_errors=True)
-    _run("umoci", "unpack", "--image", image, str(bundle))
-    shutil.rmtree(bundle / "rootfs")
-    shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
-    _run("umoci", "repack", "--image", image, str(bundle))
-    shutil.rmtree(bundle, ignore_errors=True)
-    args = ["umoci", "config", "--image", image, *[f"--config.cmd={c}" for c in cmd]]
-    args += [f"--config.env={e}" for e in env or ["PATH=/usr/bin:/bin"]]
-    args += [f"--config.exposedports={p}" for p in ports or []]
-    if workdir:
-        args.append(f"--config.workingdir={workdir}")
-    _run(*args)
+    as `roost image push` builds (no registry, no internet)."""
+    oci_build.new_image(layout, tag)
+    oci_build.add_layer(layout, tag, rootfs)
+    oci_build.set_config(layout, tag, cmd=cmd, env=env or ["PATH=/usr/bin:/bin"], ports=ports or [], workdir=workdir)
 
 
 def push(layout: Path, tag: str, destination: str) -> str:
     """Copy an image from an OCI layout to a registry on loopback; returns the digest the registry holds."""
-    _run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{destination}")
-    import json
-
+    oci_build.push(layout, tag, destination)
     out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{destination}"], check=True,
                          capture_output=True, text=True, timeout=60).stdout
     return str(json.loads(out)["Digest"])
-
-
-def _run(*argv: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")

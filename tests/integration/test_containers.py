@@ -4,6 +4,7 @@ agents on the container driver, edges) with a real registry on loopback."""
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from roost.agent.drivers.container import runc_available
 from roost.agent.oci_images import oci_tools_available
 from tests.images import build_oci_image, busybox_rootfs, push
-from tests.integration.conftest import Fleet, free_port
+from tests.integration.conftest import EXAMPLES, Fleet, free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -201,3 +202,28 @@ def _sleepers(arg: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_roost_image_push_of_a_directory_runs_on_the_container_driver(cfleet):
+    """Today's examples, unchanged: `roost image push DIR` makes an OCI image (the directory at /app on a Debian
+    base with Python built from Debian packages), pushes it to the fleet's registry and names it; a machine
+    that says "hello:v1" runs it in a container."""
+    f = cfleet
+    pushed = f.roost("image", "push", str(EXAMPLES / "hello"), "--name", "hello:v1", "--cmd", "python3 app.py",
+                     "--json", timeout=600)
+    image = json.loads(pushed.stdout)
+    assert image["source"] == "registry" and image["registry"] == f.registry and image["repository"] == "hello"
+    assert image["cmd"] == ["python3", "app.py"]
+    assert f.api.post("/v1/apps", json={"app_name": "hello", "primary_region": "ams"}).status_code == 201
+    m = f.api.post("/v1/apps/hello/machines", json={"config": {"image": "hello:v1", "services": [service()]}}).json()
+    assert m["image_ref"]["digest"] == image["digest"], "the machine runs the digest the name had"
+    r = f.api.get(f"/v1/apps/hello/machines/{m['id']}/wait", params={"state": "started", "timeout": 60})
+    assert r.status_code == 200, r.text
+    body = f.wait_for(lambda: _get(f"http://{m['private_ip']}:8080/"), timeout=20, what="the app to listen")
+    assert m["id"] in body
+    r = httpx.get(f"{f.edge('ams')['url']}/", headers={"Host": "hello.localhost"}, timeout=20, trust_env=False)
+    assert r.status_code == 200 and m["id"] in r.text
+    # It is Debian's Python in the machine, not the host's.
+    out = f.api.post(f"/v1/apps/hello/machines/{m['id']}/exec",
+                     json={"command": ["python3", "-c", "import sys; print(sys.executable, sys.prefix)"]}).json()
+    assert out["stdout"] == "/usr/bin/python3 /usr\n"

@@ -272,6 +272,8 @@ class Supervisor:
                     raise ImageError("this host cannot pull OCI images (skopeo and umoci are not installed)")
                 image = await self.oci.ensure(spec.image.ref, spec.image.digest)
                 image_dir, image_config = image.rootfs, image.config
+                if not self.driver.isolated:
+                    image_dir = working_dir(image.rootfs, str(image.config.get("WorkingDir") or "/"))
             else:
                 image_dir = await self.images.ensure(spec.image.digest)
         except (ImageError, OciImageError, KeyError) as exc:
@@ -541,6 +543,16 @@ class Supervisor:
         for task in self._watchers.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def working_dir(rootfs: Path, workdir: str) -> Path:
+    """What a driver that runs host programs (the process driver) takes of an image: its working directory,
+    where an image made by `roost image push DIR` holds the app. Never a path outside the image."""
+    root = rootfs.resolve()
+    target = (root / workdir.lstrip("/")).resolve()
+    if not target.is_relative_to(root) or not target.is_dir():
+        raise ImageError(f"the image's WorkingDir {workdir!r} is not a directory inside it")
+    return target
 
 
 def runtime_bin_dir(root: Path) -> Path:

@@ -48,9 +48,10 @@ def up(
                                  help="The edge of region R terminates apps' TLS on 127.0.0.1:(PORT+R) (0: none)."),
     tls: bool = typer.Option(True, "--tls/--no-tls",
                              help="Server, agents and edges speak HTTPS to each other under a fleet CA."),
-    driver: str = typer.Option("process", "--driver",
-                               help="How hosts run machines: process (no isolation) or container (runc; needs "
-                                    "root, runc and tini; see docs/images.md)."),
+    driver: str = typer.Option("auto", "--driver",
+                               help="How hosts run machines: container (isolated, runc; needs root, runc, tini, "
+                                    "skopeo, umoci and the fleet registry), process (no isolation), or auto: "
+                                    "container where it can run, else process."),
     registry_port: int = typer.Option(4390, "--registry-port",
                                       help="The fleet's OCI registry on 127.0.0.1:PORT (0: none; skipped when "
                                            "docker-registry is not installed)."),
@@ -69,17 +70,19 @@ def up(
         raise CliError("--regions lists a region twice")
     import shutil
 
-    if driver not in ("process", "container"):
-        raise CliError(f"unknown --driver {driver!r}: use process or container")
-    if driver == "container":
-        from roost.agent.drivers.container import runc_available
-
-        if not runc_available():
-            raise CliError("--driver container needs root, runc and tini (./scripts/setup installs them as root); "
-                           "use --driver process, which does not isolate machines")
+    if driver not in ("auto", "process", "container"):
+        raise CliError(f"unknown --driver {driver!r}: use auto, container or process")
     if registry_port and shutil.which("docker-registry") is None:
         err_console.print("No fleet registry: docker-registry is not installed (./scripts/setup installs it).")
         registry_port = 0
+    missing = _container_needs(registry_port)
+    if driver == "container" and missing:
+        raise CliError(f"--driver container needs {missing} (./scripts/setup installs them as root); "
+                       "use --driver process, which does not isolate machines")
+    if driver == "auto":
+        driver = "process" if missing else "container"
+        if missing:
+            err_console.print(f"Machines run as host processes, not isolated: the container driver needs {missing}.")
     spec = FleetSpec(data_dir=_data_dir(data_dir), regions=codes, hosts_per_region=hosts_per_region,
                      server_port=port, host_cpus=host_cpus, host_memory_mb=host_memory_mb,
                      agent_port=agent_port, address_offset=address_offset, proxy_port=proxy_port,
@@ -112,7 +115,24 @@ def up(
     if driver == "process":
         console.print("Machines run as host processes (--driver process): they are not isolated from the host "
                       "or each other; --driver container isolates them (docs/images.md).")
+    else:
+        console.print("Machines run in containers (--driver container): each isolated, with its own address.")
     console.print("Stop everything with 'roost dev down'.")
+
+
+def _container_needs(registry_port: int) -> str:
+    """What this computer lacks for the container driver ("" if nothing)."""
+    import shutil
+
+    from roost.agent.drivers.container import runc_available
+
+    missing = []
+    if not runc_available():
+        missing.append("root, runc and tini")
+    missing += [tool for tool in ("skopeo", "umoci") if shutil.which(tool) is None]
+    if not registry_port:
+        missing.append("the fleet registry (docker-registry, --registry-port)")
+    return ", ".join(missing)
 
 
 def _print_fleet(fleet: dict) -> None:  # type: ignore[type-arg]

@@ -1,4 +1,5 @@
-"""`roost image push|list`: images are content-addressed bundles of a directory."""
+"""`roost image push|list`: OCI images pushed to the fleet's registry (a directory becomes a layer on a base
+image), or bundles of a directory kept by the server where the fleet has no registry."""
 
 from __future__ import annotations
 
@@ -21,18 +22,24 @@ def register(app: typer.Typer) -> None:
 
 @image_app.command("push")
 def push_cmd(
-    directory: Path = typer.Argument(..., help="Directory to pack."),
+    directory: Path = typer.Argument(..., help="A directory, an OCI layout, or a 'docker save' tarball."),
     name: str = typer.Option(..., "--name", "-n", help="NAME[:TAG], e.g. hello:v1 or ghcr.io/org/app:latest."),
     cmd: str = typer.Option(None, "--cmd", help="Default command (else the Procfile's web entry)."),
+    base: str = typer.Option(None, "--base",
+                             help="Base image for a directory (default: Debian with Python 3, built once from "
+                                  "Debian packages)."),
+    bundle: bool = typer.Option(False, "--bundle", help="Push a bundle kept by the server, even if the fleet "
+                                                        "has a registry (the process driver's format)."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
-    """Push a directory as an image (a content-addressed bundle)."""
+    """Push an image: to the fleet's registry (OCI), or as a bundle where the fleet has none."""
     with progress(f"Pushing {directory} as {name}..."):
-        image = push(Api(), directory, name, shlex.split(cmd) if cmd else None)
+        image = push(Api(), directory, name, shlex.split(cmd) if cmd else None, base=base, bundle=bundle)
     if json_out:
         print_json(image)
         return
-    console.print(f"Pushed [bold]{image['ref']}[/bold] {image['digest']} ({image['size']} bytes)"
+    where = f" to {image['registry']}/{image['repository']}:{image['tag']}" if image.get("source") == "registry" else ""
+    console.print(f"Pushed [bold]{image['ref']}[/bold]{where} {image['digest']} ({image['size']} bytes)"
                   + (f", command: {' '.join(image['cmd'])}" if image.get("cmd") else ", no default command"))
 
 

@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
         insecure_registry: list[str] = typer.Option([], "--insecure-registry",
                                                     help="A registry (HOST:PORT) reached over plain HTTP "
                                                          "(loopback registries always are); repeatable."),
+        registry: str = typer.Option("", "--registry",
+                                     help="The fleet's own registry (HOST:PORT): 'roost image push' and "
+                                          "'roost deploy' push there."),
         allow_registry: list[str] = typer.Option([], "--allow-registry",
                                                  help="Machines may use images only from registries matching "
                                                       "this pattern (e.g. '127.0.0.1:*'); repeatable; "
@@ -70,4 +73,4 @@ def register(app: typer.Typer) -> None:
                          store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
                          secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
                          acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
-                         allowed_registries=tuple(allow_registry)))
+                         allowed_registries=tuple(allow_registry), registry_address=registry))

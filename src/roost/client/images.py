@@ -70,7 +70,56 @@ def procfile_command(directory: Path) -> list[str]:
     return []
 
 
-def push(api: Api, directory: Path, name: str, cmd: list[str] | None = None) -> dict[str, Any]:
+def push(api: Api, directory: Path, name: str, cmd: list[str] | None = None, base: str | None = None,
+         bundle: bool = False) -> dict[str, Any]:
+    """Push an image under `name`: to the fleet's registry as an OCI image when the fleet has one (a directory
+    becomes a layer at /app on a base image; an OCI layout or a `docker save` tarball goes as it is), else as a
+    bundle kept by the server (the process driver's format)."""
+    registry = None if bundle else fleet_registry(api)
+    if registry is None:
+        return push_bundle(api, directory, name, cmd)
+    return push_oci(api, registry, directory, name, cmd, base)
+
+
+def fleet_registry(api: Api) -> str | None:
+    found = api.request("GET", "/v1/registry", ok_codes=(404,))
+    return str(found["address"]) if isinstance(found, dict) and found.get("address") else None
+
+
+def push_oci(api: Api, registry: str, source: Path, name: str, cmd: list[str] | None,
+             base: str | None) -> dict[str, Any]:
+    import tempfile
+
+    from roost.client import oci_build
+    from roost.core.model import parse_image_name
+
+    _, repository, tag = parse_image_name(name)
+    destination = f"{registry}/{repository}:{tag}"
+    with tempfile.TemporaryDirectory(prefix="roost-push-") as tmp_name:
+        tmp = Path(tmp_name)
+        if source.is_file():  # `docker save` (or `podman save`) output
+            oci_build.copy_archive(source, destination)
+        elif (source / "oci-layout").is_file():
+            tags = oci_build.oci_layout_tags(source)
+            if len(tags) != 1 and tag not in tags:
+                raise UserError(f"{source} is an OCI layout with tags {', '.join(tags) or 'none'}: name one with "
+                                f"--name NAME:TAG")
+            oci_build.push(source, tag if tag in tags else tags[0], destination)
+        elif source.is_dir():
+            command = cmd if cmd is not None else procfile_command(source)
+            base_image = oci_build.pull_base(base, tmp / "base") if base else oci_build.base_image(cache_dir())
+            layout, layout_tag = oci_build.app_image(source, tmp / "work", base_image, command, read_ignore(source))
+            oci_build.push(layout, layout_tag, destination)
+        else:
+            raise UserError(f"{source}: no such directory or file")
+    return dict(api.post("/v1/images", params={"name": name}, json={"image": destination}))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ROOST_CACHE_DIR") or Path.home() / ".cache" / "roost") / "images"
+
+
+def push_bundle(api: Api, directory: Path, name: str, cmd: list[str] | None = None) -> dict[str, Any]:
     if not directory.is_dir():
         raise UserError(f"{directory} is not a directory: 'roost image push' packs a directory into an image")
     command = cmd if cmd is not None else procfile_command(directory)

@@ -250,12 +250,13 @@ class Image:
     created_at: float
     cmd: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # "" (a bundle kept by the server) or "registry" (a name for an OCI image in a registry)
 
     def to_doc(self) -> JSON:
         return {
             "ref": self.ref, "registry": self.registry, "repository": self.repository, "tag": self.tag,
             "digest": self.digest, "size": self.size, "created_at": self.created_at, "cmd": self.cmd,
-            "labels": self.labels,
+            "labels": self.labels, "source": self.source,
         }
 
     @classmethod

@@ -146,9 +146,19 @@ def _iptables(*args: str) -> None:
         raise FleetError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
 
 
-def _rules_partition(address: str) -> list[list[str]]:
-    return [["INPUT", "-d", address, "-m", "comment", "--comment", COMMENT, "-j", "DROP"],
-            ["OUTPUT", "-s", address, "-m", "comment", "--comment", COMMENT, "-j", "DROP"]]
+def _rules_partition(address: str, machine_net: str = "") -> list[list[str]]:
+    rules = [["INPUT", "-d", address, "-m", "comment", "--comment", COMMENT, "-j", "DROP"],
+             ["OUTPUT", "-s", address, "-m", "comment", "--comment", COMMENT, "-j", "DROP"]]
+    if machine_net:  # a container host's machines have addresses of their own: they are cut off too
+        rules += [["OUTPUT", "-d", machine_net, "-m", "comment", "--comment", COMMENT, "-j", "DROP"],
+                  ["INPUT", "-s", machine_net, "-m", "comment", "--comment", COMMENT, "-j", "DROP"]]
+    return rules
+
+
+def host_machine_net(host: dict[str, Any]) -> str:
+    """A container host's machine subnet, from the arguments the fleet started its agent with ("" if none)."""
+    argv = host.get("argv") or []
+    return str(argv[argv.index("--machine-net") + 1]) if "--machine-net" in argv[:-1] else ""
 
 
 def _rules_server_only(address: str, server_port: int) -> list[list[str]]:
@@ -166,7 +176,8 @@ def partition_host(data_dir: Path, host_id: str, server_only: bool = False) -> f
         raise FleetError(f"no fleet in {data_dir}")
     host = _host(fleet, host_id)
     port = int(fleet["server"]["url"].rsplit(":", 1)[1])
-    rules = _rules_server_only(host["address"], port) if server_only else _rules_partition(host["address"])
+    rules = _rules_server_only(host["address"], port) if server_only else \
+        _rules_partition(host["address"], host_machine_net(host))
     at = time.time()
     for rule in rules:
         _iptables("-I", *rule)

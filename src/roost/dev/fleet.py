@@ -176,6 +176,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
                        "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval),
                        *tls_args("server", "127.0.0.1"), *spec.server_args]
+        if fleet.get("registry"):
+            server_argv += ["--registry", fleet["registry"]["address"]]
         server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log")
         fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
                            "log": str(logs / "server.log"), "argv": server_argv}
@@ -379,6 +381,7 @@ def machine_processes(host_data_dir: Path, machine_id: str) -> set[int]:
     for base in Cgroups.bases(host_data_dir.name):
         with contextlib.suppress(OSError, ValueError):
             pids.update(int(p) for p in (base / machine_id / "cgroup.procs").read_text().split())
+    pids |= host_pids(host_data_dir.name, machine_id)  # a container machine's processes, in its own cgroup
     return {p for p in pids if pid_alive(p)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ class Services:
     releases: ReleaseService
     tokens: TokenService
     certificates: CertificateService
+    registry_address: str = ""  # the fleet's own registry (HOST:PORT), where `roost image push` pushes
 
 
 def routes(s: Services) -> list[Route]:
@@ -323,6 +325,8 @@ def routes(s: Services) -> list[Route]:
         name = request.query_params.get("name", "")
         if not name.strip():
             raise bad_request("query parameter name: required, e.g. ?name=myapp:v1")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            return await register_image(request, name.strip())
         cmd_raw = request.query_params.get("cmd")
         cmd: list[str] = []
         if cmd_raw:
@@ -339,13 +343,40 @@ def routes(s: Services) -> list[Route]:
                                   f"{who.app}/...; got {repository!r}")
         digest, size = await s.blobs.put_stream(request.stream())
         ref = canonical_image_ref(name.strip())
-        import time as _time
 
         image = Image(ref=ref, registry=registry or "roost", repository=repository, tag=tag, digest=digest,
-                      size=size, created_at=_time.time(), cmd=cmd)
+                      size=size, created_at=time.time(), cmd=cmd)
         async with s.state.lock:
             await s.state.save(image)
         return ok(image.to_api(), 201)
+
+    async def register_image(request: Request, name: str) -> Response:
+        """Give a registry image a name here (what `roost image push` does once it has pushed to the fleet's
+        registry): machines that say `"image": NAME` run it at the digest it has now."""
+        body = await json_body(request, required=True)
+        reference = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(reference, str) or not reference:
+            raise bad_request("body must be {\"image\": \"REGISTRY/REPOSITORY:TAG\"}")
+        _, repository, _ = parse_image_name(name)
+        who = identity(request)
+        if not may_push_image(who, repository):
+            raise RoostError(403, f"a deploy token of app {who.app!r} pushes images named {who.app} or "
+                                  f"{who.app}/...; got {repository!r}")
+        resolved = await s.machines.specs.resolve(reference)
+        ref = resolved.ref
+        command = resolved.config.get("Cmd") or []
+        image = Image(ref=canonical_image_ref(name), registry=ref.registry, repository=ref.repository,
+                      tag=ref.tag, digest=ref.digest, size=resolved.size, created_at=time.time(),
+                      cmd=[str(c) for c in command] if isinstance(command, list) else [], source="registry")
+        async with s.state.lock:
+            await s.state.save(image)
+        return ok(image.to_api(), 201)
+
+    async def registry_info(request: Request) -> Response:
+        if not s.registry_address:
+            raise RoostError(404, "this fleet has no image registry of its own (roost server --registry "
+                                  "HOST:PORT); push images to your registry and use their full names")
+        return ok({"address": s.registry_address})
 
     async def list_images(request: Request) -> Response:
         return ok([i.to_api() for i in sorted(s.state.images.values(), key=lambda i: i.ref)])
@@ -384,12 +415,11 @@ def routes(s: Services) -> list[Route]:
         for key in ("admin_url", "domain"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise bad_request(f"{key}: expected a string")
-        import time as _time
 
         edge = EdgeProxy(id=str(fields["id"]), region=str(fields["region"]), url=str(fields["url"]),
                          tcp_prefix=str(fields["tcp_prefix"]),
                          admin_url=str(body.get("admin_url") or ""), domain=str(body.get("domain") or "localhost"),
-                         registered_at=_time.time(), pid=pid)
+                         registered_at=time.time(), pid=pid)
         current = s.state.proxies.get(edge.id)
         if current is None or current.to_doc() | {"registered_at": 0} != edge.to_doc() | {"registered_at": 0}:
             async with s.state.lock:
@@ -531,6 +561,7 @@ def routes(s: Services) -> list[Route]:
         Route("/v1/watch", watch, methods=["GET"]),
         Route("/v1/images", list_images, methods=["GET"]),
         Route("/v1/images", push_image, methods=["POST"]),
+        Route("/v1/registry", registry_info, methods=["GET"]),
         Route("/v1/images/blobs/{digest}", get_blob, methods=["GET"]),
         Route("/v1/platform/regions", regions, methods=["GET"]),
         Route("/v1/proxies", list_proxies, methods=["GET"]),

@@ -66,6 +66,7 @@ class ServerConfig:
     acme: AcmeConfig | None = None  # where apps' certificates are ordered (POST .../certificates/acme)
     registry: RegistryAccess = field(default_factory=RegistryAccess)  # how images are resolved to digests
     allowed_registries: tuple[str, ...] = ()  # patterns of registries machines may use (empty: any)
+    registry_address: str = ""  # the fleet's own registry, where clients push (GET /v1/registry)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -127,6 +128,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         tokens=tokens,
         certificates=CertificateService(state, keyring, acme=AcmeIssuer(
             config.acme, config.data_dir / "acme-account.pem") if config.acme else None),
+        registry_address=config.registry_address,
     )
 
     @contextlib.asynccontextmanager

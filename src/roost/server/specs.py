@@ -37,9 +37,9 @@ class SpecBuilder:
 
     async def choose(self, name: str) -> ChosenImage:
         """A bundle pushed under `name`, else the registry image `name` names, pinned to its digest now."""
-        bundle = self.state.images.get(canonical_image_ref(name))
-        if bundle is not None:
-            return ChosenImage("", bundle.image_ref())
+        pushed = self.state.images.get(canonical_image_ref(name))
+        if pushed is not None:  # a bundle, or a name given to a registry image at its digest
+            return ChosenImage(pushed.source, pushed.image_ref())
         if self.access is None:
             raise unprocessable(f"image {name!r} not found: push it first with 'roost image push DIR --name {name}' "
                                 "(see 'roost image list')")
@@ -51,11 +51,7 @@ class SpecBuilder:
             raise unprocessable(
                 f"image {name!r} not found: it is not a pushed image, and this fleet pulls only from "
                 f"{', '.join(self.allowed_registries)}; push it with 'roost image push DIR --name {name}'")
-        try:
-            resolved = await registry.resolve(name, self.access)
-        except RegistryError as exc:
-            raise unprocessable(f"image {name!r}: {exc}") from None
-        pinned = resolved.ref
+        pinned = (await self.resolve(name)).ref
         return ChosenImage("registry", {"registry": pinned.registry, "repository": pinned.repository,
                                         "tag": pinned.tag, "digest": pinned.digest, "labels": {}})
 
@@ -68,11 +64,27 @@ class SpecBuilder:
             )
         return image
 
+    async def resolve(self, name: str) -> registry.Resolved:
+        """A registry image, pinned to the digest that runs (a 422 that says why when it cannot be)."""
+        if self.access is None:
+            raise unprocessable(f"image {name!r}: this server does not use registries")
+        try:
+            ref = parse(name)
+        except ImageRefError as exc:
+            raise unprocessable(f"image {name!r}: {exc}") from None
+        if self.allowed_registries and not any(fnmatch.fnmatch(ref.registry, p) for p in self.allowed_registries):
+            raise unprocessable(f"image {name!r}: this fleet pulls only from {', '.join(self.allowed_registries)}")
+        try:
+            return await registry.resolve(name, self.access)
+        except RegistryError as exc:
+            raise unprocessable(f"image {name!r}: {exc}") from None
+
     def image_spec(self, m: Machine) -> ImageSpec:
         if m.image_source == "registry":
             ref = m.image_ref
             name = f"{ref['registry']}/{ref['repository']}" + (f":{ref['tag']}" if ref.get("tag") else "")
             return ImageSpec(name, str(ref["digest"]), (), "registry")
+        # A bundle is found by its name at each start (a push under the same name replaces it).
         image = self.image_for(m.config["image"])
         return ImageSpec(image.ref, image.digest, tuple(image.cmd))
 

@@ -464,12 +464,12 @@ def sweep(machines_root: Path, host_id: str) -> int:
     return killed
 
 
-def host_pids(host_id: str) -> set[int]:
-    """Every process in a host's container machines (from their cgroups)."""
+def host_pids(host_id: str, machine_id: str = "*") -> set[int]:
+    """Every process in a host's container machines (or one machine's), from their cgroups."""
     unified = (CGROUP_ROOT / "cgroup.controllers").exists()
     base = CGROUP_ROOT / f"roost-{host_id}" if unified else CGROUP_ROOT / "pids" / f"roost-{host_id}"
     pids: set[int] = set()
-    for procs in base.glob("*/cgroup.procs"):
+    for procs in base.glob(f"{machine_id}/cgroup.procs"):
         with contextlib.suppress(OSError, ValueError):
             pids.update(int(p) for p in procs.read_text().split())
     return pids
