@@ -59,9 +59,25 @@ def free_port_block(n: int) -> int:
     raise RuntimeError("no free port block")
 
 
+# The driver the suite runs on: `process` by default; .ci/run runs the suite again with ROOST_TEST_DRIVER=container.
+TEST_DRIVER = os.environ.get("ROOST_TEST_DRIVER", "process")
+
+
+def needs_host_reach(example: str, why: str) -> None:
+    """Skip on the container driver a test whose example reaches past its machine into the host: the
+    fenced worker's shared log is a file every host can write (a stand-in for an external store), and the
+    primary-write-region example replicates through the edge on the host's loopback. An isolated machine
+    reaches neither; a network store and machine-to-machine networking (issue 19) will let them run."""
+    if TEST_DRIVER == "container":
+        pytest.skip(f"examples/{example} {why}: isolated machines cannot yet (issue 19)")
+
+
 class Fleet:
     def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, proxies: bool = False,
                  **kw) -> None:
+        kw.setdefault("driver", TEST_DRIVER)
+        if kw["driver"] == "container":
+            kw.setdefault("registry_port", free_port())  # container machines run OCI images from a registry
         # Test traffic stays on loopback: machines may use images only from registries there.
         kw["server_args"] = (*kw.pop("server_args", ()), "--allow-registry", "127.0.0.1:*")
         # A random slice of 127.0.0.0/8 per fleet, so test fleets never collide with each other or a dev fleet.
@@ -96,6 +112,13 @@ class Fleet:
         return result
 
     def push_example(self, name: str, example: str = "hello", cmd: str | None = None) -> dict:
+        if self.info.get("registry"):  # an OCI image in the fleet's registry, made by `roost image push`
+            import json
+
+            command = cmd or ("python3 app.py" if example == "hello" else None)
+            pushed = self.roost("image", "push", str(EXAMPLES / example), "--name", name, "--json",
+                                *(["--cmd", command] if command else []), timeout=600)
+            return dict(json.loads(pushed.stdout))
         params = {"name": name}
         if cmd:
             import json

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -51,9 +52,9 @@ def test_push_run_and_reach(ready):
     assert m["state"] == "started"
     body = ready.wait_for(lambda: _try(lambda: hit(m)), what="the app to answer")
     assert body["machine"] == m["id"] and body["region"] == "ams"
-    # two machines of one app on one host both work (each gets its own PORT)
+    # two machines of one app on one host both work (each its own PORT, or on containers its own address)
     m2 = run_machine(ready, "-p", "80:8080/tcp:http")
-    assert m2["roost"]["ports"]["8080"] != m["roost"]["ports"]["8080"]
+    assert (m2["private_ip"], m2["roost"]["ports"]["8080"]) != (m["private_ip"], m["roost"]["ports"]["8080"])
     assert ready.wait_for(lambda: _try(lambda: hit(m2)))["machine"] == m2["id"]
     listing = ready.roost("machine", "list", "-a", APP).stdout
     assert m["id"] in listing and m2["id"] in listing
@@ -65,9 +66,11 @@ def test_environment_given_to_machines(ready):
     m = run_machine(ready, "-e", "GREETING=hi", "--", "sh", "-c", "env | sort; exec sleep 60")
     text = ready.wait_for(lambda: "FLY_MACHINE_ID" in log_text(ready, m["id"]) and log_text(ready, m["id"]))
     for key in ("FLY_APP_NAME=e2e", f"FLY_MACHINE_ID={m['id']}", f"FLY_ALLOC_ID={m['id']}", "FLY_REGION=ams",
-                "FLY_PROCESS_GROUP=app", "FLY_IMAGE_REF=hello:v1@sha256:", f"FLY_MACHINE_VERSION={m['instance_id']}",
+                "FLY_PROCESS_GROUP=app", f"FLY_MACHINE_VERSION={m['instance_id']}",
                 "PRIMARY_REGION=ams", f"FLY_PRIVATE_IP={m['private_ip']}", "GREETING=hi"):
         assert key in text, key
+    # The image as pinned: a bundle's name, or a registry image's full reference (as Fly's registry.fly.io/...).
+    assert re.search(r"FLY_IMAGE_REF=(\S+/)?hello:v1@sha256:[0-9a-f]{64}\n", text), text
     ready.roost("machine", "destroy", m["id"], "-a", APP, "--force")
 
 

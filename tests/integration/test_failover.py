@@ -13,7 +13,7 @@ import pytest
 
 from roost.dev import faults
 from roost.dev.fleet import pid_alive, restart_agent, restart_server
-from tests.integration.conftest import Fleet
+from tests.integration.conftest import Fleet, needs_host_reach
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,7 @@ def ha(tmp_path_factory):
 
 def deploy_worker(f: Fleet, app: str) -> tuple[dict, dict, Path]:
     """Deploy the fenced worker example as APP; returns (worker, standby, shared log)."""
+    needs_host_reach("fenced-worker", "writes its shared log on the hosts' disk")
     directory = f.workdir / app
     shutil.copytree(ROOT / "examples" / "fenced-worker", directory)
     shared = f.workdir / f"{app}-shared" / "shared.log"

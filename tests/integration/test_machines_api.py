@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.conftest import TEST_DRIVER
+
 pytestmark = pytest.mark.integration
 
 
@@ -208,6 +210,11 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(fleet, app):
     assert api.get(f"/v1/apps/{app}/machines").json() == before
 
 
+# Where the machine sees its volume: at /data in a container; beside it on the process driver, which runs in
+# a directory of the host (/data there would be the host's).
+VOLUME_FILE = "/data/file" if TEST_DRIVER == "container" else "data/file"
+
+
 def test_volumes(fleet, app):
     api = fleet.api
     r = api.post(f"/v1/apps/{app}/volumes", json={"name": "data", "region": "ams", "size_gb": 1})
@@ -220,7 +227,7 @@ def test_volumes(fleet, app):
     assert r.status_code == 200 and r.json()["volume"]["size_gb"] == 2
     assert api.put(f"/v1/apps/{app}/volumes/{vol['id']}/extend", json={"size_gb": 1}).status_code == 400
     config = {"image": "hello:v1", "mounts": [{"volume": vol["id"], "path": "/data"}],
-              "init": {"cmd": ["sh", "-c", "echo persisted > data/file; exec sleep 60"]}}
+              "init": {"cmd": ["sh", "-c", f"echo persisted > {VOLUME_FILE}; exec sleep 60"]}}
     m = api.post(f"/v1/apps/{app}/machines", json={"config": config}).json()
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").json()["attached_machine_id"] == m["id"]
     # one machine per volume

@@ -168,3 +168,4 @@ def test_commands_are_found_inside_the_image_and_symlinks_stay_in_it(tmp_path):
         find_command(root, "/bin/data", "")
     with pytest.raises(DriverError, match=r"looked in PATH=/usr/bin"):
         find_command(root, "python3", "/usr/bin")
+

@@ -20,11 +20,11 @@ from pathlib import Path
 from roost.client.errors import UserError
 
 TIMEOUT = 600.0
-# The base image: Python 3 and a shell, with what they load, from Debian's packages (their dependencies
+# The base image: Python 3, a shell and the core utilities, with what they load, from Debian's packages (their dependencies
 # resolved by apt); what only package management or perl need is left out.
-BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "dash")
+BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "dash", "coreutils")
 NOT_IN_BASE = {"dpkg", "install-info", "tar", "mailcap", "mime-support", "libgdbm-compat4", "base-files",
-               "coreutils", "debconf", "libdebconfclient0"}
+               "debconf", "libdebconfclient0"}
 BASE_TAG = "base"
 APP_DIR = "/app"
 BASE_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/app")

@@ -36,17 +36,21 @@ async def run_command(argv: list[str], *, stdin: bytes, timeout: float, env: dic
         raise DriverError(f"stdin is larger than {MAX_STDIN} bytes")
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=env, cwd=cwd, start_new_session=True)
+            *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
     except OSError as exc:
         raise DriverError(f"could not run {argv[0]!r}: {exc.strerror or exc}") from exc
 
     async def feed() -> None:
-        assert proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        if proc.stdin is None:
+            return
+        # The command may exit without reading its input: its pipe is then closed under us (uvloop says so
+        # with a RuntimeError).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             proc.stdin.write(stdin)
             await proc.stdin.drain()
-        proc.stdin.close()
+        with contextlib.suppress(RuntimeError):
+            proc.stdin.close()
 
     work = asyncio.gather(feed(), _read_bounded(proc.stdout, MAX_OUTPUT), _read_bounded(proc.stderr, MAX_OUTPUT),
                           proc.wait())
