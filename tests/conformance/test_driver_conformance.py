@@ -197,3 +197,35 @@ async def test_a_machine_cannot_fork_past_its_pids_limit(h):
     info = await asyncio.wait_for(h.driver.exited("m1"), 10)
     assert info.exit_code not in (0, None), "the shell gave up when its fork was refused"
     assert 1 <= await h.read_count("m1") < 20
+
+
+async def test_output_is_logged_line_by_line_with_time_and_stream_across_an_agent_restart(h):
+    if h.kind == "fake":
+        pytest.skip("the fake driver runs no processes")
+    from roost.agent.logrelay import parse
+
+    workload = ["sh", "-c", "echo one; echo two >&2; sleep 0.6; echo three; sleep 30"]
+    info = await h.start("m1", workload)
+
+    async def lines(n: int) -> list[dict]:
+        for _ in range(300):
+            path = h.driver.log_path("m1")
+            found = [parse(x) for x in path.read_text().splitlines()] if path.exists() else []
+            if len(found) >= n:
+                return found
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"fewer than {n} log lines: {found}")
+
+    first = await lines(2)
+    assert sorted((x["stream"], x["line"]) for x in first) == [("stderr", "two"), ("stdout", "one")]
+    assert all(x["ts"] and x["ts"].endswith("Z") for x in first)
+    # The agent goes away (a new driver stands for its restart): what the machine writes meanwhile waits.
+    h.driver.shutdown()
+    h.driver._procs.clear()
+    await asyncio.sleep(0.8)
+    if h.kind == "process":
+        h.driver = ProcessDriver(h.driver.root, h.driver.cgroups)
+    else:
+        h.driver = ContainerDriver(h.driver.root, h.driver.cgroup_parent.removeprefix("roost-"), h.network)
+    assert await h.driver.recover("m1", info, suspended=False)
+    assert (await lines(3))[2]["line"] == "three"

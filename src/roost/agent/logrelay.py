@@ -79,7 +79,7 @@ class LogRelay:
         fd = self._fds.get(stream)
         if fd is None:
             return
-        chunks = []
+        chunks: list[bytes] = []
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while len(chunks) < 64:  # bounded per wake-up: other machines' output and the API come first
                 data = os.read(fd, 65536)

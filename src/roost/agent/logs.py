@@ -1,9 +1,12 @@
-"""Reading a machine's log file: the last N lines, or everything after a byte offset (for follow)."""
+"""Reading a machine's log file: the last N lines, or everything after a byte offset (for follow); each line
+with its timestamp and stream (agent/logrelay.py writes them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from roost.agent.logrelay import parse
 
 MAX_READ = 1024 * 1024
 
@@ -22,7 +25,7 @@ def tail(path: Path, lines: int) -> dict[str, Any]:
     text = data.decode("utf-8", "replace").splitlines()
     if chunk < size and text:
         text = text[1:]  # the first line may be cut
-    return {"lines": [{"ts": None, "line": line} for line in text[-lines:]], "offset": size}
+    return {"lines": [parse(line) for line in text[-lines:]], "offset": size}
 
 
 def since(path: Path, offset: int) -> dict[str, Any]:
@@ -39,5 +42,5 @@ def since(path: Path, offset: int) -> dict[str, Any]:
     if end < 0:
         return {"lines": [], "offset": offset}
     complete = data[: end + 1]
-    return {"lines": [{"ts": None, "line": line} for line in complete.decode("utf-8", "replace").splitlines()],
+    return {"lines": [parse(line) for line in complete.decode("utf-8", "replace").splitlines()],
             "offset": offset + len(complete)}

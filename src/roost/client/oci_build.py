@@ -20,8 +20,8 @@ from pathlib import Path
 from roost.client.errors import UserError
 
 TIMEOUT = 600.0
-# The base image: Python 3, a shell and the core utilities, with what they load, from Debian's packages (their dependencies
-# resolved by apt); what only package management or perl need is left out.
+# The base image: Python 3, a shell and the core utilities, with what they load, from Debian's packages
+# (their dependencies resolved by apt); what only package management or perl need is left out.
 BASE_PACKAGES = ("python3-minimal", "libpython3.11-stdlib", "dash", "coreutils")
 NOT_IN_BASE = {"dpkg", "install-info", "tar", "mailcap", "mime-support", "libgdbm-compat4", "base-files",
                "debconf", "libdebconfclient0"}

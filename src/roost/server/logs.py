@@ -39,14 +39,14 @@ class LogService:
             result = await self.agents.call(host.agent_url, "GET", f"/v1/machines/{m.id}/logs{query}", timeout=5)
         except RoostError:
             return [], offset
-        out = [{"timestamp": item.get("ts"), "machine_id": m.id, "region": m.region, "message": item.get("line", "")}
-               for item in result.get("lines", [])]
+        out = [{"timestamp": item.get("ts"), "machine_id": m.id, "region": m.region, "message": item.get("line", ""),
+                "stream": item.get("stream")} for item in result.get("lines", [])]
         return out, result.get("offset")
 
     async def tail(self, app: str, machine: str | None, lines: int) -> list[dict[str, Any]]:
         machines = self._machines(app, machine)
         results = await asyncio.gather(*(self._fetch(m, lines, None) for m in machines))
-        merged = sorted((item for batch, _ in results for item in batch), key=lambda i: i["timestamp"] or 0)
+        merged = sorted((item for batch, _ in results for item in batch), key=lambda i: i["timestamp"] or "")
         return merged[-lines:]
 
     async def follow(self, app: str, machine: str | None, lines: int) -> AsyncIterator[str]:
@@ -65,7 +65,7 @@ class LogService:
                     if not first:
                         items = []
                 batch.extend(items)
-            for item in sorted(batch, key=lambda i: i["timestamp"] or 0):
+            for item in sorted(batch, key=lambda i: i["timestamp"] or ""):
                 yield json.dumps(item) + "\n"
             first = False
             await asyncio.sleep(FOLLOW_POLL_SECONDS)

@@ -29,6 +29,7 @@ from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo,
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
 from roost.agent.drivers.process import trim_log
+from roost.agent.logrelay import machine_ends
 from roost.agent.netns import HostNetwork, NetworkError
 from roost.core import oci_spec
 from roost.core.oci_spec import MachineRun, SpecError
@@ -158,22 +159,26 @@ class ContainerDriver(PidWatcher):
         pid_file.unlink(missing_ok=True)
         runc_log = mdir / "runc.log"
         runc_log.unlink(missing_ok=True)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        ends = machine_ends(mdir)  # the machine's stdout and stderr (runc passes its own through)
         try:
             runc_pid = os.posix_spawn(self.runtime, [
                 "runc", "--root", str(self.state_root), "--log", str(runc_log), "--log-format", "json",
                 "run", "--keep", "--bundle", str(mdir), "--pid-file", str(pid_file), mid,
             ], {"PATH": os.environ.get("PATH", oci_spec.DEFAULT_PATH)}, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                (os.POSIX_SPAWN_DUP2, ends["stdout"], 1),
+                (os.POSIX_SPAWN_DUP2, ends["stderr"], 2),
             ], setsid=True)
         finally:
-            os.close(log_fd)
+            for fd in ends.values():
+                os.close(fd)
+        self._relay(mid)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             with contextlib.suppress(OSError, ValueError):
-                return int(pid_file.read_text().strip()), runc_pid
+                pid = int(pid_file.read_text().strip())
+                if _init_ready(pid):
+                    return pid, runc_pid
             done, status = os.waitpid(runc_pid, os.WNOHANG)
             if done:
                 raise DriverError(f"machine {mid} did not start: {_runc_error(runc_log, status)}")
@@ -230,6 +235,7 @@ class ContainerDriver(PidWatcher):
             return False
         proc = self._watch(machine_id, info.pid, child=False, oom_before=0)
         proc.suspended = suspended
+        self._relay(machine_id)
         return True
 
     async def destroy(self, machine_id: str) -> None:
@@ -299,6 +305,7 @@ class ContainerDriver(PidWatcher):
             sig = code - 128  # runc reports a machine killed by a signal as 128 + the signal
         oom = sig == signals.SIGKILL and not proc.killed_by_us and self._oom_kills(machine_id) > 0
         info = ExitInfo(exit_code=code, signal=sig, oom_killed=oom, exited_at=time.time())
+        self._unrelay(machine_id)
 
         async def cleanup() -> None:
             self.kill_leftovers(machine_id)
@@ -364,6 +371,16 @@ def _overlay(image_dir: Path, mdir: Path, fresh: bool) -> None:
         mounts.overlay(merged, lower=image_dir, upper=upper, work=work)
     except OSError as exc:
         raise DriverError(f"mounting the machine's root: {exc}") from exc
+
+
+def _init_ready(pid: int) -> bool:
+    """Has the machine's init taken over its signals? It has once it has started the app (it sets up its
+    signals first). Until then a signal sent to it is dropped: the kernel ignores signals to a PID namespace's
+    init that has no handler for them."""
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().strip())
+    except OSError:
+        return True  # gone already: its exit will be noticed
 
 
 def _read(path: Path) -> str:

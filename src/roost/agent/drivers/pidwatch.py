@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roost.agent.drivers.base import DriverError, ExitInfo
+from roost.agent.logrelay import LogRelay
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -46,6 +47,25 @@ class PidWatcher:
 
     def __init__(self) -> None:
         self._procs: dict[str, Watched] = {}
+        self._relays: dict[str, LogRelay] = {}
+
+    def log_path(self, machine_id: str) -> Path:
+        raise NotImplementedError
+
+    def machine_dir(self, machine_id: str) -> Path:
+        raise NotImplementedError
+
+    def _relay(self, machine_id: str) -> None:
+        """Follow the machine's output into its log (again, after an agent restart)."""
+        self._unrelay(machine_id)
+        relay = LogRelay(self.machine_dir(machine_id), self.log_path(machine_id))
+        relay.start()
+        self._relays[machine_id] = relay
+
+    def _unrelay(self, machine_id: str) -> None:
+        relay = self._relays.pop(machine_id, None)
+        if relay is not None:
+            relay.stop()
 
     def exited(self, machine_id: str) -> asyncio.Future[ExitInfo]:
         proc = self._procs.get(machine_id)
@@ -107,6 +127,8 @@ class PidWatcher:
             proc.pidfd = -1
 
     def shutdown(self) -> None:
-        """Stop watching (agent exit); the machines themselves keep running."""
+        """Stop watching (agent exit); the machines themselves keep running (their output waits in its FIFOs)."""
         for proc in self._procs.values():
             self._unwatch(proc)
+        for machine_id in list(self._relays):
+            self._unrelay(machine_id)

@@ -23,6 +23,7 @@ from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
+from roost.agent.logrelay import machine_ends
 
 log = logging.getLogger("roost.agent.process")
 
@@ -95,7 +96,7 @@ class ProcessDriver(PidWatcher):
         oom_before = self.cgroups.oom_kills(mid) if cgroup_files else 0
         log_path = self.log_path(mid)
         trim_log(log_path)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        ends = machine_ends(mdir)  # its stdout and stderr: FIFOs the relay reads into its log, line by line
         try:
             pid = os.posix_spawn(
                 "/bin/sh", ["roost-init", "-c", _PROLOGUE, "roost-init", str(rootfs), str(len(cgroup_files)),
@@ -103,15 +104,17 @@ class ProcessDriver(PidWatcher):
                 spec.env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    (os.POSIX_SPAWN_DUP2, ends["stdout"], 1),
+                    (os.POSIX_SPAWN_DUP2, ends["stderr"], 2),
                 ],
                 setsid=True,
             )
         except OSError as exc:
             raise DriverError(f"could not spawn machine {mid}: {exc}") from exc
         finally:
-            os.close(log_fd)
+            for fd in ends.values():
+                os.close(fd)
+        self._relay(mid)
         started = proc_start_time(pid) or 0
         self._watch(mid, pid, child=True, oom_before=oom_before)
         return RunInfo(pid=pid, proc_start=started, started_at=time.time(), extra={"oom_before": oom_before})
@@ -165,6 +168,7 @@ class ProcessDriver(PidWatcher):
             return False
         self._watch(machine_id, info.pid, child=False, oom_before=int(info.extra.get("oom_before", 0)))
         self._procs[machine_id].suspended = suspended
+        self._relay(machine_id)
         return True
 
     async def destroy(self, machine_id: str) -> None:
@@ -215,6 +219,7 @@ class ProcessDriver(PidWatcher):
             self.cgroups.thaw(machine_id, timeout=0.5)
 
     def _finish(self, machine_id: str, proc: Watched, code: int | None, sig: int | None) -> None:
+        self._unrelay(machine_id)
         oom = sig == signals.SIGKILL and not proc.killed_by_us and \
             self.cgroups.oom_kills(machine_id) > proc.oom_before
         # A machine is its whole process tree: nothing it started outlives it.
