@@ -227,3 +227,35 @@ def test_roost_image_push_of_a_directory_runs_on_the_container_driver(cfleet):
     out = f.api.post(f"/v1/apps/hello/machines/{m['id']}/exec",
                      json={"command": ["python3", "-c", "import sys; print(sys.executable, sys.prefix)"]}).json()
     assert out["stdout"] == "/usr/bin/python3 /usr\n"
+
+
+def test_a_dockerfile_app_is_built_with_buildah_and_deployed(cfleet, tmp_path):
+    """`roost launch` in a directory with a Dockerfile: built with buildah (FROM scratch: no internet), pushed to
+    the fleet's registry, run in containers, answering through the edge."""
+    f = cfleet
+    app = tmp_path / "boxed"
+    busybox_rootfs(app / "root")
+    (app / "root" / "www" / "index.html").write_text("built from a Dockerfile\n")
+    (app / "Dockerfile").write_text('FROM scratch\nCOPY root /\nARG GREETING\nENV GREETING=$GREETING\n'
+                                    'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]\n')
+    (app / "fly.toml").write_text('app = "boxed"\nprimary_region = "ams"\n[build]\n  [build.args]\n'
+                                  '    GREETING = "hello"\n[http_service]\n  internal_port = 8080\n'
+                                  '  auto_stop_machines = "off"\n  min_machines_running = 1\n')
+    out = f.roost("launch", "-c", str(app / "fly.toml"), timeout=600)
+    assert "Building" in out.stdout and "buildah" in out.stdout, out.stdout
+    machines = f.api.get("/v1/apps/boxed/machines").json()
+    assert machines and all(m["image_ref"]["registry"] == f.registry for m in machines)
+    for m in machines:
+        f.api.get(f"/v1/apps/boxed/machines/{m['id']}/wait", params={"state": "started", "timeout": 60})
+    body = f.wait_for(lambda: _get_edge(f, "boxed"), timeout=20, what="the built app through the edge")
+    assert body == "built from a Dockerfile\n"
+    env = f.api.post(f"/v1/apps/boxed/machines/{machines[0]['id']}/exec", json={"command": ["env"]}).json()
+    assert "GREETING=hello\n" in env["stdout"], "build arguments reach the build"
+
+
+def _get_edge(f: Fleet, app: str) -> str | None:
+    try:
+        r = httpx.get(f"{f.edge('ams')['url']}/", headers={"Host": f"{app}.localhost"}, timeout=5, trust_env=False)
+    except httpx.HTTPError:
+        return None
+    return r.text if r.status_code == 200 else None

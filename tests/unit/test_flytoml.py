@@ -153,11 +153,11 @@ def test_real_errors_name_the_key(text, words):
 
 def test_unknown_and_unsupported_keys_are_reported_by_name():
     cfg = load_text('app = "x"\nprimary_regoin = "ams"\n[http_service]\ninternal_port = 8080\nforce_https = true\n'
-                    'auto_stop_machine = "stop"\n[build]\ndockerfile = "Dockerfile"\n')
+                    'auto_stop_machine = "stop"\n[build]\nbuildpacks = ["x"]\n')
     text = "\n".join(cfg.warnings)
     assert "unknown key 'primary_regoin'" in text
     assert "unknown key 'auto_stop_machine' in [http_service]" in text
-    assert "'build.dockerfile' is not supported" in text
+    assert "'build.buildpacks' is not supported" in text
 
 
 def test_a_body_limit_in_http_options_reaches_both_ports() -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,23 @@ def procfile_command(directory: Path) -> list[str]:
 
 
 def push(api: Api, directory: Path, name: str, cmd: list[str] | None = None, base: str | None = None,
-         bundle: bool = False) -> dict[str, Any]:
+         bundle: bool = False, dockerfile: Dockerfile | None = None) -> dict[str, Any]:
     """Push an image under `name`: to the fleet's registry as an OCI image when the fleet has one (a directory
-    becomes a layer at /app on a base image; an OCI layout or a `docker save` tarball goes as it is), else as a
-    bundle kept by the server (the process driver's format)."""
+    becomes a layer at /app on a base image, or is built with its Dockerfile; an OCI layout or a `docker save`
+    tarball goes as it is), else as a bundle kept by the server (the process driver's format)."""
     registry = None if bundle else fleet_registry(api)
     if registry is None:
+        if dockerfile is not None:
+            raise UserError("this fleet has no registry to push a Dockerfile's image to (roost server --registry)")
         return push_bundle(api, directory, name, cmd)
-    return push_oci(api, registry, directory, name, cmd, base)
+    return push_oci(api, registry, directory, name, cmd, base, dockerfile)
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: Path
+    args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
 
 
 def fleet_registry(api: Api) -> str | None:
@@ -87,7 +97,7 @@ def fleet_registry(api: Api) -> str | None:
 
 
 def push_oci(api: Api, registry: str, source: Path, name: str, cmd: list[str] | None,
-             base: str | None) -> dict[str, Any]:
+             base: str | None, dockerfile: Dockerfile | None = None) -> dict[str, Any]:
     import tempfile
 
     from roost.client import oci_build
@@ -97,7 +107,11 @@ def push_oci(api: Api, registry: str, source: Path, name: str, cmd: list[str] | 
     destination = f"{registry}/{repository}:{tag}"
     with tempfile.TemporaryDirectory(prefix="roost-push-") as tmp_name:
         tmp = Path(tmp_name)
-        if source.is_file():  # `docker save` (or `podman save`) output
+        if dockerfile is not None:
+            layout, layout_tag = oci_build.dockerfile_image(source, dockerfile.path, tmp / "build", dockerfile.args,
+                                                            dockerfile.target)
+            oci_build.push(layout, layout_tag, destination)
+        elif source.is_file():  # `docker save` (or `podman save`) output
             oci_build.copy_archive(source, destination)
         elif (source / "oci-layout").is_file():
             tags = oci_build.oci_layout_tags(source)

@@ -193,6 +193,30 @@ def app_image(directory: Path, work: Path, base: tuple[Path, str], cmd: Sequence
     return layout, tag
 
 
+def dockerfile_image(context: Path, dockerfile: Path, work: Path, args: dict[str, str] | None = None,
+                     target: str = "") -> tuple[Path, str]:
+    """Build a Dockerfile with buildah (no daemon; its storage is private to this build and removed after),
+    into an OCI layout under `work`."""
+    if shutil.which("buildah") is None:
+        raise UserError("building a Dockerfile needs buildah (apt-get install buildah; ./scripts/setup installs it "
+                        "as root), or push an image you built with 'roost deploy --image REF'")
+    if not dockerfile.is_file():
+        raise UserError(f"no Dockerfile at {dockerfile}")
+    storage, runroot, layout = work / "storage", work / "run", work / "layout"
+    buildah = ["buildah", "--storage-driver", "vfs", "--root", str(storage), "--runroot", str(runroot)]
+    build = [*buildah, "bud", "--isolation", "chroot", "--quiet", "--file", str(dockerfile), "--tag",
+             "localhost/roost-build:latest", *[f"--build-arg={k}={v}" for k, v in (args or {}).items()]]
+    if target:
+        build += ["--target", target]
+    try:
+        _run(*build, str(context))
+        _run(*buildah, "push", "--quiet", "localhost/roost-build:latest", f"oci:{layout}:app")
+    finally:
+        for path in (storage, runroot):  # vfs layers are plain directories
+            shutil.rmtree(path, ignore_errors=True)
+    return layout, "app"
+
+
 def oci_layout_tags(path: Path) -> list[str]:
     """The tags of an OCI layout directory (one `roost image push` may be given as it is)."""
     try:

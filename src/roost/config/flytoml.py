@@ -61,9 +61,8 @@ PORT_KEYS = {"port", "start_port", "end_port", "handlers", "force_https", "http_
 
 # What Fly does that Roost does not (yet): accepted, kept where flyctl keeps them, and named in a warning.
 UNSUPPORTED = {
-    "build.builder": "image builders (Roost deploys a directory bundle or [build].image)",
-    "build.buildpacks": "buildpacks", "build.dockerfile": "Dockerfile builds", "build.builtin": "builtins",
-    "build.args": "build arguments", "build.build-target": "Dockerfile targets", "build.settings": "builder settings",
+    "build.builder": "image builders (Roost builds a Dockerfile with buildah, or deploys a directory or [build].image)",
+    "build.buildpacks": "buildpacks", "build.builtin": "builtins", "build.settings": "builder settings",
     "build.compose": "compose builds",
     "statics": "static file serving by the proxy", "machine_checks": "test machines",
     "http_service.machine_checks": "test machines", "services.machine_checks": "test machines",

@@ -17,6 +17,7 @@ from typing import Any
 
 from roost.client.api import Api
 from roost.client.errors import UserError
+from roost.client.images import Dockerfile, push
 from roost.config.flytoml import AppConfig, parse_size_gb
 from roost.config.machines import group_mounts, group_services, machine_config, process_groups, release_command_config
 from roost.core import machine_config as mc
@@ -115,21 +116,31 @@ class Deployer:
         if self.opts.image:
             return self.opts.image
         built = self.cfg.build.get("image")
-        if built:
-            names = {i["ref"] for i in self.api.get("/v1/images")}
-            from roost.core.model import canonical_image_ref
-
-            if canonical_image_ref(built) not in names:
-                raise UserError(f"[build].image {built!r} is not in Roost's image store: push it with "
-                               f"'roost image push DIR --name {built}' (Roost does not pull from registries)")
+        if built:  # a pushed name, or a registry image (the server resolves it when machines are made)
             return str(built)
-        from roost.client.images import push
 
         tag = f"deployment-{new_ulid().lower()}"
         name = f"{self.app}:{tag}"
-        self.say(f"Packing {self.dir} as {name}")
-        pushed = push(self.api, self.dir, name)
+        dockerfile = self.dockerfile()
+        if dockerfile is not None:
+            self.say(f"Building {dockerfile.path} (buildah) as {name}")
+        else:
+            self.say(f"Packing {self.dir} as {name}")
+        pushed = push(self.api, self.dir, name, dockerfile=dockerfile)
         return str(pushed["ref"])
+
+    def dockerfile(self) -> Dockerfile | None:
+        """[build] dockerfile (relative to the app's directory), else a Dockerfile beside fly.toml, as flyctl."""
+        build = self.cfg.build
+        named = build.get("dockerfile")
+        path = self.dir / str(named) if named else self.dir / "Dockerfile"
+        if not path.is_file():
+            if named:
+                raise UserError(f"[build] dockerfile {named!r}: no such file in {self.dir}")
+            return None
+        args = build.get("args") or {}
+        return Dockerfile(path, {str(k): str(v) for k, v in args.items()} if isinstance(args, dict) else {},
+                          str(build.get("build-target") or ""))
 
     # ---- pieces ----
 
