@@ -11,6 +11,7 @@ import pytest
 
 from roost.agent.drivers.container import runc_available
 from roost.agent.oci_images import oci_tools_available
+from roost.client import oci_build
 from tests.images import build_oci_image, busybox_rootfs, push
 from tests.integration.conftest import EXAMPLES, Fleet, free_port
 
@@ -28,6 +29,9 @@ def fleet_with_httpd_image(tmp, driver: str, proxies: bool) -> Fleet:
     rootfs = busybox_rootfs(tmp / "rootfs")
     build_oci_image(tmp / "layout", "httpd", rootfs, HTTPD, ports=["8080/tcp"])
     f.httpd_digest = push(tmp / "layout", "httpd", f"{f.registry}/some/httpd:1")
+    # The same image said to be for another architecture: a fleet of amd64 hosts refuses it.
+    oci_build.set_config(tmp / "layout", "httpd", architecture="arm64")
+    push(tmp / "layout", "httpd", f"{f.registry}/some/arm:1")
     return f
 
 
@@ -79,6 +83,10 @@ def test_a_tag_that_does_not_exist_is_a_clear_422_and_creates_nothing(cfleet):
     assert r.status_code == 422 and "no such image or tag" in r.json()["error"]
     r = f.api.post("/v1/apps/nothing/machines", json={"config": {"image": "docker.io/library/nginx:alpine"}})
     assert r.status_code == 422 and "pulls only from 127.0.0.1:*" in r.json()["error"]
+    r = f.api.post("/v1/apps/nothing/machines", json={"config": {"image": f"127.0.0.1:{free_port()}/gone:1"}})
+    assert r.status_code == 422 and "the registry is unreachable" in r.json()["error"]
+    r = f.api.post("/v1/apps/nothing/machines", json={"config": {"image": f"{f.registry}/some/arm:1"}})
+    assert r.status_code == 422 and "the image is for linux/arm64" in r.json()["error"]
     assert f.api.get("/v1/apps/nothing/machines").json() == []
 
 

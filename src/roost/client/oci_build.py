@@ -55,8 +55,10 @@ def add_layer(layout: Path, tag: str, source: Path, target: str = "/") -> None:
 
 
 def set_config(layout: Path, tag: str, *, cmd: Sequence[str] = (), env: Sequence[str] = (), workdir: str = "",
-               ports: Sequence[str] = (), entrypoint: Sequence[str] | None = None) -> None:
+               ports: Sequence[str] = (), entrypoint: Sequence[str] | None = None, architecture: str = "") -> None:
     args = ["umoci", "config", "--image", f"{layout}:{tag}"]
+    if architecture:
+        args.append(f"--architecture={architecture}")
     args += [f"--config.cmd={c}" for c in cmd] + [f"--config.env={e}" for e in env]
     args += [f"--config.exposedports={p}" for p in ports]
     if entrypoint is not None:
