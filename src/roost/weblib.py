@@ -124,6 +124,14 @@ def token_list(tokens: Callable[[], list[str]]) -> Callable[[bytes], object | No
     return identify
 
 
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str, websocket: bool) -> None:
+    if websocket:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 4000 + status, "reason": message[:120]})
+        return
+    await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+
+
 class BearerAuth:
     """Every path under a protected prefix needs `Authorization: Bearer TOKEN` (or Fly's `FlyV1 TOKEN`) that
     `identify` knows; the identity goes into the request's scope, and `authorize`, if given, may still refuse
@@ -137,9 +145,13 @@ class BearerAuth:
         self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
+        # A WebSocket acts on what it names (a console runs a shell): authorized as a POST. Refused before it
+        # is accepted, it is closed: the client sees HTTP 403.
+        websocket = scope["type"] == "websocket"
+        method = "POST" if websocket else scope["method"]
         header = b""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
@@ -152,12 +164,12 @@ class BearerAuth:
         if who is None:
             message = ("missing Authorization header: send 'Authorization: Bearer TOKEN'" if not header
                        else "invalid token: check ROOST_API_TOKEN (the server prints where its token is saved)")
-            await JSONResponse({"error": message}, status_code=401)(scope, receive, send)
+            await _refuse(scope, receive, send, 401, message, websocket)
             return
         if self.authorize is not None:
-            refused = self.authorize(who, scope["method"], scope["path"])
+            refused = self.authorize(who, method, scope["path"])
             if refused is not None:
-                await JSONResponse({"error": refused[1]}, status_code=refused[0])(scope, receive, send)
+                await _refuse(scope, receive, send, refused[0], refused[1], websocket)
                 return
         scope[IDENTITY] = who
         await self.app(scope, receive, send)

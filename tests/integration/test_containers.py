@@ -267,3 +267,42 @@ def _get_edge(f: Fleet, app: str) -> str | None:
     except httpx.HTTPError:
         return None
     return r.text if r.status_code == 200 else None
+
+
+def test_ssh_console_runs_a_shell_in_the_machine_and_exits_with_its_code(cfleet):
+    import subprocess
+    import sys
+
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    f = cfleet
+    assert f.api.post("/v1/apps", json={"app_name": "shell", "primary_region": "ams"}).status_code == 201
+    m = f.api.post("/v1/apps/shell/machines", json={"config": {"image": f"{f.registry}/some/httpd:1"}}).json()
+    f.api.get(f"/v1/apps/shell/machines/{m['id']}/wait", params={"state": "started", "timeout": 60})
+    done = subprocess.run([sys.executable, "-m", "roost", "ssh", "console", "-a", "shell", "--machine", m["id"]],
+                          input="hostname; ls /proc | grep -c '^[0-9]'\nexit 5\n", env=f.env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 5, done.stderr
+    assert m["id"] in done.stdout, done.stdout
+    # Nothing without a credential: the socket is refused before a shell starts.
+    url = f.url.replace("https://", "wss://") + f"/v1/apps/shell/machines/{m['id']}/console"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, ssl=_ssl(f), additional_headers={"Authorization": "Bearer nope"})
+    assert refused.value.response.status_code == 403
+    # A stopped machine has no console: the reason comes back.
+    stopped = f.api.post("/v1/apps/shell/machines", json={"config": {"image": f"{f.registry}/some/httpd:1"},
+                                                          "skip_launch": True}).json()
+    with connect(url.replace(m["id"], stopped["id"]), ssl=_ssl(f),
+                 additional_headers={"Authorization": f"Bearer {f.token}"}) as ws:
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.protocol.close_code == 4412
+        assert "a console opens only in a started machine" in ws.protocol.close_reason
+    f.api.delete(f"/v1/apps/shell/machines/{stopped['id']}")
+
+
+def _ssl(f: Fleet):
+    import ssl
+
+    return ssl.create_default_context(cafile=f.info["ca"])

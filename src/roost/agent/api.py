@@ -7,14 +7,15 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
-from roost.agent import logs
+from roost.agent import console, logs
 from roost.agent.drivers.base import KeepsLogs
 from roost.agent.supervisor import Supervisor
 from roost.core.agent_spec import AgentSpec, safe_id
-from roost.core.errors import bad_request
-from roost.core.exec_request import exec_request
+from roost.core.errors import RoostError, bad_request
+from roost.core.exec_request import console_argv, exec_request
 from roost.core.units import duration_seconds, parse_signal
 from roost.tls import Trust
 from roost.weblib import json_body, ok, query_number
@@ -25,7 +26,7 @@ def machine_id(request: Request) -> str:
     return safe_id(request.path_params["id"], "machine id")
 
 
-def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = None) -> list[Route]:
+def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = None) -> list[BaseRoute]:
     peers = trust or Trust()
     def signal_and_timeout(body: Any, default_signal: int = 2, default_timeout: float = 5.0) -> tuple[int, float]:
         body = body if isinstance(body, dict) else {}
@@ -125,6 +126,18 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
     async def processes(request: Request) -> Response:
         return ok(sup.processes(machine_id(request)))
 
+    async def console_socket(ws: WebSocket) -> None:
+        try:
+            mid = safe_id(ws.path_params["id"], "machine id")
+            command = console_argv(ws.query_params.getlist("cmd"))
+            argv, cwd, env = sup.console_command(mid, command)
+        except RoostError as exc:  # accepted, then closed: the caller reads why (code 4000 + HTTP status)
+            await ws.accept()
+            await ws.close(code=4000 + exc.status, reason=exc.message[:120])
+            return
+        await ws.accept()
+        await console.serve(ws, argv, cwd, env)
+
     async def delete_volume(request: Request) -> Response:
         return ok({"deleted": await sup.delete_volume(request.path_params["vid"])})
 
@@ -146,5 +159,6 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         Route(base + "/logs", machine_logs, methods=["GET"]),
         Route(base + "/exec", exec_command, methods=["POST"]),
         Route(base + "/ps", processes, methods=["GET"]),
+        WebSocketRoute(base + "/console", console_socket),
         Route("/v1/volumes/{vid}", delete_volume, methods=["DELETE"]),
     ]

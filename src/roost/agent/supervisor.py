@@ -384,6 +384,18 @@ class Supervisor:
         return {"stdout": result.stdout.decode(errors="replace"), "stderr": result.stderr.decode(errors="replace"),
                 "exit_code": result.exit_code, "exit_signal": result.exit_signal}
 
+    def console_command(self, machine_id: str,
+                        argv: list[str]) -> tuple[list[str], Path | None, dict[str, str]]:
+        """What `roost ssh console` runs on a terminal for a running machine."""
+        record = self._running_record(machine_id)
+        if not isinstance(self.driver, Executes):
+            raise RoostError(409, f"the {self.driver.name} driver cannot open a console in machines")
+        env, _ = self._env(record.spec, None)
+        try:
+            return self.driver.console_command(machine_id, argv, env)
+        except DriverError as exc:
+            raise RoostError(409, str(exc)) from exc
+
     def processes(self, machine_id: str) -> list[dict[str, Any]]:
         self._running_record(machine_id)
         if not isinstance(self.driver, Executes):

@@ -22,6 +22,7 @@ from roost.cli import (
     scale_cmd,
     secrets_cmd,
     server_cmd,
+    ssh_cmd,
     status_cmd,
     tls_cmd,
     tokens_cmd,
@@ -32,7 +33,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Roost: run apps as machines on your own fleet, with the resiliency features of Fly.io.")
 for module in (server_cmd, agent_cmd, proxy_cmd, dev_cmd, apps_cmd, machine_cmd, image_cmd, logs_cmd, hosts_cmd,
                launch_cmd, deploy_cmd, status_cmd, scale_cmd, secrets_cmd, config_cmd, volumes_cmd, drill_cmd,
-               tokens_cmd, tls_cmd):
+               tokens_cmd, tls_cmd, ssh_cmd):
     module.register(app)
 
 

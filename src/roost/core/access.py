@@ -8,7 +8,7 @@ a join gives reports for that host alone (registration, heartbeats, reports) and
 it gives nothing the host did not have. An `edge` token routes: it follows the watch feed, reads machines and
 hosts, registers its edge, and starts, stops and suspends machines (autostart, autostop); nothing else. A
 `machine-exec` token is one app's too: it reads that app's machines and runs commands in them
-(`POST .../machines/{id}/exec`), nothing more, e.g. for a support tool or a CI smoke test.
+(`POST .../machines/{id}/exec`, the console), nothing more, e.g. for a support tool or a CI smoke test.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _exec_refusal(who: Identity, method: str, parts: list[str]) -> tuple[int, st
             return 404, f"app {parts[2]!r} not found"
         if method in READ_METHODS and (len(parts) == 3 or parts[3] == "machines") and "logs" not in parts:
             return None
-        if method == "POST" and len(parts) == 6 and parts[3] == "machines" and parts[5] == "exec":
+        if method == "POST" and len(parts) == 6 and parts[3] == "machines" and parts[5] in ("exec", "console"):
             return None
     return 403, f"a machine-exec token of app {who.app!r} only reads its machines and runs commands in them"
 

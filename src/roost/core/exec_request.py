@@ -39,3 +39,15 @@ def exec_request(body: Any) -> tuple[list[str], bytes, float]:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
         raise bad_request(f"timeout: expected seconds between 1 and {MAX_TIMEOUT}")
     return command, stdin.encode(), float(timeout)
+
+
+DEFAULT_CONSOLE = ["/bin/sh"]
+
+
+def console_argv(cmd: list[str]) -> list[str]:
+    """A console's command (`?cmd=ARG&cmd=ARG`, default a shell), checked as an exec's."""
+    if not cmd:
+        return list(DEFAULT_CONSOLE)
+    if len(cmd) > MAX_ARGS or sum(len(a) for a in cmd) > MAX_BYTES or any("\x00" in a for a in cmd) or not cmd[0]:
+        raise bad_request("cmd: a command of at most 4096 arguments, without NUL bytes")
+    return list(cmd)

@@ -19,6 +19,7 @@ class AgentClient:
     def __init__(self, token: str, credential_for: Callable[[str], str] | None = None,
                  timeout: float = 10.0, trust: Trust | None = None) -> None:
         self.token = token
+        self.trust = trust or Trust()
         self.credential_for = credential_for  # agent URL -> the token that agent accepts from the server
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=2.0),
@@ -47,6 +48,16 @@ class AgentClient:
         if not response.content:
             return None
         return response.json()
+
+    def connect_socket(self, agent_url: str, path: str) -> Any:
+        """A WebSocket to the agent (a console), with the server's credential, trusting what the server trusts."""
+        from websockets.asyncio.client import connect
+
+        url = agent_url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1) + path
+        token = self.credential_for(agent_url) if self.credential_for else self.token
+        return connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                                  ssl=self.trust.context() if url.startswith("wss://") else None,
+                                  open_timeout=10, max_size=1 << 20)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -7,15 +7,19 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from roost.core.access import ADMIN, Identity, may_push_image
 from roost.core.errors import RoostError, bad_request, not_found
+from roost.core.exec_request import console_argv
 from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
+from roost.server import console
 from roost.server.apps import AppService
 from roost.server.certificates import CertificateService
 from roost.server.hosts import HostService
@@ -53,7 +57,7 @@ class Services:
     registry_address: str = ""  # the fleet's own registry (HOST:PORT), where `roost image push` pushes
 
 
-def routes(s: Services) -> list[Route]:
+def routes(s: Services) -> list[BaseRoute]:
     def nonce(request: Request) -> str | None:
         return request.headers.get(LEASE_HEADER)
 
@@ -172,6 +176,16 @@ def routes(s: Services) -> list[Route]:
         q = request.query_params
         return ok(await s.machines.processes(request.path_params["app"], request.path_params["id"],
                                              q.get("sort_by", ""), q.get("order", "")))
+
+    async def console_socket(ws: WebSocket) -> None:
+        try:
+            agent_url, m = s.machines.console_target(ws.path_params["app"], ws.path_params["id"])
+            command = console_argv(ws.query_params.getlist("cmd"))
+        except RoostError as exc:
+            await console.refuse(ws, exc)
+            return
+        query = "&".join(f"cmd={quote(a, safe='')}" for a in command)
+        await console.relay(ws, s.machines.ops.agents.connect_socket(agent_url, f"/v1/machines/{m.id}/console?{query}"))
 
     async def wait(request: Request) -> Response:
         states = [v for item in request.query_params.getlist("state") for v in item.split(",") if v]
@@ -532,6 +546,7 @@ def routes(s: Services) -> list[Route]:
         Route(m + "/wait", wait, methods=["GET"]),
         Route(m + "/exec", exec_command, methods=["POST"]),
         Route(m + "/ps", processes, methods=["GET"]),
+        WebSocketRoute(m + "/console", console_socket),
         Route(m + "/cordon", cordon, methods=["POST"]),
         Route(m + "/uncordon", uncordon, methods=["POST"]),
         Route(m + "/events", events, methods=["GET"]),

@@ -336,6 +336,13 @@ class MachineService:
             {"command": command, "stdin": stdin.decode(), "timeout": timeout}, timeout=timeout + 10)
         return result
 
+    def console_target(self, app: str, machine_id: str) -> tuple[str, Machine]:
+        """The agent URL that opens a console in the machine (a started one)."""
+        m = self.get(app, machine_id)
+        if m.state is not State.STARTED:
+            raise precondition(f"machine {m.id} is {m.state}: a console opens only in a started machine")
+        return self.ops.host_for(m, "open a console in").agent_url, m
+
     async def processes(self, app: str, machine_id: str, sort_by: str, order: str) -> list[dict[str, Any]]:
         """Fly's ps: the machine's processes, sorted by `sort_by` (pid, cpu, rss, rtime, stime, command)."""
         m = self.get(app, machine_id)

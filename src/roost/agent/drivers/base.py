@@ -114,3 +114,7 @@ class Executes(Protocol):
 
     def processes(self, machine_id: str) -> list[int]:
         """The host pids of the machine's processes."""
+
+    def console_command(self, machine_id: str, argv: list[str],
+                        env: dict[str, str]) -> tuple[list[str], Path | None, dict[str, str]]:
+        """How to run argv in the machine on a terminal: (host command, its directory, its environment)."""

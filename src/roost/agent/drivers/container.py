@@ -268,6 +268,14 @@ class ContainerDriver(PidWatcher):
     def processes(self, machine_id: str) -> list[int]:
         return self.pids(machine_id)
 
+    def console_command(self, machine_id: str, argv: list[str],
+                        env: dict[str, str]) -> tuple[list[str], Path | None, dict[str, str]]:
+        proc = self._running(machine_id)
+        if proc.suspended:
+            raise DriverError(f"machine {machine_id} is suspended: start it before opening a console in it")
+        return ([self.runtime, "--root", str(self.state_root), "exec", "--tty", "--env", "TERM=xterm", machine_id,
+                 *argv], None, {"PATH": os.environ.get("PATH", oci_spec.DEFAULT_PATH)})
+
     def kill_leftovers(self, machine_id: str) -> None:
         """SIGKILL every process in the machine's cgroup (then thaw it, so a frozen machine dies too)."""
         for pid in self.pids(machine_id):

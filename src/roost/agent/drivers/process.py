@@ -196,6 +196,14 @@ class ProcessDriver(PidWatcher):
         resolved = resolve_argv(argv, rootfs, env.get("PATH", os.defpath))
         return await run_command(resolved, stdin=stdin, timeout=timeout, env=env, cwd=rootfs)
 
+    def console_command(self, machine_id: str, argv: list[str],
+                        env: dict[str, str]) -> tuple[list[str], Path | None, dict[str, str]]:
+        proc = self._running(machine_id)
+        if proc.suspended:
+            raise DriverError(f"machine {machine_id} is suspended: start it before opening a console in it")
+        rootfs = self.rootfs(machine_id)
+        return resolve_argv(argv, rootfs, env.get("PATH", os.defpath)), rootfs, {**env, "TERM": "xterm"}
+
     def processes(self, machine_id: str) -> list[int]:
         proc = self._running(machine_id)
         return self.cgroups.pids(machine_id) or [proc.pid]
