@@ -109,19 +109,24 @@ class Cgroups:
         return self._set_freezer(machine_id, "THAWED", timeout)
 
     def _set_freezer(self, machine_id: str, target: str, timeout: float) -> bool:
-        state_file = self.freezer(machine_id) / "freezer.state"
-        try:
-            state_file.write_text(target)
-            deadline = time.monotonic() + timeout
-            while state_file.read_text().strip() != target:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.001)
-            return True
-        except OSError:
-            return False
+        return write_and_wait(self.freezer(machine_id) / "freezer.state", target, timeout, 0.001)
 
     def remove(self, machine_id: str) -> None:
         for path in (self.memory(machine_id), self.freezer(machine_id), self.pids_base / machine_id):
             with contextlib.suppress(OSError):
                 os.rmdir(path)
+
+
+def write_and_wait(state_file: Path, target: str, timeout: float, poll: float) -> bool:
+    """Write a cgroup state file (freezer.state, cgroup.freeze) and wait until it reads back so; False if it
+    did not within `timeout`, or the cgroup is gone."""
+    try:
+        state_file.write_text(target)
+        deadline = time.monotonic() + timeout
+        while state_file.read_text().strip() != target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(poll)
+        return True
+    except OSError:
+        return False

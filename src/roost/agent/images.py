@@ -29,6 +29,26 @@ class ImageError(Exception):
     pass
 
 
+class Held:
+    """Digests in use by starts that have not recorded them yet: an image cache collects none of them."""
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._count
+
+    @contextlib.contextmanager
+    def hold(self, digest: str) -> Iterator[None]:
+        self._count[digest] = self._count.get(digest, 0) + 1
+        try:
+            yield
+        finally:
+            self._count[digest] -= 1
+            if not self._count[digest]:
+                del self._count[digest]
+
+
 class ImageCache:
     def __init__(self, root: Path, server_url: str, token: str, local_address: str | None = None,
                  max_unpacked: int = MAX_UNPACKED_BYTES, trust: Trust | None = None) -> None:
@@ -40,7 +60,7 @@ class ImageCache:
         self.server_url = server_url.rstrip("/")
         self.token = token
         self._locks = KeyedLocks()  # one download per digest
-        self._held: dict[str, int] = {}  # digests starts are using
+        self._held = Held()  # digests starts are using
 
     def path(self, digest: str) -> Path:
         return self.root / digest.replace(":", "-")
@@ -80,16 +100,9 @@ class ImageCache:
         if "sha256:" + hasher.hexdigest() != digest:
             raise ImageError(f"image {digest} failed verification: the downloaded bundle has another digest")
 
-    @contextlib.contextmanager
-    def hold(self, digest: str) -> Iterator[None]:
+    def hold(self, digest: str) -> contextlib.AbstractContextManager[None]:
         """Keep `digest` from being collected while a start uses it (its record may not exist yet)."""
-        self._held[digest] = self._held.get(digest, 0) + 1
-        try:
-            yield
-        finally:
-            self._held[digest] -= 1
-            if not self._held[digest]:
-                del self._held[digest]
+        return self._held.hold(digest)
 
     def collect(self, in_use: set[str]) -> list[str]:
         """Remove the unpacked images no machine of this host uses (by digest); returns their digests."""

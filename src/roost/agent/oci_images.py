@@ -14,12 +14,12 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from roost import registry
+from roost.agent.images import Held
 from roost.core import oci_manifest
 from roost.core.image_ref import ImageRefError, parse
 from roost.core.oci_manifest import ManifestError
@@ -54,7 +54,7 @@ class OciImages:
         self.access = access
         self.keep_free = keep_free
         self._lock = asyncio.Lock()  # skopeo and umoci both rewrite the layout's index: one at a time
-        self._held: dict[str, int] = {}
+        self._held = Held()
         self.pulls = 0  # images pulled from a registry since start (the second start of one pulls nothing)
 
     @staticmethod
@@ -155,16 +155,9 @@ class OciImages:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(argv, capture_output=True, timeout=UNPACK_TIMEOUT, check=False)
 
-    @contextlib.contextmanager
-    def hold(self, digest: str) -> Iterator[None]:
+    def hold(self, digest: str) -> contextlib.AbstractContextManager[None]:
         """Keep `digest` from being collected while a start uses it."""
-        self._held[digest] = self._held.get(digest, 0) + 1
-        try:
-            yield
-        finally:
-            self._held[digest] -= 1
-            if not self._held[digest]:
-                del self._held[digest]
+        return self._held.hold(digest)
 
     def collect(self, in_use: set[str]) -> list[str]:
         """Remove the images no machine of this host uses; returns their digests."""

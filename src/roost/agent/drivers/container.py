@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.agent import mounts
+from roost.agent.cgroups import write_and_wait
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
@@ -337,16 +338,7 @@ class ContainerDriver(PidWatcher):
             state, want = self._cgroup("", machine_id) / "cgroup.freeze", "1" if frozen else "0"
         else:
             state, want = self._cgroup("freezer", machine_id) / "freezer.state", "FROZEN" if frozen else "THAWED"
-        try:
-            state.write_text(want)
-            deadline = time.monotonic() + timeout
-            while state.read_text().strip() != want:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.0005)
-            return True
-        except OSError:
-            return False
+        return write_and_wait(state, want, timeout, 0.0005)
 
     def _clean_leftovers(self, machine_id: str, network: bool = False) -> None:
         """Remove what a run of the machine leaves: its container record, overlay mount and cgroups (and, when it

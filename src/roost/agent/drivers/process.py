@@ -120,9 +120,7 @@ class ProcessDriver(PidWatcher):
         return RunInfo(pid=pid, proc_start=started, started_at=time.time(), extra={"oom_before": oom_before})
 
     def signal(self, machine_id: str, signal: int) -> None:
-        proc = self._procs.get(machine_id)
-        if proc is None or proc.exited.done():
-            raise DriverError(f"machine {machine_id} is not running")
+        proc = self._running(machine_id)
         self._kill_group(machine_id, proc.pid, signal)
 
     async def stop(self, machine_id: str, signal: int, timeout: float) -> ExitInfo:
@@ -144,9 +142,7 @@ class ProcessDriver(PidWatcher):
             raise DriverError(f"machine {machine_id} did not exit after SIGKILL") from None
 
     async def suspend(self, machine_id: str) -> bool:
-        proc = self._procs.get(machine_id)
-        if proc is None or proc.exited.done():
-            raise DriverError(f"machine {machine_id} is not running")
+        proc = self._running(machine_id)
         if self.cgroups.available and await asyncio.to_thread(self.cgroups.freeze, machine_id):
             proc.suspended = True
             return True
@@ -155,9 +151,7 @@ class ProcessDriver(PidWatcher):
         return True
 
     async def resume(self, machine_id: str) -> None:
-        proc = self._procs.get(machine_id)
-        if proc is None or proc.exited.done():
-            raise DriverError(f"machine {machine_id} is not running")
+        proc = self._running(machine_id)
         if self.cgroups.available:
             await asyncio.to_thread(self.cgroups.thaw, machine_id)
         self._kill_group(machine_id, proc.pid, signals.SIGCONT)
