@@ -23,11 +23,22 @@ And from issue 12:
   within 5 s of the heal (column "after the heal");
 - a second kill-host on the failed-over worker's app: 0 double runs and no takeover counted (only its own
   window is judged).
+And from issue 17, each beside its "before" in the same run:
+- slow-machine on `web` (latency-aware balancing, the default) and on `webfly` (the same machines with
+  `concurrency.balancing = "random"`, Fly's rule): p99 during <= 3x p99 before, the slow machine <= 10% of
+  requests after the first second;
+- partition-host on `webfly` with the ams edge as before issue 17 (`--connect-timeout 2
+  --route-to-suspect-hosts`), then on `web` with the edge as now (connect timeouts from measured connect
+  times, suspect hosts avoided, latency-aware balancing): 0 failed, p99 during <= 250 ms.
+
+`--only slow,partition` runs just those rows (names: kill-host, kill-machine, kill-region, kill-server,
+stop-machine, slow, partition, worker, stack, island, ledger).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -40,7 +51,7 @@ from common import ROOT, BenchFleet, table
 
 from roost.client.api import Api
 from roost.dev import faults
-from roost.dev.fleet import admin_get
+from roost.dev.fleet import admin_get, pid_alive, read_fleet, restart_proxy, write_fleet
 from roost.drill.runner import Drill, DrillOptions
 
 SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": False, "autostart": False,
@@ -64,16 +75,38 @@ def known_everywhere(f: BenchFleet, app: str, n: int) -> None:
             time.sleep(0.1)
 
 
-def web(f: BenchFleet) -> list[dict[str, Any]]:
-    f.api.post("/v1/apps", json={"app_name": "web", "primary_region": "ams"})
+def web(f: BenchFleet, app: str = "web", balancing: str = "latency") -> list[dict[str, Any]]:
+    f.api.post("/v1/apps", json={"app_name": app, "primary_region": "ams"})
+    service = {**SERVICE, "concurrency": {"type": "requests", "soft_limit": 20, "balancing": balancing}}
     out = []
     for region in ("ams", "ams", "ewr", "syd"):
-        m = f.api.post("/v1/apps/web/machines", json={"config": {"image": "hello:v1", "services": [SERVICE]},
-                                                       "region": region}).json()
-        f.api.get(f"/v1/apps/web/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+        m = f.api.post(f"/v1/apps/{app}/machines", json={"config": {"image": "hello:v1", "services": [service]},
+                                                          "region": region}).json()
+        f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
         out.append(m)
-    known_everywhere(f, "web", 4)
+    known_everywhere(f, app, 4)
     return out
+
+
+OLD_EDGE = ["--connect-timeout", "2", "--route-to-suspect-hosts"]
+_BASE_ARGV: dict[str, list[str]] = {}
+
+
+def edge_mode(f: BenchFleet, region: str, old: bool) -> None:
+    """Restart a region's edge as before issue 17 (a fixed 2 s connect timeout, suspect hosts kept in the
+    routing set) or as now."""
+    fleet = read_fleet(f.spec.data_dir)
+    assert fleet is not None
+    proxy = next(p for p in fleet["proxies"] if p["region"] == region)
+    subprocess.run(["kill", str(proxy["pid"])], check=False)
+    deadline = time.monotonic() + 10
+    while pid_alive(proxy["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    base = _BASE_ARGV.setdefault(region, list(proxy["argv"]))
+    proxy["argv"] = base + (OLD_EDGE if old else [])
+    write_fleet(f.spec.data_dir, fleet)
+    restart_proxy(f.spec.data_dir, region)
+    known_everywhere(f, "web", 4)
 
 
 def example(f: BenchFleet, work: Path, source: str, app: str, replace: dict[str, str]) -> Path:
@@ -96,6 +129,9 @@ def run(f: BenchFleet, api: Api, args: argparse.Namespace, fault: str, app: str,
     drill = Drill(f.spec.data_dir, api, options, lambda m: print(f"  {fault}: {m}", file=sys.stderr))
     drill.prepare()
     report = drill.run()
+    if args.reports:
+        args.reports.mkdir(parents=True, exist_ok=True)
+        (args.reports / f"{len(list(args.reports.iterdir())):02d}-{fault}-{app}.json").write_text(json.dumps(report))
     time.sleep(3)  # let the healed parts rejoin before the next drill
     return report
 
@@ -108,6 +144,19 @@ def back_after_heal(f: BenchFleet, app: str, report: dict[str, Any]) -> str:
     starts = sorted((r.start - report["heal_time"], pair[r.machine]) for r in faults.runs(f.spec.data_dir)
                     if r.machine in pair and r.start >= report["heal_time"])
     return f"{starts[0][1]} in {starts[0][0] * 1000:.0f} ms" if starts else "nothing ran"
+
+
+def target_share(report: dict[str, Any]) -> str:
+    """The targeted machine's share of the answers from one second into the fault until the heal."""
+    if report["target"]["kind"] != "machine" or report["heal_at_s"] is None:
+        return "-"
+    since, until = report["fault_at_s"] + 1.0, report["heal_at_s"]
+    mine = total = 0
+    for bucket in report["timeline"]["buckets"]:
+        if since <= bucket["start"] and bucket["start"] + report["timeline"]["width_s"] <= until:
+            total += sum(bucket["ok"].values())
+            mine += bucket["ok"].get(report["target"]["name"], 0)
+    return f"{100 * mine / total:.1f}%" if total else "-"
 
 
 def row(expect: str, report: dict[str, Any], after: str = "") -> list[object]:
@@ -133,7 +182,7 @@ def row(expect: str, report: dict[str, Any], after: str = "") -> list[object]:
             else f"{standby['standby_started_after_s'] * 1000:.0f} ms (token {standby['fencing_token']})",
             "-" if report["double_runs"] is None else report["double_runs"],
             "-" if report["writes"] is None else f"{report['writes']['lost']}/{report['writes']['acknowledged']}",
-            after or "-", expect]
+            after or "-", target_share(report), expect]
 
 
 def main() -> None:
@@ -142,7 +191,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--at", type=float, default=10)
     parser.add_argument("--heal-after", type=float, default=10)
+    parser.add_argument("--reports", type=Path, default=None, help="write each drill's JSON report here")
+    parser.add_argument("--only", default="", help="comma-separated row names (see above); default: all")
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
     work = Path(tempfile.mkdtemp(prefix="roost-drills-"))
     rows = []
     with BenchFleet(["ams", "ewr", "syd"], 2, proxies=True, idle_interval=3600.0) as f:
@@ -150,28 +205,48 @@ def main() -> None:
         f.push("hello:v1", "hello", ["python3", "app.py"])
         machines = web(f)
         ams_host = machines[0]["host_id"]
-        rows.append(row("0 failed", run(f, api, args, "kill-host", "web", ams_host)))
-        rows.append(row("shift < 1 s", run(f, api, args, "kill-machine", "web", machines[1]["id"])))
-        rows.append(row("shift to ewr, ~90 ms", run(f, api, args, "kill-region", "web", "ams")))
-        rows.append(row("0 failed", run(f, api, args, "kill-server", "web")))
-        rows.append(row("-", run(f, api, args, "stop-machine", "web", machines[1]["id"])))
-        rows.append(row("-", run(f, api, args, "slow-machine", "web", machines[1]["id"])))
-        if faults.partition_unavailable() is None:
-            rows.append(row("0 failed", run(f, api, args, "partition-host", "web", ams_host)))
-        example(f, work, "fenced-worker", "crunch", {'app = "fenced"': 'app = "crunch"',
-                                                     "/tmp/roost-fenced/shared.log": str(work / "crunch.log")})
-        time.sleep(3)
-        rows.append(row("standby runs, 0 double", run(f, api, args, "kill-host", "crunch")))
-        rows.append(row("no takeover, 0 double", run(f, api, args, "kill-host", "crunch")))
-        example(f, work, "stack", "stack", {})
-        time.sleep(3)
-        stack = run(f, api, args, "kill-region", "stack", "ams", rps=20.0)
-        rows.append(row("worker back < 5 s", stack, back_after_heal(f, "stack", stack)))
-        if faults.partition_unavailable() is None:
+        if wanted("kill-host"):
+            rows.append(row("0 failed", run(f, api, args, "kill-host", "web", ams_host)))
+        if wanted("kill-machine"):
+            rows.append(row("shift < 1 s", run(f, api, args, "kill-machine", "web", machines[1]["id"])))
+        if wanted("kill-region"):
+            rows.append(row("shift to ewr, ~90 ms", run(f, api, args, "kill-region", "web", "ams")))
+        if wanted("kill-server"):
+            rows.append(row("0 failed", run(f, api, args, "kill-server", "web")))
+        if wanted("stop-machine"):
+            rows.append(row("-", run(f, api, args, "stop-machine", "web", machines[1]["id"])))
+        fly = web(f, "webfly", "random") if wanted("slow") or wanted("partition") else []
+        if wanted("slow"):
+            edge_mode(f, "ams", old=True)
+            rows.append(row("before: Fly's rule, 2 s connect",
+                            run(f, api, args, "slow-machine", "webfly", fly[1]["id"])))
+            edge_mode(f, "ams", old=False)
+            rows.append(row("p99 <= 3x before, <= 10%", run(f, api, args, "slow-machine", "web", machines[1]["id"])))
+        if wanted("partition") and faults.partition_unavailable() is None:
+            edge_mode(f, "ams", old=True)
+            rows.append(row("before: Fly's rule, 2 s connect, suspects kept",
+                            run(f, api, args, "partition-host", "webfly", fly[0]["host_id"])))
+            edge_mode(f, "ams", old=False)
+            rows.append(row("0 failed, p99 <= 250 ms", run(f, api, args, "partition-host", "web", ams_host)))
+        if wanted("worker"):
+            example(f, work, "fenced-worker", "crunch", {'app = "fenced"': 'app = "crunch"',
+                                                         "/tmp/roost-fenced/shared.log": str(work / "crunch.log")})
+            time.sleep(3)
+            rows.append(row("standby runs, 0 double", run(f, api, args, "kill-host", "crunch")))
+            rows.append(row("no takeover, 0 double", run(f, api, args, "kill-host", "crunch")))
+        if wanted("stack"):
+            example(f, work, "stack", "stack", {})
+            time.sleep(3)
+            stack = run(f, api, args, "kill-region", "stack", "ams", rps=20.0)
+            rows.append(row("worker back < 5 s", stack, back_after_heal(f, "stack", stack)))
+        if wanted("island") and faults.partition_unavailable() is None:
             example(f, work, "fenced-worker", "island", {'app = "fenced"': 'app = "island"',
                                                          "/tmp/roost-fenced/shared.log": str(work / "island.log")})
             time.sleep(3)
             rows.append(row("fenced first, 0 double", run(f, api, args, "partition-host", "island")))
+        if not wanted("ledger"):
+            print_rows(args, rows)
+            return
         edge = next(p for p in f.info["proxies"] if p["region"] == "ams")["url"]
         example(f, work, "primary-db", "ledger", {'app = "notes"': 'app = "ledger"', 'source = "notes"':
                                                   'source = "ledger"', "http://127.0.0.1:4400": edge})
@@ -180,11 +255,15 @@ def main() -> None:
         rows.append(row("0 writes lost", run(f, api, args, "kill-host", "ledger", method="POST", path="/items",
                                              check_writes="/items")))
     shutil.rmtree(work, ignore_errors=True)
+    print_rows(args, rows)
+
+
+def print_rows(args: argparse.Namespace, rows: list[list[object]]) -> None:
     print(table(f"Drills at {args.rps:g} req/s for {args.duration:g}s: fault at {args.at:g}s, healed "
                 f"{args.heal_after:g}s later (latencies in ms)",
                 ["fault", "target", "sent", "failed", "p50 before", "p50 during", "p99 before", "p99 during",
                  "max during", "time to shift", "served during", "standby ran after", "double runs", "writes lost",
-                 "after the heal", "target"], rows))
+                 "after the heal", "target's share after 1 s", "target"], rows))
 
 
 if __name__ == "__main__":

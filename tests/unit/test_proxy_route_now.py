@@ -80,3 +80,42 @@ def test_route_now_agrees_with_choose(machines: list[dict], soft: int, hard: int
     assert m.state == "started" and table.healthy(m, 0) and not m.cordoned
     # asked again with nothing changed, the cached ranking gives an answer of the same kind
     assert router.route_now("web") is not None
+
+
+def put(kind: str, key: str, obj: dict) -> dict:
+    return {"op": "put", "rev": 2, "kind": kind, "key": key, "object": obj}
+
+
+def test_a_suspect_hosts_machines_sit_out_while_another_can_serve() -> None:
+    router, table, _ = build([dict(region="ams", state="started", host_ok=True, cordoned=False, load=0,
+                                   autostart=False, standby=False)] * 2, 20, None)
+    table.apply(put("host", "quiet", {"id": "quiet", "region": "ams", "status": "unknown"}))
+    m1 = table.machines["m1"]
+    service = {"protocol": "tcp", "internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}]}
+    table.apply(put("machine", "m1", {
+        "id": "m1", "app": "web", "region": "ams", "state": "started", "private_ip": "127.0.0.1",
+        "roost": {"host_id": "quiet", "ports": {"8080": 9001}}, "config": {"services": [service]}}))
+    assert m1.host_id == "ok" and table.machines["m1"].host_id == "quiet"
+    picks = set()
+    for _ in range(50):
+        chosen = router.route_now("web")
+        assert chosen is not None
+        picks.add(chosen[0].id)
+    assert picks == {"m0"}
+    # The only machine left is on the suspect host: it still serves (suspicion is not a verdict).
+    table.apply(put("machine", "m0", {"id": "m0", "app": "web", "state": "destroyed"}))
+    chosen = router.route_now("web")
+    assert chosen is not None and chosen[0].id == "m1"
+
+
+def test_fly_random_rule_is_a_service_option() -> None:
+    router, table, loads = build([dict(region="ams", state="started", host_ok=True, cordoned=False, load=0,
+                                       autostart=False, standby=False)] * 2, 20, None)
+    now = table.clock.monotonic()
+    loads.scores.answered("m0", 0.001, now)
+    loads.scores.answered("m1", 0.500, now)
+    assert {router.route_now("web")[0].id for _ in range(30)} == {"m0"}  # type: ignore[index]
+    for m in table.machines.values():
+        m.services = [type(s)(**{**s.__dict__, "balancing": "random"}) for s in m.services]
+    table.generation += 1
+    assert {router.route_now("web")[0].id for _ in range(60)} == {"m0", "m1"}  # type: ignore[index]

@@ -2,7 +2,10 @@
 
 Per machine, load falls in one of three buckets: under soft_limit, between soft and hard, at hard_limit.
 A request goes to an under-soft machine if there is one, the closest first (same region first, then by
-round-trip time), random among equals. Other regions are used only when every local machine is unhealthy
+round-trip time); among equals, Fly picks at random, and Roost by default picks the cheaper of two drawn
+at random, by a cost that grows with the machine's recent latency and requests in flight
+(roost.balancer.scores), so a slow machine gets few requests (a service may ask for Fly's rule with
+`concurrency.balancing = "random"`). Other regions are used only when every local machine is unhealthy
 or at hard_limit, or the app has no machine in the edge's region. When every running machine is at or
 over soft_limit (or none runs) and autostart is on, a stopped or suspended machine is started, the
 closest first; never a standby or a cordoned one. Otherwise the least loaded machine under its hard limit
@@ -77,6 +80,12 @@ Distance = Callable[[str], float]  # region -> round-trip ms from the edge (0 fo
 T = TypeVar("T")
 # One live machine as the routing rule sees it: (the machine, its load, soft_limit, hard_limit or None).
 Loaded = tuple[T, int, int, int | None]
+Cost = Callable[[T], float]  # lower is better; None: Fly's uniform random choice
+BALANCING = ("latency", "random")
+# Costs within this ratio count as equal (random between the two): machines about as fast share the load
+# instead of the one a few microseconds faster taking all of it (which would leave the others idle enough
+# to be stopped, and flap).
+TOLERANCE = 1.5
 
 
 def by_distance(items: Iterable[T], region: Callable[[T], str], edge_region: str,
@@ -96,13 +105,25 @@ def by_distance(items: Iterable[T], region: Callable[[T], str], edge_region: str
     return groups, bool(local)
 
 
+def two_choices(items: Sequence[Loaded[T]], rng: random.Random, cost: Cost[T] | None) -> Loaded[T]:
+    """One of the items: at random (cost None), else the cheaper of two drawn at random (either, if their
+    costs are within TOLERANCE of each other)."""
+    if len(items) == 1:
+        return items[0]
+    if cost is None:
+        return rng.choice(items)
+    a, b = rng.sample(items, 2)  # in random order: a wins a tie
+    cost_a, cost_b = cost(a[0]), cost(b[0])
+    return a if cost_a <= cost_b * TOLERANCE else b
+
+
 def route_among(groups: Sequence[Sequence[Loaded[T]]], local: bool, rng: random.Random,
-                startable: bool) -> tuple[T, bool] | None:
+                startable: bool, cost: Cost[T] | None = None) -> tuple[T, bool] | None:
     """Fly's routing rule over live machines grouped by distance (`by_distance`): local machines under their
     hard limit if any, else any machine under its hard limit; among those an under-soft_limit one, the
-    closest group first, random within it; else, unless a machine can be started instead, the least loaded,
-    the closest first. Returns the machine and whether it was under soft_limit, or None (start one, or wait).
-    The edge calls this on a cached ranking for every request; `choose` on its candidates."""
+    closest group first, chosen within it by `two_choices`; else, unless a machine can be started instead,
+    the least loaded, the closest first. Returns the machine and whether it was under soft_limit, or None
+    (start one, or wait). The edge calls this on a cached ranking for every request; `choose` on its candidates."""
     usable: list[list[Loaded[T]]] = []
     for i, group in enumerate(groups):
         open_ = [t for t in group if t[3] is None or t[1] < t[3]]
@@ -113,7 +134,7 @@ def route_among(groups: Sequence[Sequence[Loaded[T]]], local: bool, rng: random.
     for loaded in usable:
         under = [t for t in loaded if t[1] < t[2]]
         if under:
-            return (under[0] if len(under) == 1 else rng.choice(under))[0], True
+            return two_choices(under, rng, cost)[0], True
     if not usable or startable:
         return None
     least = min(t[1] for loaded in usable for t in loaded)
@@ -125,7 +146,7 @@ def route_among(groups: Sequence[Sequence[Loaded[T]]], local: bool, rng: random.
 
 
 def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance, rng: random.Random,
-           exclude: frozenset[str] = frozenset()) -> Decision:
+           exclude: frozenset[str] = frozenset(), cost: Cost[Candidate] | None = None) -> Decision:
     if not candidates:
         return Decision(Kind.NONE, reason="no machine of this app serves this service")
     pool = [c for c in candidates if c.id not in exclude]
@@ -133,7 +154,7 @@ def choose(candidates: Sequence[Candidate], edge_region: str, distance: Distance
     startable = [c for c in pool if c.startable]
     groups, local = by_distance(live, _region, edge_region, distance)
     picked = route_among([[(c, c.load, c.soft_limit, c.hard_limit) for c in group] for group in groups], local,
-                         rng, bool(startable))
+                         rng, bool(startable), cost)
     if picked is not None:
         target, under = picked
         return Decision(Kind.ROUTE, target, "under soft_limit" if under else "between soft and hard limits")

@@ -24,6 +24,7 @@ class ServiceSpec:
     hard_limit: int | None  # None: no hard limit (Fly's default since 2024)
     has_checks: bool
     max_request_body: int | None = None  # bytes; None: no limit (Fly sets none)
+    balancing: str = "latency"  # among equals: latency-aware two choices, or Fly's "random"
 
 
 def services_of(config: dict[str, Any]) -> list[ServiceSpec]:
@@ -64,6 +65,7 @@ def services_of(config: dict[str, Any]) -> list[ServiceSpec]:
             soft_limit=int(soft) if soft else DEFAULT_SOFT_LIMIT,
             hard_limit=int(hard) if hard else None,
             has_checks=bool(service.get("checks")), max_request_body=max_body,
+            balancing="random" if concurrency.get("balancing") == "random" else "latency",
         ))
     return out
 

@@ -47,6 +47,14 @@ def register(app: typer.Typer) -> None:
                                            help="Seconds a keep-alive connection may wait for its next request."),
         max_conns_per_client: int = typer.Option(1024, "--max-conns-per-client", min=1,
                                                  help="Open connections one client address may hold (429 past it)."),
+        connect_timeout: float = typer.Option(
+            0.0, "--connect-timeout", min=0.0,
+            help="Seconds a connect to a machine may take; 0: per address, from measured connect times "
+                 "(0.15 s to 2 s)."),
+        route_to_suspect_hosts: bool = typer.Option(
+            False, "--route-to-suspect-hosts",
+            help="Keep sending traffic to hosts the control plane suspects until it declares them dead (Fly's "
+                 "way); by default they get traffic only if nothing else can serve."),
         rtt_file: Path = typer.Option(None, "--rtt-file", help="JSON {\"ams-ewr\": ms, ...} overriding RTTs."),
         simulate_rtt: bool = typer.Option(False, "--simulate-rtt",
                                           help="Add the RTT when forwarding to another region (dev fleet)."),
@@ -83,7 +91,9 @@ def register(app: typer.Typer) -> None:
                         proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,
                         http=HttpSettings(route_timeout=route_timeout, upstream_timeout=upstream_timeout,
                                           header_timeout=header_timeout, idle_timeout=idle_timeout,
-                                          max_conns_per_client=max_conns_per_client), trust=trust,
+                                          max_conns_per_client=max_conns_per_client,
+                                          connect_timeout=connect_timeout,
+                                          avoid_suspect_hosts=not route_to_suspect_hosts), trust=trust,
                         tls_port=tls_port, tls_default=tls_default),
             argv)
 

@@ -552,6 +552,9 @@ def _validate_concurrency(conc: Any, where: str) -> None:
     for key in ("soft_limit", "hard_limit"):
         if key in conc:
             conc[key] = _to_int(conc[key], f"{where}.{key}")
+    if conc.get("balancing", "latency") not in ("latency", "random"):
+        raise ConfigError(f"{where}.balancing: expected \"latency\" (Roost's default: fewer requests to slow "
+                          f"machines) or \"random\" (Fly's rule), got {conc['balancing']!r}")
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "ki": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,

@@ -200,6 +200,10 @@ def _validate_service(service: JSON, field: str) -> None:
         for key in ("soft_limit", "hard_limit"):
             if conc.get(key) is not None:
                 _require_int(conc[key], f"{field}.concurrency.{key}", 0)
+        balancing = conc.get("balancing")
+        if balancing is not None and balancing not in ("latency", "random"):
+            raise bad_request(f"{field}.concurrency.balancing: expected \"latency\" (Roost's default) or "
+                              f"\"random\" (Fly's rule), got {balancing!r}")
         soft, hard = conc.get("soft_limit"), conc.get("hard_limit")
         if soft and hard and soft > hard:
             raise bad_request(f"{field}.concurrency: soft_limit ({soft}) must not be above hard_limit ({hard})")

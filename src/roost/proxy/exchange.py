@@ -164,6 +164,8 @@ class ClientSession:
         self.sent = 0  # body bytes sent upstream
         self.sent_all = False  # the whole request is upstream
         self.machine: MachineRoute | None = None
+        self.routed_at = 0.0
+        self.awaiting = False  # the machine has the request and has not answered yet (for its score)
         self.attached = False  # an upstream connection is ours
         self.reused = False
         self.exclude: set[str] = set()
@@ -236,6 +238,9 @@ class ClientSession:
         assert port is not None
         self.machine = machine
         self.loads.acquire(machine.id)
+        self.routed_at = self.now()
+        self.loads.awaiting(machine.id, self.routed_at)
+        self.awaiting = True
         self.phase = Phase.CONNECTING
         self.io.connect(machine, port)
 
@@ -251,6 +256,7 @@ class ClientSession:
             return
         assert self.machine is not None
         self.table.penalize(self.machine.id)
+        self._scored(False)
         self._retry("connect")
 
     def upstream_ready(self, reused: bool) -> None:
@@ -297,6 +303,7 @@ class ClientSession:
             return
         if 100 <= resp.status < 200 and resp.status != 101:
             return  # interim answers are the edge's to give (it answered Expect itself)
+        self._scored(resp.status < 500)
         if resp.status == 101:
             if not req.upgrade:  # a switch never asked for: no longer HTTP, nothing to relay
                 self._error(502, "PC02", f"machine {m.id} switched protocols unasked")
@@ -383,6 +390,7 @@ class ClientSession:
             elif not answered and retryable:
                 if not self.reused:
                     self.table.penalize(m.id)
+                self._scored(False)
                 self._retry("reset-before-response")
             else:
                 self._error(502, "PC02", f"machine {m.id} closed the connection without answering")
@@ -420,6 +428,7 @@ class ClientSession:
             self.upstream_read()
         elif phase is Phase.WAITING and self.sent_all:
             assert self.machine is not None
+            self._scored(False)
             self._error(504, "PU01", f"machine {self.machine.id} did not answer within {self.s.upstream_timeout:g}s")
         else:  # a head, a body or an idle keep-alive too slow, a silent tunnel or answer: closed
             self._shutdown()
@@ -612,7 +621,26 @@ class ClientSession:
         else:
             self._shutdown()
 
+    def _scored(self, ok: bool | None) -> None:
+        """The machine answered (ok: under 500) or failed (a 5xx, timeout, failed connect or reset before an
+        answer): its score learns how long that took; enough failures in a row eject it for a while. None:
+        the wait ended for a reason that says nothing about the machine."""
+        m = self.machine
+        if not self.awaiting or m is None:
+            return
+        self.awaiting = False
+        now = self.now()
+        self.loads.answered(m.id, self.routed_at)
+        if ok:
+            self.loads.scores.answered(m.id, now - self.routed_at, now)
+        elif ok is not None:
+            ejected_for = self.loads.scores.failed(m.id, now - self.routed_at, now)
+            if ejected_for:
+                self.table.penalize(m.id, ejected_for)
+                self.metrics.ejections.labels(self.app).inc()
+
     def _end_upstream(self, reuse: bool) -> None:
+        self._scored(None)
         if self.attached:
             self.attached = False
             self.io.release(reuse)

@@ -63,6 +63,8 @@ class HttpSettings:
     max_replays: int = 10  # Fly: at most 10 chained fly-replays (PA02)
     max_conns_per_client: int = 1024  # open connections from one client address (429 past it)
     simulate_rtt: bool = False  # the dev fleet: forwarding to another region costs its round-trip time
+    connect_timeout: float = 0.0  # > 0: fixed; 0: per address, from measured connect times
+    avoid_suspect_hosts: bool = True  # a host the control plane suspects gets traffic only if nothing else can
 
 
 @dataclass(frozen=True)

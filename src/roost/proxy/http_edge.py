@@ -25,7 +25,7 @@ from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.router import RouteError, Router
 from roost.proxy.table import MachineRoute, RoutingTable
-from roost.proxy.upstream import CONNECT_TIMEOUT, IdlePool
+from roost.proxy.upstream import ConnectTimes, IdlePool
 from roost.tasks import spawn
 
 
@@ -170,11 +170,17 @@ class UpstreamConnection(H1Parser, asyncio.Protocol):
 
 
 class UpstreamPool(IdlePool[UpstreamConnection]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.connect_times = ConnectTimes()
+
     async def connect(self, host: str, port: int) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         key = (host, port)
+        began = loop.time()
         _, conn = await asyncio.wait_for(loop.create_connection(lambda: UpstreamConnection(self, key), host, port),
-                                         CONNECT_TIMEOUT)
+                                         self.connect_times.timeout(host))
+        self.connect_times.connected(host, loop.time() - began)
         return conn
 
     def put(self, conn: UpstreamConnection) -> None:

@@ -77,7 +77,9 @@ class Edge:
         cfg.http.region = cfg.region
         cfg.http.domain = cfg.domain
         cfg.http.simulate_rtt = cfg.simulate_rtt
+        self.table.avoid_suspect_hosts = cfg.http.avoid_suspect_hosts
         self.http = HttpEdge(self.table, self.router, self.loads, self.metrics, cfg.http, self.rtt.rtt)
+        self.http.pool.connect_times.fixed = cfg.http.connect_timeout
         self.certs = CertStore(cfg.tls_default)
         self.certs.on_change = self.http.heads.take_certificates
         self.cert_follower = CertFollower(self.certs, cfg.server_url, cfg.token, cfg.trust)

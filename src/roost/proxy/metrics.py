@@ -31,6 +31,9 @@ class Metrics:
                                  ["app", "action"], registry=r)
         self.retries = Counter("roost_proxy_retries_total", "Requests retried on another machine", ["app", "reason"],
                                registry=r)
+        self.ejections = Counter("roost_proxy_ejections_total",
+                                 "Machines ejected from balancing after failing several requests in a row", ["app"],
+                                 registry=r)
         self.queue_wait_seconds = Histogram("roost_proxy_queue_wait_seconds", "Time waiting for a machine",
                                             ["app"], buckets=LATENCY_BUCKETS, registry=r)
         self.tcp_connections = Counter("roost_proxy_tcp_connections_total", "TCP connections", ["app", "result"],

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from roost.balancer.choose import Candidate, Kind, by_distance, choose, route_among
+from roost.balancer.choose import Candidate, Cost, Kind, by_distance, choose, route_among
 from roost.balancer.services import ServiceSpec
 from roost.core.lifecycle import State
 from roost.proxy.forwarding import Replay
@@ -31,6 +31,7 @@ class _Ranking:
     groups: list[list[tuple[MachineRoute, ServiceSpec]]]
     local: bool  # the first group is the edge's own region
     startable: bool  # a stopped or suspended machine could be started (then choose() decides)
+    fly_random: bool  # the service asks for Fly's random choice among equals
 
 
 class RouteError(Exception):
@@ -64,13 +65,15 @@ class Router:
         for m, s in pairs:
             st = table.state_of(m, now)
             healthy = table.healthy(m, now)
-            suspect = bool(table.penalties) and table.penalized(m.id, now)
+            # Sits out while another can serve: it just failed (penalized or ejected), or its host is suspect
+            # (silent to the control plane, not yet declared dead: most likely cut off).
+            suspect = (bool(table.penalties) and table.penalized(m.id, now)) or table.host_suspect(m)
             any_good = any_good or (healthy and not suspect and st is State.STARTED)
             suspects.append(suspect)
             out.append(Candidate(m.id, m.region, st, healthy, not m.cordoned, m.standby, loads.get(m.id, 0),
                                  s.soft_limit, s.hard_limit, s.autostart))
         if any_good and any(suspects):
-            # A machine that just refused a connection sits out for a moment, unless nothing else can serve.
+            # A suspect machine sits out, unless nothing else can serve.
             out = [Candidate(c.id, c.region, c.state, False, c.routable, c.standby, c.load, c.soft_limit,
                              c.hard_limit, c.autostart) if sus else c for c, sus in zip(out, suspects, strict=True)]
         return out
@@ -93,10 +96,12 @@ class Router:
             loads = self.loads.in_flight
             groups = [[(pair, loads.get(pair[0].id, 0), pair[1].soft_limit, pair[1].hard_limit) for pair in group]
                       for group in ranked.groups]
-            picked = route_among(groups, ranked.local, self.rng, ranked.startable)
+            picked = route_among(groups, ranked.local, self.rng, ranked.startable,
+                                 None if ranked.fly_random else self._pair_cost)
             return None if picked is None else picked[0]
         pairs = table.http_targets(app)
-        decision = choose(self.candidates(pairs), self.region, self._from_here, self.rng)
+        decision = choose(self.candidates(pairs), self.region, self._from_here, self.rng,
+                          cost=self._candidate_cost(pairs))
         if decision.kind is not Kind.ROUTE or decision.target is None:
             return None
         target = decision.target.id
@@ -115,7 +120,17 @@ class Router:
             else:
                 startable = startable or c.startable
         groups, local = by_distance(live, _pair_region, self.region, self._from_here)
-        return _Ranking(self.table.generation, groups, local, startable)
+        return _Ranking(self.table.generation, groups, local, startable, _fly_random(pairs))
+
+    def _pair_cost(self, pair: tuple[MachineRoute, ServiceSpec]) -> float:
+        return self.loads.cost(pair[0].id, self.table.clock.monotonic())
+
+    def _candidate_cost(self, pairs: list[tuple[MachineRoute, ServiceSpec]]) -> Cost[Candidate] | None:
+        if _fly_random(pairs):
+            return None
+        now = self.table.clock.monotonic()
+        loads = self.loads
+        return lambda c: loads.cost(c.id, now)
 
     def targets(self, app: str, prefer: str = "", force: str = "", replay: Replay | None = None
                 ) -> tuple[str | None, Pairs]:
@@ -167,7 +182,8 @@ class Router:
             while True:
                 pairs = pairs_fn()
                 by_id = {m.id: (m, s) for m, s in pairs}
-                decision = choose(self.candidates(pairs), where, distance, self.rng, frozenset(exclude))
+                decision = choose(self.candidates(pairs), where, distance, self.rng, frozenset(exclude),
+                                  self._candidate_cost(pairs))
                 if decision.kind is Kind.ROUTE and decision.target is not None:
                     return by_id[decision.target.id]
                 if decision.kind is Kind.START and decision.target is not None:
@@ -233,6 +249,10 @@ class Router:
 
 def _pair_region(pair: tuple[MachineRoute, ServiceSpec]) -> str:
     return pair[0].region
+
+
+def _fly_random(pairs: list[tuple[MachineRoute, ServiceSpec]]) -> bool:
+    return any(service.balancing == "random" for _, service in pairs)
 
 
 async def _either(*aws: Awaitable[Any]) -> None:

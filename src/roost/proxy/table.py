@@ -88,6 +88,7 @@ class RoutingTable:
     # Called with a host's machine addresses when the control plane declares that host unreachable.
     on_host_lost: Callable[[set[str]], None] | None = None
     clock: Clock = SYSTEM
+    avoid_suspect_hosts: bool = True
     _body_limits: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
     # ---- feeding ----
@@ -174,8 +175,11 @@ class RoutingTable:
             self.generation += 1
             self.notify()
 
-    def penalize(self, machine_id: str) -> None:
-        self.penalties[machine_id] = self.clock.monotonic() + PENALTY_SECONDS
+    def penalize(self, machine_id: str, seconds: float = PENALTY_SECONDS) -> None:
+        until = self.clock.monotonic() + seconds
+        if self.penalties.get(machine_id, 0.0) >= until:
+            return
+        self.penalties[machine_id] = until
         self.generation += 1
 
     def expire_local(self, now: float) -> None:
@@ -198,9 +202,16 @@ class RoutingTable:
     def penalized(self, machine_id: str, now: float) -> bool:
         return self.penalties.get(machine_id, 0) > now
 
+    def host_suspect(self, m: MachineRoute) -> bool:
+        """Its host is silent to the control plane but not yet declared dead ("unknown"): its machines get
+        traffic only if nothing else can serve (the router's rule)."""
+        if not self.avoid_suspect_hosts:
+            return False
+        host = self.hosts.get(m.host_id)
+        return host is not None and host.status == "unknown"
+
     def healthy(self, m: MachineRoute, now: float) -> bool:
         host = self.hosts.get(m.host_id)
-        # A suspect host ("unknown": silent to the control plane, not confirmed dead) keeps its traffic.
         if host is None or host.status == "unreachable":
             return False
         return not any(name.startswith("servicecheck-") and status == "critical" for name, status in m.checks.items())

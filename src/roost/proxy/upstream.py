@@ -8,7 +8,40 @@ from typing import Generic, Protocol, TypeVar
 
 POOL_IDLE_SECONDS = 4.0
 POOL_MAX_PER_TARGET = 64
-CONNECT_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 2.0  # the most a connect may take, to an address never measured or a slow one
+CONNECT_FLOOR = 0.15  # the least: a connect slower than this on a healthy link is rare enough to retry
+MAX_ADDRESSES = 65_536
+
+
+class ConnectTimes:
+    """How long to wait for a connect to each address: its smoothed connect time plus four deviations
+    (TCP's retransmission timer, RFC 6298), between CONNECT_FLOOR and CONNECT_TIMEOUT. A host that stops
+    answering (cut off, powered off) then costs a request about CONNECT_FLOOR before it is retried on
+    another machine, not CONNECT_TIMEOUT; a far or slow link still gets the time it needs."""
+
+    def __init__(self, fixed: float = 0.0) -> None:
+        self.fixed = fixed  # > 0: this timeout for every connect (the operator's choice), measured or not
+        self._rtt: dict[str, tuple[float, float]] = {}  # address -> (smoothed, deviation)
+
+    def timeout(self, address: str) -> float:
+        if self.fixed > 0:
+            return self.fixed
+        known = self._rtt.get(address)
+        if known is None:
+            return CONNECT_TIMEOUT
+        smoothed, deviation = known
+        return min(CONNECT_TIMEOUT, max(CONNECT_FLOOR, smoothed + 4 * deviation))
+
+    def connected(self, address: str, seconds: float) -> None:
+        known = self._rtt.get(address)
+        if known is None:
+            if len(self._rtt) >= MAX_ADDRESSES:
+                del self._rtt[next(iter(self._rtt))]
+            self._rtt[address] = (seconds, seconds / 2)
+            return
+        smoothed, deviation = known
+        deviation = 0.75 * deviation + 0.25 * abs(smoothed - seconds)
+        self._rtt[address] = (0.875 * smoothed + 0.125 * seconds, deviation)
 
 
 class PooledConn(Protocol):
