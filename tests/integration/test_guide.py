@@ -291,6 +291,41 @@ def test_after_a_region_outage_the_worker_or_its_standby_runs_again(fleet, stack
         fleet.wait_for(lambda h=host: host_ok(fleet, h), what="ams back")
 
 
+def test_a_standby_in_another_region_takes_over_when_the_whole_region_is_lost(fleet):
+    """Issue 17: `deploy --standby-region ewr` puts the worker's standby in ewr; kill-region ams: the standby
+    runs within 3 s, the worker is fenced, and after the heal exactly one of them runs."""
+    directory = fleet.workdir / "roam"
+    shutil.copytree(ROOT / "examples" / "stack", directory)
+    (directory / "fly.toml").write_text((directory / "fly.toml").read_text().replace('app = "stack"', 'app = "roam"'))
+    fleet.roost("apps", "create", "roam", "--primary-region", "ams")
+    fleet.roost("deploy", "-c", str(directory / "fly.toml"), "--standby-region", "ewr", timeout=300)
+    ms = machines_of(fleet, "roam")
+    worker = next(m for m in ms if m["config"]["metadata"]["fly_process_group"] == "worker"
+                  and not m["config"].get("standbys"))
+    standby = next(m for m in ms if m["config"].get("standbys"))
+    assert worker["region"] == "ams" and standby["region"] == "ewr"
+    assert all(m["region"] == "ams" for m in ms if m is not standby)  # only the standby moved
+    time.sleep(1.0)  # the worker's host has acknowledged that it is watched
+    report = drill(fleet, "kill-region", "-a", "roam", "--target", "ams", "--rps", "5", "--duration", "12s",
+                   "--at", "2s", "--heal-after", "6s")
+    row = next(r for r in report["standbys"] if r["standby"] == standby["id"])
+    assert row["standby_started_after_s"] is not None and row["standby_started_after_s"] < 3.0, row
+    assert report["double_runs"] == 0 and row["fencing_token"] == 2
+    for host in ("ams-1", "ams-2"):
+        fleet.wait_for(lambda h=host: host_ok(fleet, h), what="ams back")
+    time.sleep(3.0)  # the returned hosts' recovery rule has run
+    w, s = machine(fleet, "roam", worker["id"]), machine(fleet, "roam", standby["id"])
+    assert s["state"] == "started" and s["roost"]["fencing"]["holder"] == s["id"]
+    assert w["state"] == "stopped", w["state"]
+    fleet.roost("apps", "destroy", "roam", "--yes")
+
+
+def test_deploy_refuses_an_unknown_standby_region(fleet, stack):
+    out = fleet.roost("deploy", "-c", str(stack / "fly.toml"), "--standby-region", "zzz", check=False)
+    assert out.returncode == 1 and "unknown region 'zzz' for --standby-region" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_deploying_a_suspended_machine_says_it_ends_stopped(fleet, stack):
     web = next(m for m in machines_of(fleet, "stack") if m["config"]["metadata"]["fly_process_group"] == "web"
                and m["state"] == "started")

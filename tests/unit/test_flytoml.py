@@ -168,3 +168,11 @@ def test_a_body_limit_in_http_options_reaches_both_ports() -> None:
     config = normalize({**machine_config(cfg, "app"), "image": "up:v1"})
     limits = [p["http_options"]["max_request_body_size"] for p in config["services"][0]["ports"]]
     assert limits == [1 << 20, 1 << 20]
+
+
+def test_http_service_balancing_reaches_the_machine_config_and_a_typo_is_refused():
+    got = machine_config(load_text('app = "x"\n[http_service]\ninternal_port = 3000\n'
+                                   '[http_service.concurrency]\nbalancing = "random"\n'), "app")
+    assert got["services"][0]["concurrency"]["balancing"] == "random"
+    with pytest.raises(ConfigError, match="balancing: expected"):
+        load_text('app = "x"\n[http_service]\ninternal_port = 3000\n[http_service.concurrency]\nbalancing = "rr"\n')

@@ -120,3 +120,12 @@ def test_a_ports_body_limit_is_checked_and_stored_in_bytes() -> None:
 def test_a_mount_path_is_kept_in_its_normal_form():
     config = mc.normalize({"image": "a", "mounts": [{"volume": "v", "path": "//data//db/"}]})
     assert config["mounts"][0]["path"] == "/data/db"
+
+
+def test_balancing_is_latency_or_flys_random_and_nothing_else():
+    config = mc.normalize({"image": "a", "services": [{"internal_port": 80,
+                                                       "concurrency": {"balancing": "random"}}]})
+    assert config["services"][0]["concurrency"]["balancing"] == "random"
+    with pytest.raises(RoostError) as err:
+        mc.normalize({"image": "a", "services": [{"internal_port": 80, "concurrency": {"balancing": "fastest"}}]})
+    assert "config.services[0].concurrency.balancing" in err.value.message and "random" in err.value.message

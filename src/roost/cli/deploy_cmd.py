@@ -10,14 +10,17 @@ from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, load
 from roost.cli.output import CliError, print_json, print_table, progress
 from roost.client.api import Api
 from roost.config.flytoml import AppConfig
+from roost.core.regions import is_known
 
 
 def run_deploy(api: Api, cfg: AppConfig, app_: str, directory: Path, strategy: str | None, ha: bool,
-            image: str | None, wait_timeout: float | None = None) -> None:
+            image: str | None, wait_timeout: float | None = None, standby_region: str | None = None) -> None:
     from roost.deploy.runner import Deployer, DeployOptions, wait_timeout_of
 
+    if standby_region is not None and not is_known(standby_region):
+        raise CliError(f"unknown region {standby_region!r} for --standby-region; see 'roost platform regions'")
     options = DeployOptions(strategy=strategy, ha=ha, image=image,
-                            wait_timeout=wait_timeout or wait_timeout_of(cfg))
+                            wait_timeout=wait_timeout or wait_timeout_of(cfg), standby_region=standby_region)
     with progress(f"Deploying {app_}..."):
         result = Deployer(api, cfg, app_, directory, options, say).run()
     say(f"Deployed v{result.version} of {app_}: {len(result.created)} created, {len(result.updated)} updated, "
@@ -33,6 +36,10 @@ def register(app: typer.Typer) -> None:
         ha: bool = typer.Option(True, "--ha/--no-ha", help="New groups: 2 machines or 1 + standby (--ha=false: 1)."),
         image: str = typer.Option(None, "--image", "-i", help="Deploy this image instead of building the directory."),
         wait_timeout: float = typer.Option(None, "--wait-timeout", help="Seconds to wait for each machine."),
+        standby_region: str = typer.Option(
+            None, "--standby-region",
+            help="New groups without services: put the worker's standby in this region, so that it survives "
+                 "the loss of the worker's whole region (default: the worker's region, on another host)."),
     ) -> None:
         """Deploy fly.toml: create machines for new groups, update the others."""
         if strategy and strategy not in ("rolling", "immediate", "canary", "bluegreen"):
@@ -40,7 +47,7 @@ def register(app: typer.Typer) -> None:
         path = config_path(config)
         cfg = load_config(path)
         assert cfg is not None
-        run_deploy(Api(), cfg, app_name(app_, cfg), path.parent, strategy, ha, image, wait_timeout)
+        run_deploy(Api(), cfg, app_name(app_, cfg), path.parent, strategy, ha, image, wait_timeout, standby_region)
 
     @app.command("releases")
     def releases(app_: str = APP_OPT, config: Path = CONFIG_OPT,

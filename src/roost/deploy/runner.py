@@ -37,6 +37,7 @@ class DeployOptions:
     wait_timeout: float = 300.0
     release_timeout: float = 300.0
     bluegreen_wait: float = 2.0
+    standby_region: str | None = None  # new standbys go there (another region survives a region's loss)
 
 
 @dataclass
@@ -225,6 +226,8 @@ class Deployer:
             if role == "standby":
                 body["config"] = mc.as_standby(config, [first_id])
                 body["skip_launch"] = True
+                if self.opts.standby_region:
+                    body["region"] = self.opts.standby_region
             m = self.api.post(f"/v1/apps/{self.app}/machines", json=body)
             created.append(m["id"])
             if role == "first":
