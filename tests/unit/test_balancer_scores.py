@@ -39,7 +39,7 @@ def test_an_estimate_nobody_refreshes_decays_so_a_shunned_machine_is_tried_again
     assert s.cost("slow", 0, 0.0, now=5.0) > s.cost("fast", 0, 0.0, now=5.0)
     # The fast one keeps answering; the slow one, left alone, becomes worth one more try after a while.
     s.answered("fast", 0.003, now=12.0)
-    assert s.cost("slow", 0, 0.0, now=12.0) < s.cost("fast", 0, 0.0, now=12.0)
+    assert s.cost("slow", 0, 0.0, now=12.0) <= s.cost("fast", 0, 0.0, now=12.0)
 
 
 def test_a_machine_whose_requests_wait_gets_costlier_before_it_answers_anything() -> None:
@@ -152,6 +152,8 @@ def test_a_slow_machine_gets_few_requests_with_latency_balancing_and_a_third_wit
 
 
 def test_machines_about_as_fast_share_the_load() -> None:
+    """Serial requests (nothing ever in flight) to two fast machines, one answering 4x slower than the other
+    (a cold start, a busier host): both well under LATENCY_FLOOR, so they share the load."""
     loads = Loads()
     rng = random.Random(3)
     counts = {"a": 0, "b": 0}
@@ -161,5 +163,5 @@ def test_machines_about_as_fast_share_the_load() -> None:
         picked = route_among([items], True, rng, False, lambda mid, now=now: loads.cost(mid, now))
         assert picked is not None
         counts[picked[0]] += 1
-        loads.scores.answered(picked[0], 0.0025 if picked[0] == "a" else 0.0027, now + 0.0025)
+        loads.scores.answered(picked[0], 0.0025 if picked[0] == "a" else 0.010, now + 0.0025)
     assert min(counts.values()) > 0.3 * 2000

@@ -8,9 +8,11 @@ tried again after a while (one request, which refreshes the estimate) instead of
 A machine's cost is its estimate (or, if longer, how long its requests in flight have waited on average:
 a frozen machine gets costlier by the millisecond before it answers anything) times (requests in flight +
 1); the router picks the cheaper of two machines drawn at random (power of two choices), so a slow or stuck
-machine gets few requests while a fast one is free. A machine not heard from yet costs nothing while it
-has nothing in flight, and a penalty per request while it has: a new machine gets one probe at a time
-until its first answer.
+machine gets few requests while a fast one is free. Latencies under LATENCY_FLOOR count as the floor:
+among machines that all answer fast, a few milliseconds more (a cold first answer, a busy moment) is noise,
+and the load is spread by requests in flight alone, as a least-loaded balancer would. A machine not heard
+from yet costs nothing while it has nothing in flight, and a penalty per request while it has: a new
+machine gets one probe at a time until its first answer.
 
 Ejection (Envoy's outlier detection): CONSECUTIVE failures in a row (a 5xx, a timeout, a failed connect, a
 reset before any answer) eject a machine for BASE_EJECTION seconds times the number of times it was ejected
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 
 DECAY = 1.0
 IDLE_DECAY = 2.0
+LATENCY_FLOOR = 0.020
 UNHEARD_PENALTY = 1.0  # per request in flight to a machine that has not answered yet
 CONSECUTIVE = 5
 BASE_EJECTION = 5.0
@@ -123,9 +126,9 @@ class MachineScores:
         if seen is None or not seen.heard:
             return UNHEARD_PENALTY * in_flight
         if in_flight:  # not idle: silence while requests wait is no reason to think better of it
-            cost = max(seen.estimate, waited) * (in_flight + 1)
+            cost = max(seen.estimate, waited, LATENCY_FLOOR) * (in_flight + 1)
         else:
-            cost = seen.estimate * math.exp(-max(0.0, now - seen.at) / IDLE_DECAY)
+            cost = max(LATENCY_FLOOR, seen.estimate * math.exp(-max(0.0, now - seen.at) / IDLE_DECAY))
         since_back = now - seen.back_at
         if 0.0 <= since_back < WARMUP:  # coming back from an ejection: its share grows over WARMUP
             cost /= max(MIN_WARM_WEIGHT, since_back / WARMUP)
