@@ -102,6 +102,31 @@ def test_a_dead_hosts_worker_is_replaced_by_its_standby_within_3s(ha):
     assert stale_writes(shared) == 0
 
 
+def test_a_frozen_agents_watched_machine_is_fenced_by_its_keeper_before_the_standby_starts(ha):
+    """Issue 17: SIGSTOP the worker's agent. It can neither beat nor fence, the control plane declares its
+    host dead and starts the standby; the host's fence keeper has killed the worker first."""
+    worker, standby, shared = deploy_worker(ha, "frozen")
+    frozen = faults.freeze_agent(ha.spec.data_dir, worker["host_id"])
+    try:
+        ha.wait_for(lambda: started_after(ha, standby["id"], frozen), timeout=10, what="the standby to start")
+        runs = faults.runs(ha.spec.data_dir)
+        old = [r for r in runs if r.machine == worker["id"]]
+        new = [r for r in runs if r.machine == standby["id"]]
+        assert any(r.end_reason == "fenced" and r.end is not None and r.end > frozen for r in old), old
+        assert faults.overlaps(old, new) == [], "the worker and its standby never ran at the same time"
+        assert started_after(ha, standby["id"], frozen) - frozen < 3.0
+    finally:
+        faults.thaw_agent(ha.spec.data_dir, worker["host_id"])
+    ha.wait_for(lambda: machine(ha, "frozen", worker["id"])["host_status"] == "ok", what="the host back")
+    time.sleep(1.5)
+    back = machine(ha, "frozen", worker["id"])
+    assert back["state"] == "stopped", back["state"]  # the thawed agent did not restart it
+    runs = faults.runs(ha.spec.data_dir)
+    assert faults.overlaps([r for r in runs if r.machine == worker["id"]],
+                           [r for r in runs if r.machine == standby["id"]]) == []
+    assert stale_writes(shared) == 0
+
+
 @pytest.mark.skipif(not CAN_PARTITION, reason="partitions need root and iptables")
 def test_a_cut_off_host_fences_itself_before_its_standby_starts(ha):
     worker, standby, shared = deploy_worker(ha, "split")

@@ -28,6 +28,7 @@ from roost.agent.drivers.container import ContainerDriver
 from roost.agent.drivers.fake import FakeDriver
 from roost.agent.drivers.process import ProcessDriver
 from roost.agent.images import ImageCache
+from roost.agent.keeper import KeeperClient
 from roost.agent.netns import HostNetwork
 from roost.agent.oci_images import OciImages, oci_tools_available
 from roost.agent.records import RecordStore
@@ -53,6 +54,7 @@ class AgentConfig:
     memory_mb: int
     data_dir: Path
     heartbeat_interval: float = 0.25
+    fence_keeper: bool = True  # a separate process fences watched machines if this agent cannot (frozen, crashed)
     driver: str = "process"
     cgroups: bool = True
     join_token: str = ""  # join the fleet with it (once) instead of holding the fleet token
@@ -118,9 +120,18 @@ def build_app(config: AgentConfig) -> Starlette:
                     log.info("machine %s was replaced by its standby while this host was away: stopping it", mid)
                     asyncio.run_coroutine_threadsafe(supervisor.stop(mid, 9, 1.0), loop)
 
+        keeper = KeeperClient(data) if config.fence_keeper else None
+        if keeper is not None:
+            log.info("fence keeper running (pid %d)", keeper.start())
+
+        def publish_lease(until: float, watched: list[str]) -> None:
+            assert keeper is not None
+            keeper.publish(until, supervisor.fence_targets(watched))
+
         heartbeat = Heartbeat(config.server_url, outbound, registration, config.heartbeat_interval,
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
-                              local_address=config.listen_host, alive=supervisor.mark_alive, trust=config.trust)
+                              local_address=config.listen_host, alive=supervisor.mark_alive, trust=config.trust,
+                              keeper=publish_lease if keeper is not None else None)
         stop = asyncio.Event()
         serving = tasks.spawn(_start_when_serving(heartbeat, config.listen_host, config.listen_port), "register")
         outbox_task = tasks.spawn(outbox.run(stop), "outbox")
@@ -137,6 +148,8 @@ def build_app(config: AgentConfig) -> Starlette:
             heartbeat.stop()
             await asyncio.wait([outbox_task], timeout=3)
             await supervisor.shutdown()
+            if keeper is not None:
+                keeper.stop()
             # Machines keep running: the agent's exit is not theirs.
             driver.close() if isinstance(driver, ContainerDriver) else driver.shutdown()
 

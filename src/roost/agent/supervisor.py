@@ -22,9 +22,18 @@ from typing import Any
 from roost import tasks
 from roost.agent import procinfo
 from roost.agent.checks import CheckRunner, check_specs
-from roost.agent.drivers.base import Driver, DriverError, Executes, ExitInfo, KillsLeftovers, StartSpec
+from roost.agent.drivers.base import (
+    Driver,
+    DriverError,
+    Executes,
+    ExitInfo,
+    FenceTargets,
+    KillsLeftovers,
+    StartSpec,
+)
 from roost.agent.drivers.commands import CommandTimeout
 from roost.agent.images import ImageCache, ImageError
+from roost.agent.keeper import KeeperFiles
 from roost.agent.oci_images import OciImageError, OciImages
 from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
@@ -66,6 +75,22 @@ class Supervisor:
         self.runs_log = records.root.parent / "runs.log"
         self.fencing_dir = records.root.parent / "fencing"
         self.fencing_dir.mkdir(parents=True, exist_ok=True)
+        self.keeper = KeeperFiles(records.root.parent)  # what the host's fence keeper killed, if anything
+
+    def fence_targets(self, machine_ids: list[str]) -> list[dict[str, Any]]:
+        """For the fence keeper (from the heartbeat thread): each running watched machine's run pid and what
+        else to kill to fence it."""
+        out = []
+        for mid in machine_ids:
+            record = self.records.get(mid)
+            pid = (record.run or {}).get("pid") if record else None
+            if record is None or pid is None:
+                continue
+            entry: dict[str, Any] = {"id": mid, "pid": int(pid)}
+            if isinstance(self.driver, FenceTargets):
+                entry.update(self.driver.fence_targets(mid))
+            out.append(entry)
+        return out
 
     def _save(self, record: MachineRecord) -> None:
         record.updated_at = time.time()
@@ -459,6 +484,8 @@ class Supervisor:
     async def _on_exit(self, machine_id: str, pid: int | None, info: ExitInfo) -> None:
         async with self.lock(machine_id):
             record = self.records.get(machine_id)
+            if self.keeper.take_fenced(machine_id):
+                self.fenced.add(machine_id)  # killed by the fence keeper while this agent could not act
             self._run_log(machine_id, pid, "end", "fenced" if machine_id in self.fenced else "exit")
             if machine_id in self._expected:
                 self._expected.discard(machine_id)

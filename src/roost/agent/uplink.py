@@ -37,8 +37,10 @@ class Heartbeat(threading.Thread):
     def __init__(self, server_url: str, token: str, registration: dict[str, Any], interval: float,
                  snapshot: Callable[[], dict[str, Any]], on_reply: Callable[[dict[str, Any]], None],
                  fence: Callable[[list[str]], None], local_address: str | None = None,
-                 alive: Callable[[], None] = lambda: None, clock: Clock = SYSTEM, trust: Trust | None = None) -> None:
+                 alive: Callable[[], None] = lambda: None, clock: Clock = SYSTEM, trust: Trust | None = None,
+                 keeper: Callable[[float, list[str]], None] | None = None) -> None:
         super().__init__(name="roost-heartbeat", daemon=True)
+        self.keeper = keeper  # told (lease end, watched machines) every tick: see agent/keeper.py
         self.trust = trust or Trust()
         self.clock = clock
         self.alive = alive  # called every beat: leaves a "last alive" stamp a restarted agent reads
@@ -121,6 +123,11 @@ class Heartbeat(threading.Thread):
     def _watchdog_loop(self) -> None:
         while not self.stopping.wait(0.05):
             self.check_lease()
+            if self.keeper is not None:
+                # The host's fence keeper fences at the same moment if this process cannot (frozen, crashed).
+                watched = [m for m in self.watched if m not in self.fenced] if self.peers else []
+                with contextlib.suppress(Exception):
+                    self.keeper(self.last_contact + self.lease.lease, watched)
 
     def _beat(self, client: httpx.Client, seq: int) -> bool:
         try:

@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
                                                     help="A registry (HOST:PORT) reached over plain HTTP "
                                                          "(loopback registries always are); repeatable."),
         no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups even where allowed."),
+        no_fence_keeper: bool = typer.Option(
+            False, "--no-fence-keeper",
+            help="Do not run the fence keeper (a separate process that stops watched machines when this agent "
+                 "is frozen or dead past its lease); without it a frozen agent's machines may run beside their "
+                 "standbys."),
         tls_cert: Path = typer.Option(None, "--tls-cert", help=TLS_CERT_HELP),
         tls_key: Path = typer.Option(None, "--tls-key", help=TLS_KEY_HELP),
         ca: Path = typer.Option(None, "--ca", help=CA_HELP),
@@ -95,5 +100,6 @@ def register(app: typer.Typer) -> None:
             listen_host=host, listen_port=port,
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups, tls=tls, trust=trust,
+            fence_keeper=not no_fence_keeper,
             machine_net=machine_net, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
         ))

@@ -21,6 +21,7 @@ from typing import Any
 
 from roost.dev.fleet import (
     FleetError,
+    kill_keeper,
     kill_machines,
     machine_pids,
     machine_processes,
@@ -49,6 +50,7 @@ def kill_host(data_dir: Path, host_id: str) -> float:
     at = time.time()
     with contextlib.suppress(ProcessLookupError):
         os.kill(host["pid"], signal.SIGKILL)
+    kill_keeper(Path(host["data_dir"]))
     kill_machines(Path(host["data_dir"]))
     # The host "reboots": its agent will find that everything died with it, not by its own exit.
     (Path(host["data_dir"]) / "simulated-boot").write_text(uuid.uuid4().hex + "\n")
@@ -186,6 +188,31 @@ def partition_host(data_dir: Path, host_id: str, server_only: bool = False) -> f
     return at
 
 
+def freeze_agent(data_dir: Path, host_id: str) -> float:
+    """SIGSTOP a host's agent (a stuck disk, a debugger, a paused process): it neither beats nor answers nor
+    fences; its machines and its fence keeper keep running. Returns when (wall clock)."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    host = _host(fleet, host_id)
+    if not pid_alive(host["pid"]):
+        raise FleetError(f"the agent of host {host_id} is not running")
+    at = time.time()
+    os.kill(host["pid"], signal.SIGSTOP)
+    return at
+
+
+def thaw_agent(data_dir: Path, host_id: str) -> float:
+    """SIGCONT a frozen agent. Returns when (wall clock)."""
+    fleet = read_fleet(data_dir)
+    if fleet is None:
+        raise FleetError(f"no fleet in {data_dir}")
+    at = time.time()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(_host(fleet, host_id)["pid"], signal.SIGCONT)
+    return at
+
+
 def heal(data_dir: Path) -> int:
     """Remove every network fault this fleet set. Returns how many rules were removed."""
     fleet = read_fleet(data_dir)
@@ -199,6 +226,9 @@ def heal(data_dir: Path) -> int:
                 removed += 1
     fleet["faults"] = []
     write_fleet(data_dir, fleet)
+    for host in fleet.get("hosts", []):  # and no agent stays frozen
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(host["pid"], signal.SIGCONT)
     return removed
 
 

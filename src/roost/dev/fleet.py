@@ -25,6 +25,7 @@ import httpx
 
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
+from roost.agent.keeper import KeeperFiles
 from roost.fleet_ca import fleet_ca, issue_files
 from roost.private_files import write_private
 from roost.tls import Trust
@@ -450,6 +451,16 @@ def kill_machines(host_data_dir: Path) -> int:
     return len(pids)
 
 
+def kill_keeper(host_data_dir: Path) -> bool:
+    """SIGKILL a host's fence keeper (a power cut takes it too; `down` leaves nothing running)."""
+    pid = KeeperFiles(host_data_dir).keeper_pid()
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
 def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
     """Stop everything the fleet in `data_dir` started; nothing is left running."""
     fleet = read_fleet(data_dir)
@@ -461,6 +472,7 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
                 os.kill(pid, signal.SIGKILL)
         stopped["agents"] = len(agents)
         for host in fleet.get("hosts", []):
+            kill_keeper(Path(host["data_dir"]))
             stopped["machines"] += kill_machines(Path(host["data_dir"]))
         proxies = [p["pid"] for p in fleet.get("proxies", []) if pid_alive(p["pid"])]
         if fleet.get("anycast") and pid_alive(fleet["anycast"]["pid"]):

@@ -17,7 +17,8 @@ from typing import Any
 from roost.dev import faults as fleet_faults
 from roost.dev.fleet import FleetError, restart_agent, restart_proxy, restart_server
 
-FAULTS = ("stop-machine", "kill-machine", "kill-host", "kill-region", "partition-host", "kill-server", "slow-machine")
+FAULTS = ("stop-machine", "kill-machine", "kill-host", "kill-region", "partition-host", "kill-server", "slow-machine",
+          "freeze-agent")
 HEALS = {  # what "heal" means per fault; None: nothing to undo (the platform recovers by itself or not at all)
     "stop-machine": "start the machine again",
     "kill-machine": None,
@@ -26,6 +27,7 @@ HEALS = {  # what "heal" means per fault; None: nothing to undo (the platform re
     "partition-host": "remove the firewall rules",
     "kill-server": "restart the control plane",
     "slow-machine": "let the machine run at full speed again",
+    "freeze-agent": "let the agent run again (SIGCONT)",
 }
 
 
@@ -96,7 +98,7 @@ def choose_target(fault: str, requested: str | None, fleet: dict[str, Any], mach
                              f"{'kill' if fault == 'kill-machine' else 'slow down'}")
         return Target("machine", machine["id"], host=machine["host_id"], machines={machine["id"]},
                       hosts=[machine["host_id"]], region=machine["region"])
-    if fault in ("kill-host", "partition-host"):
+    if fault in ("kill-host", "partition-host", "freeze-agent"):
         if requested:
             if requested not in hosts:
                 raise DrillError(f"no host {requested!r} in this fleet (its hosts: {', '.join(sorted(hosts))})")
@@ -212,6 +214,19 @@ class PartitionHost(Fault):
         return at
 
 
+class FreezeAgent(Fault):
+    """The host's agent stops (SIGSTOP) but its machines run on: no heartbeats, no answers, and no fencing of
+    its own. The host's fence keeper must stop its watched machines before their standbys start."""
+
+    name = "freeze-agent"
+
+    def inject(self) -> float:
+        return fleet_faults.freeze_agent(self.data_dir, self.target.name)
+
+    def heal(self) -> float:
+        return fleet_faults.thaw_agent(self.data_dir, self.target.name)
+
+
 class KillServer(Fault):
     name = "kill-server"
 
@@ -262,7 +277,7 @@ class SlowMachine(Fault):
 
 
 _KINDS: dict[str, type[Fault]] = {cls.name: cls for cls in (StopMachine, KillMachine, KillHost, KillRegion,
-                                                            PartitionHost, KillServer, SlowMachine)}
+                                                            PartitionHost, KillServer, SlowMachine, FreezeAgent)}
 
 
 def make_fault(name: str, data_dir: Path, target: Target, api: Any, app: str) -> Fault:

@@ -93,6 +93,13 @@ class KeepsLogs(Protocol):
 
 
 @runtime_checkable
+class FenceTargets(Protocol):
+    def fence_targets(self, machine_id: str) -> dict[str, list[Any]]:
+        """What the host's fence keeper kills to fence the machine without this driver's help: `procs`, the
+        cgroup files listing its processes, and `thaw`, (file, value) pairs that thaw it first."""
+
+
+@runtime_checkable
 class KillsLeftovers(Protocol):
     def kill_leftovers(self, machine_id: str) -> None:
         """Kill every process still in the machine's cgroup (children that left its process group)."""

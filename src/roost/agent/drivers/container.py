@@ -284,6 +284,13 @@ class ContainerDriver(PidWatcher):
                 os.kill(pid, signals.SIGKILL)
         self._freeze(machine_id, False)
 
+    def fence_targets(self, machine_id: str) -> dict[str, list[Any]]:
+        if self.unified:
+            return {"procs": [str(self._cgroup("", machine_id) / "cgroup.procs")],
+                    "thaw": [[str(self._cgroup("", machine_id) / "cgroup.freeze"), "0"]]}
+        return {"procs": [str(self._cgroup("pids", machine_id) / "cgroup.procs")],
+                "thaw": [[str(self._cgroup("freezer", machine_id) / "freezer.state"), "THAWED"]]}
+
     def pids(self, machine_id: str) -> list[int]:
         try:
             text = (self._cgroup("pids", machine_id) / "cgroup.procs").read_text()

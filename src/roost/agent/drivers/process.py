@@ -18,6 +18,7 @@ import shutil
 import signal as signals
 import time
 from pathlib import Path
+from typing import Any
 
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
@@ -212,6 +213,12 @@ class ProcessDriver(PidWatcher):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if os.getpgid(other) != pid:
                     os.kill(other, signal)
+
+    def fence_targets(self, machine_id: str) -> dict[str, list[Any]]:
+        if not self.cgroups.available:
+            return {}
+        freezer = self.cgroups.freezer(machine_id)
+        return {"procs": [str(freezer / "cgroup.procs")], "thaw": [[str(freezer / "freezer.state"), "THAWED"]]}
 
     def kill_leftovers(self, machine_id: str) -> None:
         for other in self.cgroups.pids(machine_id):
