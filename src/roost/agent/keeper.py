@@ -104,22 +104,36 @@ class KeeperClient:
     def __init__(self, data_dir: Path) -> None:
         self.files = KeeperFiles(data_dir)
         self._last: tuple[float, str] | None = None
+        self.pid: int | None = None
+        self._checked = 0.0
 
     def start(self) -> int:
+        """Find the host's keeper (one may outlive a crashed agent, and fences for it) or start one."""
         self.files.prepare()
         pid = self.files.keeper_pid()
         if pid is not None:
+            self.pid = pid
             return pid
+        # A new keeper must not act on a lease left by an agent that is gone: this one holds it now.
+        self.files.write_lease(0.0, os.getpid(), [])
+        self._last = None
         with open(self.files.log, "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "roost.agent.keeper", str(self.files.dir.parent)],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                     close_fds=True)
         self.files.pid.write_text(f"{proc.pid}\n")
+        self.pid = proc.pid
         return proc.pid
 
     def publish(self, until: float, machines: list[dict[str, Any]]) -> None:
         """The lease runs until `until` (monotonic) for these watched machines; written only when it moved
         by a tick or the machines changed."""
+        now = time.monotonic()
+        if now - self._checked > 1.0:  # a keeper that ended (its agent seemed gone) is started again
+            self._checked = now
+            if self.pid is None or not _alive(self.pid):
+                with contextlib.suppress(OSError):
+                    self.start()
         key = json.dumps(machines, sort_keys=True)
         if self._last is not None and self._last[1] == key and abs(self._last[0] - until) < TICK:
             return
@@ -212,11 +226,14 @@ def run(data_dir: Path) -> None:
                             "" if agent_alive else " (the agent is gone)",
                             ", ".join(str(m.get("id")) for m in machines))
                 for entry in machines:
-                    if not fence_machine(entry):
-                        continue  # already gone (with its host, or on its own): nothing to record
                     mid = str(entry.get("id") or "")
+                    # The marker first: a running agent may see the exit before this loop goes on, and must
+                    # know it was fencing (never a crash to restart).
                     with contextlib.suppress(OSError, ValueError):
                         files.mark_fenced(mid)
+                    if not fence_machine(entry):
+                        files.take_fenced(mid)  # already gone (with its host, or on its own): nothing done
+                        continue
                     with contextlib.suppress(OSError), open(files.runs_log, "a") as fh:
                         fh.write(json.dumps({"machine": mid, "pid": entry.get("pid"), "event": "end",
                                              "time": time.time(), "reason": "fenced"}) + "\n")
