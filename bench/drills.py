@@ -31,8 +31,12 @@ And from issue 17, each beside its "before" in the same run:
   --route-to-suspect-hosts`), then on `web` with the edge as now (connect timeouts from measured connect
   times, suspect hosts avoided, latency-aware balancing): 0 failed, p99 during <= 250 ms.
 
+- freeze-agent (SIGSTOP the worker's agent for 3 s) on a fenced worker with a standby, repeated (30 trials,
+  the work handed back to the worker after each): double runs, without the fence keeper (agents started
+  with `--no-fence-keeper`, 10 trials) and with it: 0 in 30.
+
 `--only slow,partition` runs just those rows (names: kill-host, kill-machine, kill-region, kill-server,
-stop-machine, slow, partition, worker, stack, island, ledger).
+stop-machine, slow, partition, worker, stack, island, freeze, ledger).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from common import ROOT, BenchFleet, table
 
 from roost.client.api import Api
 from roost.dev import faults
-from roost.dev.fleet import admin_get, pid_alive, read_fleet, restart_proxy, write_fleet
+from roost.dev.fleet import admin_get, pid_alive, read_fleet, restart_agent, restart_proxy, write_fleet
 from roost.drill.runner import Drill, DrillOptions
 
 SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": False, "autostart": False,
@@ -146,6 +150,57 @@ def back_after_heal(f: BenchFleet, app: str, report: dict[str, Any]) -> str:
     return f"{starts[0][1]} in {starts[0][0] * 1000:.0f} ms" if starts else "nothing ran"
 
 
+def agent_keeper(f: BenchFleet, host_id: str, keeper: bool) -> None:
+    """Restart a host's agent with or without its fence keeper (machines keep running across it)."""
+    fleet = read_fleet(f.spec.data_dir)
+    assert fleet is not None
+    host = next(h for h in fleet["hosts"] if h["id"] == host_id)
+    subprocess.run(["kill", str(host["pid"])], check=False)
+    deadline = time.monotonic() + 10
+    while pid_alive(host["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    host["argv"] = [a for a in host["argv"] if a != "--no-fence-keeper"] + ([] if keeper else ["--no-fence-keeper"])
+    write_fleet(f.spec.data_dir, fleet)
+    restart_agent(f.spec.data_dir, host_id)
+    time.sleep(2.0)  # registered, watched list learned
+
+
+def freeze_trials(f: BenchFleet, api: Api, args: argparse.Namespace, app: str, trials: int,
+                  keeper: bool) -> list[object]:
+    """`trials` freeze-agent drills on the worker's host, handing the work back after each."""
+    machines = f.api.get(f"/v1/apps/{app}/machines").json()
+    worker = next(m for m in machines if not m["config"].get("standbys"))
+    host = worker["host_id"]
+    agent_keeper(f, host, keeper)
+    if keeper:  # the other hosts too (a takeover's standby host is one of them)
+        for other in {m["host_id"] for m in machines} - {host}:
+            agent_keeper(f, other, True)
+    double = took_over = 0
+    takeover_ms: list[float] = []
+    for _ in range(trials):
+        report = run(f, api, args, "freeze-agent", app, host, duration=7.0, at=1.0, heal_after=3.0, rps=1.0)
+        double += report["double_runs"] or 0
+        row = next((r for r in report["standbys"] if r["watched"] == worker["id"]), None)
+        if row and row["standby_started_after_s"] is not None:
+            took_over += 1
+            takeover_ms.append(row["standby_started_after_s"] * 1000)
+        # Hand the work back: the worker runs again, its standby watches it.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            state = f.api.get(f"/v1/apps/{app}/machines/{worker['id']}").json()["state"]
+            if state == "started":
+                break
+            f.api.post(f"/v1/apps/{app}/machines/{worker['id']}/start")
+            time.sleep(1.0)
+        time.sleep(1.5)
+    if not keeper:
+        agent_keeper(f, host, True)
+    median = sorted(takeover_ms)[len(takeover_ms) // 2] if takeover_ms else None
+    return ["freeze-agent", f"{host} x{trials}", "with the keeper" if keeper else "no keeper (before)",
+            f"{took_over}/{trials}", "-" if median is None else f"{median:.0f} ms", f"{double}",
+            "0 double runs in 30" if keeper else "before"]
+
+
 def target_share(report: dict[str, Any]) -> str:
     """The targeted machine's share of the answers from one second into the fault until the heal."""
     if report["target"]["kind"] != "machine" or report["heal_at_s"] is None:
@@ -199,7 +254,8 @@ def main() -> None:
     def wanted(name: str) -> bool:
         return not only or name in only
     work = Path(tempfile.mkdtemp(prefix="roost-drills-"))
-    rows = []
+    rows: list[list[object]] = []
+    freeze_rows: list[list[object]] = []
     with BenchFleet(["ams", "ewr", "syd"], 2, proxies=True, idle_interval=3600.0) as f:
         api = Api(f.url, f.token)
         f.push("hello:v1", "hello", ["python3", "app.py"])
@@ -239,13 +295,19 @@ def main() -> None:
             time.sleep(3)
             stack = run(f, api, args, "kill-region", "stack", "ams", rps=20.0)
             rows.append(row("worker back < 5 s", stack, back_after_heal(f, "stack", stack)))
+        if wanted("freeze"):
+            example(f, work, "fenced-worker", "icy", {'app = "fenced"': 'app = "icy"',
+                                                      "/tmp/roost-fenced/shared.log": str(work / "icy.log")})
+            time.sleep(3)
+            freeze_rows.append(freeze_trials(f, api, args, "icy", 10, keeper=False))
+            freeze_rows.append(freeze_trials(f, api, args, "icy", 30, keeper=True))
         if wanted("island") and faults.partition_unavailable() is None:
             example(f, work, "fenced-worker", "island", {'app = "fenced"': 'app = "island"',
                                                          "/tmp/roost-fenced/shared.log": str(work / "island.log")})
             time.sleep(3)
             rows.append(row("fenced first, 0 double", run(f, api, args, "partition-host", "island")))
         if not wanted("ledger"):
-            print_rows(args, rows)
+            print_rows(args, rows, freeze_rows)
             return
         edge = next(p for p in f.info["proxies"] if p["region"] == "ams")["url"]
         example(f, work, "primary-db", "ledger", {'app = "notes"': 'app = "ledger"', 'source = "notes"':
@@ -255,10 +317,16 @@ def main() -> None:
         rows.append(row("0 writes lost", run(f, api, args, "kill-host", "ledger", method="POST", path="/items",
                                              check_writes="/items")))
     shutil.rmtree(work, ignore_errors=True)
-    print_rows(args, rows)
+    print_rows(args, rows, freeze_rows)
 
 
-def print_rows(args: argparse.Namespace, rows: list[list[object]]) -> None:
+def print_rows(args: argparse.Namespace, rows: list[list[object]], freeze_rows: list[list[object]]) -> None:
+    if freeze_rows:
+        print(table("A frozen agent (SIGSTOP 3 s) under a fenced worker with a standby, repeated",
+                    ["fault", "target", "agents", "standby took over", "median takeover", "double runs", "target"],
+                    freeze_rows))
+    if not rows:
+        return
     print(table(f"Drills at {args.rps:g} req/s for {args.duration:g}s: fault at {args.at:g}s, healed "
                 f"{args.heal_after:g}s later (latencies in ms)",
                 ["fault", "target", "sent", "failed", "p50 before", "p50 during", "p99 before", "p99 during",
