@@ -1,4 +1,5 @@
-"""`roost drill FAULT -a APP`: rehearse a failure on the local fleet under load, and report what happened."""
+"""`roost drill FAULT -a APP`: rehearse a failure on the local fleet under load, and report what happened;
+`roost drill all` runs every fault in turn, `roost drill chaos` random ones for a while."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from roost.cli.output import CliError, console, err_console, print_json
 from roost.client.api import Api
 from roost.core.units import parse_go_duration
 from roost.dev.fleet import FleetError, read_fleet
+from roost.drill.campaign import CampaignOptions, Chaos, run_all
 from roost.drill.faults import FAULTS, DrillError
-from roost.drill.render import html_report, print_report
+from roost.drill.render import html_all, html_chaos, html_report, print_all, print_chaos, print_report
 from roost.drill.runner import Drill, DrillOptions
 
 
@@ -27,7 +29,8 @@ def _seconds(value: str, flag: str) -> float:
 def register(app: typer.Typer) -> None:
     @app.command("drill")
     def drill(
-        fault: str = typer.Argument(..., help=f"One of: {', '.join(FAULTS)}."),
+        fault: str = typer.Argument(..., help=f"One of: {', '.join(FAULTS)}; or all (each in turn), or chaos "
+                                              "(random faults at random times)."),
         app_name: str = typer.Option(..., "--app", "-a"),
         target: str = typer.Option(None, "--target", help="A machine ID, host ID or region, as the fault needs "
                                                           "(default: one the drill picks)."),
@@ -53,13 +56,19 @@ def register(app: typer.Typer) -> None:
         report: Path = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Fleet directory (default: $ROOST_DEV_DIR or "
                                                                "~/.roost/dev)."),
+        fault_time: str = typer.Option("5s", "--fault-time",
+                                       help="all/chaos: how long each fault lasts (chaos: up to this)."),
+        faults: str = typer.Option(None, "--faults", help="all/chaos: comma-separated faults (default: every one)."),
+        seed: int = typer.Option(0, "--seed", help="chaos: the random seed (the same seed, the same faults)."),
+        recover_within: str = typer.Option("30s", "--recover-within",
+                                           help="all/chaos: what should run must run again this soon after a heal."),
     ) -> None:
         """Rehearse a failure: steady load through the edges, one fault, its heal, and a report of what users saw.
 
         Exits 1 when a check fails: --expect-*, a machine ran beside its standby, an acknowledged write was lost.
         """
-        if fault not in FAULTS:
-            raise CliError(f"unknown fault {fault!r}: choose one of {', '.join(FAULTS)}")
+        if fault not in (*FAULTS, "all", "chaos"):
+            raise CliError(f"unknown fault {fault!r}: choose one of {', '.join(FAULTS)}, all or chaos")
         directory = (data_dir or Path(os.environ.get("ROOST_DEV_DIR", DEFAULT_FLEET_DIR))).expanduser().resolve()
         fleet = read_fleet(directory)
         if fleet is None:
@@ -76,6 +85,37 @@ def register(app: typer.Typer) -> None:
         def say(message: str) -> None:
             if not json_out:
                 err_console.print(f"[dim]drill:[/dim] {message}", highlight=False)
+
+        if fault in ("all", "chaos"):
+            if target:
+                raise CliError(f"drill {fault} chooses its own targets: drop --target (or drill one fault with it)")
+            campaign = CampaignOptions(
+                app=app_name, rps=rps, fault_time=_seconds(fault_time, "--fault-time"), path=path, method=method,
+                body=body, check_writes=check_writes, client_region=client_region,
+                timeout=_seconds(timeout, "--timeout"), expect_no_errors=expect_no_errors,
+                faults=tuple(f.strip() for f in faults.split(",") if f.strip()) if faults else FAULTS, seed=seed,
+                duration=_seconds(duration, "--duration"), recover_within=_seconds(recover_within, "--recover-within"))
+            try:
+                if fault == "all":
+                    result = run_all(directory, api, campaign, say)
+                else:
+                    chaos = Chaos(directory, api, campaign, say)
+                    chaos.prepare()
+                    result = chaos.run()
+            except (DrillError, FleetError) as exc:
+                raise CliError(str(exc)) from None
+            if report is not None:
+                try:
+                    report.write_text(html_all(result) if fault == "all" else html_chaos(result))
+                except OSError as exc:
+                    raise CliError(f"cannot write the report to {report}: {exc.strerror}") from None
+            if json_out:
+                print_json(result)
+            else:
+                (print_all if fault == "all" else print_chaos)(result, console)
+            if not result["passed"]:
+                raise typer.Exit(1)
+            return
 
         try:
             run = Drill(directory, api, options, say)

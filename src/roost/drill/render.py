@@ -235,3 +235,99 @@ def html_report(report: dict[str, Any]) -> str:
              ".legend i{display:inline-block;width:10px;height:10px;margin-right:4px}pre{font-size:11px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Roost drill {html.escape(report['drill'])}"
             f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
+
+
+# ---- campaigns: `drill all` and `drill chaos` ----
+
+def all_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in result["drills"]:
+        t, before, during = r["totals"], r["phases"]["before"], r["phases"]["during"]
+        recovered = r.get("recovered_after_s")
+        rows.append([r["fault"], r["target"]["name"], str(t["sent"]), str(t["failed"]), _ms(before["p99_ms"]),
+                     _ms(during["p99_ms"]), shift_text(r["shift"]) if t["sent"] else "no traffic",
+                     "-" if r["double_runs"] is None else str(r["double_runs"]),
+                     "-" if r["writes"] is None else f"{r['writes']['lost']}/{r['writes']['acknowledged']}",
+                     "-" if recovered is None else f"{recovered:.1f}s", "pass" if r["passed"] else "FAIL"])
+    return rows
+
+
+ALL_COLUMNS = ["fault", "target", "sent", "failed", "p99 before ms", "p99 during ms", "time to shift", "double runs",
+               "writes lost", "settled in", "result"]
+
+
+def print_all(result: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"Every fault on app {result['app']}", title_justify="left")
+    for column in ALL_COLUMNS:
+        table.add_column(column)
+    for row in all_rows(result):
+        table.add_row(*row, style=None if row[-1] == "pass" else "red")
+    console.print(table)
+    for item in result["skipped"]:
+        console.print(f"  skipped {item['fault']}: {item['why']}")
+    failed = ", ".join(r["fault"] for r in result["drills"] if not r["passed"]) or "nothing ran"
+    console.print("[green]all passed[/]" if result["passed"] else f"[red]failed: {failed}[/]")
+
+
+def html_all(result: dict[str, Any]) -> str:
+    parts = [f"<h1>Every fault on app {html.escape(result['app'])}</h1>",
+             f"<p class='{'ok' if result['passed'] else 'bad'}'>{'all passed' if result['passed'] else 'FAILED'}</p>",
+             _table(ALL_COLUMNS, all_rows(result))]
+    parts += [f"<p>skipped {html.escape(s['fault'])}: {html.escape(s['why'])}</p>" for s in result["skipped"]]
+    for r in result["drills"]:  # each drill's own report, as it would be alone
+        parts.append(f"<details><summary>{html.escape(r['fault'])} {html.escape(r['target']['name'])}</summary>"
+                     f"<iframe style='width:100%;height:900px;border:0' srcdoc=\"{html.escape(html_report(r))}\">"
+                     "</iframe></details>")
+    return _page(f"Roost drill all: {result['app']}", parts)
+
+
+def print_chaos(result: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]Chaos[/] on app {result['app']} for {result['duration_s']:g}s (seed {result['seed']}): "
+                  f"{len(result['steps'])} faults from {', '.join(result['faults'])}; {result['sent']} requests, "
+                  f"{result['ok']} ok")
+    table = Table(title="Faults", title_justify="left")
+    for column in ("at", "fault", "target", "healed at", "settled in", "double runs so far"):
+        table.add_column(column)
+    for s in result["steps"]:
+        table.add_row(f"{s['at_s']:.1f}s", s["fault"], s["target"], f"{s['healed_at_s']:.1f}s",
+                      "NOT" if s["recovered_after_s"] is None else f"{s['recovered_after_s']:.1f}s",
+                      str(s["double_runs_so_far"]))
+    console.print(table)
+    table = Table(title="Invariants", title_justify="left")
+    table.add_column("invariant")
+    table.add_column("count")
+    for name, value in result["invariants"].items():
+        table.add_row(name.replace("_", " "), "-" if value is None else str(value),
+                      style=None if not value else "red")
+    console.print(table)
+    if result["excused_failures"]:
+        console.print(f"  {result['excused_failures']} failed requests died with an edge (not counted)")
+    console.print("[green]every invariant held[/]" if result["passed"] else "[red]an invariant was broken[/]")
+
+
+def html_chaos(result: dict[str, Any]) -> str:
+    steps = [[f"{s['at_s']:.1f}s", s["fault"], s["target"], f"{s['healed_at_s']:.1f}s",
+              "NOT" if s["recovered_after_s"] is None else f"{s['recovered_after_s']:.1f}s", s["double_runs_so_far"]]
+             for s in result["steps"]]
+    counts = [[name.replace("_", " "), "-" if v is None else v] for name, v in result["invariants"].items()]
+    parts = [f"<h1>Chaos on app {html.escape(result['app'])} (seed {result['seed']})</h1>",
+             f"<p class='{'ok' if result['passed'] else 'bad'}'>"
+             f"{'every invariant held' if result['passed'] else 'an invariant was broken'}</p>",
+             f"<p>{result['duration_s']:g}s at {result['rps']:g} requests/s: {result['sent']} sent, {result['ok']} ok; "
+             f"{result['excused_failures']} failed with an edge that died.</p>",
+             "<h2>Invariants</h2>", _table(["invariant", "count"], counts),
+             "<h2>Faults</h2>", _table(["at", "fault", "target", "healed at", "settled in", "double runs so far"],
+                                       steps),
+             f"<details><summary>Raw report (JSON)</summary><pre>{html.escape(json.dumps(result, indent=1))}</pre>"
+             "</details>"]
+    return _page(f"Roost chaos: {result['app']}", parts)
+
+
+def _page(title: str, parts: list[str]) -> str:
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px}.ok{color:#080;font-weight:bold}"
+             ".bad{color:#c00;font-weight:bold}pre{font-size:11px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")

@@ -187,7 +187,7 @@ class Drill:
         self.primary = _primary_region(self.machines)
         self.body = o.body if o.body is not None else (DEFAULT_WRITE_BODY if o.check_writes else "")
 
-    def _spec(self) -> LoadSpec:
+    def load_spec(self) -> LoadSpec:
         o = self.o
         body = self.body.replace("{token}", f"roost-drill-{self.id}-{{n}}")
         return LoadSpec(address=self.address, host=f"{o.app}.localhost", path=o.path, method=o.method,
@@ -207,7 +207,7 @@ class Drill:
             done["heal_wall"] = await asyncio.to_thread(self.fault.heal)
 
     async def _run(self, done: dict[str, float]) -> tuple[list[analysis.Sample], LoadGenerator, float]:
-        generator = LoadGenerator(self._spec())
+        generator = LoadGenerator(self.load_spec())
         start_wall = self.start_wall = time.time()
         start = time.monotonic()
         scheduler = spawn(self._schedule(start, done), "drill-schedule")
@@ -268,11 +268,12 @@ class Drill:
         runs = _clamped_runs(self.data_dir, killed, fault_wall)
         standbys = _standbys(after, runs, fault_wall, self.target, self.start_wall)
         double_runs = sum(row["double_runs"] for row in standbys) if standbys else None
-        writes = self._check_writes(samples, generator) if o.check_writes else None
+        writes = self.writes_check(samples, generator) if o.check_writes else None
         total = analysis.summarize(samples)
+        excused = analysis.died_with_edge(samples, [window.fault_at]) if o.fault == "kill-region" else 0
         results = analysis.checks(failed=total.failed, shift=shift, expect_no_errors=o.expect_no_errors,
                                   expect_shift_under=o.expect_shift_under, double_runs=double_runs,
-                                  writes_lost=writes["lost"] if writes else None)
+                                  writes_lost=writes["lost"] if writes else None, excused=excused)
         return {
             "drill": self.id, "fault": o.fault, "app": o.app, "target": self.target.as_dict(),
             "heal": self.fault.heal_action if window.heal_at is not None else None,
@@ -292,7 +293,7 @@ class Drill:
             "notes": self.notes,
         }
 
-    def _check_writes(self, samples: list[analysis.Sample], generator: LoadGenerator) -> dict[str, Any]:
+    def writes_check(self, samples: list[analysis.Sample], generator: LoadGenerator) -> dict[str, Any]:
         """Read the app's data back (in the primary region) and look for every acknowledged write's token."""
         o = self.o
         assert o.check_writes is not None
