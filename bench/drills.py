@@ -35,8 +35,11 @@ And from issue 17, each beside its "before" in the same run:
   the work handed back to the worker after each): double runs, without the fence keeper (agents started
   with `--no-fence-keeper`, 10 trials) and with it: 0 in 30.
 
+- chaos (`--chaos-seconds 600 --seeds 1,2,3`): the stack example (web in ams and ewr, the worker's standby
+  in ewr) under 20 req/s, random faults for the whole time, each invariant's count per seed: all 0.
+
 `--only slow,partition` runs just those rows (names: kill-host, kill-machine, kill-region, kill-server,
-stop-machine, slow, partition, worker, stack, island, freeze, ledger).
+stop-machine, slow, partition, worker, stack, island, freeze, chaos, ledger).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +60,7 @@ from common import ROOT, BenchFleet, table
 from roost.client.api import Api
 from roost.dev import faults
 from roost.dev.fleet import admin_get, pid_alive, read_fleet, restart_agent, restart_proxy, write_fleet
+from roost.drill.campaign import CampaignOptions, Chaos
 from roost.drill.runner import Drill, DrillOptions
 
 SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": False, "autostart": False,
@@ -113,7 +118,23 @@ def edge_mode(f: BenchFleet, region: str, old: bool) -> None:
     known_everywhere(f, "web", 4)
 
 
-def example(f: BenchFleet, work: Path, source: str, app: str, replace: dict[str, str]) -> Path:
+def chaos_row(f: BenchFleet, api: Api, args: argparse.Namespace, app: str, seed: int) -> list[object]:
+    options = CampaignOptions(app=app, rps=20.0, fault_time=5.0, seed=seed, duration=args.chaos_seconds)
+    chaos = Chaos(f.spec.data_dir, api, options, lambda m: print(f"  chaos {seed}: {m}", file=sys.stderr))
+    chaos.prepare()
+    result = chaos.run()
+    if args.reports:
+        args.reports.mkdir(parents=True, exist_ok=True)
+        (args.reports / f"chaos-{seed}.json").write_text(json.dumps(result))
+    kinds = Counter(s["fault"] for s in result["steps"])
+    settles = [s["recovered_after_s"] for s in result["steps"] if s["recovered_after_s"] is not None]
+    inv = result["invariants"]
+    return [seed, len(result["steps"]), ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())), result["sent"],
+            result["excused_failures"], inv["double_runs"], inv["not_recovered"], inv["failed_requests"],
+            f"{max(settles):.1f} s" if settles else "-", "pass" if result["passed"] else "FAIL"]
+
+
+def example(f: BenchFleet, work: Path, source: str, app: str, replace: dict[str, str], *deploy: str) -> Path:
     directory = work / app
     shutil.copytree(ROOT / "examples" / source, directory)
     text = (directory / "fly.toml").read_text()
@@ -121,7 +142,7 @@ def example(f: BenchFleet, work: Path, source: str, app: str, replace: dict[str,
         text = text.replace(old, new)
     (directory / "fly.toml").write_text(text)
     roost(f, "apps", "create", app, "--primary-region", "ams")
-    roost(f, "deploy", "-c", str(directory / "fly.toml"))
+    roost(f, "deploy", "-c", str(directory / "fly.toml"), *deploy)
     return directory
 
 
@@ -246,6 +267,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--at", type=float, default=10)
     parser.add_argument("--heal-after", type=float, default=10)
+    parser.add_argument("--chaos-seconds", type=float, default=600.0)
+    parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--reports", type=Path, default=None, help="write each drill's JSON report here")
     parser.add_argument("--only", default="", help="comma-separated row names (see above); default: all")
     args = parser.parse_args()
@@ -256,6 +279,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="roost-drills-"))
     rows: list[list[object]] = []
     freeze_rows: list[list[object]] = []
+    chaos_rows: list[list[object]] = []
     with BenchFleet(["ams", "ewr", "syd"], 2, proxies=True, idle_interval=3600.0) as f:
         api = Api(f.url, f.token)
         f.push("hello:v1", "hello", ["python3", "app.py"])
@@ -301,13 +325,19 @@ def main() -> None:
             time.sleep(3)
             freeze_rows.append(freeze_trials(f, api, args, "icy", 10, keeper=False))
             freeze_rows.append(freeze_trials(f, api, args, "icy", 30, keeper=True))
+        if wanted("chaos"):
+            example(f, work, "stack", "every", {'app = "stack"': 'app = "every"'}, "--standby-region", "ewr")
+            roost(f, "scale", "count", "3", "--region", "ams,ewr", "-g", "web", "-a", "every", "--yes")
+            time.sleep(3)
+            for seed in [int(s) for s in args.seeds.split(",") if s]:
+                chaos_rows.append(chaos_row(f, api, args, "every", seed))
         if wanted("island") and faults.partition_unavailable() is None:
             example(f, work, "fenced-worker", "island", {'app = "fenced"': 'app = "island"',
                                                          "/tmp/roost-fenced/shared.log": str(work / "island.log")})
             time.sleep(3)
             rows.append(row("fenced first, 0 double", run(f, api, args, "partition-host", "island")))
         if not wanted("ledger"):
-            print_rows(args, rows, freeze_rows)
+            print_rows(args, rows, freeze_rows, chaos_rows)
             return
         edge = next(p for p in f.info["proxies"] if p["region"] == "ams")["url"]
         example(f, work, "primary-db", "ledger", {'app = "notes"': 'app = "ledger"', 'source = "notes"':
@@ -317,10 +347,15 @@ def main() -> None:
         rows.append(row("0 writes lost", run(f, api, args, "kill-host", "ledger", method="POST", path="/items",
                                              check_writes="/items")))
     shutil.rmtree(work, ignore_errors=True)
-    print_rows(args, rows, freeze_rows)
+    print_rows(args, rows, freeze_rows, chaos_rows)
 
 
-def print_rows(args: argparse.Namespace, rows: list[list[object]], freeze_rows: list[list[object]]) -> None:
+def print_rows(args: argparse.Namespace, rows: list[list[object]], freeze_rows: list[list[object]],
+               chaos_rows: list[list[object]]) -> None:
+    if chaos_rows:
+        print(table(f"Chaos on the stack example, {args.chaos_seconds:g} s per seed, 20 req/s",
+                    ["seed", "faults injected", "by kind", "requests", "excused (died with an edge)", "double runs",
+                     "not recovered", "failed requests", "slowest settle", "result"], chaos_rows))
     if freeze_rows:
         print(table("A frozen agent (SIGSTOP 3 s) under a fenced worker with a standby, repeated",
                     ["fault", "target", "agents", "standby took over", "median takeover", "double runs", "target"],
