@@ -58,3 +58,11 @@ def test_kill_region_needs_two_regions():
     one = {"regions": ["ams"], "hosts": [{"id": "ams-1", "region": "ams"}]}
     with pytest.raises(DrillError, match="two regions"):
         choose_target("kill-region", None, one, [machine("a", "ams-1")])
+
+
+def test_freeze_agent_targets_a_host_of_the_fleet_and_nothing_else():
+    machines = [machine("w", "ams-1"), machine("s", "ams-2", "stopped", standbys=["w"])]
+    target = choose_target("freeze-agent", None, FLEET, machines)
+    assert target.kind == "host" and target.name == "ams-1" and target.machines == {"w"}
+    with pytest.raises(DrillError, match="no host 'db-9' in this fleet"):
+        choose_target("freeze-agent", "db-9", FLEET, machines)
