@@ -621,6 +621,11 @@ class ClientSession:
         else:
             self._shutdown()
 
+    @property
+    def retryable(self) -> bool:
+        """The request may be sent again to another machine: idempotent, and its whole body kept."""
+        return self.req is not None and self.body is not None and self.req.method in IDEMPOTENT
+
     def _scored(self, ok: bool | None) -> None:
         """The machine answered (ok: under 500) or failed (a 5xx, timeout, failed connect or reset before an
         answer): its score learns how long that took; enough failures in a row eject it for a while. None:

@@ -78,6 +78,7 @@ class UpstreamConnection(H1Parser, asyncio.Protocol):
         self.reused = False
         self.idle_since = 0.0
         self.aborted = False  # closed by us because its host was declared unreachable
+        self.retryable = False  # the request it carries may be sent again elsewhere
         self.closed = False
         self.paused = False  # held back because the client it answers is not reading fast enough
         self.tunneling = False
@@ -373,6 +374,7 @@ class ClientConnection(asyncio.Protocol):
         assert conn is not None and conn.transport is not None
         conn.head_request = head_only
         conn.started = False
+        conn.retryable = self.session is not None and self.session.retryable
         conn.transport.write(data)
         self.edge.pool.awaiting.setdefault(conn.key[0], set()).add(conn)
 

@@ -74,6 +74,7 @@ class Edge:
         self.rtt = RttTable.from_file(cfg.rtt_file) if cfg.rtt_file else RttTable()
         self.router = Router(self.table, self.loads, self.starter, cfg.region, self.rtt.rtt, self.metrics)
         self.table.on_host_lost = self._host_lost
+        self.table.on_host_suspect = self._host_suspect
         cfg.http.region = cfg.region
         cfg.http.domain = cfg.domain
         cfg.http.simulate_rtt = cfg.simulate_rtt
@@ -90,6 +91,12 @@ class Edge:
         aborted = self.http.pool.abort_addresses(addresses)
         if aborted:
             log.info("host of %s unreachable: %d waiting requests sent elsewhere", ",".join(sorted(addresses)), aborted)
+
+    def _host_suspect(self, addresses: set[str]) -> None:
+        aborted = self.http.pool.abort_addresses(addresses, only_retryable=True)
+        if aborted:
+            log.info("host of %s suspect: %d waiting idempotent requests sent elsewhere", ",".join(sorted(addresses)),
+                     aborted)
 
     def routes(self) -> dict[str, object]:
         now = self.table.clock.monotonic()

@@ -87,6 +87,8 @@ class RoutingTable:
     _changed: asyncio.Event | None = None
     # Called with a host's machine addresses when the control plane declares that host unreachable.
     on_host_lost: Callable[[set[str]], None] | None = None
+    # ... and when it starts to suspect it (silent, not yet confirmed dead).
+    on_host_suspect: Callable[[set[str]], None] | None = None
     clock: Clock = SYSTEM
     avoid_suspect_hosts: bool = True
     _body_limits: dict[str, tuple[int, int | None]] = field(default_factory=dict)
@@ -132,6 +134,9 @@ class RoutingTable:
             if host.status == "unreachable" and old_host is not None and old_host.status != "unreachable" \
                     and self.on_host_lost is not None:
                 self.on_host_lost({m.address for m in self.machines.values() if m.host_id == key})
+            elif host.status == "unknown" and old_host is not None and old_host.status == "ok" \
+                    and self.avoid_suspect_hosts and self.on_host_suspect is not None:
+                self.on_host_suspect({m.address for m in self.machines.values() if m.host_id == key})
         elif kind == "app":
             self.apps[key] = AppRoute(obj["name"], obj.get("primary_region") or "", int(obj.get("ip_index") or 0))
 

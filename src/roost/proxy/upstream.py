@@ -51,6 +51,7 @@ class PooledConn(Protocol):
     idle_since: float
     reused: bool
     aborted: bool  # closed by us because its host was declared unreachable
+    retryable: bool  # the request it carries may be sent again elsewhere (idempotent, body kept)
 
     @property
     def closed(self) -> bool: ...
@@ -88,17 +89,22 @@ class IdlePool(Generic[C]):
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    def abort_addresses(self, addresses: set[str]) -> int:
+    def abort_addresses(self, addresses: set[str], only_retryable: bool = False) -> int:
         """The control plane declared these addresses' host unreachable: drop idle connections to them and
         end requests still waiting for an answer there (a cut-off host may never answer or reset), so that
         they are retried elsewhere or fail now instead of at the upstream timeout. Answers already streaming
-        (and WebSockets) are left alone: they are evidently still flowing."""
+        (and WebSockets) are left alone: they are evidently still flowing. `only_retryable` (the host is
+        only suspect): end just the requests that can be sent elsewhere, so nothing fails on a suspicion."""
         aborted = 0
         for key in [k for k in self.idle if k[0] in addresses]:
             for conn in self.idle.pop(key):
                 conn.close()
         for address in addresses:
-            for conn in self.awaiting.pop(address, set()):
+            waiting = self.awaiting.pop(address, set())
+            for conn in waiting:
+                if only_retryable and not conn.retryable:
+                    self.awaiting.setdefault(address, set()).add(conn)
+                    continue
                 conn.aborted = True
                 conn.close()
                 aborted += 1
