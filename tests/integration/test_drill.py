@@ -35,13 +35,15 @@ def fleet(tmp_path_factory):
     f.close()
 
 
-def http_app(f: Fleet, app: str, regions: list[str]) -> list[dict]:
+def http_app(f: Fleet, app: str, regions: list[str], balancing: str | None = None) -> list[dict]:
     """An HTTP app with one machine per entry of `regions` (spread over hosts), known to every edge."""
     f.api.post("/v1/apps", json={"app_name": app, "primary_region": regions[0]})
+    service = {**SERVICE, "concurrency": {"type": "requests", "soft_limit": 20, "balancing": balancing}} \
+        if balancing else SERVICE
     machines = []
     for region in regions:
         m = f.api.post(f"/v1/apps/{app}/machines", json={
-            "config": {"image": "hello:v1", "services": [SERVICE], "restart": {"policy": "always"}},
+            "config": {"image": "hello:v1", "services": [service], "restart": {"policy": "always"}},
             "region": region}).json()
         f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
         machines.append(m)
@@ -130,6 +132,27 @@ def test_stop_kill_and_slow_machine(fleet):
     assert slow["phases"]["during"]["max_ms"] > 100, "answers from the frozen machine wait"
     assert slow["phases"]["after"]["failed"] == 0
     assert slow["heal"] == "let the machine run at full speed again"
+
+
+def share_after_first_second(report: dict, machine_id: str) -> float:
+    since, until = report["fault_at_s"] + 1.0, report["heal_at_s"]
+    width = report["timeline"]["width_s"]
+    buckets = [b for b in report["timeline"]["buckets"] if b["start"] >= since and b["start"] + width <= until]
+    total = sum(sum(b["ok"].values()) for b in buckets)
+    return sum(b["ok"].get(machine_id, 0) for b in buckets) / total
+
+
+def test_a_slow_machine_gets_few_requests_unless_the_service_asks_for_flys_random_rule(fleet):
+    """Issue 17: latency-aware balancing (the default) against Fly's rule, on the same fault."""
+    long = ["--rps", "50", "--duration", "8s", "--at", "2s", "--heal-after", "4s"]
+    fast = http_app(fleet, "quick2", ["ams", "ams"])
+    report = drill(fleet, "slow-machine", "-a", "quick2", "--target", fast[0]["id"], *long)
+    assert share_after_first_second(report, fast[0]["id"]) <= 0.10
+    assert report["phases"]["during"]["p99_ms"] < 100, report["phases"]["during"]
+    fly = http_app(fleet, "flyrule", ["ams", "ams"], balancing="random")
+    report = drill(fleet, "slow-machine", "-a", "flyrule", "--target", fly[0]["id"], *long)
+    assert share_after_first_second(report, fly[0]["id"]) >= 0.15  # random among machines under soft_limit
+    assert report["phases"]["during"]["p99_ms"] > 100
 
 
 def test_kill_server_leaves_traffic_alone(fleet):

@@ -217,6 +217,14 @@ class Chaos:
                 self.say(f"chaos: not recovered {o.recover_within:g}s after the heal: {', '.join(missing)}")
             await asyncio.sleep(self.rng.uniform(0.5, 3.0))
 
+    def _step_at(self, t: float) -> str:
+        """The fault that was in the air (or last healed) at `t` seconds since the start."""
+        last = ""
+        for s in self.steps:
+            if s["at_s"] <= t:
+                last = f"{s['fault']} {s['target']}" + ("" if t <= s["healed_at_s"] else " (healed)")
+        return last
+
     def _runs(self) -> dict[str, list[invariants.Span]]:
         out: dict[str, list[invariants.Span]] = {}
         for r in fleet_faults.runs(self.data_dir):
@@ -255,11 +263,15 @@ class Chaos:
         failed = invariants.failures(samples, o.method, self.edge_deaths)
         writes = self.loader.writes_check(samples, generator) if o.check_writes else None
         late = sum(1 for s in self.steps if s["recovered_after_s"] is None) + (took is None)
+        failed_samples = [{"sent_s": round(s.sent, 3), "done_s": round(s.done, 3), "cause": s.cause,
+                           "machine": s.machine, "during": self._step_at(s.sent)}
+                          for s in samples if not s.ok][:50]
         counts = {"double_runs": doubles, "writes_lost": writes["lost"] if writes else None,
                   "not_recovered": late, "failed_requests": failed.failed}
         return {"kind": "chaos", "app": o.app, "seed": o.seed, "duration_s": o.duration, "rps": self.loader.rps,
                 "faults": self.usable, "steps": self.steps, "sent": len(samples),
                 "ok": sum(1 for s in samples if s.ok), "excused_failures": failed.excused,
-                "failed_non_idempotent": failed.other, "final_recovery_s": took, "not_recovered_at_end": missing,
+                "failed_non_idempotent": failed.other, "failures": failed_samples,
+                "final_recovery_s": took, "not_recovered_at_end": missing,
                 "invariants": counts, "writes": writes,
                 "passed": all(not v for v in counts.values() if v is not None)}

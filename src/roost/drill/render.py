@@ -304,6 +304,8 @@ def print_chaos(result: dict[str, Any], console: Console | None = None) -> None:
     console.print(table)
     if result["excused_failures"]:
         console.print(f"  {result['excused_failures']} failed requests died with an edge (not counted)")
+    for f in result.get("failures", [])[:10]:
+        console.print(f"  failed at {f['sent_s']:.2f}s: {f['cause']} (during {f['during'] or 'no fault'})")
     console.print("[green]every invariant held[/]" if result["passed"] else "[red]an invariant was broken[/]")
 
 
