@@ -42,10 +42,13 @@ def sample(seq: int, sent: float, done: float, ok: bool) -> Sample:
 
 
 def test_requests_that_died_with_a_killed_edge_are_excused_and_only_those() -> None:
-    samples = [sample(0, 1.0, 1.01, True), sample(1, 4.9, 5.2, False), sample(2, 6.0, 6.1, False)]
-    got = inv.failures(samples, "GET", edge_deaths=[5.0])
-    assert (got.failed, got.excused, got.other) == (1, 1, 0)
-    assert inv.failures(samples, "POST", edge_deaths=[5.0]) == inv.Failures(0, 1, 1)
+    samples = [sample(0, 1.0, 1.01, True), sample(1, 4.9, 5.2, False), sample(2, 5.3, 5.31, False),
+               sample(3, 6.0, 6.1, False), Sample(4, 5.2, 5.25, 503, "edge 503 PR03")]
+    # The kill ran from 5.0 to 5.4 (the edge, then the region's hosts): connection failures in it are excused,
+    # an answer the edge gave (a 503) never is, nor a failure after it.
+    got = inv.failures(samples, "GET", edge_deaths=[(5.0, 5.4)])
+    assert (got.failed, got.excused, got.other) == (2, 2, 0)
+    assert inv.failures(samples, "POST", edge_deaths=[(5.0, 5.4)]) == inv.Failures(0, 2, 2)
     shift = Shift(affected=0, seconds=0.0, first_elsewhere=None, last_affected=None, slow=1.0)
     verdict = checks(failed=2, shift=shift, expect_no_errors=True, expect_shift_under=None, double_runs=None,
                      writes_lost=None, excused=1)

@@ -212,10 +212,12 @@ class Check:
     passed: bool
 
 
-def died_with_edge(samples: list[Sample], edge_deaths: list[float]) -> int:
-    """Failed requests that were in flight when an edge they could have gone through was killed (a region's
-    edge dies with the region: the clients' connections to it die too, and nobody can save those)."""
-    return sum(1 for s in samples if not s.ok and any(s.sent <= t <= s.done for t in edge_deaths))
+def died_with_edge(samples: list[Sample], edge_deaths: list[tuple[float, float]]) -> int:
+    """Requests whose connection failed (no HTTP answer at all) while an edge they could have gone through was
+    being killed: from the kill's start until its region was down (a region's edge dies with the region, and
+    the clients' connections to it die too: nobody can save those)."""
+    return sum(1 for s in samples if not s.ok and s.status == 0
+               and any(s.sent <= end and s.done >= start for start, end in edge_deaths))
 
 
 def checks(*, failed: int, shift: Shift, expect_no_errors: bool, expect_shift_under: float | None,

@@ -161,7 +161,7 @@ class Chaos:
         self.data_dir, self.api, self.o, self.say = data_dir, api, opts, say
         self.rng = random.Random(opts.seed)
         self.steps: list[dict[str, Any]] = []
-        self.edge_deaths: list[float] = []  # seconds since the start (the samples' time base)
+        self.edge_deaths: list[tuple[float, float]] = []  # kills of an edge, from..until (seconds since start)
 
     def prepare(self) -> None:
         o = self.o
@@ -201,7 +201,7 @@ class Chaos:
             self.say(f"{time.monotonic() - start:.1f}s: {fault} {target.name} for {lasts:.1f}s")
             at = await asyncio.to_thread(injected.inject)
             if fault == "kill-region":
-                self.edge_deaths.append(at - start_wall)
+                self.edge_deaths.append((at - start_wall, time.time() - start_wall))
             try:
                 await asyncio.sleep(lasts)
             finally:

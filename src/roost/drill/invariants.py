@@ -62,9 +62,9 @@ class Failures:
     other: int  # failed non-idempotent requests (reported, not an invariant)
 
 
-def failures(samples: list[Sample], method: str, edge_deaths: list[float]) -> Failures:
-    """Failed requests, excusing those in flight when an edge was killed (`edge_deaths`: times, in the
-    samples' time base)."""
+def failures(samples: list[Sample], method: str, edge_deaths: list[tuple[float, float]]) -> Failures:
+    """Failed requests, excusing those whose connection died while an edge was being killed (`edge_deaths`:
+    from the kill's start to its end, in the samples' time base)."""
     excused = died_with_edge(samples, edge_deaths)
     failed = sum(1 for s in samples if not s.ok) - excused
     if method.upper() not in IDEMPOTENT:

@@ -200,6 +200,7 @@ class Drill:
         await asyncio.sleep(max(0.0, start + o.at - time.monotonic()))
         self.say(f"{o.at:g}s: {o.fault} {self.target.name}")
         done["fault_wall"] = await asyncio.to_thread(self.fault.inject)
+        done["fault_done_wall"] = time.time()  # a kill-region is done (its edge gone) by now
         if o.heal_after is not None and self.fault.heal_action is not None:
             heal_at = min(o.at + o.heal_after, o.duration)
             await asyncio.sleep(max(0.0, start + heal_at - time.monotonic()))
@@ -242,6 +243,7 @@ class Drill:
         if o.settle > 0:
             time.sleep(o.settle)
         fault_wall = done["fault_wall"]
+        self.fault_done = done.get("fault_done_wall", fault_wall)
         self.heal_wall: float | None = done.get("heal_wall")
         window = analysis.Window(round(fault_wall - start_wall, 4),
                                  round(done["heal_wall"] - start_wall, 4) if "heal_wall" in done else None,
@@ -270,7 +272,8 @@ class Drill:
         double_runs = sum(row["double_runs"] for row in standbys) if standbys else None
         writes = self.writes_check(samples, generator) if o.check_writes else None
         total = analysis.summarize(samples)
-        excused = analysis.died_with_edge(samples, [window.fault_at]) if o.fault == "kill-region" else 0
+        excused = analysis.died_with_edge(samples, [(window.fault_at, self.fault_done - self.start_wall)]) \
+            if o.fault == "kill-region" else 0
         results = analysis.checks(failed=total.failed, shift=shift, expect_no_errors=o.expect_no_errors,
                                   expect_shift_under=o.expect_shift_under, double_runs=double_runs,
                                   writes_lost=writes["lost"] if writes else None, excused=excused)
