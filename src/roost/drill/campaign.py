@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.dev import faults as fleet_faults
-from roost.dev.fleet import read_fleet
+from roost.dev.fleet import FleetError, read_fleet
 from roost.drill import invariants
 from roost.drill.faults import FAULTS, DrillError, choose_target, make_fault
 from roost.drill.load import LoadGenerator
@@ -199,7 +199,12 @@ class Chaos:
                 continue
             lasts = self.rng.uniform(1.0, o.fault_time)
             self.say(f"{time.monotonic() - start:.1f}s: {fault} {target.name} for {lasts:.1f}s")
-            at = await asyncio.to_thread(injected.inject)
+            try:
+                at = await asyncio.to_thread(injected.inject)
+            except (DrillError, FleetError) as exc:  # the target changed under us (it just stopped, say)
+                self.say(f"chaos: {fault} {target.name} not injected ({exc})")
+                await asyncio.sleep(0.5)
+                continue
             if fault == "kill-region":
                 self.edge_deaths.append((at - start_wall, time.time() - start_wall))
             try:
