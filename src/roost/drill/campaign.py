@@ -210,7 +210,11 @@ class Chaos:
             try:
                 await asyncio.sleep(lasts)
             finally:
-                healed = await asyncio.to_thread(injected.heal)
+                try:
+                    healed = await asyncio.to_thread(injected.heal)
+                except (DrillError, FleetError) as exc:  # said, and the invariants will show what it costs
+                    self.say(f"chaos: healing {fault} {target.name} failed ({exc})")
+                    healed = time.time()
             took, missing = await asyncio.to_thread(settle, self.api, self.fleet, o.app, self.at_start,
                                                     o.recover_within)
             runs = await asyncio.to_thread(self._runs)
