@@ -159,6 +159,10 @@ class StopMachine(Fault):
     def heal(self) -> float:
         at = time.time()
         machine = self.api.get(f"/v1/apps/{self.app}/machines/{self.target.name}")
+        if machine.get("state") == "stopping":  # a short fault: the stop is still under way; start it after
+            self.api.get(f"/v1/apps/{self.app}/machines/{self.target.name}/wait",
+                         params={"state": "stopped", "timeout": 20}, ok_codes=(408,))
+            machine = self.api.get(f"/v1/apps/{self.app}/machines/{self.target.name}")
         if machine.get("state") in ("stopped", "suspended"):  # the edge may have started it already
             self.api.post(f"/v1/apps/{self.app}/machines/{self.target.name}/start", ok_codes=(409, 412))
         return at
