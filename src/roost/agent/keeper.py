@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost.pids import pid_alive
+
 log = logging.getLogger("roost.agent.keeper")
 
 TICK = 0.05
@@ -131,7 +133,7 @@ class KeeperClient:
         now = time.monotonic()
         if now - self._checked > 1.0:  # a keeper that ended (its agent seemed gone) is started again
             self._checked = now
-            if self.pid is None or not _alive(self.pid):
+            if self.pid is None or not pid_alive(self.pid):
                 with contextlib.suppress(OSError):
                     self.start()
         key = json.dumps(machines, sort_keys=True)
@@ -147,21 +149,8 @@ class KeeperClient:
             self.files.write_lease(0.0, os.getpid(), [], stop=True)
         pid = self.files.keeper_pid()
         deadline = time.monotonic() + timeout
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        while pid is not None and pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(TICK)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def fence_machine(entry: dict[str, Any]) -> bool:
@@ -219,7 +208,7 @@ def run(data_dir: Path) -> None:
                 return
             until = float(lease.get("until") or 0.0)
             machines = [m for m in (lease.get("machines") or [])[:MAX_MACHINES] if isinstance(m, dict)]
-            agent_alive = _alive(int(lease.get("agent_pid") or 0))
+            agent_alive = pid_alive(int(lease.get("agent_pid") or 0))
             if machines and time.monotonic() > until and fenced_until != until:
                 fenced_until = until
                 log.warning("lease ran out %.2fs ago%s: fencing %s", time.monotonic() - until,
@@ -240,7 +229,7 @@ def run(data_dir: Path) -> None:
             if not agent_alive and (not machines or fenced_until == until):
                 log.info("the agent is gone and nothing is left to fence: keeper done")
                 return
-        elif not _alive(os.getppid()) and not files.lease.exists():
+        elif not pid_alive(os.getppid()) and not files.lease.exists():
             return
         time.sleep(TICK)
 

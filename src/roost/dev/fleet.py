@@ -27,6 +27,7 @@ from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
 from roost.agent.keeper import KeeperFiles
 from roost.fleet_ca import fleet_ca, issue_files
+from roost.pids import pid_alive as pid_alive  # re-exported: the fleet's users ask it
 from roost.private_files import write_private
 from roost.tls import Trust
 
@@ -78,19 +79,6 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None, u
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**environment, **(env or {})})
     return proc.pid
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def read_fleet(data_dir: Path) -> dict[str, Any] | None:
