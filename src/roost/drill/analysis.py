@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PHASES = ("before", "during", "after")
@@ -202,6 +202,41 @@ def timeline(samples: list[Sample], end: float, width: float, series: str = "mac
         else:
             errors[i] += 1
     return [Bucket(round(i * width, 3), dict(oks[i]), errors[i]) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What users saw of one drill's load: the report's traffic sections, and the two figures its checks need."""
+
+    figures: dict[str, Any]  # totals, phases, shift, timeline, after_heal: as the JSON report carries them
+    total: PhaseStats
+    shift: Shift
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def traffic(samples: list[Sample], window: Window, target_machines: set[str], target_regions: set[str],
+            width: float) -> Traffic:
+    """Every traffic figure of a drill's report, from its samples. With target regions (a region drill), the
+    timeline and the shift count regions; otherwise machines."""
+    phases = by_phase(samples, window)
+    slow = slow_threshold([s for s in samples if phase_of(s, window) == "before"])
+    shift = time_to_shift(samples, window, target_machines, target_regions, slow)
+    series = "region" if target_regions else "machine"
+    back = after_heal(samples, window, target_regions)
+    total = summarize(samples)
+    figures = {
+        "totals": total.as_dict(), "phases": {p: s.as_dict() for p, s in phases.items()},
+        "shift": {"seconds": _round(shift.seconds), "affected": shift.affected, "requests": shift.requests,
+                  "first_elsewhere_s": _round(shift.first_elsewhere),
+                  "last_affected_s": _round(shift.last_affected), "slow_threshold_s": round(shift.slow, 4)},
+        "timeline": {"width_s": width, "series_by": series,
+                     "buckets": [asdict(b) for b in timeline(samples, window.end, width, series)]},
+        "after_heal": {"by_region": back.by_region, "back_after_s": _round(back.back_after)},
+    }
+    return Traffic(figures, total, shift)
 
 
 @dataclass(frozen=True)

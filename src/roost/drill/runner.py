@@ -152,10 +152,6 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
     return rows
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
 class Drill:
     def __init__(self, data_dir: Path, api: Any, options: DrillOptions,
                  say: Callable[[str], None] = lambda _m: None) -> None:
@@ -253,14 +249,8 @@ class Drill:
     def _report(self, samples: list[analysis.Sample], generator: LoadGenerator, window: analysis.Window,
                 fault_wall: float) -> dict[str, Any]:
         o = self.o
-        phases = analysis.by_phase(samples, window)
-        slow = analysis.slow_threshold([s for s in samples if analysis.phase_of(s, window) == "before"])
         regions = {self.target.name} if self.target.kind == "region" else set()
-        shift = analysis.time_to_shift(samples, window, self.target.machines, regions, slow)
-        series = "region" if self.target.kind == "region" else "machine"
-        width = 1.0 if o.duration >= 20 else 0.5
-        buckets = analysis.timeline(samples, o.duration, width, series)
-        back = analysis.after_heal(samples, window, regions)
+        seen = analysis.traffic(samples, window, self.target.machines, regions, 1.0 if o.duration >= 20 else 0.5)
         try:
             after = self.api.get(f"/v1/apps/{o.app}/machines")
         except Exception as exc:  # the control plane may be the thing that is down
@@ -271,10 +261,9 @@ class Drill:
         standbys = _standbys(after, runs, fault_wall, self.target, self.start_wall)
         double_runs = sum(row["double_runs"] for row in standbys) if standbys else None
         writes = self.writes_check(samples, generator) if o.check_writes else None
-        total = analysis.summarize(samples)
         excused = analysis.died_with_edge(samples, [(window.fault_at, self.fault_done - self.start_wall)]) \
             if o.fault == "kill-region" else 0
-        results = analysis.checks(failed=total.failed, shift=shift, expect_no_errors=o.expect_no_errors,
+        results = analysis.checks(failed=seen.total.failed, shift=seen.shift, expect_no_errors=o.expect_no_errors,
                                   expect_shift_under=o.expect_shift_under, double_runs=double_runs,
                                   writes_lost=writes["lost"] if writes else None, excused=excused)
         return {
@@ -284,13 +273,7 @@ class Drill:
             "fault_at_s": window.fault_at, "heal_at_s": window.heal_at,
             "fault_time": round(fault_wall, 4),  # wall clock, to line the report up with logs and records
             "heal_time": round(self.heal_wall, 4) if self.heal_wall is not None else None,
-            "totals": total.as_dict(), "phases": {p: s.as_dict() for p, s in phases.items()},
-            "shift": {"seconds": _round(shift.seconds), "affected": shift.affected, "requests": shift.requests,
-                      "first_elsewhere_s": _round(shift.first_elsewhere),
-                      "last_affected_s": _round(shift.last_affected), "slow_threshold_s": round(shift.slow, 4)},
-            "timeline": {"width_s": width, "series_by": series,
-                         "buckets": [asdict(b) for b in buckets]},
-            "after_heal": {"by_region": back.by_region, "back_after_s": _round(back.back_after)},
+            **seen.figures,
             "standbys": standbys, "double_runs": double_runs, "writes": writes,
             "checks": [asdict(c) for c in results], "passed": all(c.passed for c in results),
             "notes": self.notes,
