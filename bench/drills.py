@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +102,29 @@ OLD_EDGE = ["--connect-timeout", "2", "--route-to-suspect-hosts"]
 _BASE_ARGV: dict[str, list[str]] = {}
 
 
+def restart_with(f: BenchFleet, kind: str, key: str, value: str, argv: Callable[[list[str]], list[str]],
+                 restart: Callable[[Path, str], object]) -> None:
+    """Stop one of the fleet's processes (a "proxies" entry by region, a "hosts" entry by id), change the command
+    line it is restarted with, and restart it."""
+    fleet = read_fleet(f.spec.data_dir)
+    assert fleet is not None
+    entry = next(e for e in fleet[kind] if e[key] == value)
+    subprocess.run(["kill", str(entry["pid"])], check=False)
+    deadline = time.monotonic() + 10
+    while pid_alive(entry["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entry["argv"] = argv(list(entry["argv"]))
+    write_fleet(f.spec.data_dir, fleet)
+    restart(f.spec.data_dir, value)
+
+
 def edge_mode(f: BenchFleet, region: str, old: bool) -> None:
     """Restart a region's edge as before issue 17 (a fixed 2 s connect timeout, suspect hosts kept in the
     routing set) or as now."""
-    fleet = read_fleet(f.spec.data_dir)
-    assert fleet is not None
-    proxy = next(p for p in fleet["proxies"] if p["region"] == region)
-    subprocess.run(["kill", str(proxy["pid"])], check=False)
-    deadline = time.monotonic() + 10
-    while pid_alive(proxy["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    base = _BASE_ARGV.setdefault(region, list(proxy["argv"]))
-    proxy["argv"] = base + (OLD_EDGE if old else [])
-    write_fleet(f.spec.data_dir, fleet)
-    restart_proxy(f.spec.data_dir, region)
+    def argv(now: list[str]) -> list[str]:
+        return _BASE_ARGV.setdefault(region, now) + (OLD_EDGE if old else [])
+
+    restart_with(f, "proxies", "region", region, argv, restart_proxy)
     known_everywhere(f, "web", 4)
 
 
@@ -173,16 +183,10 @@ def back_after_heal(f: BenchFleet, app: str, report: dict[str, Any]) -> str:
 
 def agent_keeper(f: BenchFleet, host_id: str, keeper: bool) -> None:
     """Restart a host's agent with or without its fence keeper (machines keep running across it)."""
-    fleet = read_fleet(f.spec.data_dir)
-    assert fleet is not None
-    host = next(h for h in fleet["hosts"] if h["id"] == host_id)
-    subprocess.run(["kill", str(host["pid"])], check=False)
-    deadline = time.monotonic() + 10
-    while pid_alive(host["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    host["argv"] = [a for a in host["argv"] if a != "--no-fence-keeper"] + ([] if keeper else ["--no-fence-keeper"])
-    write_fleet(f.spec.data_dir, fleet)
-    restart_agent(f.spec.data_dir, host_id)
+    def argv(now: list[str]) -> list[str]:
+        return [a for a in now if a != "--no-fence-keeper"] + ([] if keeper else ["--no-fence-keeper"])
+
+    restart_with(f, "hosts", "id", host_id, argv, restart_agent)
     time.sleep(2.0)  # registered, watched list learned
 
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 
 def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (a zombie is gone for every purpose here)."""
+    """True while the process exists and is not a zombie (a zombie is gone for every purpose here). Not a pid
+    (0 or less) is never alive: kill(0) and kill(-1) would ask about our own process group, or everything."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
 
 from roost.cli.common import DEFAULT_FLEET_DIR
 from roost.cli.output import CliError, console, err_console, print_json
@@ -24,6 +27,24 @@ def _seconds(value: str, flag: str) -> float:
         return float(value) if value.replace(".", "", 1).isdigit() else parse_go_duration(value)
     except ValueError:
         raise CliError(f"{flag}: invalid duration {value!r} (use forms like 500ms, 10s, 1m)") from None
+
+
+def _finish(result: dict[str, Any], page: Callable[[dict[str, Any]], str],
+            show: Callable[[dict[str, Any], Console], None], report: Path | None, json_out: bool) -> None:
+    """Write the HTML report (when asked), print the result, and exit 1 when a check failed."""
+    if report is not None:
+        try:
+            report.write_text(page(result))
+        except OSError as exc:
+            raise CliError(f"cannot write the report to {report}: {exc.strerror}") from None
+    if json_out:
+        print_json(result)
+    else:
+        show(result, console)
+        if report is not None:
+            console.print(f"  HTML report: {report}")
+    if not result["passed"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -104,17 +125,10 @@ def register(app: typer.Typer) -> None:
                     result = chaos.run()
             except (DrillError, FleetError) as exc:
                 raise CliError(str(exc)) from None
-            if report is not None:
-                try:
-                    report.write_text(html_all(result) if fault == "all" else html_chaos(result))
-                except OSError as exc:
-                    raise CliError(f"cannot write the report to {report}: {exc.strerror}") from None
-            if json_out:
-                print_json(result)
+            if fault == "all":
+                _finish(result, html_all, print_all, report, json_out)
             else:
-                (print_all if fault == "all" else print_chaos)(result, console)
-            if not result["passed"]:
-                raise typer.Exit(1)
+                _finish(result, html_chaos, print_chaos, report, json_out)
             return
 
         try:
@@ -123,16 +137,4 @@ def register(app: typer.Typer) -> None:
             result = run.run()
         except (DrillError, FleetError) as exc:
             raise CliError(str(exc)) from None
-        if report is not None:
-            try:
-                report.write_text(html_report(result))
-            except OSError as exc:
-                raise CliError(f"cannot write the report to {report}: {exc.strerror}") from None
-        if json_out:
-            print_json(result)
-        else:
-            print_report(result, console)
-            if report is not None:
-                console.print(f"  HTML report: {report}")
-        if not result["passed"]:
-            raise typer.Exit(1)
+        _finish(result, html_report, print_report, report, json_out)

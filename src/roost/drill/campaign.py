@@ -9,7 +9,6 @@ Between faults the fleet must settle: every host `ok` and everything that should
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -22,8 +21,7 @@ from roost.dev.fleet import FleetError, read_fleet
 from roost.drill import invariants
 from roost.drill.faults import FAULTS, DrillError, choose_target, make_fault
 from roost.drill.load import LoadGenerator
-from roost.drill.runner import Drill, DrillOptions
-from roost.tasks import spawn
+from roost.drill.runner import Drill, DrillOptions, load_while
 
 Say = Callable[[str], None]
 
@@ -241,23 +239,8 @@ class Chaos:
         return out
 
     async def _run(self) -> tuple[list[Any], LoadGenerator, float]:
-        generator = LoadGenerator(self.loader.load_spec())
-        start_wall = time.time()
-        start = time.monotonic()
-        scheduler = spawn(self._schedule(start, start_wall), "chaos-schedule")
-        try:
-            if self.loader.rps > 0:
-                samples = await generator.run(start)
-            else:
-                samples = []
-                await asyncio.sleep(max(0.0, start + self.o.duration - time.monotonic()))
-            await scheduler
-        finally:
-            if not scheduler.done():
-                scheduler.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await scheduler
-        return samples, generator, start_wall
+        return await load_while(LoadGenerator(self.loader.load_spec()), self.loader.rps, self.o.duration,
+                                self._schedule, "chaos")
 
     def run(self) -> dict[str, Any]:
         o = self.o

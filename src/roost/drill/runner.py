@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,29 @@ def _standbys(machines: list[dict[str, Any]], runs: list[fleet_faults.Run], faul
     return rows
 
 
+async def load_while(generator: LoadGenerator, rps: float, duration: float,
+                     schedule: Callable[[float, float], Coroutine[Any, Any, None]],
+                     name: str) -> tuple[list[analysis.Sample], LoadGenerator, float]:
+    """Run the load (or just wait, with no load) while `schedule(start, start_wall)` injects and heals faults;
+    the schedule is cancelled if the load ends by an error. Returns the samples and the wall-clock start."""
+    start_wall = time.time()
+    start = time.monotonic()
+    scheduler = spawn(schedule(start, start_wall), f"{name}-schedule")
+    try:
+        if rps > 0:
+            samples = await generator.run(start)
+        else:
+            samples = []
+            await asyncio.sleep(max(0.0, start + duration - time.monotonic()))
+        await scheduler
+    finally:
+        if not scheduler.done():
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await scheduler
+    return samples, generator, start_wall
+
+
 class Drill:
     def __init__(self, data_dir: Path, api: Any, options: DrillOptions,
                  say: Callable[[str], None] = lambda _m: None) -> None:
@@ -204,23 +227,11 @@ class Drill:
             done["heal_wall"] = await asyncio.to_thread(self.fault.heal)
 
     async def _run(self, done: dict[str, float]) -> tuple[list[analysis.Sample], LoadGenerator, float]:
-        generator = LoadGenerator(self.load_spec())
-        start_wall = self.start_wall = time.time()
-        start = time.monotonic()
-        scheduler = spawn(self._schedule(start, done), "drill-schedule")
-        try:
-            if self.rps > 0:
-                samples = await generator.run(start)
-            else:
-                samples = []
-                await asyncio.sleep(max(0.0, start + self.o.duration - time.monotonic()))
-            await scheduler
-        finally:
-            if not scheduler.done():
-                scheduler.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await scheduler
-        return samples, generator, start_wall
+        def schedule(start: float, start_wall: float) -> Coroutine[Any, Any, None]:
+            self.start_wall = start_wall
+            return self._schedule(start, done)
+
+        return await load_while(LoadGenerator(self.load_spec()), self.rps, self.o.duration, schedule, "drill")
 
     def run(self) -> dict[str, Any]:
         o = self.o
