@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from roost.failover import AsyncFailoverTransport, FailoverTransport
+
 CA_ENV = "ROOST_CA_FILE"
 
 
@@ -27,6 +29,8 @@ class Trust:
     """What a component trusts when it calls another: a pinned CA (and then HTTPS only), or the defaults."""
 
     ca: Path | None = None
+    # The control plane's replicas (issue 18): requests to any of them go to one that answers
+    servers: tuple[str, ...] = ()
 
     @property
     def pinned(self) -> bool:
@@ -50,12 +54,17 @@ class Trust:
             raise TlsError(f"{what} {url} is plain HTTP, but this fleet speaks TLS (--ca {self.ca}): use https://")
         return url
 
-    def transport(self, local_address: str | None = None) -> httpx.HTTPTransport:
-        return httpx.HTTPTransport(verify=self.context(), local_address=local_address)
+    def with_servers(self, servers: tuple[str, ...]) -> Trust:
+        return Trust(self.ca, servers)
+
+    def transport(self, local_address: str | None = None) -> httpx.BaseTransport:
+        inner = httpx.HTTPTransport(verify=self.context(), local_address=local_address)
+        return FailoverTransport(inner, self.servers) if len(self.servers) > 1 else inner
 
     def async_transport(self, local_address: str | None = None,
-                        limits: httpx.Limits = httpx.Limits()) -> httpx.AsyncHTTPTransport:
-        return httpx.AsyncHTTPTransport(verify=self.context(), local_address=local_address, limits=limits)
+                        limits: httpx.Limits = httpx.Limits()) -> httpx.AsyncBaseTransport:
+        inner = httpx.AsyncHTTPTransport(verify=self.context(), local_address=local_address, limits=limits)
+        return AsyncFailoverTransport(inner, self.servers) if len(self.servers) > 1 else inner
 
 
 def trust_from(ca: Path | None) -> Trust:

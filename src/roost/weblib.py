@@ -89,7 +89,9 @@ def ok(body: Any = None, status: int = 200) -> Response:
 
 async def roost_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RoostError)
-    return JSONResponse(exc.to_json(), status_code=exc.status)
+    # 503: the server cannot answer now (its database is away) but will: say when to try again.
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
 async def http_error_handler(_request: Request, exc: Exception) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from roost.client.images import bundle_directory
 from roost.dev.fleet import FleetSpec, down, pid_alive, up, verify
+from tests.ports import free_port, free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -31,32 +31,6 @@ def stop_process(proc: subprocess.Popen[bytes], log: IO[str]) -> None:
         proc.wait(5)
     log.close()
     assert not pid_alive(proc.pid)
-
-
-# Below the kernel's ephemeral range (32768-60999): a port picked there could be taken by any outgoing
-# connection between the check and the bind.
-PORTS = (10000, 32000)
-
-
-def free_port() -> int:
-    return free_port_block(1)
-
-
-def free_port_block(n: int) -> int:
-    """A base port with n free ports from it."""
-    for _ in range(50):
-        base = random.randint(PORTS[0], PORTS[1] - n)
-        ok = True
-        for port in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port block")
 
 
 # The driver the suite runs on: `process` by default; .ci/run runs the suite again with ROOST_TEST_DRIVER=container.
@@ -82,7 +56,8 @@ class Fleet:
         kw["server_args"] = (*kw.pop("server_args", ()), "--allow-registry", "127.0.0.1:*")
         # A random slice of 127.0.0.0/8 per fleet, so test fleets never collide with each other or a dev fleet.
         self.spec = FleetSpec(data_dir=data_dir, regions=regions, hosts_per_region=hosts_per_region,
-                              server_port=free_port(), agent_port=free_port(),
+                              server_port=kw.pop("server_port", 0) or free_port_block(kw.get("servers", 1)),
+                              agent_port=free_port(),
                               address_offset=random.randint(20, 200), proxies=proxies,
                               proxy_port=kw.pop("proxy_port", 0) or free_port_block(len(regions)),
                               admin_port=free_port_block(len(regions)),

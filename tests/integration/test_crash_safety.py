@@ -1,4 +1,5 @@
-"""The store's promise: the server killed with SIGKILL during a burst of writes loses no acknowledged write."""
+"""The store's promise: the server killed with SIGKILL during a burst of writes loses no acknowledged write, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ from tests.integration.conftest import free_port
 pytestmark = pytest.mark.integration
 
 
-def start_server(data_dir, port):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request) -> list[str]:
+    """The server's --store option (none: SQLite in its data directory)."""
+    return [] if request.param == "sqlite" else ["--store", request.getfixturevalue("postgres_url")]
+
+
+def start_server(data_dir, port, store=()):
     with open(data_dir / "server.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "roost", "server", "--data-dir", str(data_dir),
-                                 "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                                 "--listen", f"127.0.0.1:{port}", *store], stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -33,9 +40,9 @@ def start_server(data_dir, port):
     raise AssertionError("server did not start")
 
 
-def test_sigkill_during_a_write_burst_loses_no_acknowledged_write(tmp_path):
+def test_sigkill_during_a_write_burst_loses_no_acknowledged_write(tmp_path, store):
     port = free_port()
-    server = start_server(tmp_path, port)
+    server = start_server(tmp_path, port, store)
     token = (tmp_path / "admin-token").read_text().strip()
     headers = {"Authorization": f"Bearer {token}"}
     url = f"http://127.0.0.1:{port}"
@@ -70,7 +77,7 @@ def test_sigkill_during_a_write_burst_loses_no_acknowledged_write(tmp_path):
         t.join(10)
     assert len(acknowledged) >= 200
 
-    server = start_server(tmp_path, port)
+    server = start_server(tmp_path, port, store)
     try:
         apps = httpx.get(f"{url}/v1/apps", headers=headers, trust_env=False).json()["apps"]
         stored = {a["name"] for a in apps}

@@ -12,9 +12,9 @@ from roost.cli.common import (
     DEFAULT_HOME,
     TLS_CERT_HELP,
     TLS_KEY_HELP,
-    check_url,
     fleet_token,
     parse_listen,
+    servers_of,
     tls_setup,
 )
 from roost.cli.output import CliError
@@ -25,7 +25,8 @@ from roost.core.regions import is_known
 def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(
-        server: str = typer.Option(..., "--server", help="Control plane URL, e.g. http://127.0.0.1:4280"),
+        server: str = typer.Option(..., "--server",
+                                   help="Control plane URL, e.g. https://127.0.0.1:4280; replicas: URL,URL,..."),
         token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
                                   help="The fleet token (better from ROOST_API_TOKEN or --token-file: "
                                        "a command line shows in ps)."),
@@ -89,7 +90,7 @@ def register(app: typer.Typer) -> None:
         if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
             raise CliError("--cpus must be >= 1, --memory-mb >= 64 and --heartbeat-interval > 0")
         tls, trust = tls_setup(tls_cert, tls_key, ca)
-        check_url(trust, server, "--server")
+        server, trust = servers_of(trust, server, "--server")
         if trust.pinned and tls is None:
             raise CliError("a fleet that speaks TLS calls its agents with TLS: give --tls-cert and --tls-key too")
         data_dir = data_dir or DEFAULT_HOME / "agents" / host_id

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from roost.cli.output import CliError
 from roost.client.api import DEFAULT_FLEET_DIR, DEFAULT_HOME, api_target, fleet_file
+from roost.failover import parse_servers
 from roost.tls import Listener, TlsError, Trust, trust_from
 
 __all__ = ["DEFAULT_FLEET_DIR", "DEFAULT_HOME", "api_target", "fleet_file", "fleet_token", "parse_listen",
@@ -35,6 +36,16 @@ def check_url(trust: Trust, url: str, what: str) -> str:
         return trust.check_url(url, what)
     except TlsError as exc:
         raise CliError(str(exc)) from None
+
+
+def servers_of(trust: Trust, value: str, what: str) -> tuple[str, Trust]:
+    """`--server URL[,URL...]`: the first URL, and a trust that fails over among all of them (issue 18)."""
+    servers = parse_servers(value)
+    if not servers:
+        raise CliError(f"{what} needs a URL, e.g. https://127.0.0.1:4280 (several: URL,URL,... for replicas)")
+    for url in servers:
+        check_url(trust, url, what)
+    return servers[0], trust.with_servers(servers)
 
 
 def fleet_token(token: str | None, token_file: Path | None) -> str:

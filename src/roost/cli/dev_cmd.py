@@ -55,6 +55,13 @@ def up(
     registry_port: int = typer.Option(4390, "--registry-port",
                                       help="The fleet's OCI registry on 127.0.0.1:PORT (0: none; skipped when "
                                            "docker-registry is not installed)."),
+    store: str = typer.Option("sqlite", "--store",
+                              help="The control plane's database: sqlite (a file) or postgresql (a local cluster "
+                                   "of Debian's PostgreSQL in the fleet directory)."),
+    postgres_port: int = typer.Option(4388, "--postgres-port", help="Where the fleet's PostgreSQL listens."),
+    servers: int = typer.Option(1, "--servers", min=1, max=9,
+                                help="Control-plane replicas on --port, --port+1, ... (more than one: "
+                                     "--store postgresql)."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -70,6 +77,16 @@ def up(
         raise CliError("--regions lists a region twice")
     import shutil
 
+    if store not in ("sqlite", "postgresql"):
+        raise CliError(f"unknown --store {store!r}: use sqlite or postgresql")
+    if servers > 1 and store != "postgresql":
+        raise CliError("--servers above 1 needs --store postgresql: the replicas share one database")
+    if store == "postgresql":
+        from roost.dev import postgres
+
+        if not postgres.available():
+            raise CliError("--store postgresql needs PostgreSQL's server programs (Debian's 'postgresql' "
+                           "package; ./scripts/setup installs it as root)")
     if driver not in ("auto", "process", "container"):
         raise CliError(f"unknown --driver {driver!r}: use auto, container or process")
     if registry_port and shutil.which("docker-registry") is None:
@@ -88,7 +105,8 @@ def up(
                      agent_port=agent_port, address_offset=address_offset, proxy_port=proxy_port,
                      admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
                      simulate_latency=simulate_latency, anycast_port=anycast_port, edge_tls_port=tls_port,
-                     tls=tls, driver=driver, registry_port=registry_port)
+                     tls=tls, driver=driver, registry_port=registry_port, store=store,
+                     postgres_port=postgres_port, servers=servers)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -100,7 +118,8 @@ def up(
     _print_fleet(fleet)
     console.print(f"\nFleet is up. State: {spec.data_dir / 'fleet.json'}")
     console.print("The CLI finds this fleet by itself; other clients use:")
-    console.print(f"  export ROOST_API_URL={fleet['server']['url']} ROOST_API_TOKEN={fleet['token']}"
+    api_url = ",".join(s["url"] for s in fleet.get("servers") or [fleet["server"]])
+    console.print(f"  export ROOST_API_URL={api_url} ROOST_API_TOKEN={fleet['token']}"
                   + (f" ROOST_CA_FILE={fleet['ca']}" if fleet.get("ca") else ""))
     if fleet.get("anycast"):
         console.print(f"Anycast entry: http://APP.localhost:{fleet['anycast']['port']}/ sends each client to the "
@@ -109,6 +128,9 @@ def up(
         first = fleet["proxies"][0]
         console.print(f"Apps answer at http://APP.localhost:{first['url'].rsplit(':', 1)[1]}/ "
                       f"(the {first['region']} edge; one edge per region).")
+    if fleet.get("postgres"):
+        console.print(f"Store: PostgreSQL {fleet['postgres']['url']} (password in "
+                      f"{fleet['postgres']['dir']}/pgpass; data in {fleet['postgres']['dir']}/data).")
     if fleet.get("registry"):
         console.print(f"Image registry: {fleet['registry']['address']} (machines may use "
                       f"\"image\": \"{fleet['registry']['address']}/REPO:TAG\").")
@@ -136,8 +158,13 @@ def _container_needs(registry_port: int) -> str:
 
 
 def _print_fleet(fleet: dict) -> None:  # type: ignore[type-arg]
-    rows = [["server", "-", fleet["server"]["url"], fleet["server"]["pid"],
-             "up" if fleet["server"].get("alive", True) else "DOWN"]]
+    replicas = fleet.get("servers") or [fleet["server"]]
+    rows = []
+    for i, server in enumerate(replicas):
+        state = "up" if server.get("alive", True) else "DOWN"
+        if len(replicas) > 1 and server.get("alive", True):
+            state += ", leads" if server.get("leads") else ", follows"
+        rows.append(["server" if len(replicas) == 1 else f"server {i + 1}", "-", server["url"], server["pid"], state])
     for h in fleet["hosts"]:
         state = h.get("status", "ok") if h.get("alive", True) else "DOWN"
         rows.append([f"host {h['id']}", h["region"], h["agent_url"], h["pid"], state])

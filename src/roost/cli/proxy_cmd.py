@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import CA_HELP, check_url, fleet_token, parse_listen, tls_setup
+from roost.cli.common import CA_HELP, fleet_token, parse_listen, servers_of, tls_setup
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
 from roost.core.regions import is_known
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("proxy")
     def proxy(
-        server: str = typer.Option(..., "--server", help="Control plane URL."),
+        server: str = typer.Option(..., "--server", help="Control plane URL; several replicas: URL,URL,..."),
         token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
                                   help="The fleet token (better from ROOST_API_TOKEN or --token-file: "
                                        "a command line shows in ps)."),
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             if not value > 0:
                 raise CliError(f"{name} must be a positive number of seconds")
         tls_default, trust = tls_setup(tls_cert, tls_key, ca)
-        check_url(trust, server, "--server")
+        server, trust = servers_of(trust, server, "--server")
         host, port = parse_listen(listen)
         admin_host, admin_port = parse_listen(admin) if admin else ("127.0.0.1", 0)
         argv = [a for a in sys.argv[2:]]

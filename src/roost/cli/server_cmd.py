@@ -18,7 +18,13 @@ def register(app: typer.Typer) -> None:
                                       help="Where the store, images and token live."),
         listen: str = typer.Option("127.0.0.1:4280", "--listen", help="HOST:PORT for the Machines API."),
         region: str = typer.Option("ams", "--region", help="Default region for machines that name none."),
-        store: str = typer.Option("", "--store", help="Store URL (default: SQLite file in the data dir)."),
+        store: str = typer.Option("", "--store", envvar="ROOST_STORE",
+                                  help="Store URL: sqlite:///PATH (default: roost.db in the data dir) or "
+                                       "postgresql://USER@HOST:PORT/DB (password from PGPASSFILE or "
+                                       "PGPASSWORD, not the command line)."),
+        advertise: str = typer.Option("", "--advertise",
+                                      help="With several replicas: the URL the others reach this one at (default: "
+                                           "the --listen address)."),
         heartbeat_interval: float = typer.Option(0.25, help="Expected agent heartbeat interval, seconds."),
         suspect_after: float = typer.Option(0.75, help="Seconds without a heartbeat before a host is suspect."),
         dead_after: float = typer.Option(1.5, help="Seconds without a heartbeat before a host is unreachable."),
@@ -58,6 +64,8 @@ def register(app: typer.Typer) -> None:
             raise CliError("need 0 < --heartbeat-interval <= --suspect-after <= --dead-after")
         host, port = parse_listen(listen)
         tls, trust = tls_setup(tls_cert, tls_key, ca)
+        if advertise and not advertise.startswith("https://" if tls else "http://"):
+            raise CliError(f"--advertise {advertise!r} must be an {'https' if tls else 'http'}:// URL of this server")
         from roost.server.acme_issuer import AcmeConfig
 
         if acme_directory and not acme_directory.startswith("https://"):
@@ -68,9 +76,14 @@ def register(app: typer.Typer) -> None:
         if registry_auth is not None and not registry_auth.is_file():
             raise CliError(f"--registry-auth {registry_auth}: no such file")
         from roost.registry import RegistryAccess
+        from roost.store import StoreError
 
-        run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
-                         store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
-                         secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
-                         acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
-                         allowed_registries=tuple(allow_registry), registry_address=registry))
+        try:
+            run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
+                             store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
+                             secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
+                             acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
+                             allowed_registries=tuple(allow_registry), registry_address=registry,
+                             advertise_url=advertise.rstrip("/")))
+        except StoreError as exc:
+            raise CliError(str(exc)) from None

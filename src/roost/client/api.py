@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from roost.client.errors import UserError
+from roost.failover import parse_servers
 from roost.tls import CA_ENV, TlsError, Trust
 
 DEFAULT_HOME = Path(os.environ.get("ROOST_HOME", Path.home() / ".roost"))
@@ -32,7 +33,8 @@ def api_target() -> tuple[str, str]:
     if path.exists():
         try:
             fleet = json.loads(path.read_text())
-            return (url or fleet["server"]["url"]).rstrip("/"), token or fleet["token"]
+            replicas = ",".join(s["url"] for s in fleet.get("servers") or [fleet["server"]])
+            return (url or replicas).rstrip("/"), token or fleet["token"]
         except (ValueError, KeyError) as exc:
             raise UserError(f"{path} is damaged ({exc}); run 'roost dev down' and 'roost dev up' again") from None
     raise UserError("no Roost server found: set ROOST_API_URL and ROOST_API_TOKEN, or start a local fleet "
@@ -57,9 +59,12 @@ class Api:
         self.url = url.rstrip("/")
         self.token = token
         trust = api_trust()
+        servers = parse_servers(self.url)  # ROOST_API_URL may list the control plane's replicas
+        self.url = servers[0] if servers else self.url
         try:
-            trust.check_url(self.url, "the server")
-            transport = trust.transport()
+            for server in servers or (self.url,):
+                trust.check_url(server, "the server")
+            transport = trust.with_servers(servers).transport()
         except TlsError as exc:
             raise UserError(str(exc)) from None
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"},

@@ -26,6 +26,7 @@ import httpx
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
 from roost.agent.keeper import KeeperFiles
+from roost.dev.postgres import LocalPostgres, PostgresError
 from roost.fleet_ca import fleet_ca, issue_files
 from roost.pids import pid_alive as pid_alive  # re-exported: the fleet's users ask it
 from roost.private_files import write_private
@@ -36,6 +37,7 @@ AGENT_PORT = 4300
 PROXY_PORT = 4400
 ADMIN_PORT = 4500
 REGISTRY_PORT = 4390
+POSTGRES_PORT = 4388
 
 
 class FleetError(Exception):
@@ -65,6 +67,9 @@ class FleetSpec:
     edge_tls_port: int = 0  # the edge of region R terminates apps' TLS on 127.0.0.1:(edge_tls_port+R); 0: none
     server_args: tuple[str, ...] = ()  # more options for `roost server` (e.g. --acme-directory)
     registry_port: int = 0  # an OCI registry (docker-registry) on 127.0.0.1:PORT for the fleet's images; 0: none
+    servers: int = 1  # control-plane replicas (more than one needs store="postgresql"): on server_port, +1, ...
+    store: str = "sqlite"  # the control plane's database: "sqlite" (a file) or "postgresql" (a local cluster)
+    postgres_port: int = POSTGRES_PORT  # where the fleet's PostgreSQL listens (127.0.0.1), with store="postgresql"
 
 
 def roost_command() -> list[str]:
@@ -106,7 +111,7 @@ def write_fleet(data_dir: Path, fleet: dict[str, Any]) -> None:
 
 
 def fleet_alive(fleet: dict[str, Any]) -> bool:
-    return pid_alive(int(fleet["server"]["pid"]))
+    return any(pid_alive(int(s["pid"])) for s in fleet.get("servers") or [fleet["server"]])
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -161,17 +166,55 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
             say(f"starting the fleet's image registry on 127.0.0.1:{spec.registry_port}")
             fleet["registry"] = start_registry(data, spec.registry_port)
             write_fleet(data, fleet)
+        if spec.store == "postgresql":
+            say(f"starting the fleet's PostgreSQL on 127.0.0.1:{spec.postgres_port}")
+            cluster = LocalPostgres(data / "postgres", spec.postgres_port)
+            if not _port_free("127.0.0.1", spec.postgres_port):
+                raise FleetError(f"port {spec.postgres_port} on 127.0.0.1 is in use; pass --postgres-port")
+            fleet["postgres"] = {"dir": str(cluster.directory), "port": spec.postgres_port, "url": cluster.url(),
+                                 "log": str(cluster.log)}
+            write_fleet(data, fleet)  # recorded first: a failed start is still stopped by down()
+            try:
+                fleet["postgres"]["pid"] = cluster.start()
+            except PostgresError as exc:
+                raise FleetError(str(exc)) from None
+            write_fleet(data, fleet)
+        elif spec.store != "sqlite":
+            raise FleetError(f"unknown store {spec.store!r}: sqlite or postgresql")
+        if spec.servers > 1 and spec.store != "postgresql":
+            raise FleetError("several servers share one PostgreSQL: add --store postgresql")
         say("starting the control plane")
         server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
                        "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval),
                        *tls_args("server", "127.0.0.1"), *spec.server_args]
         if fleet.get("registry"):
             server_argv += ["--registry", fleet["registry"]["address"]]
-        server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log")
+        if fleet.get("postgres"):
+            server_argv += ["--store", fleet["postgres"]["url"]]
+        server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log", env=server_env(fleet))
         fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
                            "log": str(logs / "server.log"), "argv": server_argv}
+        fleet["servers"] = [dict(fleet["server"])]
         write_fleet(data, fleet)
         _wait_http(f"{url}/healthz", 30, lambda: pid_alive(server_pid), logs / "server.log", verify(fleet))
+        # More replicas, one after another: they share the first one's data directory (its tokens, secrets key
+        # and image blobs), which exists by now.
+        for i in range(1, spec.servers):
+            port = spec.server_port + i
+            if not _port_free("127.0.0.1", port):
+                raise FleetError(f"port {port} on 127.0.0.1 is in use (replica {i + 1}); pass --port to move them")
+            say(f"starting control-plane replica {i + 1} on 127.0.0.1:{port}")
+            replica_url = f"{scheme}://127.0.0.1:{port}"
+            argv = [a if a != f"127.0.0.1:{spec.server_port}" else f"127.0.0.1:{port}" for a in server_argv]
+            argv += ["--advertise", replica_url]
+            log = logs / f"server-{i + 1}.log"
+            pid = _spawn([*roost_command(), *argv], log, env=server_env(fleet))
+            fleet["servers"].append({"url": replica_url, "pid": pid, "data_dir": str(data / "server"),
+                                     "log": str(log), "argv": argv})
+            write_fleet(data, fleet)
+            _wait_http(f"{replica_url}/healthz", 30, lambda p=pid: pid_alive(p), log, verify(fleet))
+        # What every component is told: all the replicas, and it fails over between them.
+        servers_arg = ",".join(s["url"] for s in fleet["servers"])
         token = (data / "server" / "admin-token").read_text().strip()
         fleet["token"] = token
         for r, region in enumerate(spec.regions):
@@ -181,7 +224,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 if not _port_free(address, spec.agent_port):
                     raise FleetError(f"{address}:{spec.agent_port} is in use (another fleet?); run 'roost dev down'")
                 say(f"starting host {host_id} on {address}")
-                argv = ["agent", "--server", url, "--region", region,
+                argv = ["agent", "--server", servers_arg, "--region", region,
                         "--host-id", host_id, "--listen", f"{address}:{spec.agent_port}",
                         "--cpus", str(spec.host_cpus), "--memory-mb", str(spec.host_memory_mb),
                         "--data-dir", str(data / "agents" / host_id),
@@ -203,7 +246,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 if not _port_free("127.0.0.1", port):
                     raise FleetError(f"127.0.0.1:{port} is in use; pass --proxy-port to use others")
                 say(f"starting the {region} edge on 127.0.0.1:{port}")
-                argv = ["proxy", "--server", url, "--region", region, "--listen", f"127.0.0.1:{port}",
+                argv = ["proxy", "--server", servers_arg, "--region", region, "--listen", f"127.0.0.1:{port}",
                         "--admin", f"127.0.0.1:{admin}", "--tcp-prefix", f"127.{spec.tcp_octet + r}",
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
                 if spec.simulate_latency:
@@ -290,19 +333,30 @@ def restart_agent(data_dir: Path, host_id: str) -> dict[str, Any]:
     return dict(host)
 
 
-def restart_server(data_dir: Path) -> dict[str, Any]:
-    """Start the control plane again (after `kill-server`) with its recorded arguments; new PID in fleet.json."""
+def restart_server(data_dir: Path, index: int = 0) -> dict[str, Any]:
+    """Start a control-plane replica again (after `kill-server`; the first unless `index` says) with its
+    recorded arguments; new PID in fleet.json."""
     fleet = read_fleet(data_dir)
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
-    server = fleet["server"]
+    replicas = fleet.get("servers") or [fleet["server"]]
+    server = replicas[index]
     if pid_alive(server["pid"]):
         raise FleetError(f"the server is still running (pid {server['pid']})")
-    server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]))
+    server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]), env=server_env(fleet))
+    if index == 0:
+        fleet["server"]["pid"] = server["pid"]
     write_fleet(data_dir, fleet)
     _wait_http(f"{server['url']}/healthz", 30, lambda: pid_alive(server["pid"]), Path(server["log"]),
                verify(fleet))
     return dict(server)
+
+
+def server_env(fleet: dict[str, Any]) -> dict[str, str]:
+    """What the server's environment adds: where libpq finds the fleet's PostgreSQL password."""
+    if not fleet.get("postgres"):
+        return {}
+    return LocalPostgres(Path(fleet["postgres"]["dir"]), int(fleet["postgres"]["port"])).env()
 
 
 def verify(fleet: dict[str, Any]) -> ssl.SSLContext | bool:
@@ -467,13 +521,17 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
             proxies.append(fleet["anycast"]["pid"])
         _terminate(proxies, 3)
         stopped["proxies"] = len(proxies)
-        if fleet.get("server", {}).get("pid") and pid_alive(fleet["server"]["pid"]):
-            _terminate([fleet["server"]["pid"]], 5)
-            stopped["server"] = 1
+        servers = [s["pid"] for s in fleet.get("servers") or [fleet.get("server") or {}]
+                   if s.get("pid") and pid_alive(s["pid"])]
+        if servers:
+            _terminate(servers, 5)
+            stopped["server"] = len(servers)
         for extra in fleet.get("extra_pids", []):
             _terminate([extra], 2)
         if fleet.get("registry", {}).get("pid") and pid_alive(fleet["registry"]["pid"]):
             _terminate([fleet["registry"]["pid"]], 3)
+        if fleet.get("postgres"):  # after the server, its one client
+            LocalPostgres(Path(fleet["postgres"]["dir"]), int(fleet["postgres"]["port"])).stop()
         deadline = time.monotonic() + 5
         pids = agents + proxies
         while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
@@ -505,10 +563,18 @@ def status(data_dir: Path) -> dict[str, Any] | None:
         return None
     fleet["server"]["alive"] = pid_alive(fleet["server"]["pid"])
     live: dict[str, dict[str, Any]] = {}
-    if fleet["server"]["alive"]:
+    headers = {"Authorization": f"Bearer {fleet['token']}"}
+    for server in fleet.get("servers") or []:  # each replica: alive, and whether it leads now
+        server["alive"] = pid_alive(server["pid"])
+        if server["alive"]:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                server["leads"] = bool(httpx.get(f"{server['url']}/v1/control-plane", timeout=2, trust_env=False,
+                                                 verify=verify(fleet), headers=headers).json().get("leads"))
+    answering = [s for s in fleet.get("servers") or [fleet["server"]] if s.get("alive", True) and pid_alive(s["pid"])]
+    if answering:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            hosts = httpx.get(f"{fleet['server']['url']}/v1/hosts", timeout=2, trust_env=False, verify=verify(fleet),
-                              headers={"Authorization": f"Bearer {fleet['token']}"}).json()
+            hosts = httpx.get(f"{answering[0]['url']}/v1/hosts", timeout=2, trust_env=False, verify=verify(fleet),
+                              headers=headers).json()
             live = {h["id"]: h for h in hosts}
     for host in fleet["hosts"]:
         host["alive"] = pid_alive(host["pid"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -55,6 +56,8 @@ class Services:
     tokens: TokenService
     certificates: CertificateService
     registry_address: str = ""  # the fleet's own registry (HOST:PORT), where `roost image push` pushes
+    # Who leads the control plane, as this server sees it (issue 18); one server alone always leads.
+    control_plane: Callable[[], dict[str, Any]] = lambda: {"replicated": False, "leads": True}
 
 
 def routes(s: Services) -> list[BaseRoute]:
@@ -497,6 +500,9 @@ def routes(s: Services) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         return ok({"ok": True, "revision": s.state.hub.revision})
 
+    async def control_plane(request: Request) -> Response:
+        return ok(s.control_plane())
+
     # ---- tokens ----
     async def create_token(request: Request) -> Response:
         body = await json_body(request, required=True)
@@ -528,6 +534,7 @@ def routes(s: Services) -> list[BaseRoute]:
     m = "/v1/apps/{app}/machines/{id}"
     return [
         Route("/healthz", healthz),
+        Route("/v1/control-plane", control_plane, methods=["GET"]),
         Route("/v1/apps", list_apps, methods=["GET"]),
         Route("/v1/apps", create_app, methods=["POST"]),
         Route("/v1/apps/{app}", get_app, methods=["GET"]),

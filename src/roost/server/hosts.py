@@ -273,6 +273,11 @@ class HostService:
     async def run_detector(self, stop: asyncio.Event) -> None:
         """Judge every host a few times per heartbeat interval until `stop` is set."""
         tick = max(0.02, self.detector.heartbeat_interval / 4)
+        # A fresh grace period for every host: a server that just began to lead (after a restart, or taking
+        # over from another replica) heard no heartbeat yet, and silence it never listened to proves nothing.
+        started = self.clock.time()
+        for host_id in list(self.state.hosts):
+            self.last_seen[host_id] = max(self.last_seen.get(host_id, started), started)
         while not stop.is_set():
             now = self.clock.time()
             for host_id, host in list(self.state.hosts.items()):

@@ -8,9 +8,10 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -31,6 +32,7 @@ from roost.server.leases import LeaseService
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
 from roost.server.releases import ReleaseService
+from roost.server.replica import Replica, ReplicaRouter, singletons_of
 from roost.server.sealing import Keyring
 from roost.server.secrets import SecretService
 from roost.server.specs import SpecBuilder
@@ -67,6 +69,7 @@ class ServerConfig:
     registry: RegistryAccess = field(default_factory=RegistryAccess)  # how images are resolved to digests
     allowed_registries: tuple[str, ...] = ()  # patterns of registries machines may use (empty: any)
     registry_address: str = ""  # the fleet's own registry, where clients push (GET /v1/registry)
+    advertise_url: str = ""  # how other replicas reach this one (default: its listen address)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -93,7 +96,12 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(config.data_dir / name, 0o600)
     state = ClusterState(store, WatchHub())
-    state.load()
+    # On PostgreSQL a server is one of possibly several replicas: it follows, leads, or forwards (issue 18).
+    replicated = config.store_url.startswith(("postgresql", "postgres:"))
+    if replicated:
+        state.load_replica()
+    else:
+        state.load()
     control, _, _ = load_or_create_token(config.data_dir, "control-token")
     tokens = TokenService(state, token, control_token=control)
 
@@ -131,17 +139,35 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         registry_address=config.registry_address,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        stop = asyncio.Event()
+    async def reseal(stop: asyncio.Event) -> None:
+        """Secrets sealed under an older key, sealed again under the current one (once, by the writer)."""
         resealed = await secrets.reseal()
         if resealed:
             log.info("re-sealed %d secrets with the current key", resealed)
-        tasks = [
-            spawn(services.hosts.run_detector(stop), "detector"),
-            spawn(_compact_loop(state, stop), "compactor"),
-            spawn(services.certificates.renew_loop(stop), "certificate renewals"),
-        ]
+
+    # The jobs one server runs for the whole fleet: on the leader only, when there are replicas (a new leader
+    # reseals too: one server does it before its first request).
+    jobs: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, None]]]] = [
+        ("detector", services.hosts.run_detector),
+        ("compactor", lambda stop: _compact_loop(state, stop)),
+        ("certificate renewals", services.certificates.renew_loop)]
+    singletons = singletons_of(*([("reseal", reseal)] if replicated else []), *jobs)
+    scheme = "https" if config.tls else "http"
+    replica = Replica(state, config.advertise_url or f"{scheme}://{config.listen_host}:{config.listen_port}",
+                      singletons) if replicated else None
+    if replica is not None:
+        services.control_plane = replica.view
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        if replica is None:
+            await reseal(stop)  # before the first request, as one server always did
+        if replica is not None:
+            await replica.start()  # one round first: a lone server leads before its first request
+            tasks = [spawn(replica.run(stop), "replica")]
+        else:
+            tasks = singletons(stop)
         try:
             yield
         finally:
@@ -154,6 +180,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
 
     app = Starlette(routes=routes(services), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(BearerAuth, identify=services.tokens.identify, authorize=refusal)
+    if replica is not None:  # outermost: a follower catches up before anything reads its state
+        app.add_middleware(ReplicaRouter, replica=replica, trust=config.trust)
     return app, services
 
 

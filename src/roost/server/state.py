@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from roost.core.lifecycle import State
 from roost.core.model import ApiToken, App, AppSecrets, Certificate, EdgeProxy, Host, Image, Machine, Release, Volume
 from roost.placement.scheduler import HostView, millicpus
 from roost.server.watch import WatchHub
-from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store
+from roost.store.base import ChangeRecord, Delete, Delta, Deposed, FeedEntry, Fence, Put, Store
 
 T = TypeVar("T")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -32,6 +32,10 @@ Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Releas
 KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy",
         AppSecrets: "secrets", Release: "release", ApiToken: "token", Certificate: "certificate"}
 PRIVATE_KINDS = {"secrets", "token", "certificate"}  # stored, never published on the watch feed
+FROM_DOC: dict[str, Callable[[dict[str, Any]], Record]] = {
+    "app": App.from_doc, "machine": Machine.from_doc, "volume": Volume.from_doc, "host": Host.from_doc,
+    "image": Image.from_doc, "proxy": EdgeProxy.from_doc, "secrets": AppSecrets.from_doc,
+    "release": Release.from_doc, "token": ApiToken.from_doc, "certificate": Certificate.from_doc}
 
 
 def key_of(obj: Record) -> str:
@@ -65,6 +69,11 @@ class ClusterState:
         self.tokens_version = 0  # moves on every change of a token (for what is derived from them)
         self.certificates: dict[str, Certificate] = {}  # "APP/HOSTNAME" -> its certificate
         self.certificates_version = 0  # moves on every change: edges fetch the certificates again
+        # Several servers on one database (issue 18): `seq` is the store's commit counter as far as this server
+        # has applied it; only the leader writes, each write fenced with its term (`fence`, None: not leading).
+        self.replicated = False
+        self.fence: Fence | None = None
+        self.seq = 0
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roost-store")
         self.machine_waiters: dict[str, asyncio.Event] = {}
@@ -107,10 +116,21 @@ class ClusterState:
         for doc in docs.get("certificate", {}).values():
             self._apply(Certificate.from_doc(doc))
         self.hub.revision = revision
+        self._fill_ring(revision)
+
+    def load_replica(self) -> None:
+        """Load as one of several servers: everything from the store's delta, with its commit counter."""
+        self.replicated = True
+        delta = self.store.delta(0)
+        self.follow(delta, [])
+        self._fill_ring(delta.revision)
+
+    def _fill_ring(self, revision: int) -> None:
         oldest = self.store.oldest_revision()
         if oldest:
             ring = self.hub.ring.maxlen or 1
-            self.hub.ring.extend(self.store.changes_since(max(oldest - 1, revision - ring + 1), ring))
+            self.hub.ring.extend(c for c in self.store.changes_since(max(oldest - 1, revision - ring + 1), ring)
+                                 if c.rev <= revision)
 
     async def in_store_thread(self, fn: Any, *args: Any) -> Any:
         if self.inline:
@@ -146,7 +166,10 @@ class ClusterState:
         feed += [FeedEntry(KIND[type(o)], key_of(o), "delete", None) for o in deleted
                  if KIND[type(o)] not in PRIVATE_KINDS]
         now = time.time()
-        revision = int(await self.in_store_thread(self.store.commit, writes, feed, now))
+        if self.replicated and self.fence is None:
+            raise Deposed()  # a follower never writes: the leader does (requests are forwarded to it)
+        revision = int(await self.in_store_thread(self.store.commit, writes, feed, now, self.fence))
+        self.seq += 1  # the one writer: its commit is the next
         for obj in objs:
             self._apply(obj)
         for obj in deleted:
@@ -155,6 +178,40 @@ class ClusterState:
         self.hub.publish([ChangeRecord(first + i, f.kind, f.key, f.op, f.doc, now) for i, f in enumerate(feed)],
                          revision)
         return revision
+
+    def _table(self, kind: str) -> dict[str, Any]:
+        tables: dict[str, dict[str, Any]] = {
+            "app": self.apps, "machine": self.machines, "volume": self.volumes, "host": self.hosts,
+            "image": self.images, "proxy": self.proxies, "secrets": self.secrets, "release": self.releases,
+            "token": self.tokens, "certificate": self.certificates}
+        return tables[kind]
+
+    def follow(self, delta: Delta, records: Iterable[ChangeRecord]) -> int:
+        """Apply what another server (the leader) committed, as the store's delta says, and publish its
+        change-log entries up to the delta's revision; returns how many records changed in memory."""
+        changed = 0
+        if delta.full:  # the tombstones were compacted away: whatever the delta lacks is gone
+            listed = {(kind, key) for kind, key, _ in delta.puts}
+            for kind in FROM_DOC:
+                for key, obj in list(self._table(kind).items()):
+                    if (kind, key) not in listed:
+                        self._remove(obj)
+                        changed += 1
+        for kind, key in delta.deletes:
+            obj = self._table(kind).get(key) if kind in FROM_DOC else None
+            if obj is not None:
+                self._remove(obj)
+                changed += 1
+        # hosts before their machines, machines in the order they were made (an app's listing order)
+        for kind, _key, doc in sorted(delta.puts, key=lambda p: (p[0] != "host", p[2].get("created_at") or 0)):
+            if kind in FROM_DOC:
+                self._apply(FROM_DOC[kind](doc))
+                changed += 1
+        self.seq = max(self.seq, delta.seq)
+        fresh = [r for r in records if self.hub.revision < r.rev <= delta.revision]
+        if fresh or delta.revision > self.hub.revision:
+            self.hub.publish(fresh, max(delta.revision, self.hub.revision))
+        return changed
 
     def _index_machine(self, m: Machine) -> None:
         old = self.machines.get(m.id)

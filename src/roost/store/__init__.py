@@ -1,5 +1,19 @@
 """Durable, revisioned storage of the control plane's records."""
 
-from roost.store.base import ChangeRecord, Delete, FeedEntry, Put, Store, open_store
+from roost.store.base import (
+    ChangeRecord,
+    Delete,
+    Delta,
+    Deposed,
+    FeedEntry,
+    Fence,
+    Lease,
+    Put,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
 
-__all__ = ["ChangeRecord", "Delete", "FeedEntry", "Put", "Store", "open_store"]
+__all__ = ["ChangeRecord", "Delete", "Delta", "Deposed", "FeedEntry", "Fence", "Lease", "Put", "Store",
+           "StoreError", "StoreUnavailable", "open_store"]

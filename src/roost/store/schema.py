@@ -1,30 +1,10 @@
-"""Tables and versioned migrations. Each migration runs once, in order, recorded in schema_migrations."""
+"""The control plane's tables (SQLAlchemy Core). Their history is the Alembic revisions under migrations/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Float,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text
 
 metadata = MetaData()
-
-schema_migrations = Table(
-    "schema_migrations", metadata,
-    Column("version", BigInteger, primary_key=True),
-    Column("name", String(200), nullable=False),
-)
 
 objects = Table(
     "objects", metadata,
@@ -32,6 +12,7 @@ objects = Table(
     Column("key", String(200), primary_key=True),
     Column("doc", Text, nullable=False),
     Column("rev", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False, server_default="0", index=True),  # the commit that wrote it
 )
 
 changes = Table(
@@ -50,25 +31,19 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# A deleted object, remembered by the commit that deleted it, so that a replica catching up learns of it.
+tombstones = Table(
+    "tombstones", metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("seq", BigInteger, nullable=False, index=True),
+)
 
-def _v1_initial(conn: Connection) -> None:
-    for table in (objects, changes, meta):
-        table.create(conn, checkfirst=True)
-    conn.execute(insert(meta).values(key="revision", value="0"))
-
-
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (1, "objects, change log, meta", _v1_initial),
-]
-
-
-def migrate(conn: Connection) -> int:
-    """Bring the schema up to date; returns the version now in place."""
-    schema_migrations.create(conn, checkfirst=True)
-    current = conn.execute(select(func.max(schema_migrations.c.version))).scalar() or 0
-    for version, name, step in MIGRATIONS:
-        if version > current:
-            step(conn)
-            conn.execute(insert(schema_migrations).values(version=version, name=name))
-            current = version
-    return int(current)
+# Who leads the control plane, until when (seconds since the epoch, by the database's clock), in which term.
+leadership = Table(
+    "leadership", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("term", BigInteger, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

@@ -1,0 +1,81 @@
+"""Two servers on one store (issue 18): the leader writes, fenced by its term; a follower applies the leader's
+commits from the store's delta and publishes them to its own watchers; a follower never writes, and a deposed
+leader's late write is refused. The real ClusterState on an in-memory store and a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from roost.core.lifecycle import State
+from roost.core.model import App, Host, Machine
+from roost.detector.leadership import NAME
+from roost.server.state import ClusterState
+from roost.server.watch import WatchHub
+from roost.store.base import Deposed, Fence
+from roost.testing.clock import VirtualClock
+from roost.testing.memstore import MemoryStore
+
+
+def replica(store: MemoryStore) -> ClusterState:
+    state = ClusterState(store, WatchHub(), inline=True)
+    state.replicated = True
+    state.follow(store.delta(0), store.changes_since(0, 1000))
+    return state
+
+
+def catch_up(state: ClusterState, store: MemoryStore) -> int:
+    return state.follow(store.delta(state.seq), store.changes_since(state.hub.revision, 1000))
+
+
+def test_a_follower_sees_the_leaders_writes_and_deletes_and_its_watchers_hear_them():
+    clock = VirtualClock()
+    store = MemoryStore(clock.time)
+    leader, follower = replica(store), replica(store)
+    lease = store.acquire(NAME, "a", 2.0)
+    leader.fence = Fence("a", lease.term)
+
+    async def scenario() -> None:
+        now = clock.time()
+        await leader.save(Host("h1", "ams", "127.0.9.1", "http://h1", 2, 2048, now, now),
+                          App("web", "web-id", "personal", now))
+        await leader.save(Machine("m1", "web", "m1", "ams", "h1", State.STARTED, "v1", {"image": "w:v1"}, {},
+                                  "127.0.9.1", now, now))
+        assert catch_up(follower, store) == 3
+        assert follower.machines["m1"].state is State.STARTED and follower.host_usage("h1")[2] == 1
+        assert follower.hub.revision == leader.hub.revision == 3
+        assert [r.key for r in follower.hub.ring] == ["h1", "web", "m1"]  # its watchers hear what the leader's do
+        await leader.write_machine("m1", state=State.STOPPED, now=clock.time())
+        await leader.save(deleted=[leader.apps["web"]])
+        catch_up(follower, store)
+        assert follower.machines["m1"].state is State.STOPPED and "web" not in follower.apps
+        assert catch_up(follower, store) == 0  # nothing new: nothing applied, nothing published
+        assert follower.hub.revision == leader.hub.revision
+
+    asyncio.run(scenario())
+
+
+def test_a_follower_never_writes_and_a_deposed_leader_cannot_either():
+    clock = VirtualClock()
+    store = MemoryStore(clock.time)
+    old, new = replica(store), replica(store)
+    old.fence = Fence("a", store.acquire(NAME, "a", 2.0).term)
+
+    async def scenario() -> None:
+        now = clock.time()
+        with pytest.raises(Deposed):
+            await new.save(App("by-follower", "x", "personal", now))
+        await old.save(App("by-leader", "y", "personal", now))
+        await clock.advance(3.0)  # the old leader paused past its lease; another takes over
+        taken = store.acquire(NAME, "b", 2.0)
+        assert taken.holder == "b" and taken.term == 2
+        catch_up(new, store)
+        new.fence = Fence("b", taken.term)
+        with pytest.raises(Deposed):
+            await old.save(App("late", "z", "personal", clock.time()))
+        await new.save(App("by-new-leader", "w", "personal", clock.time()))
+        assert set(store.objects["app"]) == {"by-leader", "by-new-leader"}
+        assert "late" not in old.apps  # a refused write is not applied in memory either
+
+    asyncio.run(scenario())
