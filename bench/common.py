@@ -63,8 +63,9 @@ class BenchFleet:
         self.tmp = tempfile.TemporaryDirectory(prefix="roost-bench-")
         kw.setdefault("proxies", False)
         kw.setdefault("anycast_port", free_port() if kw["proxies"] else 0)
+        kw.setdefault("server_port", free_port())
         self.spec = FleetSpec(data_dir=Path(self.tmp.name), regions=regions, hosts_per_region=hosts_per_region,
-                              server_port=free_port(), agent_port=free_port(), proxy_port=free_port(),
+                              agent_port=free_port(), proxy_port=free_port(),
                               admin_port=free_port(), tcp_octet=random.randint(101, 240),
                               address_offset=random.randint(20, 200), **kw)  # type: ignore[arg-type]
         self.info = up(self.spec)

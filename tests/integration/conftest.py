@@ -15,6 +15,7 @@ import pytest
 
 from roost.client.images import bundle_directory
 from roost.dev.fleet import FleetSpec, down, pid_alive, up, verify
+from roost.failover import FailoverTransport
 from tests.ports import free_port, free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,9 @@ def stop_process(proc: subprocess.Popen[bytes], log: IO[str]) -> None:
 
 # The driver the suite runs on: `process` by default; .ci/run runs the suite again with ROOST_TEST_DRIVER=container.
 TEST_DRIVER = os.environ.get("ROOST_TEST_DRIVER", "process")
+# The control plane the fleets run: one server on SQLite by default; "postgresql" (one server) or
+# "postgresql-3" (three replicas on one PostgreSQL, issue 18).
+TEST_STORE = os.environ.get("ROOST_TEST_STORE", "sqlite")
 
 
 def needs_host_reach(example: str, why: str) -> None:
@@ -50,6 +54,10 @@ class Fleet:
     def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, proxies: bool = False,
                  **kw) -> None:
         kw.setdefault("driver", TEST_DRIVER)
+        if TEST_STORE != "sqlite" and "store" not in kw:
+            kw.update(store="postgresql", servers=3 if TEST_STORE == "postgresql-3" else 1)
+        if kw.get("store") == "postgresql":
+            kw.setdefault("postgres_port", free_port())
         if kw["driver"] == "container":
             kw.setdefault("registry_port", free_port())  # container machines run OCI images from a registry
         # Test traffic stays on loopback: machines may use images only from registries there.
@@ -68,12 +76,16 @@ class Fleet:
         self.token = self.info["token"]
         # The fleet speaks TLS under its own CA (issue 15): tests trust that CA alone, as its components do.
         self.verify = verify(self.info)
+        # With several control-plane replicas (issue 18), the tests' client fails over between them as the CLI does.
+        self.servers = tuple(s["url"] for s in self.info.get("servers") or [self.info["server"]])
+        transport = FailoverTransport(httpx.HTTPTransport(verify=self.verify), self.servers) \
+            if len(self.servers) > 1 else None
         self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
-                                timeout=70, trust_env=False, verify=self.verify)
+                                timeout=70, trust_env=False, verify=self.verify, transport=transport)
         # What the server presents to agents: only it may place specs or read them (issue 15).
         control = (Path(self.info["server"]["data_dir"]) / "control-token").read_text().strip()
         self.agent_headers = {"Authorization": f"Bearer {control}"}
-        self.env = {**os.environ, "ROOST_API_URL": self.url, "ROOST_API_TOKEN": self.token,
+        self.env = {**os.environ, "ROOST_API_URL": ",".join(self.servers), "ROOST_API_TOKEN": self.token,
                     "ROOST_CA_FILE": self.info.get("ca", ""),
                     "ROOST_DEV_DIR": str(data_dir)}
 

@@ -405,7 +405,9 @@ def test_a_second_drill_judges_only_its_own_window(fleet):
 
 def test_a_region_failover_costs_the_latency_of_the_region_it_reaches(fleet):
     http_app(fleet, "globe", ["ams", "ewr", "syd"])
-    report = drill(fleet, "kill-region", "-a", "globe", "--target", "ams", "--rps", "40", "--duration", "14s",
+    # 15 s after the heal: on the container driver under CI's load, the region's hosts and machines took
+    # more than the 9 s this once allowed to serve new clients again
+    report = drill(fleet, "kill-region", "-a", "globe", "--target", "ams", "--rps", "40", "--duration", "20s",
                    "--at", "2s", "--heal-after", "3s")
     before, during = report["phases"]["before"], report["phases"]["during"]
     assert before["p50_ms"] < 20

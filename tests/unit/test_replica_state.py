@@ -79,3 +79,50 @@ def test_a_follower_never_writes_and_a_deposed_leader_cannot_either():
         assert "late" not in old.apps  # a refused write is not applied in memory either
 
     asyncio.run(scenario())
+
+
+def test_replicas_take_turns_leading_and_only_the_leader_runs_the_singletons():
+    from roost.detector.leadership import LeaderConfig
+    from roost.server.replica import Replica
+
+    clock = VirtualClock()
+    store = MemoryStore(clock.time)
+    running: dict[str, int] = {"a": 0, "b": 0}
+
+    def jobs(name: str):
+        def start(stop: asyncio.Event) -> list[asyncio.Task[None]]:
+            async def job() -> None:
+                running[name] += 1
+                try:
+                    await stop.wait()
+                finally:
+                    running[name] -= 1
+
+            return [asyncio.ensure_future(job())]
+
+        return start
+
+    config = LeaderConfig(ttl=1.5, renew_every=0.3, margin=0.3)
+
+    async def scenario() -> None:
+        a = Replica(replica(store), "https://a", jobs("a"), config, clock=clock.time)
+        b = Replica(replica(store), "https://b", jobs("b"), config, clock=clock.time)
+        await a.start()
+        await b.start()
+        await asyncio.sleep(0)
+        assert a.leads and not b.leads and b.leader == "https://a" and running == {"a": 1, "b": 0}
+        await a.state.save(App("made-by-a", "x", "personal", clock.time()))
+        await b.catch_up()
+        assert "made-by-a" in b.state.apps  # a follower reads what the leader wrote
+        await clock.advance(1.3)  # a was frozen past its own deadline (1.5 s lease - 0.3 s margin)
+        await a._round()  # thawed, it first stops acting: its lease may have lapsed by now
+        assert not a.leads and running["a"] == 0 and a.state.fence is None
+        await clock.advance(0.3)  # the lease lapses at 1.5 s; b asks again
+        await b._round()
+        await asyncio.sleep(0)
+        assert b.leads and b.leadership.term == 2 and running == {"a": 0, "b": 1}
+        with pytest.raises(Deposed):  # a's late write, whatever it believes
+            a.state.fence = Fence("https://a", 1)
+            await a.state.save(App("late", "y", "personal", clock.time()))
+
+    asyncio.run(scenario())

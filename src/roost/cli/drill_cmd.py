@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
             timeout=_seconds(timeout, "--timeout"), expect_no_errors=expect_no_errors,
             expect_shift_under=_seconds(expect_shift_under, "--expect-shift-under") if expect_shift_under else None)
         # Always the fleet's own control plane: a drill never reaches outside the fleet it manages.
-        api = Api(fleet["server"]["url"], fleet["token"])
+        api = Api(",".join(s["url"] for s in fleet.get("servers") or [fleet["server"]]), fleet["token"])
         def say(message: str) -> None:
             if not json_out:
                 err_console.print(f"[dim]drill:[/dim] {message}", highlight=False)

@@ -215,6 +215,9 @@ class Host:
     boot_id: str = ""
     driver: str = ""  # how its agent runs machines: container | process | fake
     machine_net: str = ""  # container hosts: the subnet its machines' own addresses come from
+    # The watched machines its agent last said it would fence (kept in the store, so that a control-plane
+    # replica that takes over the lead knows them too: a takeover needs them)
+    acknowledged: list[str] = field(default_factory=list)
 
     def to_doc(self) -> JSON:
         return {
@@ -222,6 +225,7 @@ class Host:
             "cpus": self.cpus, "memory_mb": self.memory_mb, "registered_at": self.registered_at,
             "last_heartbeat": self.last_heartbeat, "status": self.status, "cordoned": self.cordoned,
             "version": self.version, "boot_id": self.boot_id, "driver": self.driver, "machine_net": self.machine_net,
+            "acknowledged": self.acknowledged,
         }
 
     @classmethod

@@ -93,6 +93,11 @@ class Leadership:
             return Change(self.term > 0, self.term, self.leader)
         return None
 
+    def forget(self) -> None:
+        """Taking office failed (the catch-up before it): not leading; the next lease observed tries again."""
+        self.term = 0
+        self.valid_until = float("-inf")
+
     def lapse(self, now: float) -> Change | None:
         """No renewal came back in time (the database is slow or unreachable): at `valid_until` this server
         stops leading, whatever the lease may still say."""

@@ -109,15 +109,17 @@ def signal_machine(data_dir: Path, host_id: str, machine_id: str, sig: int) -> i
     return len(pids)
 
 
-def kill_server(data_dir: Path) -> float:
+def kill_server(data_dir: Path, index: int = 0) -> float:
+    """SIGKILL a control-plane replica (the first, or the only one, unless `index` says)."""
     fleet = read_fleet(data_dir)
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
+    pid = (fleet.get("servers") or [fleet["server"]])[index]["pid"]
     at = time.time()
     with contextlib.suppress(ProcessLookupError):
-        os.kill(fleet["server"]["pid"], signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while pid_alive(fleet["server"]["pid"]) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     return at
 

@@ -216,7 +216,13 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         # What every component is told: all the replicas, and it fails over between them.
         servers_arg = ",".join(s["url"] for s in fleet["servers"])
         token = (data / "server" / "admin-token").read_text().strip()
+        for server in fleet["servers"]:  # who leads as the fleet starts ('roost dev status' says who leads now)
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                server["leads"] = bool(httpx.get(f"{server['url']}/v1/control-plane", timeout=5, trust_env=False,
+                                                 verify=verify(fleet),
+                                                 headers={"Authorization": f"Bearer {token}"}).json().get("leads"))
         fleet["token"] = token
+        write_fleet(data, fleet)
         for r, region in enumerate(spec.regions):
             for h in range(spec.hosts_per_region):
                 address = host_address(r, h, spec.address_offset)

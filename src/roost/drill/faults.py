@@ -67,9 +67,24 @@ def choose_target(fault: str, requested: str | None, fleet: dict[str, Any], mach
     hosts = _fleet_hosts(fleet)
     ours = [m for m in machines if m.get("host_id") in hosts]
     if fault == "kill-server":
-        if requested:
-            raise DrillError("kill-server takes no --target: it kills the fleet's control plane")
-        return Target("server", "control plane", region=fleet["regions"][0])
+        replicas = fleet.get("servers") or [fleet["server"]]
+        if len(replicas) == 1:
+            if requested:
+                raise DrillError("kill-server takes no --target on a fleet with one server: it kills the control "
+                                 "plane (with replicas, --target leader or server-N)")
+            return Target("server", "control plane", region=fleet["regions"][0])
+        names = [f"server-{i + 1}" for i in range(len(replicas))]
+        if requested in (None, "", "leader"):
+            leading = [i for i, r in enumerate(replicas) if r.get("leads")]
+            if not leading:
+                raise DrillError("no replica leads the control plane right now ('roost dev status'); "
+                                 "name one with --target server-N")
+            index = leading[0]
+        elif requested in names:
+            index = names.index(requested)
+        else:
+            raise DrillError(f"no replica {requested!r}: --target leader or one of {', '.join(names)}")
+        return Target("server", names[index], region=fleet["regions"][0])
     if not ours:
         raise DrillError("the app has no machines on this fleet's hosts: deploy it first ('roost deploy')")
     running = _started(ours)
@@ -234,12 +249,18 @@ class FreezeAgent(Fault):
 class KillServer(Fault):
     name = "kill-server"
 
+    @property
+    def index(self) -> int:
+        """Which replica: "server-N" is the Nth; the control plane of a one-server fleet is its only one."""
+        name = self.target.name
+        return int(name.split("-", 1)[1]) - 1 if name.startswith("server-") else 0
+
     def inject(self) -> float:
-        return fleet_faults.kill_server(self.data_dir)
+        return fleet_faults.kill_server(self.data_dir, self.index)
 
     def heal(self) -> float:
         at = time.time()
-        restart_server(self.data_dir)
+        restart_server(self.data_dir, self.index)
         return at
 
 

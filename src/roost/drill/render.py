@@ -61,6 +61,18 @@ def return_text(back: dict[str, Any], target: str) -> str:
     return f"new connections after the heal: {spread}{when}"
 
 
+def control_plane_text(c: dict[str, Any]) -> str:
+    """A kill-server drill on replicas: API writes, the new leader, lost writes."""
+    leader = (f"{c['new_leader']} leads (term {c['term_after']}) {c['new_leader_after_s']:.2f}s after the kill"
+              if c.get("new_leader") else "no new leader during the drill")
+    back = ("writes never failed" if c["failed"] == 0 else
+            f"writes succeeded again {c['writes_back_after_s']:.2f}s after the kill" if c["writes_back_after_s"]
+            is not None else "writes never succeeded again")
+    return (f"{c['killed']} of {c['replicas']} replicas killed; {c['writes']} API writes, {c['failed']} failed "
+            f"({', '.join(str(s) for s in c['failed_statuses']) or '-'}); {back}; {leader}; "
+            f"{c['writes_lost']} acknowledged writes lost")
+
+
 def headline(report: dict[str, Any]) -> str:
     t = report["totals"]
     shift = report["shift"]
@@ -109,6 +121,8 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
                          f" ({row['watched_end_reason'] or 'exit'})"
                          if row["watched_ended_after_s"] is not None else "")
                       + f"; ran together: {row['double_runs']}")
+    if report.get("control_plane"):
+        console.print(f"  control plane: {control_plane_text(report['control_plane'])}")
     if report["writes"]:
         w = report["writes"]
         console.print(f"  writes: {w['acknowledged']} acknowledged, [bold]{w['lost']} lost[/]"
@@ -220,6 +234,8 @@ def html_report(report: dict[str, Any]) -> str:
     if standbys:
         sections += ["<h2>Standbys</h2>", _table(["standby", "watches", "started after fault", "fencing token",
                                                   "watched ended after fault", "how", "ran together"], standbys)]
+    if report.get("control_plane"):
+        sections.append(f"<h2>Control plane</h2><p>{html.escape(control_plane_text(report['control_plane']))}.</p>")
     if report["writes"]:
         w = report["writes"]
         sections.append(f"<h2>Data</h2><p>{w['acknowledged']} writes acknowledged, <b>{w['lost']} lost</b>.</p>")

@@ -18,8 +18,10 @@ from typing import Any
 
 from roost.core.regions import is_known
 from roost.dev import faults as fleet_faults
-from roost.dev.fleet import pid_alive, read_fleet
-from roost.drill import analysis
+from roost.dev.fleet import fleet_alive, pid_alive, read_fleet
+from roost.dev.fleet import status as fleet_status
+from roost.drill import analysis, control_plane
+from roost.drill.control_plane import ControlPlaneProbe
 from roost.drill.faults import DrillError, Fault, Target, choose_target, make_fault
 from roost.drill.load import LoadGenerator, LoadSpec, fetch
 from roost.tasks import spawn
@@ -185,9 +187,12 @@ class Drill:
         o = self.o
         o.validate()
         fleet = read_fleet(self.data_dir)
-        if fleet is None or not pid_alive(fleet.get("server", {}).get("pid", 0)):
+        if fleet is None or not fleet_alive(fleet):
             raise DrillError(f"no running fleet in {self.data_dir}: a drill runs on the local fleet "
                              "('roost dev up' starts one)")
+        replicas = fleet.get("servers") or []
+        if len(replicas) > 1:
+            fleet = fleet_status(self.data_dir) or fleet  # which replica leads now
         self.fleet = fleet
         self.api.get(f"/v1/apps/{o.app}")  # a clear error when there is no such app
         self.machines: list[dict[str, Any]] = self.api.get(f"/v1/apps/{o.app}/machines")
@@ -205,6 +210,11 @@ class Drill:
             self.address, self.entry = _entry(fleet, o.fault, self.client_region)
         self.primary = _primary_region(self.machines)
         self.body = o.body if o.body is not None else (DEFAULT_WRITE_BODY if o.check_writes else "")
+        # With several replicas, a kill-server drill also writes through the API and watches who leads.
+        self.probe: ControlPlaneProbe | None = None
+        if o.fault == "kill-server" and len(replicas) > 1:
+            self.probe = ControlPlaneProbe(tuple(r["url"] for r in replicas), fleet["token"], fleet.get("ca", ""),
+                                           self.id)
 
     def load_spec(self) -> LoadSpec:
         o = self.o
@@ -227,9 +237,13 @@ class Drill:
             done["heal_wall"] = await asyncio.to_thread(self.fault.heal)
 
     async def _run(self, done: dict[str, float]) -> tuple[list[analysis.Sample], LoadGenerator, float]:
+        async def with_probe(start: float) -> None:
+            assert self.probe is not None
+            await asyncio.gather(self._schedule(start, done), self.probe.run(start, self.o.duration))
+
         def schedule(start: float, start_wall: float) -> Coroutine[Any, Any, None]:
             self.start_wall = start_wall
-            return self._schedule(start, done)
+            return with_probe(start) if self.probe is not None else self._schedule(start, done)
 
         return await load_while(LoadGenerator(self.load_spec()), self.rps, self.o.duration, schedule, "drill")
 
@@ -274,9 +288,16 @@ class Drill:
         writes = self.writes_check(samples, generator) if o.check_writes else None
         excused = analysis.died_with_edge(samples, [(window.fault_at, self.fault_done - self.start_wall)]) \
             if o.fault == "kill-region" else 0
+        control = None
+        if self.probe is not None:
+            control = control_plane.figures(self.probe, window.fault_at, self.target.name, self.probe.lost(self.api))
+            self.probe.clean_up(self.api)
         results = analysis.checks(failed=seen.total.failed, shift=seen.shift, expect_no_errors=o.expect_no_errors,
                                   expect_shift_under=o.expect_shift_under, double_runs=double_runs,
                                   writes_lost=writes["lost"] if writes else None, excused=excused)
+        if control is not None:
+            results.append(analysis.Check("acknowledged API writes lost", "0", str(control["writes_lost"]),
+                                          control["writes_lost"] == 0))
         return {
             "drill": self.id, "fault": o.fault, "app": o.app, "target": self.target.as_dict(),
             "heal": self.fault.heal_action if window.heal_at is not None else None,
@@ -286,6 +307,7 @@ class Drill:
             "heal_time": round(self.heal_wall, 4) if self.heal_wall is not None else None,
             **seen.figures,
             "standbys": standbys, "double_runs": double_runs, "writes": writes,
+            "control_plane": control,
             "checks": [asdict(c) for c in results], "passed": all(c.passed for c in results),
             "notes": self.notes,
         }

@@ -128,7 +128,10 @@ class HostService:
                 self.takeover.host_back(host_id, self.last_seen)
         reply: dict[str, Any] = {"ok": True, "server_time": now}
         if self.takeover and isinstance(body, dict) and isinstance(body.get("watched"), list):
-            self.takeover.acknowledged[host_id] = {str(x) for x in body["watched"]}
+            acknowledged = {str(x) for x in body["watched"]}
+            self.takeover.acknowledged[host_id] = acknowledged
+            if acknowledged != set(self.state.hosts[host_id].acknowledged):
+                await self._set_acknowledged(host_id, acknowledged)
         if self.takeover:
             reply["peers"] = self.takeover.peers(host_id)
             reply["watched"] = self.takeover.watched(host_id)
@@ -259,6 +262,17 @@ class HostService:
             host.last_heartbeat = self.last_seen.get(host_id, host.last_heartbeat)
             log.info("host %s: %s -> %s", host_id, current.status, status)
             await self.state.save(host, extra_feed=self._machines_on(host_id))
+
+    async def _set_acknowledged(self, host_id: str, acknowledged: set[str]) -> None:
+        """Keep what the host's agent would fence in the store (a write only when it changes): a replica that
+        takes the lead must know it to take over the host's machines."""
+        async with self.state.lock:
+            current = self.state.hosts.get(host_id)
+            if current is None or set(current.acknowledged) == acknowledged:
+                return
+            host = copy.copy(current)
+            host.acknowledged = sorted(acknowledged)
+            await self.state.save(host)
 
     def list(self) -> list[dict[str, Any]]:
         out = []

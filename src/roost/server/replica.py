@@ -54,7 +54,8 @@ class Replica:
 
     @property
     def leads(self) -> bool:
-        return self.leadership.leads(self.clock())
+        """Leading now: holding the lease in time, and in office (caught up, its writes fenced)."""
+        return self.state.fence is not None and self.leadership.leads(self.clock())
 
     @property
     def leader(self) -> str:
@@ -71,7 +72,7 @@ class Replica:
         Concurrent callers share one catch-up if it started after they asked."""
         asked = self.clock() if asked_at is None else asked_at
         async with self._catching_up:
-            if self._caught_up_from >= asked:
+            if self._caught_up_from > asked:  # one that began after this caller asked covers it
                 return
             started = self.clock()
             state = self.state
@@ -103,7 +104,13 @@ class Replica:
         try:
             while not stop.is_set():
                 woken.clear()
-                await self._round()
+                try:
+                    await self._round()
+                except Exception:  # never let one bad round end leading or following for good
+                    log.exception("replica round failed")
+                    change = self.leadership.lapse(self.clock())
+                    if change is not None:
+                        await self._step_down()
                 wait = config.renew_every if self.leads else min(config.renew_every, FOLLOW_EVERY)
                 if self.leads:  # wake in time to stop acting if no renewal comes back
                     wait = max(0.0, min(wait, self.leadership.valid_until - self.clock()))
@@ -131,7 +138,11 @@ class Replica:
             self._next_try = self.clock() + self.leadership.config.renew_every
         if change is not None:
             if change.leads:
-                await self._step_up(change.term)
+                try:
+                    await self._step_up(change.term)
+                except BaseException:
+                    self.leadership.forget()
+                    raise
             else:
                 log.info("no longer leading (leader now: %s)", change.leader or "none")
                 await self._step_down()

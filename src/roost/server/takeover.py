@@ -166,7 +166,8 @@ class StandbyController:
             if host is None or host.status != "unreachable":
                 return
             live = {h.id for h in self.state.hosts.values() if h.status == "ok"}
-            known = self.acknowledged.get(host_id, set())
+            # what it said to this server, else what it said to the leader before (kept in the store)
+            known = self.acknowledged.get(host_id) or set(host.acknowledged)
             for plan in takeovers(host_id, self.views(), live):
                 if plan.watched not in known:
                     log.warning("not starting standby %s for %s: host %s went silent before it acknowledged "
