@@ -66,3 +66,15 @@ def test_freeze_agent_targets_a_host_of_the_fleet_and_nothing_else():
     assert target.kind == "host" and target.name == "ams-1" and target.machines == {"w"}
     with pytest.raises(DrillError, match="no host 'db-9' in this fleet"):
         choose_target("freeze-agent", "db-9", FLEET, machines)
+
+
+def test_kill_server_on_replicas_targets_the_leader_or_the_replica_named():
+    fleet = {**FLEET, "servers": [{"url": "https://a"}, {"url": "https://b", "leads": True}, {"url": "https://c"}]}
+    assert choose_target("kill-server", None, fleet, []).name == "server-2"  # the leader
+    assert choose_target("kill-server", "leader", fleet, []).name == "server-2"
+    assert choose_target("kill-server", "server-3", fleet, []).name == "server-3"
+    with pytest.raises(DrillError, match="no replica 'server-4'"):
+        choose_target("kill-server", "server-4", fleet, [])
+    nobody = {**FLEET, "servers": [{"url": "https://a"}, {"url": "https://b"}]}
+    with pytest.raises(DrillError, match="no replica leads"):
+        choose_target("kill-server", None, nobody, [])

@@ -67,7 +67,7 @@ def choose_target(fault: str, requested: str | None, fleet: dict[str, Any], mach
     hosts = _fleet_hosts(fleet)
     ours = [m for m in machines if m.get("host_id") in hosts]
     if fault == "kill-server":
-        replicas = fleet.get("servers") or [fleet["server"]]
+        replicas = fleet.get("servers") or [fleet.get("server") or {}]
         if len(replicas) == 1:
             if requested:
                 raise DrillError("kill-server takes no --target on a fleet with one server: it kills the control "
