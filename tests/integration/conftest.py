@@ -89,6 +89,22 @@ class Fleet:
                     "ROOST_CA_FILE": self.info.get("ca", ""),
                     "ROOST_DEV_DIR": str(data_dir)}
 
+    def stored_bytes(self) -> bytes:
+        """Everything the control plane's store holds, as it lies at rest: the SQLite files, or (PostgreSQL)
+        every stored document and change-log entry as the database returns them."""
+        if not self.info.get("postgres"):
+            return b"".join(p.read_bytes() for p in Path(self.info["server"]["data_dir"]).glob("roost.db*"))
+        import psycopg
+
+        from roost.dev.postgres import LocalPostgres
+
+        cluster = LocalPostgres(Path(self.info["postgres"]["dir"]), int(self.info["postgres"]["port"]))
+        with psycopg.connect(host="127.0.0.1", port=cluster.port, user="roost", dbname="roost",
+                             password=cluster.password()) as conn:
+            rows = conn.execute("SELECT kind || key || doc FROM objects UNION ALL "
+                                "SELECT kind || key || coalesce(doc, '') FROM changes").fetchall()
+        return "\n".join(r[0] for r in rows).encode()
+
     def roost(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the real CLI against this fleet."""
         result = subprocess.run([sys.executable, "-m", "roost", *args], env=self.env, capture_output=True,

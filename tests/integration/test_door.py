@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import httpx
 import pytest
@@ -77,7 +78,12 @@ def test_a_proxy_registration_with_a_bad_pid_is_400(door):
 def test_the_servers_data_is_its_owners_alone(door):
     data = door.spec.data_dir / "server"
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(data / "roost.db").st_mode) == 0o600
+    if door.info.get("postgres"):  # the fleet's PostgreSQL: its data directory and password file
+        pg = Path(door.info["postgres"]["dir"])
+        assert stat.S_IMODE(os.stat(pg).st_mode) == 0o700 and stat.S_IMODE(os.stat(pg / "data").st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(pg / "pgpass").st_mode) == 0o600
+    else:
+        assert stat.S_IMODE(os.stat(data / "roost.db").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(door.spec.data_dir).st_mode) == 0o700  # the fleet's: fleet.json, logs
     for host in door.info["hosts"]:
         assert stat.S_IMODE(os.stat(host["data_dir"]).st_mode) == 0o700  # specs with secrets, volumes
@@ -87,7 +93,7 @@ def test_secret_values_are_sealed_in_the_database(door):
     value = "correct-horse-battery-staple-7d1f"
     assert door.api.post("/v1/apps/door/secrets", json={"values": {"API_KEY": value}}).status_code in (200, 201)
     data = door.spec.data_dir / "server"
-    stored = b"".join(p.read_bytes() for p in data.glob("roost.db*"))
+    stored = door.stored_bytes()
     assert b"API_KEY" in stored and value.encode() not in stored
     assert stat.S_IMODE(os.stat(data / "secrets.key").st_mode) == 0o600
     listing = door.api.get("/v1/apps/door/secrets").json()["secrets"]

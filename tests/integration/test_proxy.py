@@ -405,7 +405,7 @@ def test_the_edge_terminates_tls_with_an_apps_own_certificate(edge_fleet):
     assert [c["hostname"] for c in listed["certificates"]] == ["www.secure.test"]
     assert f.api.get(f"{base}/www.secure.test").json()["certificates"][0]["source"] == "custom"
     assert f.api.post("/v1/apps/secure/certificates/acme", json={"hostname": "x.secure.test"}).status_code == 422
-    db = (Path(f.info["server"]["data_dir"]) / "roost.db").read_bytes()
+    db = f.stored_bytes()
     assert leaf.key.split(b"\n")[1] not in db  # the key is sealed at rest
 
     client_ctx = ssl.create_default_context()

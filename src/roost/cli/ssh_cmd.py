@@ -16,6 +16,7 @@ import typer
 
 from roost.cli.output import CliError
 from roost.client.api import Api, api_target, api_trust
+from roost.failover import parse_servers
 
 ssh_app = typer.Typer(no_args_is_help=True, help="Shells in machines.")
 
@@ -52,18 +53,25 @@ def console(
     from websockets.sync.client import connect
 
     machine_id = _pick(app, machine, select)
-    url, token = api_target()
+    urls, token = api_target()
     argv = shlex.split(command) if command else []
     query = "&".join(f"cmd={quote(a, safe='')}" for a in argv)
-    ws_url = url.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + \
-        f"/v1/apps/{app}/machines/{machine_id}/console" + (f"?{query}" if query else "")
-    try:
-        ws = connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
-                     ssl=api_trust().context() if ws_url.startswith("wss://") else None, open_timeout=15)
-    except InvalidStatus as exc:
-        raise CliError(f"the server refused the console ({exc.response.status_code}): check the token") from None
-    except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
-        raise CliError(f"cannot open a console at {url}: {exc}") from None
+    ws: Any = None
+    last = ""
+    for url in parse_servers(urls) or (urls,):  # the control plane's replicas, in turn, until one answers
+        ws_url = url.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + \
+            f"/v1/apps/{app}/machines/{machine_id}/console" + (f"?{query}" if query else "")
+        try:
+            ws = connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
+                         ssl=api_trust().context() if ws_url.startswith("wss://") else None, open_timeout=15)
+            break
+        except InvalidStatus as exc:
+            raise CliError(f"the server refused the console ({exc.response.status_code}): check the token") \
+                from None
+        except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
+            last = f"cannot open a console at {url}: {exc}"
+    if ws is None:
+        raise CliError(last)
     code = _session(ws, ConnectionClosed)
     raise typer.Exit(code)
 

@@ -179,8 +179,9 @@ def partition_host(data_dir: Path, host_id: str, server_only: bool = False) -> f
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
     host = _host(fleet, host_id)
-    port = int(fleet["server"]["url"].rsplit(":", 1)[1])
-    rules = _rules_server_only(host["address"], port) if server_only else \
+    ports = [int(s["url"].rsplit(":", 1)[1]) for s in fleet.get("servers") or [fleet["server"]]]
+    # from the control plane only: from every one of its replicas (else the host fails over to another)
+    rules = [rule for port in ports for rule in _rules_server_only(host["address"], port)] if server_only else \
         _rules_partition(host["address"], host_machine_net(host))
     at = time.time()
     for rule in rules:
