@@ -218,7 +218,9 @@ def main() -> None:
                     f"{d['p50']} / {d['p99']}")
             else:
                 rows.setdefault("create machine, through a follower (forwarded): p50 / p99 ms", []).append("-")
+            print(f"  creates done; filling to {args.machines} machines", flush=True)
             fill(f, args.machines)
+            print("  listing, watching, heartbeats", flush=True)
             listed, count = list_times(f, watch_url)
             rows.setdefault(f"list {args.machines} machines (summary=true; a follower's for replicas): p50 ms",
                             []).append(f"{pct(listed, 50) * 1000:.1f} ({count})")
