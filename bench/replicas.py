@@ -25,6 +25,7 @@ from control_plane import CONFIG, bench_create, bench_watch
 from roost.dev.faults import kill_server
 from roost.dev.fleet import restart_server, status
 from roost.drill.control_plane import ControlPlaneProbe, figures
+from roost.failover import replicas
 
 COLUMNS = [("SQLite, one server", {"store": "sqlite", "servers": 1}),
            ("PostgreSQL, one server", {"store": "postgresql", "servers": 1}),
@@ -140,7 +141,7 @@ def heartbeats(f: BenchFleet, urls: list[str], hosts: int, seconds: float) -> tu
                                       "memory_mb": 1024}).raise_for_status()
     fleet = status(f.spec.data_dir)
     assert fleet is not None
-    pids = [s["pid"] for s in fleet.get("servers") or [fleet["server"]]]
+    pids = [s["pid"] for s in replicas(fleet)]
     latencies: list[float] = []
     counts = {"sent": 0, "ok": 0}
 

@@ -9,10 +9,22 @@ to other hosts pass through untouched.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
 
 _MOVES = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def replicas(fleet: dict[str, Any]) -> list[dict[str, Any]]:
+    """A local fleet's control-plane replicas, as its fleet.json lists them (one from before issue 18: its
+    one server)."""
+    return list(fleet.get("servers") or [fleet["server"]])
+
+
+def server_list(fleet: dict[str, Any]) -> str:
+    """Every replica's URL, 'URL,URL,...', as components and the CLI are given them."""
+    return ",".join(s["url"] for s in replicas(fleet))
 
 
 def parse_servers(value: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import pytest
 
 from roost.client.images import bundle_directory
 from roost.dev.fleet import FleetSpec, down, pid_alive, up, verify
-from roost.failover import FailoverTransport
+from roost.failover import FailoverTransport, parse_servers, server_list
 from tests.ports import free_port, free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ class Fleet:
         # The fleet speaks TLS under its own CA (issue 15): tests trust that CA alone, as its components do.
         self.verify = verify(self.info)
         # With several control-plane replicas (issue 18), the tests' client fails over between them as the CLI does.
-        self.servers = tuple(s["url"] for s in self.info.get("servers") or [self.info["server"]])
+        self.servers = parse_servers(server_list(self.info))
         transport = FailoverTransport(httpx.HTTPTransport(verify=self.verify), self.servers) \
             if len(self.servers) > 1 else None
         self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},

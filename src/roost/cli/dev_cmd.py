@@ -10,6 +10,8 @@ import typer
 from roost.cli.common import DEFAULT_FLEET_DIR
 from roost.cli.output import CliError, console, err_console, print_json, print_table
 from roost.core.regions import is_known
+from roost.failover import replicas as fleet_replicas
+from roost.failover import server_list
 
 dev_app = typer.Typer(no_args_is_help=True, help="Run a whole fleet on this computer.")
 
@@ -118,7 +120,7 @@ def up(
     _print_fleet(fleet)
     console.print(f"\nFleet is up. State: {spec.data_dir / 'fleet.json'}")
     console.print("The CLI finds this fleet by itself; other clients use:")
-    api_url = ",".join(s["url"] for s in fleet.get("servers") or [fleet["server"]])
+    api_url = server_list(fleet)
     console.print(f"  export ROOST_API_URL={api_url} ROOST_API_TOKEN={fleet['token']}"
                   + (f" ROOST_CA_FILE={fleet['ca']}" if fleet.get("ca") else ""))
     if fleet.get("anycast"):
@@ -158,7 +160,7 @@ def _container_needs(registry_port: int) -> str:
 
 
 def _print_fleet(fleet: dict) -> None:  # type: ignore[type-arg]
-    replicas = fleet.get("servers") or [fleet["server"]]
+    replicas = fleet_replicas(fleet)
     rows = []
     for i, server in enumerate(replicas):
         state = "up" if server.get("alive", True) else "DOWN"

@@ -20,6 +20,7 @@ from roost.drill.campaign import CampaignOptions, Chaos, run_all
 from roost.drill.faults import FAULTS, DrillError
 from roost.drill.render import html_all, html_chaos, html_report, print_all, print_chaos, print_report
 from roost.drill.runner import Drill, DrillOptions
+from roost.failover import server_list
 
 
 def _seconds(value: str, flag: str) -> float:
@@ -102,7 +103,7 @@ def register(app: typer.Typer) -> None:
             timeout=_seconds(timeout, "--timeout"), expect_no_errors=expect_no_errors,
             expect_shift_under=_seconds(expect_shift_under, "--expect-shift-under") if expect_shift_under else None)
         # Always the fleet's own control plane: a drill never reaches outside the fleet it manages.
-        api = Api(",".join(s["url"] for s in fleet.get("servers") or [fleet["server"]]), fleet["token"])
+        api = Api(server_list(fleet), fleet["token"])
         def say(message: str) -> None:
             if not json_out:
                 err_console.print(f"[dim]drill:[/dim] {message}", highlight=False)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from roost.client.errors import UserError
-from roost.failover import parse_servers
+from roost.failover import parse_servers, server_list
 from roost.tls import CA_ENV, TlsError, Trust
 
 DEFAULT_HOME = Path(os.environ.get("ROOST_HOME", Path.home() / ".roost"))
@@ -33,8 +33,7 @@ def api_target() -> tuple[str, str]:
     if path.exists():
         try:
             fleet = json.loads(path.read_text())
-            replicas = ",".join(s["url"] for s in fleet.get("servers") or [fleet["server"]])
-            return (url or replicas).rstrip("/"), token or fleet["token"]
+            return (url or server_list(fleet)).rstrip("/"), token or fleet["token"]
         except (ValueError, KeyError) as exc:
             raise UserError(f"{path} is damaged ({exc}); run 'roost dev down' and 'roost dev up' again") from None
     raise UserError("no Roost server found: set ROOST_API_URL and ROOST_API_TOKEN, or start a local fleet "

@@ -29,6 +29,7 @@ from roost.dev.fleet import (
     read_fleet,
     write_fleet,
 )
+from roost.failover import replicas
 
 COMMENT = "roost-fault"
 
@@ -114,7 +115,7 @@ def kill_server(data_dir: Path, index: int = 0) -> float:
     fleet = read_fleet(data_dir)
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
-    pid = (fleet.get("servers") or [fleet["server"]])[index]["pid"]
+    pid = replicas(fleet)[index]["pid"]
     at = time.time()
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
@@ -179,7 +180,7 @@ def partition_host(data_dir: Path, host_id: str, server_only: bool = False) -> f
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
     host = _host(fleet, host_id)
-    ports = [int(s["url"].rsplit(":", 1)[1]) for s in fleet.get("servers") or [fleet["server"]]]
+    ports = [int(s["url"].rsplit(":", 1)[1]) for s in replicas(fleet)]
     # from the control plane only: from every one of its replicas (else the host fails over to another)
     rules = [rule for port in ports for rule in _rules_server_only(host["address"], port)] if server_only else \
         _rules_partition(host["address"], host_machine_net(host))

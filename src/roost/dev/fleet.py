@@ -27,6 +27,7 @@ from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
 from roost.agent.keeper import KeeperFiles
 from roost.dev.postgres import LocalPostgres, PostgresError
+from roost.failover import replicas, server_list
 from roost.fleet_ca import fleet_ca, issue_files
 from roost.pids import pid_alive as pid_alive  # re-exported: the fleet's users ask it
 from roost.private_files import write_private
@@ -111,7 +112,7 @@ def write_fleet(data_dir: Path, fleet: dict[str, Any]) -> None:
 
 
 def fleet_alive(fleet: dict[str, Any]) -> bool:
-    return any(pid_alive(int(s["pid"])) for s in fleet.get("servers") or [fleet["server"]])
+    return any(pid_alive(int(s["pid"])) for s in replicas(fleet))
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -214,13 +215,10 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
             write_fleet(data, fleet)
             _wait_http(f"{replica_url}/healthz", 30, lambda p=pid: pid_alive(p), log, verify(fleet))
         # What every component is told: all the replicas, and it fails over between them.
-        servers_arg = ",".join(s["url"] for s in fleet["servers"])
+        servers_arg = server_list(fleet)
         token = (data / "server" / "admin-token").read_text().strip()
         for server in fleet["servers"]:  # who leads as the fleet starts ('roost dev status' says who leads now)
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                server["leads"] = bool(httpx.get(f"{server['url']}/v1/control-plane", timeout=5, trust_env=False,
-                                                 verify=verify(fleet),
-                                                 headers={"Authorization": f"Bearer {token}"}).json().get("leads"))
+            _note_leads(fleet, server, token, timeout=5)
         fleet["token"] = token
         write_fleet(data, fleet)
         for r, region in enumerate(spec.regions):
@@ -345,8 +343,7 @@ def restart_server(data_dir: Path, index: int = 0) -> dict[str, Any]:
     fleet = read_fleet(data_dir)
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
-    replicas = fleet.get("servers") or [fleet["server"]]
-    server = replicas[index]
+    server = replicas(fleet)[index]
     if pid_alive(server["pid"]):
         raise FleetError(f"the server is still running (pid {server['pid']})")
     server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]), env=server_env(fleet))
@@ -356,6 +353,14 @@ def restart_server(data_dir: Path, index: int = 0) -> dict[str, Any]:
     _wait_http(f"{server['url']}/healthz", 30, lambda: pid_alive(server["pid"]), Path(server["log"]),
                verify(fleet))
     return dict(server)
+
+
+def _note_leads(fleet: dict[str, Any], server: dict[str, Any], token: str, timeout: float) -> None:
+    """Record in `server` whether that replica leads the control plane now (left as it was if it cannot say)."""
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        server["leads"] = bool(httpx.get(f"{server['url']}/v1/control-plane", timeout=timeout, trust_env=False,
+                                         verify=verify(fleet),
+                                         headers={"Authorization": f"Bearer {token}"}).json().get("leads"))
 
 
 def server_env(fleet: dict[str, Any]) -> dict[str, str]:
@@ -573,10 +578,8 @@ def status(data_dir: Path) -> dict[str, Any] | None:
     for server in fleet.get("servers") or []:  # each replica: alive, and whether it leads now
         server["alive"] = pid_alive(server["pid"])
         if server["alive"]:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                server["leads"] = bool(httpx.get(f"{server['url']}/v1/control-plane", timeout=2, trust_env=False,
-                                                 verify=verify(fleet), headers=headers).json().get("leads"))
-    answering = [s for s in fleet.get("servers") or [fleet["server"]] if s.get("alive", True) and pid_alive(s["pid"])]
+            _note_leads(fleet, server, fleet["token"], timeout=2)
+    answering = [s for s in replicas(fleet) if s.get("alive", True) and pid_alive(s["pid"])]
     if answering:
         with contextlib.suppress(httpx.HTTPError, ValueError):
             hosts = httpx.get(f"{answering[0]['url']}/v1/hosts", timeout=2, trust_env=False, verify=verify(fleet),

@@ -269,9 +269,7 @@ class SqlStore:
             seq = int(conn.execute(select(meta.c.value).where(meta.c.key == "seq")).scalar() or 0)
             if seq > keep:
                 conn.execute(delete(tombstones).where(tombstones.c.seq <= seq - keep))
-                horizon = self._upsert_insert(meta).values(key="tombstones_after", value=str(seq - keep))
-                conn.execute(horizon.on_conflict_do_update(index_elements=[meta.c.key],
-                                                           set_={"value": horizon.excluded.value}))
+                self._put_meta(conn, "tombstones_after", str(seq - keep))
             newest = conn.execute(select(func.max(changes.c.rev))).scalar()
             if newest is None:
                 return 0
@@ -284,8 +282,11 @@ class SqlStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._begin() as conn:
-            stmt = self._upsert_insert(meta).values(key=key, value=value)
-            conn.execute(stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
+            self._put_meta(conn, key, value)
+
+    def _put_meta(self, conn: Connection, key: str, value: str) -> None:
+        stmt = self._upsert_insert(meta).values(key=key, value=value)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
 
     def close(self) -> None:
         if self._conn is not None:
