@@ -3,6 +3,7 @@ restart (issue 12), and the start/stop bookkeeping it reports to the control pla
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -116,3 +117,34 @@ async def test_a_machine_that_never_ran_stays_created_through_updates(tmp_path: 
     await sup.start(newer)
     await sup.stop("c", 15, 1.0)
     assert (await sup.prepare(spec("c", version="v3")))["state"] == "stopped"
+
+
+class CountingCache(ImageCache):
+    """An image cache whose pulls are counted and take a moment, standing in for the registry."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, "http://127.0.0.1:1", "t")
+        self.pulls: list[str] = []
+
+    async def ensure(self, digest: str) -> Path:
+        if not self.path(digest).is_dir():
+            self.pulls.append(digest)
+            await asyncio.sleep(0.01)
+            self.path(digest).mkdir(parents=True)
+        return self.path(digest)
+
+
+async def test_a_staged_machine_has_its_image_before_its_first_start(tmp_path: Path) -> None:
+    """A standby's takeover or a proxy's autostart only boots: the image was pulled when the machine was
+    staged (as Fly pulls a created machine's image), once however often it is staged."""
+    images = CountingCache(tmp_path / "images")
+    driver = FakeDriver()
+    sup = Supervisor(driver, RecordStore(tmp_path / "records"), images, [].append, tmp_path / "bin",
+                     tmp_path / "volumes")
+    await sup.prepare(spec("s1"))
+    await sup.prepare(spec("s2"))  # the same image: one pull
+    await asyncio.gather(*sup._prefetches.values())
+    assert images.pulls == [DIGEST] and images.path(DIGEST).is_dir()
+    await sup.start(spec("s1"))
+    assert images.pulls == [DIGEST] and driver.inspect("s1")
+    await sup.shutdown()

@@ -50,6 +50,7 @@ from roost.keyed_locks import KeyedLocks
 log = logging.getLogger("roost.agent.supervisor")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_FENCING_FILE = "/.roost/fencing-token"  # where an isolated machine reads its fencing token
+MAX_PREFETCHES = 4  # images warmed at once for staged machines; more wait for their first start
 
 
 class Supervisor:
@@ -67,6 +68,7 @@ class Supervisor:
         self.lock = KeyedLocks()  # one operation at a time per machine
         self._expected: set[str] = set()
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._prefetches: dict[str, asyncio.Task[None]] = {}  # by digest: one warm-up per image at a time
         self._checks: dict[str, CheckRunner] = {}
         self.snapshot: dict[str, Any] = {}  # replaced whole on change: read by the heartbeat thread
         self.fenced: set[str] = set()  # machines killed by fencing: their exits are expected and final
@@ -264,7 +266,30 @@ class Supervisor:
             if record is not None:
                 new.last_exit = record.last_exit
             self._save(new)
-            return {"state": new.state}
+        self._prefetch(spec)
+        return {"state": new.state}
+
+    def _prefetch(self, spec: AgentSpec) -> None:
+        """Pull and unpack a staged machine's image now, as Fly does for a created machine: its first start
+        (a standby's takeover, an autostart) then only boots. A failure here is only logged: the start pulls
+        again and reports it to whoever asked."""
+        digest = spec.image.digest
+        if digest in self._prefetches or len(self._prefetches) >= MAX_PREFETCHES:
+            return
+
+        async def warm() -> None:
+            try:
+                if spec.image.source == "registry":
+                    if self.oci is not None:
+                        await self.oci.ensure(spec.image.ref, digest)
+                else:
+                    await self.images.ensure(digest)
+            except (ImageError, OciImageError, KeyError, OSError) as exc:
+                log.info("prefetching image %s for machine %s: %s", digest, spec.id, exc)
+            finally:
+                self._prefetches.pop(digest, None)
+
+        self._prefetches[digest] = tasks.spawn(warm(), f"prefetch-{digest[:19]}")
 
     async def _start_locked(self, spec: AgentSpec, *, restarting: bool = False) -> dict[str, Any]:
         mid = spec.id
@@ -577,9 +602,10 @@ class Supervisor:
     async def shutdown(self) -> None:
         for machine_id in list(self._checks):
             await self._stop_checks(machine_id)
-        for task in self._watchers.values():
+        running = [*self._watchers.values(), *self._prefetches.values()]
+        for task in running:
             task.cancel()
-        for task in self._watchers.values():
+        for task in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
