@@ -116,7 +116,7 @@ class HostService:
         return self.state.host_api(host)
 
     def _machines_on(self, host_id: str) -> list[Machine]:
-        return [m for m in self.state.machines.values() if m.host_id == host_id and m.state is not State.DESTROYED]
+        return self.state.machines_on(host_id)
 
     async def heartbeat(self, host_id: str, body: Any) -> dict[str, Any]:
         self.get(host_id)

@@ -83,6 +83,10 @@ class ClusterState:
         # What each host's machines reserve, kept up to date on every write so that placement reads a
         # snapshot in O(hosts), not O(machines).
         self._usage: dict[str, _HostUsage] = {}
+        # The live machines of each host, and the live machines that are someone's standby, kept on every write:
+        # a heartbeat reads what concerns its host in O(its machines), not O(fleet).
+        self._on_host: dict[str, dict[str, Machine]] = {}
+        self._standbys: dict[str, Machine] = {}
 
     # ---- loading and persistence ----
 
@@ -217,9 +221,30 @@ class ClusterState:
         old = self.machines.get(m.id)
         if old is not None:
             self._account(old, -1)
+            self._unplace(old)
         self._account(m, +1)
+        if m.state is not State.DESTROYED:
+            self._on_host.setdefault(m.host_id, {})[m.id] = m
+            if mc.standbys(m.config):
+                self._standbys[m.id] = m
         self.machines[m.id] = m
         self.app_machines.setdefault(m.app, {})[m.id] = m
+
+    def _unplace(self, m: Machine) -> None:
+        on_host = self._on_host.get(m.host_id)
+        if on_host is not None:
+            on_host.pop(m.id, None)
+            if not on_host:
+                del self._on_host[m.host_id]
+        self._standbys.pop(m.id, None)
+
+    def machines_on(self, host_id: str) -> list[Machine]:
+        """The host's machines that are not destroyed."""
+        return list(self._on_host.get(host_id, {}).values())
+
+    def standby_machines(self) -> list[Machine]:
+        """The machines, not destroyed, that stand by for another."""
+        return list(self._standbys.values())
 
     def _account(self, m: Machine, sign: int) -> None:
         if m.state is State.DESTROYED:
@@ -271,6 +296,7 @@ class ClusterState:
             old = self.machines.pop(obj.id, None)
             if old is not None:
                 self._account(old, -1)
+                self._unplace(old)
             self.app_machines.get(obj.app, {}).pop(obj.id, None)
             waiter = self.machine_waiters.pop(obj.id, None)
             if waiter:

@@ -20,6 +20,7 @@ from roost.clock import SYSTEM, Clock
 from roost.core.errors import RoostError
 from roost.core.lifecycle import State
 from roost.core.machine_config import standbys as standbys_of
+from roost.core.model import Machine
 from roost.detector import recovery
 from roost.detector.fencing import LeaseConfig, takeover_at
 from roost.detector.membership import Probe, confirm
@@ -53,11 +54,12 @@ class StandbyController:
         self.acknowledged: dict[str, set[str]] = {}
 
     def views(self) -> list[MachineView]:
-        return [MachineView(m.id, m.host_id, m.state, tuple(standbys_of(m.config)))
-                for m in self.state.machines.values() if m.state is not State.DESTROYED]
+        return [_view(m) for m in self.state.machines.values() if m.state is not State.DESTROYED]
 
     def watched(self, host_id: str) -> list[str]:
-        return sorted(watched_on(host_id, self.views()))
+        """Asked on every heartbeat: reads only the host's machines and the standbys (not the whole fleet)."""
+        nearby = [*self.state.machines_on(host_id), *self.state.standby_machines()]
+        return sorted(watched_on(host_id, (_view(m) for m in nearby)))
 
     def peers(self, host_id: str) -> list[dict[str, str]]:
         return [{"id": h.id, "agent_url": h.agent_url} for h in self.state.hosts.values()
@@ -217,3 +219,7 @@ class StandbyController:
         async with self.ops.lock(standby_id):
             with contextlib.suppress(Exception):
                 await self.ops.call_start(standby)
+
+
+def _view(m: Machine) -> MachineView:
+    return MachineView(m.id, m.host_id, m.state, tuple(standbys_of(m.config)))
