@@ -14,6 +14,7 @@ from roost.drill.analysis import (
     slow_threshold,
     summarize,
     takeover_time,
+    takeovers_twice,
     time_to_shift,
     timeline,
 )
@@ -175,3 +176,15 @@ def test_only_a_takeover_event_counts_as_a_takeover():
               {"type": "takeover", "status": "starting", "timestamp": 8_000}]
     assert takeover_time(events, since=20.0) is None, "a restart after the heal is not a takeover"
     assert takeover_time(events, since=7.5) == 8.0
+
+
+def test_a_machine_taken_over_twice_is_counted_once_per_extra_decision():
+    def takeover(replaces: str, at_ms: int) -> dict[str, object]:
+        return {"type": "takeover", "status": "starting", "timestamp": at_ms, "request": {"replaces": replaces}}
+
+    standby_a = {"id": "s1", "events": [takeover("w1", 12_000), takeover("w1", 3_000)]}  # 3 s: an earlier drill's
+    standby_b = {"id": "s2", "events": [takeover("w1", 12_500), {"type": "start", "timestamp": 13_000}]}
+    standby_c = {"id": "s3", "events": [takeover("w2", 12_000)]}
+    assert takeovers_twice([standby_a, standby_c], since=10.0) == 0
+    assert takeovers_twice([standby_a, standby_b, standby_c], since=10.0) == 1
+    assert takeovers_twice([standby_a, standby_b], since=2.0) == 2

@@ -292,6 +292,19 @@ def ran_together(a: list[Span], b: list[Span], now: float, since: float = 0.0) -
     return sum(1 for x in a for y in b if max(x[0], y[0], since) < min(end(x), end(y)))
 
 
+def takeovers_twice(machines: list[dict[str, Any]], since: float) -> int:
+    """Takeover decisions beyond the first for one machine at or after `since` (wall clock), over every standby's
+    events: a leader deposed mid-decision whose decision still landed beside its successor's would show here."""
+    decided: dict[str, int] = {}
+    for m in machines:
+        for e in m.get("events") or []:
+            replaced = (e.get("request") or {}).get("replaces") if isinstance(e.get("request"), dict) else None
+            if e.get("type") == "takeover" and isinstance(e.get("timestamp"), int | float) and replaced \
+                    and e["timestamp"] / 1000 >= since - 0.001:
+                decided[str(replaced)] = decided.get(str(replaced), 0) + 1
+    return sum(n - 1 for n in decided.values())
+
+
 def takeover_time(events: list[dict[str, Any]], since: float) -> float | None:
     """When (seconds, wall clock) the control plane first started this standby in place of its machine at or
     after `since`, from the machine's events. A start for any other reason is not a takeover."""

@@ -104,8 +104,8 @@ class ControlPlaneProbe:
                 api.delete(f"/v1/apps/{self.name(w.n)}")
 
 
-def figures(probe: ControlPlaneProbe, fault_at: float, killed: str, lost: int) -> dict[str, Any]:
-    """The report's control-plane section."""
+def figures(probe: ControlPlaneProbe, fault_at: float, killed: str, lost: int, twice: int) -> dict[str, Any]:
+    """The report's control-plane section; `twice`: takeovers decided more than once since the kill."""
     writes = sorted(probe.writes, key=lambda w: w.sent)
     failed = [w for w in writes if not w.acknowledged]
     after = [w for w in writes if w.sent >= fault_at]
@@ -128,5 +128,5 @@ def figures(probe: ControlPlaneProbe, fault_at: float, killed: str, lost: int) -
         "leader_before": old[1] if old else None, "term_before": old[2] if old else None,
         "new_leader": new[1] if new else None, "term_after": new[2] if new else None,
         "new_leader_after_s": round(new[0] - fault_at, 3) if new else None,
-        "writes_lost": lost,
+        "writes_lost": lost, "takeovers_decided_twice": twice,
     }

@@ -70,7 +70,8 @@ def control_plane_text(c: dict[str, Any]) -> str:
             is not None else "writes never succeeded again")
     return (f"{c['killed']} of {c['replicas']} replicas killed; {c['writes']} API writes, {c['failed']} failed "
             f"({', '.join(str(s) for s in c['failed_statuses']) or '-'}); {back}; {leader}; "
-            f"{c['writes_lost']} acknowledged writes lost")
+            f"{c['writes_lost']} acknowledged writes lost; "
+            f"{c.get('takeovers_decided_twice', 0)} takeovers decided twice")
 
 
 def headline(report: dict[str, Any]) -> str:

@@ -290,7 +290,8 @@ class Drill:
             if o.fault == "kill-region" else 0
         control = None
         if self.probe is not None:
-            control = control_plane.figures(self.probe, window.fault_at, self.target.name, self.probe.lost(self.api))
+            control = control_plane.figures(self.probe, window.fault_at, self.target.name, self.probe.lost(self.api),
+                                            analysis.takeovers_twice(after, fault_wall))
             self.probe.clean_up(self.api)
         results = analysis.checks(failed=seen.total.failed, shift=seen.shift, expect_no_errors=o.expect_no_errors,
                                   expect_shift_under=o.expect_shift_under, double_runs=double_runs,
@@ -298,6 +299,8 @@ class Drill:
         if control is not None:
             results.append(analysis.Check("acknowledged API writes lost", "0", str(control["writes_lost"]),
                                           control["writes_lost"] == 0))
+            results.append(analysis.Check("takeovers decided twice", "0", str(control["takeovers_decided_twice"]),
+                                          control["takeovers_decided_twice"] == 0))
         return {
             "drill": self.id, "fault": o.fault, "app": o.app, "target": self.target.as_dict(),
             "heal": self.fault.heal_action if window.heal_at is not None else None,

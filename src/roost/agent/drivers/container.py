@@ -381,13 +381,22 @@ def _overlay(image_dir: Path, mdir: Path, fresh: bool) -> None:
 
 
 def _init_ready(pid: int) -> bool:
-    """Has the machine's init taken over its signals? It has once it has started the app (it sets up its
-    signals first). Until then a signal sent to it is dropped: the kernel ignores signals to a PID namespace's
-    init that has no handler for them."""
+    """Will a signal sent now reach the app? Only once the machine's init has started it (the init sets up its
+    signals first: until then the kernel drops a signal to a PID namespace's init with no handler for it), and
+    once the app leads its own process group (the init forwards to the group: a signal sent between the fork
+    and the child's setpgid finds no group and is lost, a stop that then waits for its timeout)."""
     try:
-        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().strip())
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return True  # gone already: its exit will be noticed
+    if not children:
+        return False
+    try:
+        stat = Path(f"/proc/{children[0]}/stat").read_text()
+    except OSError:
+        return True  # the app ended already: the init's exit will be noticed
+    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+    return len(fields) > 2 and fields[2] == children[0]
 
 
 def _read(path: Path) -> str:
