@@ -2,31 +2,36 @@
 
     .venv/bin/python bench/replicas.py [--creates 300] [--machines 10000] [--changes 200] [--kills 20]
 
-Each column is a fresh local fleet (one host with the fake driver: placement needs a live host, no workload
+Each column is a fresh local fleet (two hosts with the fake driver: placement needs live hosts, no workload
 runs), HTTPS under the fleet CA, on loopback. Rows: create latency (through the leader, and for the replicas
 through a follower, which forwards it), listing N machines, a change reaching 10 SSE watchers (on a follower
-for the replicas), and failover: the leader SIGKILLed under 20 API writes/s (a drill's probe), `--kills`
-times: when writes succeed again (goal <= 3 s), when a new leader decides (goal <= 5 s), acknowledged
-writes lost (goal 0).
+for the replicas), 100 hosts heartbeating (server CPU per heartbeat), and failover: the leader and a worker's
+host SIGKILLed at once under 50 API writes/s (a drill's probe), `--kills` times: when writes succeed again
+(goal <= 3 s), when a new leader decides (goal <= 5 s), acknowledged writes lost (goal 0), the worker's
+standby started exactly once (takeovers decided twice: goal 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import threading
 import time
+from typing import Any
 
 import httpx
 from common import BenchFleet, cpu_seconds, free_port, pct, summary_ms, table
 from control_plane import CONFIG, bench_create, bench_watch
 
-from roost.dev.faults import kill_server
-from roost.dev.fleet import restart_server, status
+from roost.dev.faults import kill_host, kill_server
+from roost.dev.fleet import restart_agent, restart_server, status
+from roost.drill.analysis import takeovers_twice
 from roost.drill.control_plane import ControlPlaneProbe, figures
 from roost.failover import replicas
 
+WRITES_PER_SECOND = 50.0
 COLUMNS = [("SQLite, one server", {"store": "sqlite", "servers": 1}),
            ("PostgreSQL, one server", {"store": "postgresql", "servers": 1}),
            ("PostgreSQL, three replicas", {"store": "postgresql", "servers": 3})]
@@ -91,35 +96,85 @@ def list_times(f: BenchFleet, url: str, rounds: int = 10) -> tuple[list[float], 
 
 
 def failover(f: BenchFleet, kills: int) -> list[dict[str, object]]:
+    """`kills` rounds: a worker on one host with its standby on the other; the leader and the worker's host
+    killed at once under the probe's writes; what the API saw, and how often the standby was taken over."""
     out = []
     fleet = status(f.spec.data_dir)
     assert fleet is not None
     servers = tuple(s["url"] for s in fleet["servers"])
+    f.api.post("/v1/apps", json={"app_name": "pair"}).raise_for_status()
     for k in range(kills):
         index = leader_index(f)
-        probe = ControlPlaneProbe(servers, f.token, f.info.get("ca", ""), f"k{k}")
-        killed_at = asyncio.run(_kill_under_probe(f, probe, index))
+        worker, standby = _pair(f)
+        probe = ControlPlaneProbe(servers, f.token, f.info.get("ca", ""), f"k{k}", rate=WRITES_PER_SECOND)
+        killed_at, killed_wall = asyncio.run(_kill_under_probe(f, probe, index, worker["host_id"]))
         with client(f, servers[(index + 1) % len(servers)]) as c:
             api = _Api(c)
-            result = figures(probe, killed_at, f"server-{index + 1}", probe.lost(api))
+            taken = _wait_taken_over(c, standby["id"])
+            result = figures(probe, killed_at, f"server-{index + 1}", probe.lost(api),
+                             takeovers_twice([taken], killed_wall))
+            result["standby_started"] = taken.get("state") == "started"
             probe.clean_up(api)
+            restart_agent(f.spec.data_dir, worker["host_id"])
+            restart_server(f.spec.data_dir, index)
+            _wait_host_ok(c, worker["host_id"])
+            for m in (worker, standby):
+                c.delete(f"/v1/apps/pair/machines/{m['id']}", params={"force": "true"})
         out.append(result)
-        restart_server(f.spec.data_dir, index)
-        time.sleep(1.0)
         print(f"  kill {k + 1}: writes back {result['writes_back_after_s']} s, new leader "
-              f"{result['new_leader_after_s']} s, lost {result['writes_lost']}", flush=True)
+              f"{result['new_leader_after_s']} s, lost {result['writes_lost']}, standby started "
+              f"{result['standby_started']}, takeovers decided twice {result['takeovers_decided_twice']}", flush=True)
     return out
 
 
-async def _kill_under_probe(f: BenchFleet, probe: ControlPlaneProbe, index: int) -> float:
-    """7 s of the probe's writes; the leader killed at 2 s; returns when (seconds into the probe)."""
+def _pair(f: BenchFleet) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A started worker and a standby for it (placed by the scheduler on the other host)."""
+    worker = f.api.post("/v1/apps/pair/machines", json={
+        "config": {"image": "hello:v1", "metadata": {"fly_process_group": "worker"}}, "region": "ams"}).json()
+    standby = f.api.post("/v1/apps/pair/machines", json={
+        "config": {"image": "hello:v1", "standbys": [worker["id"]], "metadata": {"fly_process_group": "worker"}},
+        "region": "ams", "skip_launch": True}).json()
+    assert worker.get("state") == "started" and standby.get("host_id") not in (None, worker["host_id"]), \
+        (worker, standby)
+    time.sleep(1.0)  # the worker's host acknowledges that a standby watches it (its next heartbeats)
+    return worker, standby
+
+
+def _wait_taken_over(c: httpx.Client, standby_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The standby once it runs (and 3 s more, for a second takeover to show), or as it is at the timeout."""
+    deadline = time.monotonic() + timeout
+    m: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            m = c.get(f"/v1/apps/pair/machines/{standby_id}").json()
+            if m.get("state") == "started":
+                time.sleep(3.0)  # a late decision by the deposed leader, or a second one, would land by now
+                return dict(c.get(f"/v1/apps/pair/machines/{standby_id}").json())
+        time.sleep(0.2)
+    return m
+
+
+def _wait_host_ok(c: httpx.Client, host_id: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if c.get(f"/v1/hosts/{host_id}").json().get("status") == "ok":
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"host {host_id} did not come back within {timeout:.0f} s")
+
+
+async def _kill_under_probe(f: BenchFleet, probe: ControlPlaneProbe, index: int, host_id: str) -> tuple[float, float]:
+    """7 s of the probe's writes; the leader and `host_id` killed at 2 s; returns when (seconds into the probe,
+    and wall clock)."""
     start = time.monotonic()
     task = asyncio.ensure_future(probe.run(start, 7.0))
     await asyncio.sleep(2.0)
-    killed_at = time.monotonic() - start
-    await asyncio.to_thread(kill_server, f.spec.data_dir, index)
+    killed_at, killed_wall = time.monotonic() - start, time.time()
+    await asyncio.gather(asyncio.to_thread(kill_server, f.spec.data_dir, index),
+                         asyncio.to_thread(kill_host, f.spec.data_dir, host_id))
     await task
-    return killed_at
+    return killed_at, killed_wall
 
 
 def creates_via(f: BenchFleet, url: str, n: int) -> list[float]:
@@ -201,7 +256,7 @@ def main() -> None:
     kills: list[dict[str, object]] = []
     for name, kw in COLUMNS:
         print(f"{name}...", flush=True)
-        with BenchFleet(["ams"], 1, driver="fake", host_cpus=1_000_000, host_memory_mb=1_000_000_000,
+        with BenchFleet(["ams"], 2, driver="fake", host_cpus=1_000_000, host_memory_mb=1_000_000_000,
                         postgres_port=free_port(), server_port=consecutive_ports(3), **kw) as f:
             f.push("hello:v1", "hello", ["python3", "app.py"])
             f.api.post("/v1/apps", json={"app_name": "bench"}).raise_for_status()
@@ -245,14 +300,20 @@ def main() -> None:
         back = [float(k["writes_back_after_s"]) for k in kills if k["writes_back_after_s"] is not None]
         leader = [float(k["new_leader_after_s"]) for k in kills if k["new_leader_after_s"] is not None]
         lost = sum(int(k["writes_lost"]) for k in kills)  # type: ignore[call-overload]
+        twice = sum(int(k["takeovers_decided_twice"]) for k in kills)  # type: ignore[call-overload]
+        not_started = sum(1 for k in kills if not k["standby_started"])
         print()
-        print(table(f"Failover: the leader SIGKILLed under 20 API writes/s, {len(kills)} times", [
+        print(table(f"Failover: the leader and a worker's host SIGKILLed at once under {WRITES_PER_SECOND:g} API "
+                    f"writes/s, {len(kills)} times", [
             "measure", "median", "max", "goal", "met"], [
             ["writes succeed again after the kill (s)", f"{statistics.median(back):.2f}", f"{max(back):.2f}",
              "<= 3 s", "yes" if back and max(back) <= 3 else "NO"],
             ["a new leader decides after the kill (s)", f"{statistics.median(leader):.2f}", f"{max(leader):.2f}",
              "<= 5 s", "yes" if leader and max(leader) <= 5 else "NO"],
             ["acknowledged writes lost (all kills)", str(lost), "", "0", "yes" if lost == 0 else "NO"],
+            ["takeovers decided twice (all kills)", str(twice), "", "0", "yes" if twice == 0 else "NO"],
+            ["standbys that did not start (all kills)", str(not_started), "", "0",
+             "yes" if not_started == 0 else "NO"],
             ["kills without a new leader seen / without writes back", str(len(kills) - len(leader)),
              str(len(kills) - len(back)), "0", "yes" if len(leader) == len(back) == len(kills) else "NO"]]))
 

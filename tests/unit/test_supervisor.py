@@ -148,3 +148,13 @@ async def test_a_staged_machine_has_its_image_before_its_first_start(tmp_path: P
     await sup.start(spec("s1"))
     assert images.pulls == [DIGEST] and driver.inspect("s1")
     await sup.shutdown()
+
+
+async def test_an_image_pulled_for_a_machine_destroyed_meanwhile_is_removed(tmp_path: Path) -> None:
+    images = CountingCache(tmp_path / "images")
+    sup = Supervisor(FakeDriver(), RecordStore(tmp_path / "records"), images, [].append, tmp_path / "bin",
+                     tmp_path / "volumes")
+    await sup.prepare(spec("gone"))
+    await sup.destroy("gone")  # while its image is still being pulled
+    await asyncio.gather(*sup._prefetches.values())
+    assert images.pulls == [DIGEST] and not images.path(DIGEST).exists()

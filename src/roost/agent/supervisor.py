@@ -277,13 +277,19 @@ class Supervisor:
         if digest in self._prefetches or len(self._prefetches) >= MAX_PREFETCHES:
             return
 
+        registry = spec.image.source == "registry"
+        cache = self.oci if registry and self.oci is not None else self.images
+
         async def warm() -> None:
             try:
-                if spec.image.source == "registry":
-                    if self.oci is not None:
-                        await self.oci.ensure(spec.image.ref, digest)
-                else:
-                    await self.images.ensure(digest)
+                with cache.hold(digest):  # not collected half-pulled by a destroy meanwhile
+                    if registry:
+                        if self.oci is not None:
+                            await self.oci.ensure(spec.image.ref, digest)
+                    else:
+                        await self.images.ensure(digest)
+                if all(r.spec.image.digest != digest for r in self.records.values()):
+                    await self._collect_images()  # its machine was destroyed while it was pulled
             except (ImageError, OciImageError, KeyError, OSError) as exc:
                 log.info("prefetching image %s for machine %s: %s", digest, spec.id, exc)
             finally:
@@ -471,6 +477,10 @@ class Supervisor:
             self.store.delete(machine_id)
             self._snap()
         self.lock.forget(machine_id)
+        await self._collect_images()
+
+    async def _collect_images(self) -> None:
+        """Remove the images no machine of this host uses."""
         in_use = {r.spec.image.digest for r in self.records.values()}
         removed = self.images.collect(in_use)
         if self.oci is not None:

@@ -40,6 +40,7 @@ class ControlPlaneProbe:
     token: str
     ca: str
     drill_id: str
+    rate: float = WRITES_PER_SECOND  # API writes a second
     writes: list[Write] = field(default_factory=list)
     leaders: list[tuple[float, str, int]] = field(default_factory=list)  # (seconds since start, leader, term)
 
@@ -53,14 +54,14 @@ class ControlPlaneProbe:
         return f"drill-{self.drill_id}-{n}"
 
     async def run(self, start: float, duration: float) -> None:
-        """Writes at WRITES_PER_SECOND and a look at who leads every 0.1 s, for `duration` seconds."""
+        """Writes at `rate` a second and a look at who leads every 0.1 s, for `duration` seconds."""
         await asyncio.gather(self._write(start, duration), self._watch(start, duration))
 
     async def _write(self, start: float, duration: float) -> None:
         async with self._client(self.servers[0], WRITE_TIMEOUT) as client:
             pending: set[asyncio.Task[None]] = set()
             n = 0
-            while (due := n / WRITES_PER_SECOND) < duration:
+            while (due := n / self.rate) < duration:
                 await asyncio.sleep(max(0.0, start + due - time.monotonic()))
 
                 async def one(n: int, due: float) -> None:
