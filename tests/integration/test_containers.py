@@ -306,3 +306,77 @@ def _ssl(f: Fleet):
     import ssl
 
     return ssl.create_default_context(cafile=f.info["ca"])
+
+
+NAMES_QUERY = """
+import json, sys
+import dns.message, dns.query, dns.rcode
+reply = dns.query.udp(dns.message.make_query(sys.argv[2], sys.argv[3]), sys.argv[1], timeout=2)
+values = sorted(r.to_text() for rrset in reply.answer for r in rrset)
+print(json.dumps([dns.rcode.to_text(reply.rcode()), values]))
+"""
+
+
+def test_machines_find_each_other_by_internal_names(cfleet):
+    """Issue 19: the host's resolver answers a machine, from inside its own network namespace, with its org's
+    `.internal` names; another org's app does not exist; a stopped machine leaves the name within 2 s."""
+    import subprocess
+    import sys
+    import time
+
+    from roost.agent.netns import HostNetwork
+
+    f = cfleet
+    image = f"{f.registry}/some/httpd:1"
+    assert f.api.post("/v1/apps", json={"app_name": "named", "primary_region": "ams"}).status_code == 201
+    assert f.api.post("/v1/apps", json={"app_name": "theirs", "org_slug": "acme"}).status_code == 201
+    mine = [f.api.post("/v1/apps/named/machines", json={"config": {"image": image, "services": [service()]}}).json()
+            for _ in range(2)]
+    f.api.post("/v1/apps/theirs/machines", json={"config": {"image": image, "services": [service()]}})
+    for m in mine:
+        assert f.api.get(f"/v1/apps/named/machines/{m['id']}/wait",
+                         params={"state": "started", "timeout": 60}).status_code == 200
+    host = f.info["hosts"][0]
+    subnet = ipaddress.IPv4Network(host["argv"][host["argv"].index("--machine-net") + 1])
+    gateway = str(next(subnet.hosts()))
+    namespace = HostNetwork(host["id"]).netns_path(mine[0]["id"])
+
+    def ask(name: str, qtype: str = "A") -> tuple[str, list[str]]:
+        done = subprocess.run(["nsenter", f"--net={namespace}", sys.executable, "-c", NAMES_QUERY, gateway, name,
+                               qtype], capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        rcode, values = json.loads(done.stdout)
+        return rcode, values
+
+    addresses = sorted(m["private_ip"] for m in mine)
+    assert f.wait_for(lambda: ask("named.internal") == ("NOERROR", addresses) or None, timeout=10,
+                      what="both machines under named.internal")
+    assert ask(f"{mine[1]['id']}.vm.named.internal") == ("NOERROR", [mine[1]["private_ip"]])
+    assert ask("ams.named.internal") == ("NOERROR", addresses)
+    assert ask("top1.nearest.of.named.internal")[1][0] in addresses
+    apps = ask("_apps.internal", "TXT")[1][0].strip('"').split(",")
+    assert "named" in apps and "theirs" not in apps
+    assert ask("theirs.internal")[0] == "NXDOMAIN"  # another org's app: not there at all
+    assert ask("example.com")[0] == "REFUSED"
+    # The machine's resolver is the host's: its /etc/resolv.conf says so.
+    pids = subprocess.run(["ip", "netns", "pids", HostNetwork.machine_ns(mine[0]["id"])], capture_output=True,
+                          text=True, timeout=5).stdout.split()
+    assert any(f"nameserver {gateway}" in _read_text(f"/proc/{pid}/root/etc/resolv.conf") for pid in pids)
+    # Stopped: out of the name within 2 s.
+    assert f.api.post(f"/v1/apps/named/machines/{mine[1]['id']}/stop").status_code == 200
+    stopped = time.monotonic()
+    f.wait_for(lambda: ask("named.internal") == ("NOERROR", [mine[0]["private_ip"]]) or None, timeout=5,
+               what="the stopped machine to leave named.internal")
+    took = time.monotonic() - stopped
+    print(f"a stopped machine left named.internal {took:.2f} s after the stop was accepted")
+    assert took <= 2.0
+    for app in ("named", "theirs"):
+        f.api.delete(f"/v1/apps/{app}", params={"force": "true"})
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""

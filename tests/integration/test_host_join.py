@@ -95,6 +95,13 @@ def test_a_stolen_host_credential_reports_for_that_host_only(joined):
                                                           "agent_url": "http://127.0.1.77:1"})):
             r = stolen.request(method, path, json=body)
             assert r.status_code == 403, (path, r.text)
+        # who is where, for its `.internal` resolver: names and addresses, never a config (env, secrets)
+        names = stolen.get("/v1/watch/names", params={"timeout": 0})
+        assert names.status_code == 200 and names.json()["reset"]
+        allowed = {"app": {"name", "org"},
+                   "machine": {"id", "app", "region", "state", "private_ip", "host_id", "group"}}
+        for obj in names.json()["objects"]:
+            assert set(obj["object"]) <= allowed[obj["kind"]], obj
     assert "fake-host" not in [h["id"] for h in fleet.api.get("/v1/hosts").json()]
 
 

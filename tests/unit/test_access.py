@@ -50,7 +50,9 @@ JOIN = Identity("join", token_id="t4")
     (HOST, "POST", "/v1/hosts/ams-1/cordon", 403),
     (HOST, "GET", "/v1/images/blobs/sha256:abc", None),
     (HOST, "GET", "/v1/apps", 403),  # a stolen host credential is not an operator
-    (HOST, "GET", "/v1/watch", 403),
+    (HOST, "GET", "/v1/watch", 403),  # the full feed carries configs
+    (HOST, "GET", "/v1/watch/names", None),  # who is where, for its `.internal` resolver
+    (HOST, "GET", "/v1/watch/names/x", 403),
     (HOST, "POST", "/v1/hosts/join", 403),
     (JOIN, "POST", "/v1/hosts/join", None),
     (JOIN, "GET", "/v1/apps", 403),

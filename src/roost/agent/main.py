@@ -20,6 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from roost import __version__, tasks
+from roost.agent import resolver
 from roost.agent.api import routes
 from roost.agent.cgroups import Cgroups
 from roost.agent.credential import HostCredential, join
@@ -35,8 +36,10 @@ from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
 from roost.core.errors import RoostError
+from roost.privnet.names import Directory
 from roost.registry import RegistryAccess
 from roost.tls import Listener, Trust
+from roost.watchfeed import FeedFollower
 from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, token_list
 
 log = logging.getLogger("roost.agent")
@@ -61,10 +64,12 @@ class AgentConfig:
     tls: Listener | None = None  # listen with HTTPS only, with this certificate
     trust: Trust = field(default_factory=Trust)  # whom it trusts: the server, its peers (a pinned fleet CA)
     machine_net: str = ""  # the container driver's machine subnet on this host (unique in the fleet)
+    dns_port: int = 53  # the `.internal` resolver's port on the machine subnet's gateway (0: none)
     registry: RegistryAccess = field(default_factory=RegistryAccess)  # how to pull OCI images
 
 
 def build_app(config: AgentConfig) -> Starlette:
+    nameserver = ""  # where this host's `.internal` resolver listens (only with a machine subnet)
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)  # machine specs (secrets in their env), logs and volumes: the agent's alone
@@ -72,7 +77,11 @@ def build_app(config: AgentConfig) -> Starlette:
         driver: Any = FakeDriver()
     elif config.driver == "container":
         network = HostNetwork(config.host_id, config.machine_net)
-        driver = ContainerDriver(data / "machines", config.host_id, network)
+        if network.subnet is not None and config.dns_port:
+            nameserver = str(network.gateway)
+        # Machines ask port 53: a resolver elsewhere (a test's) is reached by name only from the host.
+        driver = ContainerDriver(data / "machines", config.host_id, network,
+                                 nameserver=nameserver if config.dns_port == resolver.PORT else "")
     else:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
     credential = _credential(config)
@@ -135,6 +144,19 @@ def build_app(config: AgentConfig) -> Starlette:
         stop = asyncio.Event()
         serving = tasks.spawn(_start_when_serving(heartbeat, config.listen_host, config.listen_port), "register")
         outbox_task = tasks.spawn(outbox.run(stop), "outbox")
+        dns_server, names_task = None, None
+        if nameserver:
+            names = Directory()
+            dns_server = resolver.Resolver(names, nameserver, config.dns_port)
+            try:
+                await dns_server.start()
+            except OSError as exc:
+                log.error("the .internal resolver cannot listen on %s:%d: %s", nameserver, config.dns_port, exc)
+                dns_server = None
+            else:
+                follower = FeedFollower(names, config.server_url, outbound, None, config.trust,
+                                        path="/v1/watch/names")
+                names_task = tasks.spawn(follower.run(stop), "names-feed")
         _app.state.heartbeat = heartbeat
         # Drills pause heartbeats with SIGUSR1 and resume them with SIGUSR2 (a host that goes silent).
         loop.add_signal_handler(signals.SIGUSR1, heartbeat.paused.set)
@@ -146,7 +168,9 @@ def build_app(config: AgentConfig) -> Starlette:
             await outbox.flush(1.0)
             stop.set()
             heartbeat.stop()
-            await asyncio.wait([outbox_task], timeout=3)
+            await asyncio.wait([outbox_task, *([names_task] if names_task else [])], timeout=3)
+            if dns_server is not None:
+                dns_server.close()
             await supervisor.shutdown()
             if keeper is not None:
                 keeper.stop()

@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         machine_net: str = typer.Option("10.213.0.0/24", "--machine-net",
                                         help="The container driver's subnet for this host's machines; give each "
                                              "host of a fleet its own (docs/images.md)."),
+        dns_port: int = typer.Option(53, "--dns-port",
+                                     help="Port of the .internal resolver on the machine subnet's gateway "
+                                          "(container driver; machines use it on 53; 0: none)."),
         registry_auth: Path = typer.Option(None, "--registry-auth", envvar="ROOST_REGISTRY_AUTH",
                                            help="Registry credentials, in ~/.docker/config.json's format (auths)."),
         insecure_registry: list[str] = typer.Option([], "--insecure-registry",
@@ -85,6 +88,8 @@ def register(app: typer.Typer) -> None:
                 HostNetwork(host_id, machine_net)
             except NetworkError as exc:
                 raise CliError(f"--machine-net: {exc}") from None
+        if not 0 <= dns_port <= 65535:
+            raise CliError(f"--dns-port {dns_port}: a port is 1-65535, or 0 for no .internal resolver")
         if registry_auth is not None and not registry_auth.is_file():
             raise CliError(f"--registry-auth {registry_auth}: no such file")
         if cpus < 1 or memory_mb < 64 or heartbeat_interval <= 0:
@@ -101,6 +106,6 @@ def register(app: typer.Typer) -> None:
             listen_host=host, listen_port=port,
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups, tls=tls, trust=trust,
-            fence_keeper=not no_fence_keeper,
+            fence_keeper=not no_fence_keeper, dns_port=dns_port,
             machine_net=machine_net, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
         ))

@@ -4,8 +4,9 @@ Identities: `admin` (the server's own token) and `org` tokens may do everything;
 everything but tokens; a `deploy` token is one app's: it reaches that app (and pushes images named after it),
 the regions list, and its own description. Another app answers 404, as if it did not exist, so that a
 token does not tell which app names are taken. A `join` token only joins a host, once; the `host` credential
-a join gives reports for that host alone (registration, heartbeats, reports) and pulls image blobs: stolen,
-it gives nothing the host did not have. An `edge` token routes: it follows the watch feed, reads machines and
+a join gives reports for that host alone (registration, heartbeats, reports), pulls image blobs and follows
+the feed's names view (who is where, for its `.internal` resolver; no configs): stolen, it gives little the
+host did not have. An `edge` token routes: it follows the watch feed, reads machines and
 hosts, registers its edge, and starts, stops and suspends machines (autostart, autostop); nothing else. A
 `machine-exec` token is one app's too: it reads that app's machines and runs commands in them
 (`POST .../machines/{id}/exec`, the console), nothing more, e.g. for a support tool or a CI smoke test.
@@ -52,8 +53,8 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
         if parts[:2] == ["v1", "hosts"] and method == "POST" and (
                 len(parts) == 2 or (len(parts) == 4 and parts[2] == who.host and parts[3] in ("heartbeat", "reports"))):
             return None  # its own registration (the body's id is checked too), heartbeats and reports
-        if parts[:3] == ["v1", "images", "blobs"] and method in READ_METHODS:
-            return None
+        if (parts[:3] == ["v1", "images", "blobs"] or parts == ["v1", "watch", "names"]) and method in READ_METHODS:
+            return None  # image blobs; who is where, for the host's `.internal` resolver (no configs)
         return 403, f"the credential of host {who.host!r} reports for that host only"
     if who.kind == "edge":
         return _edge_refusal(method, parts)

@@ -25,10 +25,11 @@ from roost.proxy.loads import Loads
 from roost.proxy.metrics import Metrics
 from roost.proxy.router import Router
 from roost.proxy.starter import Starter
-from roost.proxy.table import FeedFollower, RoutingTable
+from roost.proxy.table import RoutingTable
 from roost.proxy.tcp import TcpProxy, app_address
 from roost.tasks import spawn
 from roost.tls import Listener, Trust
+from roost.watchfeed import FeedFollower
 
 log = logging.getLogger("roost.proxy")
 REGISTER_EVERY = 15.0

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import httpx
 
 from roost.balancer.services import ServiceSpec, http_service, services_of
 from roost.clock import SYSTEM, Clock
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
-from roost.tasks import spawn
-from roost.tls import Trust
 
 log = logging.getLogger("roost.proxy.table")
 
@@ -313,99 +306,6 @@ def _machine_route(obj: dict[str, Any]) -> MachineRoute:
         checks=checks, stop_signal=stop_signal, stop_timeout=stop_timeout,
         updated_at=time.time(), env_primary_region=(config.get("env") or {}).get("PRIMARY_REGION", ""),
     )
-
-
-class FeedFollower:
-    """Keeps a RoutingTable current from the server's watch feed (SSE), reconnecting with its last revision."""
-
-    def __init__(self, table: RoutingTable, server_url: str, token: str, snapshot_path: Path | None,
-                 trust: Trust | None = None) -> None:
-        self.table = table
-        self.trust = trust or Trust()
-        self.url = server_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-        self.snapshot_path = snapshot_path
-        self.connected = False
-        self.synced = asyncio.Event()
-        self._objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self._dirty = False
-
-    def load_snapshot(self) -> bool:
-        if self.snapshot_path is None or not self.snapshot_path.exists():
-            return False
-        try:
-            data = json.loads(self.snapshot_path.read_text())
-        except (OSError, ValueError):
-            return False
-        objects = data.get("objects") or []
-        self._objects = {(o["kind"], o["key"]): o for o in objects}
-        self.table.reset(objects, int(data.get("revision", 0)))
-        log.info("loaded routing snapshot at revision %s (%d objects)", self.table.revision, len(objects))
-        return True
-
-    def _save(self) -> None:
-        if self.snapshot_path is None or not self._dirty:
-            return
-        self._dirty = False
-        tmp = self.snapshot_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"revision": self.table.revision, "objects": list(self._objects.values())}))
-        os.replace(tmp, self.snapshot_path)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        delay = 0.1
-        saver = spawn(self._save_loop(stop), "routes-saver")
-        try:
-            while not stop.is_set():
-                try:
-                    await self._follow(stop)
-                    delay = 0.1
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    if self.connected:
-                        log.warning("watch feed lost (%s); keeping the last routing table", exc)
-                    self.connected = False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(2.0, delay * 2)
-        finally:
-            saver.cancel()
-
-    async def _save_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(2.0)
-            with contextlib.suppress(OSError):
-                self._save()
-
-    async def _follow(self, stop: asyncio.Event) -> None:
-        timeout = httpx.Timeout(connect=2.0, read=30.0, write=5.0, pool=5.0)
-        transport = self.trust.async_transport()
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False, transport=transport) as client, client.stream(
-            "GET", f"{self.url}/v1/watch", params={"since": self.table.revision if self.synced.is_set() else 0},
-            headers=self.headers,
-        ) as response:
-            if response.status_code != 200:
-                raise httpx.HTTPStatusError("watch refused", request=response.request, response=response)
-            self.connected = True
-            event_name = ""
-            async for line in response.aiter_lines():
-                if stop.is_set():
-                    return
-                if line.startswith("event: "):
-                    event_name = line[7:].strip()
-                elif line.startswith("data: "):
-                    payload = json.loads(line[6:])
-                    if event_name == "reset":
-                        self._objects = {(o["kind"], o["key"]): o for o in payload.get("objects", [])}
-                        self.table.reset(payload.get("objects", []), int(payload["revision"]))
-                    else:
-                        key = (payload["kind"], payload["key"])
-                        if payload["op"] == "delete":
-                            self._objects.pop(key, None)
-                        else:
-                            self._objects[key] = {"kind": payload["kind"], "key": payload["key"],
-                                                  "object": payload["object"]}
-                        self.table.apply(payload)
-                    self._dirty = True
-                    self.synced.set()
 
 
 def _state(value: Any) -> State:

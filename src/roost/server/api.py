@@ -18,8 +18,10 @@ from starlette.websockets import WebSocket
 from roost.core.access import ADMIN, Identity, may_push_image
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.exec_request import console_argv
+from roost.core.lifecycle import State
 from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
+from roost.privnet.names import names_view
 from roost.server import console
 from roost.server.apps import AppService
 from roost.server.certificates import CertificateService
@@ -325,17 +327,25 @@ def routes(s: Services) -> list[BaseRoute]:
         return ok(await s.hosts.set_cordon(request.path_params["host"], False))
 
     async def watch(request: Request) -> Response:
+        return await _watch(request, names=False)
+
+    async def watch_names(request: Request) -> Response:
+        """The feed's names view (apps, machines: who is where, no config): what every host's `.internal`
+        resolver follows, so a host credential may read it."""
+        return await _watch(request, names=True)
+
+    async def _watch(request: Request, names: bool) -> Response:
         since = int(query_number(request, "since", 0, lo=0, hi=2**62))
         timeout = query_number(request, "timeout", 30, lo=0, hi=300)
         limit = int(query_number(request, "limit", 1000, lo=1, hi=10000))
         accept = request.headers.get("accept", "")
         if "text/event-stream" in accept or query_bool(request, "stream"):
-            return StreamingResponse(_sse(s, request, since, limit), media_type="text/event-stream",
+            return StreamingResponse(_sse(s, request, since, limit, names), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        batch = await _watch_batch(s, since, limit)
+        batch = await _watch_batch(s, since, limit, names)
         if not batch["events"] and not batch.get("reset") and timeout > 0:
             await s.state.hub.wait(since, timeout)
-            batch = await _watch_batch(s, since, limit)
+            batch = await _watch_batch(s, since, limit, names)
         return ok(batch)
 
     async def push_image(request: Request) -> Response:
@@ -581,6 +591,7 @@ def routes(s: Services) -> list[BaseRoute]:
         Route("/v1/hosts/{host}/cordon", cordon_host, methods=["POST"]),
         Route("/v1/hosts/{host}/uncordon", uncordon_host, methods=["POST"]),
         Route("/v1/watch", watch, methods=["GET"]),
+        Route("/v1/watch/names", watch_names, methods=["GET"]),
         Route("/v1/images", list_images, methods=["GET"]),
         Route("/v1/images", push_image, methods=["POST"]),
         Route("/v1/registry", registry_info, methods=["GET"]),
@@ -615,23 +626,37 @@ def routes(s: Services) -> list[BaseRoute]:
     ]
 
 
-async def _watch_batch(s: Services, since: int, limit: int) -> dict[str, Any]:
+async def _watch_batch(s: Services, since: int, limit: int, names: bool = False) -> dict[str, Any]:
     hub = s.state.hub
     if since == 0 or not hub.covers(since):
         oldest = await s.state.in_store_thread(s.state.store.oldest_revision)
         if since == 0 or not oldest or since + 1 < oldest:
-            return _reset(s)
+            return _reset(s, names)
         records = await s.state.in_store_thread(s.state.store.changes_since, since, limit)
     else:
         records = hub.since(since, limit)
     last = records[-1].rev if records else max(since, 0)
-    return {"revision": last, "events": [r.to_json() for r in records], "reset": False}
+    events = [r.to_json() for r in records]
+    if names:
+        events = [_names_event(e) for e in events if e["kind"] in ("app", "machine")]
+    return {"revision": last, "events": events, "reset": False}
 
 
-def _reset(s: Services) -> dict[str, Any]:
+def _names_event(event: dict[str, Any]) -> dict[str, Any]:
+    view = names_view(event["kind"], event["object"]) if isinstance(event.get("object"), dict) else None
+    return {**event, "object": view}
+
+
+def _reset(s: Services, names: bool = False) -> dict[str, Any]:
     """A full snapshot at the current revision: what a new (or too far behind) watcher starts from."""
     st = s.state
     objects: list[dict[str, Any]] = []
+    if names:
+        objects += [{"kind": "app", "key": a.name, "object": names_view("app", st.public_view(a))}
+                    for a in st.apps.values()]
+        objects += [{"kind": "machine", "key": m.id, "object": names_view("machine", st.public_view(m))}
+                    for m in st.machines.values() if m.state is not State.DESTROYED]
+        return {"revision": st.hub.revision, "events": [], "reset": True, "objects": objects}
     objects += [{"kind": "host", "key": h.id, "object": st.public_view(h)} for h in st.hosts.values()]
     objects += [{"kind": "app", "key": a.name, "object": st.public_view(a)} for a in st.apps.values()]
     objects += [{"kind": "machine", "key": m.id, "object": st.public_view(m)} for m in st.machines.values()]
@@ -639,7 +664,7 @@ def _reset(s: Services) -> dict[str, Any]:
     return {"revision": st.hub.revision, "events": [], "reset": True, "objects": objects}
 
 
-async def _sse(s: Services, request: Request, since: int, limit: int) -> Any:
+async def _sse(s: Services, request: Request, since: int, limit: int, names: bool = False) -> Any:
     """Server-sent events: `reset` then `change` events, each with its revision as the SSE id."""
     cursor = since
     who = request.scope.get(IDENTITY)
@@ -647,7 +672,7 @@ async def _sse(s: Services, request: Request, since: int, limit: int) -> Any:
     while True:
         if isinstance(who, Identity) and not s.tokens.in_force(who):
             return  # revoked or expired while the stream was open: it ends within a slice
-        batch = await _watch_batch(s, cursor, limit)
+        batch = await _watch_batch(s, cursor, limit, names)
         if batch.get("reset"):
             yield f"id: {batch['revision']}\nevent: reset\ndata: {json.dumps(batch)}\n\n"
         for event in batch["events"]:

@@ -406,8 +406,7 @@ class ClusterState:
 
     def used_addresses(self, host_id: str) -> set[str]:
         """The private addresses machines on a host hold (container hosts give each machine its own)."""
-        return {m.private_ip for m in self.machines.values()
-                if m.host_id == host_id and m.state is not State.DESTROYED}
+        return {m.private_ip for m in self.machines_on(host_id)}
 
     def used_ports(self, host_id: str, except_machine: str = "") -> set[int]:
         usage = self._usage.get(host_id)

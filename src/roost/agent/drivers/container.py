@@ -57,8 +57,9 @@ class ContainerDriver(PidWatcher):
     isolated = True
 
     def __init__(self, root: Path, host_id: str, network: HostNetwork | None, runtime: str = "runc",
-                 init: str = "tini-static") -> None:
+                 init: str = "tini-static", nameserver: str = "") -> None:
         super().__init__()
+        self.nameserver = nameserver  # the host's `.internal` resolver, set as every machine's (empty: none)
         # The machine's PID 1 is a small init (as on Fly): it forwards signals to the app's process group and reaps
         # orphans; an app that is PID 1 itself would ignore SIGTERM and SIGINT it has no handler for.
         self.init = shutil.which(init) or ""
@@ -128,6 +129,10 @@ class ContainerDriver(PidWatcher):
             argv = [find_command(merged, spec.argv[0], spec.env.get("PATH") or _image_path(spec.image_config)),
                     *spec.argv[1:]]
             mounts_ = [(self.init, GUEST_INIT, True)] + [(str(host), guest, ro) for host, guest, ro in spec.mounts]
+            if self.nameserver:
+                resolv = mdir / "resolv.conf"
+                resolv.write_text(f"nameserver {self.nameserver}\n")
+                mounts_.append((str(resolv), "/etc/resolv.conf", True))
             if spec.volume:
                 spec.volume[0].mkdir(parents=True, exist_ok=True)
                 mounts_.append((str(spec.volume[0]), spec.volume[1], False))
