@@ -159,7 +159,7 @@ def _wait_host_ok(c: httpx.Client, host_id: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            if c.get(f"/v1/hosts/{host_id}").json().get("status") == "ok":
+            if any(h["id"] == host_id and h["status"] == "ok" for h in c.get("/v1/hosts").json()):
                 return
         time.sleep(0.2)
     raise SystemExit(f"host {host_id} did not come back within {timeout:.0f} s")
@@ -295,7 +295,7 @@ def main() -> None:
             if kw["servers"] > 1 and args.kills:
                 try:
                     kills = failover(f, args.kills)
-                except Exception as exc:  # the other figures are still worth printing
+                except (Exception, SystemExit) as exc:  # the other figures are still worth printing
                     print(f"  failover rounds stopped: {type(exc).__name__}: {exc}", flush=True)
     header = ["measure", *[name for name, _ in COLUMNS]]
     print(table("Control plane: SQLite, PostgreSQL, three replicas (loopback, HTTPS, fake driver)", header,
