@@ -36,3 +36,11 @@ def test_a_user_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str])
         run_cli(app, ["broken"])
     assert exit_.value.code == 1
     assert capsys.readouterr().err.strip().splitlines() == ["Error: something is wrong; fix it like this"]
+
+
+def test_roost_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from roost import __version__
+    from roost.cli.main import app as roost
+
+    run_cli(roost, ["--version"])  # returns: exit status 0
+    assert capsys.readouterr().out.strip() == f"roost {__version__}"

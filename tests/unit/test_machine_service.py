@@ -232,3 +232,16 @@ async def test_background_operations_are_bounded(monkeypatch: pytest.MonkeyPatch
 
 async def _noop() -> None:
     return None
+
+
+async def test_a_made_up_name_that_is_taken_is_drawn_again_but_a_callers_is_refused(monkeypatch) -> None:
+    """Issue 21: 10,000 unnamed creates failed partway with 409 name_taken on a name the server made up."""
+    w = World()
+    await w.setup()  # a machine named m1
+    names = iter(["m1", "m1", "fresh-name-1"])  # the first two draws collide with the existing machine
+    monkeypatch.setattr("roost.server.machines.new_machine_name", lambda: next(names))
+    made = await w.service.create("app", {"config": {"image": "w:v1"}, "skip_launch": True}, "user")
+    assert made["name"] == "fresh-name-1"
+    with pytest.raises(RoostError) as refused:
+        await w.service.create("app", {"name": "m1", "config": {"image": "w:v1"}, "skip_launch": True}, "user")
+    assert refused.value.status == 409 and "already exists" in refused.value.message

@@ -17,6 +17,7 @@ from roost.cli.common import (
     servers_of,
     tls_setup,
 )
+from roost.cli.config_file import config_option
 from roost.cli.output import CliError
 from roost.core.ids import HOST_ID_RE
 from roost.core.regions import is_known
@@ -25,6 +26,7 @@ from roost.core.regions import is_known
 def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(
+        config: Path = config_option(),
         server: str = typer.Option(..., "--server",
                                    help="Control plane URL, e.g. https://127.0.0.1:4280; replicas: URL,URL,..."),
         token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",

@@ -31,6 +31,22 @@ from roost.cli import (
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Roost: run apps as machines on your own fleet, with the resiliency features of Fly.io.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from roost import __version__
+
+        print(f"roost {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print Roost's version and exit.")) -> None:
+    """Roost: run apps as machines on your own fleet, with the resiliency features of Fly.io."""
+
+
 for module in (server_cmd, agent_cmd, proxy_cmd, dev_cmd, apps_cmd, machine_cmd, image_cmd, logs_cmd, hosts_cmd,
                launch_cmd, deploy_cmd, status_cmd, scale_cmd, secrets_cmd, config_cmd, volumes_cmd, drill_cmd,
                tokens_cmd, tls_cmd, ssh_cmd):

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from roost.cli.common import CA_HELP, fleet_token, parse_listen, servers_of, tls_setup
+from roost.cli.config_file import config_option
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
 from roost.core.regions import is_known
@@ -20,6 +21,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("proxy")
     def proxy(
+        config: Path = config_option(),
         server: str = typer.Option(..., "--server", help="Control plane URL; several replicas: URL,URL,..."),
         token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
                                   help="The fleet token (better from ROOST_API_TOKEN or --token-file: "

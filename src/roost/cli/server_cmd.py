@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from roost.cli.common import CA_HELP, DEFAULT_HOME, TLS_CERT_HELP, TLS_KEY_HELP, parse_listen, tls_setup
+from roost.cli.config_file import config_option
 from roost.cli.output import CliError
 from roost.core.regions import is_known
 
@@ -14,6 +15,7 @@ from roost.core.regions import is_known
 def register(app: typer.Typer) -> None:
     @app.command("server")
     def server(
+        config: Path = config_option(),
         data_dir: Path = typer.Option(DEFAULT_HOME / "server", "--data-dir",
                                       help="Where the store, images and token live."),
         listen: str = typer.Option("127.0.0.1:4280", "--listen", help="HOST:PORT for the Machines API."),

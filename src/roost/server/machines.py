@@ -102,9 +102,12 @@ class MachineService:
         self._check_standbys(app, config, None)
 
         async with self.state.lock:
-            for other in self.state.app_machines.get(app, {}).values():
-                if other.name == name and other.state is not State.DESTROYED:
+            taken = {other.name for other in self.state.app_machines.get(app, {}).values()
+                     if other.state is not State.DESTROYED}
+            if name in taken:
+                if body.get("name"):
                     raise RoostError(409, f"a machine named {name!r} already exists in app {app!r}", "name_taken")
+                name = _fresh_name(taken)  # a name we made up: never the caller's conflict (as Fly)
             app_rec = self.state.apps[app]
             volume = self._volume_for(app, config, None)
             region = region or (volume.region if volume else "") or app_rec.primary_region or self.default_region
@@ -579,3 +582,13 @@ def _copy(obj: Any) -> Any:
     import copy
 
     return copy.copy(obj)
+
+
+def _fresh_name(taken: set[str], tries: int = 64) -> str:
+    """A made-up machine name no machine of the app holds: drawn again, then made unique by a number."""
+    for _ in range(tries):
+        name = new_machine_name()
+        if name not in taken:
+            return name
+    base = new_machine_name()
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
