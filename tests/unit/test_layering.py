@@ -8,7 +8,7 @@ import sys
 
 import roost
 
-PURE = ("core", "placement", "detector", "balancer", "config", "plan")
+PURE = ("core", "placement", "detector", "balancer", "config", "plan", "privnet")
 PURE_MODULES = ("drill/analysis.py",)  # a pure core inside a shell package
 ALLOWED_ROOST = tuple(f"roost.{p}" for p in PURE)
 FORBIDDEN_STDLIB = {"socket", "asyncio", "subprocess", "httpx", "starlette", "sqlalchemy", "uvicorn", "threading"}
