@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -176,6 +177,12 @@ def test_components_speak_tls_only_and_pin_the_fleet_ca(fleet):
     r = fleet.api.post("/v1/hosts", json={"id": "clear-1", "region": "ams", "address": "127.0.1.78",
                                           "agent_url": "http://127.0.1.78:1", "cpus": 1, "memory_mb": 512})
     assert r.status_code == 400 and "TLS" in r.json()["error"]
+    for skew, says in ((-60, "60.0 s behind"), (3600, "3600.0 s ahead of")):  # issue 19: a far-off clock
+        r = fleet.api.post("/v1/hosts", json={"id": "skewed-1", "region": "ams", "address": "127.0.1.78",
+                                              "agent_url": "https://127.0.1.78:1", "cpus": 1, "memory_mb": 512,
+                                              "time": time.time() + skew})
+        assert r.status_code == 422 and says in r.json()["error"] and "NTP" in r.json()["error"], r.text
+    assert "skewed-1" not in [h["id"] for h in fleet.api.get("/v1/hosts").json()]
     plain = fleet.roost("agent", "--server", "http://" + fleet.url.split("://", 1)[1], "--region", "ams",
                         "--listen", "127.0.1.79:1", check=False, timeout=30)
     assert plain.returncode != 0 and "plain HTTP" in plain.stderr and "Traceback" not in plain.stderr

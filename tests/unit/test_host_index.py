@@ -1,5 +1,6 @@
-"""What a heartbeat reads (issue 18: heartbeats cost O(fleet) before): each host's live machines and the
-standbys, kept by the cluster state on every write, delete and follow, agree with a scan of the whole fleet."""
+"""What a heartbeat and a takeover read (issue 18: each cost O(fleet) before): each host's live machines and the
+standbys, kept by the cluster state on every write, delete and follow, and the controller's answers from them,
+agree with a scan of the whole fleet."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import random
 
 from roost.core.lifecycle import State
 from roost.core.model import Host, Machine
-from roost.detector.standby import MachineView, watched_on
+from roost.detector.fencing import LeaseConfig
+from roost.detector.standby import MachineView, takeovers, watched_on
 from roost.server.state import ClusterState
+from roost.server.takeover import StandbyController
 from roost.server.watch import WatchHub
 from roost.testing.clock import VirtualClock
 from roost.testing.memstore import MemoryStore
@@ -40,6 +43,7 @@ def test_a_hosts_machines_and_what_it_fences_follow_every_write():
     clock = VirtualClock()
     store = MemoryStore(clock.time)
     state = ClusterState(store, WatchHub(), inline=True)
+    controller = StandbyController(state, None, None, LeaseConfig())  # type: ignore[arg-type]  # reads only
     rng = random.Random(7)
 
     async def scenario() -> None:
@@ -65,6 +69,10 @@ def test_a_hosts_machines_and_what_it_fences_follow_every_write():
                 await state.save(deleted=[state.machines[mid]])
             for host in HOSTS:
                 assert indexed(state, host) == scanned(state, host), (step, host)
+                assert set(controller.watched(host)) == scanned(state, host)[1], (step, host)
+                live = [m for m in state.machines.values() if m.state is not State.DESTROYED]
+                assert takeovers(host, controller.nearby(host), set(HOSTS) - {host}) == \
+                    takeovers(host, views(live), set(HOSTS) - {host}), (step, host)
 
         follower = ClusterState(store, WatchHub(), inline=True)
         follower.replicated = True

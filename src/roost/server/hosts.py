@@ -32,6 +32,9 @@ STUCK_AFTER = 30.0
 # Reports carry news at once; the heartbeat's full list only repairs what reports missed, so it acts on a
 # machine only when its record has been quiet this long (a snapshot may be older than the latest report).
 RECONCILE_AFTER = 3.0
+# A host's clock further off than this is refused at registration: its events, run records and logs carry its
+# times, and drills and recovery compare them with the control plane's. (Leases are durations: not affected.)
+MAX_CLOCK_SKEW = 5.0
 
 
 class HostService:
@@ -89,6 +92,16 @@ class HostService:
             if net.prefixlen > 29:
                 raise bad_request(f"machine_net {machine_net}: too small (at most /29)")
         now = self.clock.time()
+        their_time = body.get("time")
+        if their_time is not None:
+            if isinstance(their_time, bool) or not isinstance(their_time, int | float):
+                raise bad_request("time: expected the host's clock as seconds since the epoch")
+            skew = float(their_time) - now
+            if abs(skew) > MAX_CLOCK_SKEW:
+                raise RoostError(422, f"host {host_id}'s clock is {abs(skew):.1f} s "
+                                      f"{'ahead of' if skew > 0 else 'behind'} the control plane's (at most "
+                                      f"{MAX_CLOCK_SKEW:.0f} s): synchronise it (NTP, e.g. systemd-timesyncd) and "
+                                      "start the agent again", "clock_skew")
         async with self.state.lock:
             existing = self.state.hosts.get(host_id)
             if existing and existing.region != region:

@@ -53,13 +53,18 @@ class StandbyController:
         # if its host knew to fence it: otherwise a host that is merely cut off could still be running it.
         self.acknowledged: dict[str, set[str]] = {}
 
-    def views(self) -> list[MachineView]:
-        return [_view(m) for m in self.state.machines.values() if m.state is not State.DESTROYED]
+    def nearby(self, host_id: str) -> list[MachineView]:
+        """What a decision about one host reads: its machines and every standby (not the whole fleet)."""
+        machines = {m.id: m for m in (*self.state.machines_on(host_id), *self.state.standby_machines())}
+        return [_view(m) for m in machines.values()]
 
     def watched(self, host_id: str) -> list[str]:
-        """Asked on every heartbeat: reads only the host's machines and the standbys (not the whole fleet)."""
-        nearby = [*self.state.machines_on(host_id), *self.state.standby_machines()]
-        return sorted(watched_on(host_id, (_view(m) for m in nearby)))
+        """Asked on every heartbeat: reads the standbys and the machines they watch, not the host's machines
+        (thousands, on a big host) nor the fleet."""
+        standbys = self.state.standby_machines()
+        targets = [self.state.machines.get(t) for s in standbys for t in standbys_of(s.config)]
+        machines = {m.id: m for m in (*standbys, *targets) if m is not None and m.state is not State.DESTROYED}
+        return sorted(watched_on(host_id, (_view(m) for m in machines.values())))
 
     def peers(self, host_id: str) -> list[dict[str, str]]:
         return [{"id": h.id, "agent_url": h.agent_url} for h in self.state.hosts.values()
@@ -170,7 +175,7 @@ class StandbyController:
             live = {h.id for h in self.state.hosts.values() if h.status == "ok"}
             # what it said to this server, else what it said to the leader before (kept in the store)
             known = self.acknowledged.get(host_id) or set(host.acknowledged)
-            for plan in takeovers(host_id, self.views(), live):
+            for plan in takeovers(host_id, self.nearby(host_id), live):
                 if plan.watched not in known:
                     log.warning("not starting standby %s for %s: host %s went silent before it acknowledged "
                                 "that it must fence %s (it may still be running it)", plan.standby, plan.watched,
