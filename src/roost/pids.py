@@ -1,4 +1,5 @@
-"""Whether a process is alive, for the components that watch others by pid (the dev fleet, the fence keeper)."""
+"""Whether a process is alive, and what /proc says of it, for the components that watch others by pid (the dev
+fleet, the fence keeper, the drivers)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,17 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # the state follows the command name in parentheses, which may itself hold ") "
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
+    fields = stat_fields(pid)
+    if not fields:
         return False
+    return fields[0] != "Z"
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after "pid (comm) " (state, ppid, pgrp, ...: field N of proc(5) is index N - 3), or None
+    if the process is gone. The command name may hold spaces and ") ": split after the last ')'."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2:].split()

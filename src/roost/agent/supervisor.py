@@ -277,17 +277,10 @@ class Supervisor:
         if digest in self._prefetches or len(self._prefetches) >= MAX_PREFETCHES:
             return
 
-        registry = spec.image.source == "registry"
-        cache = self.oci if registry and self.oci is not None else self.images
-
         async def warm() -> None:
             try:
-                with cache.hold(digest):  # not collected half-pulled by a destroy meanwhile
-                    if registry:
-                        if self.oci is not None:
-                            await self.oci.ensure(spec.image.ref, digest)
-                    else:
-                        await self.images.ensure(digest)
+                with self._cache(spec).hold(digest):  # not collected half-pulled by a destroy meanwhile
+                    await self._fetch_image(spec)
                 if all(r.spec.image.digest != digest for r in self.records.values()):
                     await self._collect_images()  # its machine was destroyed while it was pulled
             except (ImageError, OciImageError, KeyError, OSError) as exc:
@@ -314,24 +307,29 @@ class Supervisor:
         # A suspended machine whose process is gone keeps its files; anything else boots from the image.
         fresh = not (record is not None and (record.state == State.SUSPENDED or record.keep_rootfs)
                      and record.instance_id == spec.instance_id)
-        cache = self.oci if spec.image.source == "registry" and self.oci is not None else self.images
-        with cache.hold(spec.image.digest):  # not collected while this start uses it
+        with self._cache(spec).hold(spec.image.digest):  # not collected while this start uses it
             return await self._boot(spec, record, fresh, restarting)
+
+    def _cache(self, spec: AgentSpec) -> ImageCache | OciImages:
+        return self.oci if spec.image.source == "registry" and self.oci is not None else self.images
+
+    async def _fetch_image(self, spec: AgentSpec) -> tuple[Path, dict[str, Any] | None]:
+        """The machine's image on this host, pulled and unpacked on first use: its root (for a process-driver
+        host, an OCI image's working directory) and, for an OCI image, its config."""
+        if spec.image.source != "registry":
+            return await self.images.ensure(spec.image.digest), None
+        if self.oci is None:
+            raise ImageError("this host cannot pull OCI images (skopeo and umoci are not installed)")
+        image = await self.oci.ensure(spec.image.ref, spec.image.digest)
+        if self.driver.isolated:
+            return image.rootfs, image.config
+        return working_dir(image.rootfs, str(image.config.get("WorkingDir") or "/")), image.config
 
     async def _boot(self, spec: AgentSpec, record: MachineRecord | None, fresh: bool,
                     restarting: bool) -> dict[str, Any]:
         mid = spec.id
-        image_config: dict[str, Any] | None = None
         try:
-            if spec.image.source == "registry":
-                if self.oci is None:
-                    raise ImageError("this host cannot pull OCI images (skopeo and umoci are not installed)")
-                image = await self.oci.ensure(spec.image.ref, spec.image.digest)
-                image_dir, image_config = image.rootfs, image.config
-                if not self.driver.isolated:
-                    image_dir = working_dir(image.rootfs, str(image.config.get("WorkingDir") or "/"))
-            else:
-                image_dir = await self.images.ensure(spec.image.digest)
+            image_dir, image_config = await self._fetch_image(spec)
         except (ImageError, OciImageError, KeyError) as exc:
             raise RoostError(422, str(exc)) from exc
         try:

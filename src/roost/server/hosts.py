@@ -113,7 +113,7 @@ class HostService:
                             ipaddress.IPv4Network(other.machine_net).overlaps(net):
                         raise RoostError(409, f"machine_net {machine_net} overlaps host {other.id}'s "
                                               f"{other.machine_net}: give each host a subnet of its own")
-            if existing and existing.machine_net != machine_net and self._machines_on(host_id):
+            if existing and existing.machine_net != machine_net and self.state.machines_on(host_id):
                 was = existing.machine_net or "its own address"
                 raise RoostError(409, f"host {host_id} has machines with addresses on {was}: its machine subnet "
                                       "cannot change while they exist")
@@ -123,13 +123,10 @@ class HostService:
                         version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")),
                         driver=driver, machine_net=machine_net)
             self.last_seen[host_id] = now
-            await self.state.save(host, extra_feed=self._machines_on(host_id))
+            await self.state.save(host, extra_feed=self.state.machines_on(host_id))
         if existing is not None and existing.status != "ok" and self.takeover is not None:
             self.takeover.host_back(host_id, self.last_seen)  # an agent that restarts registers again
         return self.state.host_api(host)
-
-    def _machines_on(self, host_id: str) -> list[Machine]:
-        return self.state.machines_on(host_id)
 
     async def heartbeat(self, host_id: str, body: Any) -> dict[str, Any]:
         self.get(host_id)
@@ -166,7 +163,7 @@ class HostService:
             if m is None or m.host_id != host_id or m.state is State.DESTROYED:
                 orphans.append(machine_id)
         now = self.clock.time()
-        for m in self._machines_on(host_id):
+        for m in self.state.machines_on(host_id):
             if self.machines.ops.is_busy(m.id):
                 continue
             if now - m.updated_at < RECONCILE_AFTER:
@@ -274,7 +271,7 @@ class HostService:
             host.status = status
             host.last_heartbeat = self.last_seen.get(host_id, host.last_heartbeat)
             log.info("host %s: %s -> %s", host_id, current.status, status)
-            await self.state.save(host, extra_feed=self._machines_on(host_id))
+            await self.state.save(host, extra_feed=self.state.machines_on(host_id))
 
     async def _set_acknowledged(self, host_id: str, acknowledged: set[str]) -> None:
         """Keep what the host's agent would fence in the store (a write only when it changes): a replica that

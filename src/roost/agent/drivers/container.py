@@ -34,6 +34,7 @@ from roost.agent.logrelay import machine_ends
 from roost.agent.netns import HostNetwork, NetworkError
 from roost.core import oci_spec
 from roost.core.oci_spec import MachineRun, SpecError
+from roost.pids import stat_fields
 
 log = logging.getLogger("roost.agent.container")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -396,12 +397,10 @@ def _init_ready(pid: int) -> bool:
         return True  # gone already: its exit will be noticed
     if not children:
         return False
-    try:
-        stat = Path(f"/proc/{children[0]}/stat").read_text()
-    except OSError:
+    fields = stat_fields(int(children[0]))
+    if fields is None:
         return True  # the app ended already: the init's exit will be noticed
-    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, ...
-    return len(fields) > 2 and fields[2] == children[0]
+    return len(fields) > 2 and fields[2] == children[0]  # its process group is its own
 
 
 def _read(path: Path) -> str:

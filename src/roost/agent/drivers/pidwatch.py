@@ -12,16 +12,12 @@ from pathlib import Path
 
 from roost.agent.drivers.base import DriverError, ExitInfo
 from roost.agent.logrelay import LogRelay
+from roost.pids import stat_fields
 
 
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if the pid is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat_fields(pid)
     if not fields or fields[0] in ("Z", "X"):  # a zombie has exited; nobody reaped it yet
         return None
     try:
