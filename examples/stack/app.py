@@ -115,10 +115,16 @@ class Handler(BaseHTTPRequestHandler):
         sys.stdout.flush()
 
 
+class Server(ThreadingHTTPServer):
+    # A real server's listen backlog: socketserver's default of 5 refuses connections while the app pauses
+    # (a GC pause, a slow-machine drill), which an edge reads as a dead machine.
+    request_queue_size = 128
+
+
 def main():
     host = os.environ.get("FLY_PRIVATE_IP", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = Server((host, port), Handler)
     server.daemon_threads = True
 
     def shutdown(signum, _frame):

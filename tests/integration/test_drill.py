@@ -151,7 +151,9 @@ def test_a_slow_machine_gets_few_requests_unless_the_service_asks_for_flys_rando
     assert report["phases"]["during"]["p99_ms"] < 100, report["phases"]["during"]
     fly = http_app(fleet, "flyrule", ["ams", "ams"], balancing="random")
     report = drill(fleet, "slow-machine", "-a", "flyrule", "--target", fly[0]["id"], *long)
-    assert share_after_first_second(report, fly[0]["id"]) >= 0.15  # random among machines under soft_limit
+    # Random among machines under soft_limit: about half each (a paused app that refused connections, with
+    # a listen backlog of 5, got ejected and kept a quarter or none)
+    assert share_after_first_second(report, fly[0]["id"]) >= 0.3
     assert report["phases"]["during"]["p99_ms"] > 100
 
 
