@@ -39,6 +39,8 @@ TEST_DRIVER = os.environ.get("ROOST_TEST_DRIVER", "process")
 # The control plane the fleets run: one server on SQLite by default; "postgresql" (one server) or
 # "postgresql-3" (three replicas on one PostgreSQL, issue 18).
 TEST_STORE = os.environ.get("ROOST_TEST_STORE", "sqlite")
+# ROOST_TEST_NETNS=1: every fleet a fleet of network namespaces (issue 19), each host, edge and server its own.
+TEST_NETNS = os.environ.get("ROOST_TEST_NETNS") == "1"
 
 
 def needs_host_reach(example: str, why: str) -> None:
@@ -54,14 +56,17 @@ class Fleet:
     def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, proxies: bool = False,
                  **kw) -> None:
         kw.setdefault("driver", TEST_DRIVER)
+        kw.setdefault("netns", TEST_NETNS)
         if TEST_STORE != "sqlite" and "store" not in kw:
             kw.update(store="postgresql", servers=3 if TEST_STORE == "postgresql-3" else 1)
         if kw.get("store") == "postgresql":
             kw.setdefault("postgres_port", free_port())
         if kw["driver"] == "container":
             kw.setdefault("registry_port", free_port())  # container machines run OCI images from a registry
-        # Test traffic stays on loopback: machines may use images only from registries there.
-        kw["server_args"] = (*kw.pop("server_args", ()), "--allow-registry", "127.0.0.1:*")
+        # Test traffic stays on loopback (or the fleet network this computer joins, in a netns fleet): machines
+        # may use images only from registries there.
+        kw["server_args"] = (*kw.pop("server_args", ()), "--allow-registry", "127.0.0.1:*",
+                             *(("--allow-registry", "10.*.0.1:*") if kw["netns"] else ()))
         # A random slice of 127.0.0.0/8 per fleet, so test fleets never collide with each other or a dev fleet.
         self.spec = FleetSpec(data_dir=data_dir, regions=regions, hosts_per_region=hosts_per_region,
                               server_port=kw.pop("server_port", 0) or free_port_block(kw.get("servers", 1)),
@@ -99,8 +104,8 @@ class Fleet:
         from roost.dev.postgres import LocalPostgres
 
         cluster = LocalPostgres(Path(self.info["postgres"]["dir"]), int(self.info["postgres"]["port"]))
-        with psycopg.connect(host="127.0.0.1", port=cluster.port, user="roost", dbname="roost",
-                             password=cluster.password()) as conn:
+        with psycopg.connect(host=self.info["postgres"].get("host", "127.0.0.1"), port=cluster.port, user="roost",
+                             dbname="roost", password=cluster.password()) as conn:
             rows = conn.execute("SELECT kind || key || doc FROM objects UNION ALL "
                                 "SELECT kind || key || coalesce(doc, '') FROM changes").fetchall()
         return "\n".join(r[0] for r in rows).encode()

@@ -374,6 +374,51 @@ def test_machines_find_each_other_by_internal_names(cfleet):
         f.api.delete(f"/v1/apps/{app}", params={"force": "true"})
 
 
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("open")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_a_machine_reaches_its_orgs_machines_and_not_another_orgs(cfleet):
+    """Issue 19: machines of one org talk to each other; another org's machine on the same bridge is not there
+    (before, every machine of a host could reach every other on its bridge). The host and its edge reach all."""
+    import subprocess
+    import sys
+
+    from roost.agent.netns import HostNetwork
+
+    f = cfleet
+    image = f"{f.registry}/some/httpd:1"
+    assert f.api.post("/v1/apps", json={"app_name": "ours", "primary_region": "ams"}).status_code == 201
+    assert f.api.post("/v1/apps", json={"app_name": "others", "org_slug": "acme"}).status_code == 201
+    a, b = (f.api.post("/v1/apps/ours/machines", json={"config": {"image": image}}).json() for _ in range(2))
+    c = f.api.post("/v1/apps/others/machines", json={"config": {"image": image}}).json()
+    for app, m in (("ours", a), ("ours", b), ("others", c)):
+        assert f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait",
+                         params={"state": "started", "timeout": 60}).status_code == 200
+    host = f.info["hosts"][0]
+
+    def connect(source: dict, target: dict, timeout: float = 1.0) -> str:
+        namespace = HostNetwork(host["id"]).netns_path(source["id"])
+        done = subprocess.run(["nsenter", f"--net={namespace}", sys.executable, "-c", CONNECT, target["private_ip"],
+                               "8080", str(timeout)], capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    f.wait_for(lambda: connect(a, b) == "open", timeout=10, what="a machine to reach its own org's machine")
+    assert connect(b, a) == "open"
+    assert connect(a, c) == "TimeoutError" and connect(c, b) == "TimeoutError"
+    for m in (a, b, c):  # the host (and so an edge) reaches every machine
+        assert _get(f"http://{m['private_ip']}:8080/") is not None
+    for app in ("ours", "others"):
+        f.api.delete(f"/v1/apps/{app}", params={"force": "true"})
+
+
 def _read_text(path: str) -> str:
     try:
         with open(path) as handle:

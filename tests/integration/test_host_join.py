@@ -183,6 +183,13 @@ def test_components_speak_tls_only_and_pin_the_fleet_ca(fleet):
                                               "time": time.time() + skew})
         assert r.status_code == 422 and says in r.json()["error"] and "NTP" in r.json()["error"], r.text
     assert "skewed-1" not in [h["id"] for h in fleet.api.get("/v1/hosts").json()]
+    # Issue 19: an agent at an address the control plane cannot reach is refused at join, not left to flap.
+    r = fleet.api.post("/v1/hosts", json={"id": "unreached-1", "region": "ams", "address": "127.0.1.78",
+                                          "agent_url": "https://127.0.1.78:1", "cpus": 1, "memory_mb": 512,
+                                          "time": time.time()})
+    assert r.status_code == 422 and "cannot reach host unreached-1 at https://127.0.1.78:1" in r.json()["error"] \
+        and "--advertise" in r.json()["error"], r.text
+    assert "unreached-1" not in [h["id"] for h in fleet.api.get("/v1/hosts").json()]
     plain = fleet.roost("agent", "--server", "http://" + fleet.url.split("://", 1)[1], "--region", "ams",
                         "--listen", "127.0.1.79:1", check=False, timeout=30)
     assert plain.returncode != 0 and "plain HTTP" in plain.stderr and "Traceback" not in plain.stderr

@@ -44,3 +44,21 @@ def test_roost_version_prints_the_version(capsys: pytest.CaptureFixture[str]) ->
 
     run_cli(roost, ["--version"])  # returns: exit status 0
     assert capsys.readouterr().out.strip() == f"roost {__version__}"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--listen", "0.0.0.0:4300"], "--listen 0.0.0.0:4300 listens on every address: say which one"),
+    (["--listen", "127.0.0.1:4300", "--advertise", "0.0.0.0"], "--advertise 0.0.0.0: a wildcard address"),
+    (["--listen", "127.0.0.1:4300", "--advertise", "10.0.0.5:4300"], "expected an IP address or host name, "
+                                                                     "without a port"),
+])
+def test_an_agent_says_where_it_is_reached_or_is_refused_in_one_line(
+        args: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 19: an agent on 0.0.0.0 (or behind NAT) advertises the address others reach it at."""
+    from roost.cli.main import app as roost
+
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(roost, ["agent", "--server", "https://127.0.0.1:1", "--region", "ams", *args])
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines

@@ -30,7 +30,7 @@ from roost.agent.drivers.fake import FakeDriver
 from roost.agent.drivers.process import ProcessDriver
 from roost.agent.images import ImageCache
 from roost.agent.keeper import KeeperClient
-from roost.agent.netns import HostNetwork
+from roost.agent.netns import HostNetwork, keep_isolated
 from roost.agent.oci_images import OciImages, oci_tools_available
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
@@ -64,19 +64,33 @@ class AgentConfig:
     tls: Listener | None = None  # listen with HTTPS only, with this certificate
     trust: Trust = field(default_factory=Trust)  # whom it trusts: the server, its peers (a pinned fleet CA)
     machine_net: str = ""  # the container driver's machine subnet on this host (unique in the fleet)
+    private_net: str = ""  # the fleet's machine range, routed between hosts (empty: machines reach this host only)
     dns_port: int = 53  # the `.internal` resolver's port on the machine subnet's gateway (0: none)
     registry: RegistryAccess = field(default_factory=RegistryAccess)  # how to pull OCI images
+    advertise: str = ""  # the address others reach this host at (default: listen_host)
+
+    @property
+    def address(self) -> str:
+        """Where the control plane, edges and peers reach this host."""
+        return self.advertise or self.listen_host
+
+    @property
+    def source_address(self) -> str | None:
+        """The address this host sends from (its own, so that a fault on it cuts both ways); none when it
+        listens on every address."""
+        return None if self.listen_host in UNSPECIFIED else self.listen_host
 
 
 def build_app(config: AgentConfig) -> Starlette:
     nameserver = ""  # where this host's `.internal` resolver listens (only with a machine subnet)
+    network: HostNetwork | None = None  # the container driver's machine network
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)  # machine specs (secrets in their env), logs and volumes: the agent's alone
     if config.driver == "fake":
         driver: Any = FakeDriver()
     elif config.driver == "container":
-        network = HostNetwork(config.host_id, config.machine_net)
+        network = HostNetwork(config.host_id, config.machine_net, config.private_net)
         if network.subnet is not None and config.dns_port:
             nameserver = str(network.gateway)
         # Machines ask port 53: a resolver elsewhere (a test's) is reached by name only from the host.
@@ -86,16 +100,16 @@ def build_app(config: AgentConfig) -> Starlette:
         driver = ProcessDriver(data / "machines", Cgroups(config.host_id, enabled=config.cgroups))
     credential = _credential(config)
     outbound = credential.token if credential else config.token  # what this host presents to the server
-    outbox = Outbox(config.server_url, outbound, config.host_id, local_address=config.listen_host,
+    outbox = Outbox(config.server_url, outbound, config.host_id, local_address=config.source_address,
                     trust=config.trust)
-    images = ImageCache(data / "images", config.server_url, outbound, local_address=config.listen_host,
+    images = ImageCache(data / "images", config.server_url, outbound, local_address=config.source_address,
                         trust=config.trust)
     oci = OciImages(data / "oci", config.registry) if oci_tools_available() else None
     supervisor = Supervisor(driver, RecordStore(data / "records"), images,
                             outbox.put, runtime_bin_dir(data / "bin"), data / "volumes", oci)
-    agent_url = f"{'https' if config.tls else 'http'}://{config.listen_host}:{config.listen_port}"
+    agent_url = f"{'https' if config.tls else 'http'}://{config.address}:{config.listen_port}"
     registration = {
-        "id": config.host_id, "region": config.region, "address": config.listen_host, "agent_url": agent_url,
+        "id": config.host_id, "region": config.region, "address": config.address, "agent_url": agent_url,
         "cpus": config.cpus, "memory_mb": config.memory_mb, "version": __version__, "boot_id": _boot_id(data),
         "driver": driver.name, "machine_net": config.machine_net if driver.isolated else "",
     }
@@ -139,24 +153,26 @@ def build_app(config: AgentConfig) -> Starlette:
 
         heartbeat = Heartbeat(config.server_url, outbound, registration, config.heartbeat_interval,
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
-                              local_address=config.listen_host, alive=supervisor.mark_alive, trust=config.trust,
+                              local_address=config.source_address, alive=supervisor.mark_alive, trust=config.trust,
                               keeper=publish_lease if keeper is not None else None)
         stop = asyncio.Event()
-        serving = tasks.spawn(_start_when_serving(heartbeat, config.listen_host, config.listen_port), "register")
+        serving = tasks.spawn(_start_when_serving(heartbeat, config.source_address or "127.0.0.1",
+                                                  config.listen_port), "register")
         outbox_task = tasks.spawn(outbox.run(stop), "outbox")
-        dns_server, names_task = None, None
-        if nameserver:
+        dns_server, names_tasks = None, []
+        if network is not None and network.subnet is not None:
+            # The names feed answers `.internal` questions and says which org each machine address is of.
             names = Directory()
-            dns_server = resolver.Resolver(names, nameserver, config.dns_port)
-            try:
-                await dns_server.start()
-            except OSError as exc:
-                log.error("the .internal resolver cannot listen on %s:%d: %s", nameserver, config.dns_port, exc)
-                dns_server = None
-            else:
-                follower = FeedFollower(names, config.server_url, outbound, None, config.trust,
-                                        path="/v1/watch/names")
-                names_task = tasks.spawn(follower.run(stop), "names-feed")
+            follower = FeedFollower(names, config.server_url, outbound, None, config.trust, path="/v1/watch/names")
+            names_tasks = [tasks.spawn(follower.run(stop), "names-feed"),
+                           tasks.spawn(keep_isolated(names, network, stop), "isolation")]
+            if nameserver:
+                dns_server = resolver.Resolver(names, nameserver, config.dns_port)
+                try:
+                    await dns_server.start()
+                except OSError as exc:
+                    log.error("the .internal resolver cannot listen on %s:%d: %s", nameserver, config.dns_port, exc)
+                    dns_server = None
         _app.state.heartbeat = heartbeat
         # Drills pause heartbeats with SIGUSR1 and resume them with SIGUSR2 (a host that goes silent).
         loop.add_signal_handler(signals.SIGUSR1, heartbeat.paused.set)
@@ -168,7 +184,7 @@ def build_app(config: AgentConfig) -> Starlette:
             await outbox.flush(1.0)
             stop.set()
             heartbeat.stop()
-            await asyncio.wait([outbox_task, *([names_task] if names_task else [])], timeout=3)
+            await asyncio.wait([outbox_task, *names_tasks], timeout=3)
             if dns_server is not None:
                 dns_server.close()
             await supervisor.shutdown()
@@ -178,7 +194,7 @@ def build_app(config: AgentConfig) -> Starlette:
             driver.close() if isinstance(driver, ContainerDriver) else driver.shutdown()
 
     app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
-                                               "address": config.listen_host}, config.trust),
+                                               "address": config.address}, config.trust),
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     if credential is not None:
         app.add_middleware(BearerAuth, identify=credential.identify, authorize=authorize_call)
@@ -193,7 +209,7 @@ def _credential(config: AgentConfig) -> HostCredential | None:
     path = config.data_dir / "credential.json"
     credential = HostCredential.load(path)
     if credential is None and config.join_token:
-        credential = join(config.server_url, config.join_token, config.host_id, config.listen_host, config.trust)
+        credential = join(config.server_url, config.join_token, config.host_id, config.address, config.trust)
         credential.save(path)
         log.info("joined the fleet as host %s (credential in %s)", config.host_id, path)
     if credential is not None and credential.host_id != config.host_id:
@@ -239,6 +255,9 @@ def _boot_id(data: Path) -> str:
     if not path.exists():
         path.write_text(uuid.uuid4().hex)
     return path.read_text().strip()
+
+
+UNSPECIFIED = ("0.0.0.0", "::", "")
 
 
 def default_host_id(listen_host: str) -> str:

@@ -5,26 +5,53 @@ The machines of a host hang off a bridge that lives in a namespace of its own (`
 default route and forwards nothing, so a machine reaches its neighbours on the bridge and the host's uplink
 address, and nothing beyond. The host reaches the subnet through one veth (`rb…` in the host's namespace,
 holding the subnet's first address), which is how the edge and the checks reach `private_ip:internal_port`.
-Machines have no default route; egress (NAT) is an operator's choice, off by default.
+Machines have no default route; egress (NAT) is an operator's choice, off by default. With a private network
+(`private_net`, the fleet's whole machine range), machines also route that range through the host, which
+forwards it to the other hosts (docs/private-network.md).
+
+Isolation: one nftables table on the bridge (privnet/isolation.py) lets machines talk only within their org,
+from their own address only; it is written again whenever a machine is wired or the orgs' members change.
 
 Everything is named after what it belongs to (host id, machine id), so it is found and removed by name.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
+import os
 import subprocess
+import threading
 from pathlib import Path
+
+from roost.privnet import isolation
+from roost.privnet.names import Directory
 
 log = logging.getLogger("roost.agent.netns")
 NETNS_DIR = Path("/var/run/netns")
 IP_TIMEOUT = 10.0
 
 
+UPLINK_PORT = "up0"  # the host's port on its machines' bridge
+
+
 class NetworkError(Exception):
     pass
+
+
+def _in_bridge_ns(ns: str, argv: list[str], stdin: str) -> None:
+    """Run a command (nft) in a bridge namespace: `ip netns exec` only for its duration."""
+    try:
+        done = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                              timeout=IP_TIMEOUT, input=stdin, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetworkError(f"{' '.join(argv)} in {ns}: {exc}") from exc
+    if done.returncode != 0:
+        raise NetworkError(f"{' '.join(argv)} in {ns}: {done.stderr.strip() or done.returncode}")
 
 
 def _short(text: str, length: int = 10) -> str:
@@ -51,9 +78,14 @@ def mac_for(ip: ipaddress.IPv4Address) -> str:
 class HostNetwork:
     """The machine subnet of one host (e.g. 10.213.3.0/24): `up()` once, then `attach`/`detach` per machine."""
 
-    def __init__(self, host_id: str, subnet: str = "") -> None:
+    def __init__(self, host_id: str, subnet: str = "", private_net: str = "") -> None:
         """Without a subnet, it can only remove what an earlier run made (names come from the host id alone)."""
         self.host_id = host_id
+        self.bound: dict[str, str] = {}  # bridge port -> the address of the machine behind it
+        self.members: dict[str, list[str]] = {}  # org -> its machines' addresses, fleet-wide (the names feed)
+        self._rules = ""  # the isolation ruleset last written
+        self._rules_lock = threading.Lock()
+        self.members_file: Path | None = None  # where the last members are kept (an agent restart starts from them)
         self.bridge_ns = f"roost-net-{_short(host_id)}"
         self.uplink = f"rb{_short(host_id, 12)}"  # interface names hold 15 characters
         self.subnet: ipaddress.IPv4Network | None = None
@@ -64,6 +96,15 @@ class HostNetwork:
                 raise NetworkError(f"machine subnet {subnet!r}: {exc}") from None
             if self.subnet.prefixlen > 29:
                 raise NetworkError(f"machine subnet {subnet!r} is too small (at most /29)")
+        self.private_net: ipaddress.IPv4Network | None = None
+        if private_net:
+            try:
+                self.private_net = ipaddress.IPv4Network(private_net)
+            except ValueError as exc:
+                raise NetworkError(f"private network {private_net!r}: {exc}") from None
+            if self.subnet is None or not self.subnet.subnet_of(self.private_net):
+                raise NetworkError(f"the private network {private_net} must hold this host's machine subnet "
+                                   f"({subnet or 'none given'})")
 
     def _subnet(self) -> ipaddress.IPv4Network:
         if self.subnet is None:
@@ -84,14 +125,44 @@ class HostNetwork:
             _ip("netns", "add", self.bridge_ns)
             fresh = True
         ns = self.bridge_ns
+        if fresh:
+            self._rules = ""
         if _ip("-n", ns, "link", "show", "br0", check=False).returncode != 0:
             _ip("-n", ns, "-batch", "-", stdin="link add br0 type bridge\nlink set br0 up\nlink set lo up\n")
         if _ip("link", "show", self.uplink, check=False).returncode != 0:
-            _ip("link", "add", self.uplink, "type", "veth", "peer", "name", "up0", "netns", ns)
-            _ip("-n", ns, "link", "set", "up0", "master", "br0", "up")
+            _ip("link", "add", self.uplink, "type", "veth", "peer", "name", UPLINK_PORT, "netns", ns)
+            _ip("-n", ns, "link", "set", UPLINK_PORT, "master", "br0", "up")
             _ip("addr", "add", f"{self.gateway}/{self._subnet().prefixlen}", "dev", self.uplink)
             _ip("link", "set", self.uplink, "up")
         return fresh
+
+    def restore(self, members_file: Path, wired: dict[str, str]) -> None:
+        """After an agent restart: the machines still wired (machine id -> address) and the orgs' members as
+        last known, so that the rules written next keep every running machine's traffic as it was."""
+        self.members_file = members_file
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(members_file.read_text())
+            if isinstance(loaded, dict):
+                self.members = {str(k): [str(a) for a in v] for k, v in loaded.items() if isinstance(v, list)}
+        self.bound = {isolation.port_name(mid): address for mid, address in wired.items()}
+
+    def isolate(self, members: dict[str, list[str]] | None = None) -> bool:
+        """Write the bridge's isolation rules for the machines wired now and the orgs' `members` (kept from the
+        last call if None), if they changed. True if written."""
+        with self._rules_lock:
+            if members is not None and members != self.members:
+                self.members = members
+                if self.members_file is not None:
+                    tmp = self.members_file.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(members))
+                    os.replace(tmp, self.members_file)
+            script = isolation.ruleset(str(self.private_net or self._subnet()), str(self.gateway), self.members,
+                                       dict(self.bound), UPLINK_PORT)
+            if script == self._rules:
+                return False
+            _in_bridge_ns(self.bridge_ns, ["nft", "-f", "-"], script)
+            self._rules = script
+            return True
 
     def down(self) -> None:
         """Remove the uplink and the bridge namespace (machines' namespaces go with `detach`)."""
@@ -134,8 +205,11 @@ class HostNetwork:
             _ip("link", "add", veth, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0",
                 "address", mac_for(ip), "netns", ns)
             _ip("-n", self.bridge_ns, "link", "set", veth, "master", "br0", "up")
+            routes = f"route add {self.private_net} via {self.gateway}\n" if self.private_net else ""
             _ip("-n", ns, "-batch", "-", stdin=f"addr add {ip}/{subnet.prefixlen} dev eth0\n"
-                                              "link set eth0 up\nlink set lo up\n")
+                                              f"link set eth0 up\nlink set lo up\n{routes}")
+            self.bound[isolation.port_name(machine_id)] = str(ip)
+            self.isolate()  # before the machine's first packet: its port passes nothing until it is bound
         except NetworkError:
             self.detach(machine_id)
             raise
@@ -145,7 +219,7 @@ class HostNetwork:
 
     @staticmethod
     def _veth(machine_id: str) -> str:
-        return f"v{machine_id}"[:15]
+        return isolation.port_name(machine_id)
 
     def detach(self, machine_id: str) -> None:
         """Remove the machine's namespace (its veth pair goes with it)."""
@@ -154,8 +228,32 @@ class HostNetwork:
             # veth with it only later (and a start right after would find the name still taken).
             _ip("-n", self.bridge_ns, "link", "del", self._veth(machine_id), check=False)
             _ip("netns", "del", self.machine_ns(machine_id), check=False)
+        if self.bound.pop(self._veth(machine_id), None) is not None:
+            with contextlib.suppress(NetworkError):
+                self.isolate()
 
     def attached(self) -> list[str]:
         """Machine ids that have a namespace on this box (any host's)."""
         prefix = "roost-m-"
         return [p.name[len(prefix):] for p in NETNS_DIR.glob(prefix + "*")] if NETNS_DIR.exists() else []
+
+
+ISOLATION_INTERVAL = 0.2  # seconds between looks at the names feed: a new machine's peers learn it this fast
+
+
+async def keep_isolated(directory: Directory, network: HostNetwork, stop: asyncio.Event,
+                        interval: float = ISOLATION_INTERVAL) -> None:
+    """Keep the bridge's rules in step with the orgs' members as the names feed describes them. Until the feed
+    has said anything, the members known before (restored from disk) stay in force."""
+    seen = 0
+    while not stop.is_set():
+        revision = directory.revision
+        if revision and revision != seen:
+            members = isolation.org_members(directory)
+            try:
+                await asyncio.to_thread(network.isolate, members)
+                seen = revision
+            except NetworkError as exc:
+                log.warning("could not update the machine network's isolation rules: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

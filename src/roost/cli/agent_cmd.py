@@ -39,6 +39,10 @@ def register(app: typer.Typer) -> None:
         region: str = typer.Option(..., "--region", help="This host's region code, e.g. ams."),
         host_id: str = typer.Option("", "--host-id", help="Stable host id (default: hostname + address)."),
         listen: str = typer.Option("127.0.0.1:4281", "--listen", help="This host's address and agent port."),
+        advertise: str = typer.Option("", "--advertise",
+                                      help="The address the control plane, edges and other hosts reach this host "
+                                           "at (needed with --listen 0.0.0.0:PORT or behind NAT; default: "
+                                           "--listen's). The control plane checks it at join."),
         cpus: int = typer.Option(os.cpu_count() or 1, "--cpus", help="CPUs this host offers."),
         memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory this host offers, MB."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Where machines, images and records live."),
@@ -49,6 +53,11 @@ def register(app: typer.Typer) -> None:
         machine_net: str = typer.Option("10.213.0.0/24", "--machine-net",
                                         help="The container driver's subnet for this host's machines; give each "
                                              "host of a fleet its own (docs/images.md)."),
+        private_net: str = typer.Option("", "--private-net",
+                                        help="The fleet's whole machine range (holding every host's --machine-net): "
+                                             "machines route it through this host to machines on other hosts "
+                                             "(needs IP forwarding and routes between hosts; "
+                                             "docs/private-network.md). Empty: machines reach this host only."),
         dns_port: int = typer.Option(53, "--dns-port",
                                      help="Port of the .internal resolver on the machine subnet's gateway "
                                           "(container driver; machines use it on 53; 0: none)."),
@@ -68,13 +77,18 @@ def register(app: typer.Typer) -> None:
         ca: Path = typer.Option(None, "--ca", help=CA_HELP),
     ) -> None:
         """Run a host agent: register the host, heartbeat, and run machines."""
-        from roost.agent.main import AgentConfig, default_host_id, run
+        from roost.agent.main import UNSPECIFIED, AgentConfig, default_host_id, run
         from roost.registry import RegistryAccess
 
         if not is_known(region):
             raise CliError(f"unknown region {region!r}; see 'roost platform regions' for the codes")
         host, port = parse_listen(listen)
-        host_id = host_id or default_host_id(host)
+        if advertise:
+            advertise = _advertised(advertise)
+        elif host in UNSPECIFIED:
+            raise CliError(f"--listen {listen} listens on every address: say which one the control plane and "
+                           "other hosts reach this host at with --advertise ADDRESS")
+        host_id = host_id or default_host_id(advertise or host)
         if not HOST_ID_RE.match(host_id):
             raise CliError(f"invalid --host-id {host_id!r}: letters, digits, '.', '_' and '-'")
         if driver not in ("container", "process", "fake"):
@@ -84,12 +98,13 @@ def register(app: typer.Typer) -> None:
             from roost.agent.netns import HostNetwork, NetworkError
 
             if not runc_available():
-                raise CliError("--driver container needs root, runc and tini (apt-get install runc tini); "
-                               "or use --driver process, which does not isolate machines")
+                raise CliError("--driver container needs root, runc, tini and nft "
+                               "(apt-get install runc tini nftables); or use --driver process, "
+                               "which does not isolate machines")
             try:
-                HostNetwork(host_id, machine_net)
+                HostNetwork(host_id, machine_net, private_net)
             except NetworkError as exc:
-                raise CliError(f"--machine-net: {exc}") from None
+                raise CliError(f"--machine-net/--private-net: {exc}") from None
         if not 0 <= dns_port <= 65535:
             raise CliError(f"--dns-port {dns_port}: a port is 1-65535, or 0 for no .internal resolver")
         if registry_auth is not None and not registry_auth.is_file():
@@ -105,9 +120,28 @@ def register(app: typer.Typer) -> None:
         run(AgentConfig(
             server_url=server, token=(token or "") if joined else fleet_token(token, token_file), region=region,
             host_id=host_id, join_token=join_token or "",
-            listen_host=host, listen_port=port,
+            listen_host=host, listen_port=port, advertise=advertise,
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups, tls=tls, trust=trust,
             fence_keeper=not no_fence_keeper, dns_port=dns_port,
-            machine_net=machine_net, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
+            machine_net=machine_net, private_net=private_net,
+            registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
         ))
+
+
+def _advertised(value: str) -> str:
+    """An --advertise address: an IP address (not a wildcard) or a host name, without a port."""
+    import ipaddress
+    import re
+
+    text = value.strip().strip("[]")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", text) or ":" in text:
+            raise CliError(f"--advertise {value!r}: expected an IP address or host name, without a port "
+                           "(the agent's port is --listen's)") from None
+        return text
+    if ip.is_unspecified:
+        raise CliError(f"--advertise {value}: a wildcard address reaches nobody; give this host's own address")
+    return f"[{ip}]" if ip.version == 6 else str(ip)

@@ -64,6 +64,10 @@ def up(
     servers: int = typer.Option(1, "--servers", min=1, max=9,
                                 help="Control-plane replicas on --port, --port+1, ... (more than one: "
                                      "--store postgresql)."),
+    netns: bool = typer.Option(False, "--netns",
+                               help="Every host, edge and server in a network namespace of its own, on a fleet "
+                                    "network with no way out; machines reach each other across hosts over the "
+                                    "private network; faults cut real links (root; docs/private-network.md)."),
     json_out: bool = typer.Option(False, "--json", "-j"),
 ) -> None:
     """Start the server and agents (one per 127.0.X.Y address), wait until healthy, print the endpoints."""
@@ -89,6 +93,12 @@ def up(
         if not postgres.available():
             raise CliError("--store postgresql needs PostgreSQL's server programs (Debian's 'postgresql' "
                            "package; ./scripts/setup installs it as root)")
+    if netns:
+        from roost.dev.fleetnet import unavailable
+
+        why = unavailable()
+        if why:
+            raise CliError(f"--netns: {why}")
     if driver not in ("auto", "process", "container"):
         raise CliError(f"unknown --driver {driver!r}: use auto, container or process")
     if registry_port and shutil.which("docker-registry") is None:
@@ -108,7 +118,7 @@ def up(
                      admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
                      simulate_latency=simulate_latency, anycast_port=anycast_port, edge_tls_port=tls_port,
                      tls=tls, driver=driver, registry_port=registry_port, store=store,
-                     postgres_port=postgres_port, servers=servers)
+                     postgres_port=postgres_port, servers=servers, netns=netns)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -126,7 +136,10 @@ def up(
     if fleet.get("anycast"):
         console.print(f"Anycast entry: http://APP.localhost:{fleet['anycast']['port']}/ sends each client to the "
                       "nearest live edge (say where the client is with the Fly-Client-Region header).")
-    if fleet["proxies"]:
+    if fleet.get("netns"):
+        console.print(f"Fleet network: {fleet['netns']['network']} (this computer is "
+                      f"{fleet['netns']['operator']} on it); each host, edge and server in a namespace of its own.")
+    elif fleet["proxies"]:
         first = fleet["proxies"][0]
         console.print(f"Apps answer at http://APP.localhost:{first['url'].rsplit(':', 1)[1]}/ "
                       f"(the {first['region']} edge; one edge per region).")
@@ -152,7 +165,7 @@ def _container_needs(registry_port: int) -> str:
 
     missing = []
     if not runc_available():
-        missing.append("root, runc and tini")
+        missing.append("root, runc, tini and nft")
     missing += [tool for tool in ("skopeo", "umoci") if shutil.which(tool) is None]
     if not registry_port:
         missing.append("the fleet registry (docker-registry, --registry-port)")

@@ -92,8 +92,17 @@ class Dockerfile:
 
 
 def fleet_registry(api: Api) -> str | None:
+    """The fleet's registry (HOST:PORT), if it has one; one the server speaks plain HTTP to (loopback, or a
+    fleet network's) is marked so for this process's pushes."""
     found = api.request("GET", "/v1/registry", ok_codes=(404,))
-    return str(found["address"]) if isinstance(found, dict) and found.get("address") else None
+    if not (isinstance(found, dict) and found.get("address")):
+        return None
+    address = str(found["address"])
+    if found.get("plain_http"):
+        from roost.client import oci_build
+
+        oci_build.PLAIN_HTTP.add(address)
+    return address
 
 
 def push_oci(api: Api, registry: str, source: Path, name: str, cmd: list[str] | None,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from roost.client.errors import UserError
+from roost.registry import RegistryAccess
 
 TIMEOUT = 600.0
 # The base image: Python 3, a shell and the core utilities, with what they load, from Debian's packages
@@ -83,36 +84,41 @@ def _link_or_copy(src: str, dst: str) -> None:
     shutil.copy2(src, dst)
 
 
+PLAIN_HTTP: set[str] = set()  # registries (HOST:PORT) the fleet says it speaks plain HTTP to, besides loopback
+
+
+def _access() -> RegistryAccess:
+
+    return RegistryAccess(insecure=frozenset(PLAIN_HTTP))
+
+
 def push(layout: Path, tag: str, destination: str) -> None:
     """Copy the image to a registry (`HOST:PORT/REPO:TAG`); loopback registries over plain HTTP."""
     from roost.core.image_ref import parse
-    from roost.registry import RegistryAccess
 
     ref = parse(destination)
-    _run("skopeo", "copy", "--quiet", *RegistryAccess().flags(ref, "dest"), f"oci:{layout}:{tag}",
+    _run("skopeo", "copy", "--quiet", *_access().flags(ref, "dest"), f"oci:{layout}:{tag}",
          f"docker://{ref.registry}/{ref.repository}:{ref.tag or 'latest'}")
 
 
 def copy_archive(archive: Path, destination: str) -> None:
     """A `docker save` tarball to a registry."""
     from roost.core.image_ref import parse
-    from roost.registry import RegistryAccess
 
     ref = parse(destination)
-    _run("skopeo", "copy", "--quiet", *RegistryAccess().flags(ref, "dest"), f"docker-archive:{archive}",
+    _run("skopeo", "copy", "--quiet", *_access().flags(ref, "dest"), f"docker-archive:{archive}",
          f"docker://{ref.registry}/{ref.repository}:{ref.tag or 'latest'}")
 
 
 def pull_base(reference: str, layout: Path) -> tuple[Path, str]:
     """A base image given by reference (`--base REF`), fetched into a layout of its own."""
     from roost.core.image_ref import ImageRefError, parse
-    from roost.registry import RegistryAccess
 
     try:
         ref = parse(reference)
     except ImageRefError as exc:
         raise UserError(f"--base: {exc}") from None
-    _run("skopeo", "copy", "--quiet", *RegistryAccess().flags(ref, "src"), "--override-os", "linux",
+    _run("skopeo", "copy", "--quiet", *_access().flags(ref, "src"), "--override-os", "linux",
          "--override-arch", "amd64", ref.transport if not ref.digest else
          f"docker://{ref.registry}/{ref.repository}@{ref.digest}", f"oci:{layout}:{BASE_TAG}")
     return layout, BASE_TAG

@@ -2,7 +2,9 @@
 back what actually ran when (the agents' run logs), for drills and tests.
 
 Network cuts are iptables rules on the host's own loopback address (agents send from it too), so they
-need root and iptables; the error says so otherwise.
+need root and iptables; the error says so otherwise. In a fleet of network namespaces (`--netns`) they are link
+faults instead: the host's port on the fleet bridge drops every frame (dev/fleetnet.py), and a power cut takes
+the host's link down with it until the host comes back.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 from roost.dev.fleet import (
     FleetError,
+    cut_link,
+    heal_links,
     kill_keeper,
     kill_machines,
     machine_pids,
@@ -53,6 +57,7 @@ def kill_host(data_dir: Path, host_id: str) -> float:
         os.kill(host["pid"], signal.SIGKILL)
     kill_keeper(Path(host["data_dir"]))
     kill_machines(Path(host["data_dir"]))
+    cut_link(fleet, host)  # a netns fleet: its address goes with it, until restart_agent
     # The host "reboots": its agent will find that everything died with it, not by its own exit.
     (Path(host["data_dir"]) / "simulated-boot").write_text(uuid.uuid4().hex + "\n")
     # Back only once the agent and every machine process are gone: a drill then knows they ended by now.
@@ -180,6 +185,13 @@ def partition_host(data_dir: Path, host_id: str, server_only: bool = False) -> f
     if fleet is None:
         raise FleetError(f"no fleet in {data_dir}")
     host = _host(fleet, host_id)
+    if fleet.get("netns"):
+        at = time.time()
+        only = [s["url"].rsplit(":", 1)[0].split("//", 1)[1] for s in replicas(fleet)] if server_only else None
+        cut_link(fleet, host, only)
+        fleet.setdefault("faults", []).append({"host": host_id, "link": host.get("node"), "at": at})
+        write_fleet(data_dir, fleet)
+        return at
     ports = [int(s["url"].rsplit(":", 1)[1]) for s in replicas(fleet)]
     # from the control plane only: from every one of its replicas (else the host fails over to another)
     rules = [rule for port in ports for rule in _rules_server_only(host["address"], port)] if server_only else \
@@ -223,8 +235,10 @@ def heal(data_dir: Path) -> int:
     if fleet is None:
         return 0
     removed = 0
+    if fleet.get("netns"):
+        removed += heal_links(fleet)
     for fault in fleet.get("faults", []):
-        for rule in fault["rules"]:
+        for rule in fault.get("rules", []):
             with contextlib.suppress(FleetError):
                 _iptables("-D", *rule)
                 removed += 1

@@ -26,6 +26,8 @@ import httpx
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
 from roost.agent.keeper import KeeperFiles
+from roost.dev.fleetnet import PRIVATE_NET, FleetNetError, FleetNetwork
+from roost.dev.fleetnet import unavailable as fleetnet_unavailable
 from roost.dev.postgres import LocalPostgres, PostgresError
 from roost.failover import replicas, server_list
 from roost.fleet_ca import fleet_ca, issue_files
@@ -71,6 +73,7 @@ class FleetSpec:
     servers: int = 1  # control-plane replicas (more than one needs store="postgresql"): on server_port, +1, ...
     store: str = "sqlite"  # the control plane's database: "sqlite" (a file) or "postgresql" (a local cluster)
     postgres_port: int = POSTGRES_PORT  # where the fleet's PostgreSQL listens (127.0.0.1), with store="postgresql"
+    netns: bool = False  # every host, edge and server in a network namespace of its own (dev/fleetnet.py)
 
 
 def roost_command() -> list[str]:
@@ -78,7 +81,10 @@ def roost_command() -> list[str]:
     return [sys.executable, "-m", "roost"]
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> int:
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+           enter: list[str] | None = None) -> int:
+    """Start a component in its own session (and, with `enter`, in its node's network namespace)."""
+    args = [*(enter or []), *args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if k not in unset}
     with open(log_path, "ab") as log:
@@ -136,6 +142,22 @@ def machine_net(region_index: int, host_index: int, offset: int = 0) -> str:
     return f"10.{200 + host_index + 1}.{offset + region_index + 1}.0/24"
 
 
+def _plan_network(net: FleetNetwork, spec: FleetSpec) -> None:
+    """Every namespace of a netns fleet, made before anything starts (addresses follow from the spec), and the
+    routes to every host's machine subnet."""
+    for i in range(spec.servers):
+        net.add_node("server" if i == 0 else f"server-{i + 1}", net.server_address(i))
+    for r, region in enumerate(spec.regions):
+        for h in range(spec.hosts_per_region):
+            net.add_node(f"{region}-{h + 1}", net.host_address(r, h), forwarding=True)
+        if spec.proxies:
+            net.add_node(f"edge-{region}", net.edge_address(r))
+    if spec.driver == "container":
+        for r, region in enumerate(spec.regions):
+            for h in range(spec.hosts_per_region):
+                net.route(machine_net(r, h, spec.address_offset), net.host_address(r, h), skip=f"{region}-{h + 1}")
+
+
 def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     """Start the fleet and wait until every part is healthy; returns what fleet.json records."""
     data = spec.data_dir
@@ -145,10 +167,19 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     if existing and fleet_alive(existing):
         raise FleetError(f"a fleet is already running from {data} (server pid {existing['server']['pid']}); "
                          "'roost dev status' shows it, 'roost dev down' stops it")
-    if not _port_free("127.0.0.1", spec.server_port):
+    if not spec.netns and not _port_free("127.0.0.1", spec.server_port):
         raise FleetError(f"port {spec.server_port} on 127.0.0.1 is in use; pass --port to use another")
     logs = data / "logs"
     scheme = "https" if spec.tls else "http"
+    net: FleetNetwork | None = None
+    if spec.netns:
+        why = fleetnet_unavailable()
+        if why:
+            raise FleetError(why)
+        if spec.hosts_per_region > 50 or len(spec.regions) > 50:
+            raise FleetError("a netns fleet holds at most 50 regions of 50 hosts")
+    local = "127.0.0.1"  # where this computer's services for the fleet listen (registry, PostgreSQL)
+    server_ip = "127.0.0.1"
     url = f"{scheme}://127.0.0.1:{spec.server_port}"
     say = progress or (lambda _msg: None)
     fleet: dict[str, Any] = {"data_dir": str(data), "started_at": time.time(), "regions": spec.regions,
@@ -156,24 +187,44 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     if spec.tls:
         fleet["ca"] = str(fleet_ca(data)[1])
 
-    def tls_args(name: str, address: str) -> list[str]:
+    def enter(name: str) -> list[str] | None:
+        return net.enter(name) if net is not None else None
+
+    def node_of(name: str) -> dict[str, Any]:
+        """What a component's record says of its namespace: its node and how to run a program there."""
+        return {"node": name, "enter": net.enter(name)} if net is not None else {}
+
+    def tls_args(name: str, address: str, *more: str) -> list[str]:
         if not spec.tls:
             return []
-        cert, key = issue_files(data, name, [address, "localhost"] if address == "127.0.0.1" else [address])
+        cert, key = issue_files(data, name, [address, "localhost"] if address == "127.0.0.1" else [address, *more])
         return ["--tls-cert", str(cert), "--tls-key", str(key), "--ca", fleet["ca"]]
 
     try:
+        if spec.netns:
+            say("making the fleet network: a namespace for every host, edge and server")
+            try:
+                net = FleetNetwork.create(data)
+                fleet["netns"] = net.describe()
+                write_fleet(data, fleet)  # recorded first: a failed start is still removed by down()
+                _plan_network(net, spec)
+            except FleetNetError as exc:
+                raise FleetError(f"the fleet network: {exc}") from None
+            fleet["netns"] = net.describe()
+            write_fleet(data, fleet)
+            local, server_ip = net.operator_address, net.server_address(0)
+            url = f"{scheme}://{server_ip}:{spec.server_port}"
         if spec.registry_port:
-            say(f"starting the fleet's image registry on 127.0.0.1:{spec.registry_port}")
-            fleet["registry"] = start_registry(data, spec.registry_port)
+            say(f"starting the fleet's image registry on {local}:{spec.registry_port}")
+            fleet["registry"] = start_registry(data, spec.registry_port, local)
             write_fleet(data, fleet)
         if spec.store == "postgresql":
-            say(f"starting the fleet's PostgreSQL on 127.0.0.1:{spec.postgres_port}")
-            cluster = LocalPostgres(data / "postgres", spec.postgres_port)
-            if not _port_free("127.0.0.1", spec.postgres_port):
-                raise FleetError(f"port {spec.postgres_port} on 127.0.0.1 is in use; pass --postgres-port")
+            say(f"starting the fleet's PostgreSQL on {local}:{spec.postgres_port}")
+            cluster = LocalPostgres(data / "postgres", spec.postgres_port, local)
+            if not _port_free(local, spec.postgres_port):
+                raise FleetError(f"port {spec.postgres_port} on {local} is in use; pass --postgres-port")
             fleet["postgres"] = {"dir": str(cluster.directory), "port": spec.postgres_port, "url": cluster.url(),
-                                 "log": str(cluster.log)}
+                                 "log": str(cluster.log), "host": local}
             write_fleet(data, fleet)  # recorded first: a failed start is still stopped by down()
             try:
                 fleet["postgres"]["pid"] = cluster.start()
@@ -185,33 +236,40 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         if spec.servers > 1 and spec.store != "postgresql":
             raise FleetError("several servers share one PostgreSQL: add --store postgresql")
         say("starting the control plane")
-        server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"127.0.0.1:{spec.server_port}",
+        server_argv = ["server", "--data-dir", str(data / "server"), "--listen", f"{server_ip}:{spec.server_port}",
                        "--region", spec.regions[0], "--heartbeat-interval", str(spec.heartbeat_interval),
-                       *tls_args("server", "127.0.0.1"), *spec.server_args]
+                       *tls_args("server", server_ip,  # one certificate for every replica's address
+                                 *(net.server_address(i) for i in range(1, spec.servers) if net)),
+                       *spec.server_args]
         if fleet.get("registry"):
             server_argv += ["--registry", fleet["registry"]["address"]]
+            if net is not None:  # plain HTTP off loopback too: it is on the fleet network only
+                server_argv += ["--insecure-registry", fleet["registry"]["address"]]
         if fleet.get("postgres"):
             server_argv += ["--store", fleet["postgres"]["url"]]
-        server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log", env=server_env(fleet))
+        server_pid = _spawn([*roost_command(), *server_argv], logs / "server.log", env=server_env(fleet),
+                            enter=enter("server"))
         fleet["server"] = {"url": url, "pid": server_pid, "data_dir": str(data / "server"),
-                           "log": str(logs / "server.log"), "argv": server_argv}
+                           "log": str(logs / "server.log"), "argv": server_argv, **node_of("server")}
         fleet["servers"] = [dict(fleet["server"])]
         write_fleet(data, fleet)
         _wait_http(f"{url}/healthz", 30, lambda: pid_alive(server_pid), logs / "server.log", verify(fleet))
         # More replicas, one after another: they share the first one's data directory (its tokens, secrets key
         # and image blobs), which exists by now.
         for i in range(1, spec.servers):
-            port = spec.server_port + i
-            if not _port_free("127.0.0.1", port):
+            # On loopback each replica takes the next port; in a netns fleet, each has its own address.
+            ip, port = (net.server_address(i), spec.server_port) if net else ("127.0.0.1", spec.server_port + i)
+            if net is None and not _port_free(ip, port):
                 raise FleetError(f"port {port} on 127.0.0.1 is in use (replica {i + 1}); pass --port to move them")
-            say(f"starting control-plane replica {i + 1} on 127.0.0.1:{port}")
-            replica_url = f"{scheme}://127.0.0.1:{port}"
-            argv = [a if a != f"127.0.0.1:{spec.server_port}" else f"127.0.0.1:{port}" for a in server_argv]
+            say(f"starting control-plane replica {i + 1} on {ip}:{port}")
+            replica_url = f"{scheme}://{ip}:{port}"
+            argv = [a if a != f"{server_ip}:{spec.server_port}" else f"{ip}:{port}" for a in server_argv]
             argv += ["--advertise", replica_url]
             log = logs / f"server-{i + 1}.log"
-            pid = _spawn([*roost_command(), *argv], log, env=server_env(fleet))
+            node = f"server-{i + 1}"
+            pid = _spawn([*roost_command(), *argv], log, env=server_env(fleet), enter=enter(node))
             fleet["servers"].append({"url": replica_url, "pid": pid, "data_dir": str(data / "server"),
-                                     "log": str(log), "argv": argv})
+                                     "log": str(log), "argv": argv, **node_of(node)})
             write_fleet(data, fleet)
             _wait_http(f"{replica_url}/healthz", 30, lambda p=pid: pid_alive(p), log, verify(fleet))
         # What every component is told: all the replicas, and it fails over between them.
@@ -223,9 +281,9 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         write_fleet(data, fleet)
         for r, region in enumerate(spec.regions):
             for h in range(spec.hosts_per_region):
-                address = host_address(r, h, spec.address_offset)
+                address = net.host_address(r, h) if net else host_address(r, h, spec.address_offset)
                 host_id = f"{region}-{h + 1}"
-                if not _port_free(address, spec.agent_port):
+                if net is None and not _port_free(address, spec.agent_port):
                     raise FleetError(f"{address}:{spec.agent_port} is in use (another fleet?); run 'roost dev down'")
                 say(f"starting host {host_id} on {address}")
                 argv = ["agent", "--server", servers_arg, "--region", region,
@@ -234,11 +292,16 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                         "--data-dir", str(data / "agents" / host_id),
                         "--heartbeat-interval", str(spec.heartbeat_interval), "--driver", spec.driver,
                         *tls_args(f"agent-{host_id}", address)]
+                if net is not None and fleet.get("registry"):
+                    argv += ["--insecure-registry", fleet["registry"]["address"]]
                 if spec.driver == "container":
                     argv += ["--machine-net", machine_net(r, h, spec.address_offset)]
+                    if net is not None:
+                        argv += ["--private-net", PRIVATE_NET]
                 host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
                         "agent_url": f"{scheme}://{address}:{spec.agent_port}", "argv": argv,
                         "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}
+                host.update(node_of(host_id))
                 host["pid"] = start_agent(host, token, join_token(url, token, verify(fleet)))
                 fleet["hosts"].append(host)
                 write_fleet(data, fleet)
@@ -247,30 +310,32 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         if spec.proxies:
             for r, region in enumerate(spec.regions):
                 port, admin = spec.proxy_port + r, spec.admin_port + r
-                if not _port_free("127.0.0.1", port):
+                edge_ip = net.edge_address(r) if net else "127.0.0.1"
+                if net is None and not _port_free("127.0.0.1", port):
                     raise FleetError(f"127.0.0.1:{port} is in use; pass --proxy-port to use others")
-                say(f"starting the {region} edge on 127.0.0.1:{port}")
-                argv = ["proxy", "--server", servers_arg, "--region", region, "--listen", f"127.0.0.1:{port}",
-                        "--admin", f"127.0.0.1:{admin}", "--tcp-prefix", f"127.{spec.tcp_octet + r}",
+                say(f"starting the {region} edge on {edge_ip}:{port}")
+                argv = ["proxy", "--server", servers_arg, "--region", region, "--listen", f"{edge_ip}:{port}",
+                        "--admin", f"{edge_ip}:{admin}", "--tcp-prefix", f"127.{spec.tcp_octet + r}",
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
                 if spec.simulate_latency:
                     argv.append("--simulate-rtt")
                 if spec.tls:
                     argv += ["--ca", fleet["ca"]]
                 if spec.edge_tls_port:
-                    if not _port_free("127.0.0.1", spec.edge_tls_port + r):
+                    if net is None and not _port_free("127.0.0.1", spec.edge_tls_port + r):
                         raise FleetError(f"127.0.0.1:{spec.edge_tls_port + r} is in use; pass --tls-port")
                     argv += ["--tls-port", str(spec.edge_tls_port + r)]
                 # Each edge routes with a token of its own (kind "edge"), which also guards its admin pages.
                 edge_token = make_token(url, token, "edge", f"edge {region}", "", verify(fleet))
                 proxy: dict[str, Any] = {
-                         "region": region, "url": f"http://127.0.0.1:{port}", "address": f"127.0.0.1:{port}",
-                         "admin_url": f"http://127.0.0.1:{admin}", "admin_token": edge_token,
+                         "region": region, "url": f"http://{edge_ip}:{port}", "address": f"{edge_ip}:{port}",
+                         "admin_url": f"http://{edge_ip}:{admin}", "admin_token": edge_token,
                          "tcp_prefix": f"127.{spec.tcp_octet + r}",
                          "tls_port": spec.edge_tls_port + r if spec.edge_tls_port else 0,
                          "argv": argv, "log": str(logs / f"proxy-{region}.log")}
+                proxy.update(node_of(f"edge-{region}"))
                 proxy["pid"] = _spawn([*roost_command(), *argv], Path(proxy["log"]),
-                                      env={"ROOST_API_TOKEN": edge_token})
+                                      env={"ROOST_API_TOKEN": edge_token}, enter=enter(f"edge-{region}"))
                 fleet["proxies"].append(proxy)
                 write_fleet(data, fleet)
             for proxy in fleet["proxies"]:
@@ -306,8 +371,10 @@ def start_agent(host: dict[str, Any], token: str, join_token: str = "") -> int:
     if joined:
         return _spawn([*roost_command(), *host["argv"]], Path(host["log"]),
                       env={"ROOST_JOIN_TOKEN": join_token} if join_token else None,
-                      unset=("ROOST_API_TOKEN", "ROOST_JOIN_TOKEN") if not join_token else ("ROOST_API_TOKEN",))
-    return _spawn([*roost_command(), *host["argv"]], Path(host["log"]), env={"ROOST_API_TOKEN": token})
+                      unset=("ROOST_API_TOKEN", "ROOST_JOIN_TOKEN") if not join_token else ("ROOST_API_TOKEN",),
+                      enter=host.get("enter"))
+    return _spawn([*roost_command(), *host["argv"]], Path(host["log"]), env={"ROOST_API_TOKEN": token},
+                  enter=host.get("enter"))
 
 
 def join_token(url: str, token: str, trust: ssl.SSLContext | bool = True) -> str:
@@ -322,6 +389,25 @@ def make_token(url: str, token: str, kind: str, name: str, expiry: str, trust: s
     return str(response.json()["token"])
 
 
+def cut_link(fleet: dict[str, Any], component: dict[str, Any], only_with: list[str] | None = None) -> None:
+    """In a netns fleet, drop every frame of a component's link (or only those with `only_with`'s addresses)."""
+    if fleet.get("netns") and component.get("node"):
+        try:
+            FleetNetwork.from_fleet(fleet["netns"]).cut(component["node"], only_with)
+        except FleetNetError as exc:
+            raise FleetError(f"cutting {component['node']} off: {exc}") from None
+
+
+def heal_links(fleet: dict[str, Any], component: dict[str, Any] | None = None) -> int:
+    """In a netns fleet, restore a component's link (or every one); returns how many cuts went."""
+    if not fleet.get("netns") or (component is not None and not component.get("node")):
+        return 0
+    try:
+        return FleetNetwork.from_fleet(fleet["netns"]).heal(component["node"] if component else None)
+    except FleetNetError as exc:
+        raise FleetError(f"healing the fleet network: {exc}") from None
+
+
 def restart_agent(data_dir: Path, host_id: str) -> dict[str, Any]:
     """Start a host's agent again (after a crash or a drill) and record its new PID in fleet.json."""
     fleet = read_fleet(data_dir)
@@ -332,6 +418,7 @@ def restart_agent(data_dir: Path, host_id: str) -> dict[str, Any]:
         raise FleetError(f"no host {host_id!r} in this fleet")
     if pid_alive(host["pid"]):
         raise FleetError(f"the agent of {host_id} is still running (pid {host['pid']})")
+    heal_links(fleet, host)  # a power cut took its link down: it is back with the host
     host["pid"] = start_agent(host, fleet["token"])
     write_fleet(data_dir, fleet)
     return dict(host)
@@ -346,7 +433,8 @@ def restart_server(data_dir: Path, index: int = 0) -> dict[str, Any]:
     server = replicas(fleet)[index]
     if pid_alive(server["pid"]):
         raise FleetError(f"the server is still running (pid {server['pid']})")
-    server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]), env=server_env(fleet))
+    server["pid"] = _spawn([*roost_command(), *server["argv"]], Path(server["log"]), env=server_env(fleet),
+                           enter=server.get("enter"))
     if index == 0:
         fleet["server"]["pid"] = server["pid"]
     write_fleet(data_dir, fleet)
@@ -450,7 +538,7 @@ def restart_proxy(data_dir: Path, region: str) -> dict[str, Any]:
     if pid_alive(proxy["pid"]):
         raise FleetError(f"the {region} edge is still running (pid {proxy['pid']})")
     proxy["pid"] = _spawn([*roost_command(), *proxy["argv"]], Path(proxy["log"]),
-                          env={"ROOST_API_TOKEN": proxy.get("admin_token") or fleet["token"]})
+                          env={"ROOST_API_TOKEN": proxy.get("admin_token") or fleet["token"]}, enter=proxy.get("enter"))
     write_fleet(data_dir, fleet)
     _wait_http(f"{proxy['admin_url']}/healthz", 20, lambda: pid_alive(proxy["pid"]), Path(proxy["log"]))
     return dict(proxy)
@@ -469,24 +557,24 @@ def _terminate(pids: list[int], grace: float) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start_registry(data: Path, port: int) -> dict[str, Any]:
+def start_registry(data: Path, port: int, address: str = "127.0.0.1") -> dict[str, Any]:
     """The fleet's OCI registry: Debian's docker-registry (the CNCF distribution server) on loopback, its blobs in
     the fleet's directory. Waits until it answers."""
     if shutil.which("docker-registry") is None:
         raise FleetError("the fleet's registry needs docker-registry (apt-get install docker-registry; "
                          "./scripts/setup installs it), or pass --registry-port 0")
-    if not _port_free("127.0.0.1", port):
-        raise FleetError(f"127.0.0.1:{port} is in use; pass --registry-port to use another")
+    if not _port_free(address, port):
+        raise FleetError(f"{address}:{port} is in use; pass --registry-port to use another")
     root = data / "registry"
     root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+        f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}:{port}\n")
     log = data / "logs" / "registry.log"
     pid = _spawn(["docker-registry", "serve", str(config)], log)
-    _wait_http(f"http://127.0.0.1:{port}/v2/", 20, lambda: pid_alive(pid), log, True)
-    return {"address": f"127.0.0.1:{port}", "pid": pid, "log": str(log), "data_dir": str(root / "data")}
+    _wait_http(f"http://{address}:{port}/v2/", 20, lambda: pid_alive(pid), log, True)
+    return {"address": f"{address}:{port}", "pid": pid, "log": str(log), "data_dir": str(root / "data")}
 
 
 def kill_machines(host_data_dir: Path) -> int:
@@ -551,6 +639,8 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
             _remove_cgroups(host["id"])
             if host.get("argv") and "container" in host["argv"]:
                 stopped["machines"] += sweep(Path(host["data_dir"]) / "machines", host["id"])
+        if fleet.get("netns"):  # last: nothing runs in its namespaces any more
+            FleetNetwork.from_fleet(fleet["netns"]).remove()
         with contextlib.suppress(FileNotFoundError):
             (data_dir / "fleet.json").unlink()
     if purge and data_dir.exists():

@@ -56,10 +56,12 @@ def _as_unprivileged() -> list[str]:
 
 @dataclass
 class LocalPostgres:
-    """The cluster in `directory` (data/, pgpass, postgres.log, the unix socket), listening on 127.0.0.1:port."""
+    """The cluster in `directory` (data/, pgpass, postgres.log, the unix socket), listening on host:port
+    (loopback; a netns fleet's servers reach it on this computer's fleet-network address)."""
 
     directory: Path
     port: int
+    host: str = "127.0.0.1"
 
     @property
     def data(self) -> Path:
@@ -75,7 +77,7 @@ class LocalPostgres:
 
     def url(self, database: str = DATABASE) -> str:
         """The store URL (no password in it: libpq finds it in PGPASSFILE, see env())."""
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{USER}@{self.host}:{self.port}/{database}"
 
     def env(self) -> dict[str, str]:
         """What a client of this cluster adds to its environment."""
@@ -109,7 +111,10 @@ class LocalPostgres:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise PostgresError(f"initdb failed: {tail[0]}")
         # host:port:database:user:password, for every database of this cluster
-        write_private(self.pgpass, f"127.0.0.1:{self.port}:*:{USER}:{password}\n")
+        write_private(self.pgpass, f"*:{self.port}:*:{USER}:{password}\n")
+        # Password logins from the networks this computer is on (a netns fleet's), beside initdb's loopback ones
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all samenet scram-sha-256\n")
 
     def pid(self) -> int | None:
         """The postmaster's pid while it runs (from its postmaster.pid)."""
@@ -132,7 +137,7 @@ class LocalPostgres:
         try:
             proc = subprocess.Popen(
                 [*_as_unprivileged(), postgres, "-D", str(self.data), "-p", str(self.port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.directory}",
+                 "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={self.directory}",
                  "-c", "max_connections=200", "-c", "fsync=on"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
@@ -165,7 +170,7 @@ class LocalPostgres:
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, dbname="postgres",
+        with psycopg.connect(host=self.host, port=self.port, user=USER, dbname="postgres",
                              password=self.password(), connect_timeout=2, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
             if exists is None:

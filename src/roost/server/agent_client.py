@@ -10,6 +10,8 @@ import httpx
 from roost.core.errors import RoostError
 from roost.tls import Trust
 
+PROBE_TIMEOUT = 3.0  # seconds a registering host's agent has to answer the control plane
+
 
 class AgentError(RoostError):
     pass
@@ -48,6 +50,16 @@ class AgentClient:
         if not response.content:
             return None
         return response.json()
+
+    async def unreachable(self, agent_url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+        """Why the control plane cannot reach an agent at `agent_url` (None: it answered, whatever it said):
+        asked when a host registers, so that an address nobody can reach is refused at once, not found out later
+        as a host that never starts anything."""
+        try:
+            await self.client.get(agent_url.rstrip("/") + "/healthz", timeout=timeout)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}".rstrip(": ")
+        return None
 
     def connect_socket(self, agent_url: str, path: str) -> Any:
         """A WebSocket to the agent (a console), with the server's credential, trusting what the server trusts."""

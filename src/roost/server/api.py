@@ -58,6 +58,7 @@ class Services:
     tokens: TokenService
     certificates: CertificateService
     registry_address: str = ""  # the fleet's own registry (HOST:PORT), where `roost image push` pushes
+    registry_plain_http: bool = False  # ... spoken to over plain HTTP (loopback, or listed as insecure)
     # Who leads the control plane, as this server sees it (issue 18); one server alone always leads.
     control_plane: Callable[[], dict[str, Any]] = lambda: {"replicated": False, "leads": True}
 
@@ -403,7 +404,7 @@ def routes(s: Services) -> list[BaseRoute]:
         if not s.registry_address:
             raise RoostError(404, "this fleet has no image registry of its own (roost server --registry "
                                   "HOST:PORT); push images to your registry and use their full names")
-        return ok({"address": s.registry_address})
+        return ok({"address": s.registry_address, "plain_http": s.registry_plain_http})
 
     async def list_images(request: Request) -> Response:
         return ok([i.to_api() for i in sorted(s.state.images.values(), key=lambda i: i.ref)])

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from roost.clock import SYSTEM, Clock, sleep_unless
@@ -39,8 +40,10 @@ MAX_CLOCK_SKEW = 5.0
 
 class HostService:
     def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig,
-                 takeover: StandbyController | None = None, clock: Clock = SYSTEM, https_only: bool = False) -> None:
+                 takeover: StandbyController | None = None, clock: Clock = SYSTEM, https_only: bool = False,
+                 probe: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.state = state
+        self.probe = probe  # agent URL -> why the control plane cannot reach it (None: it can)
         self.https_only = https_only  # a fleet that speaks TLS registers no agent it would call in clear text
         self.clock = clock
         self.machines = machines
@@ -102,6 +105,13 @@ class HostService:
                                       f"{'ahead of' if skew > 0 else 'behind'} the control plane's (at most "
                                       f"{MAX_CLOCK_SKEW:.0f} s): synchronise it (NTP, e.g. systemd-timesyncd) and "
                                       "start the agent again", "clock_skew")
+        if self.probe is not None:
+            why = await self.probe(agent_url)
+            if why is not None:
+                raise RoostError(422, f"the control plane cannot reach host {host_id} at {agent_url} ({why}): give "
+                                      "the agent an address the control plane reaches (--listen, or --advertise "
+                                      "when it listens on 0.0.0.0 or behind NAT) and open that port to the "
+                                      "control plane", "unreachable")
         async with self.state.lock:
             existing = self.state.hosts.get(host_id)
             if existing and existing.region != region:

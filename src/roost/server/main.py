@@ -128,7 +128,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         volumes=volumes,
         hosts=HostService(state, machines, config.detector,
                           StandbyController(state, machines.ops, agents, config.lease),
-                          https_only=config.tls is not None or config.trust.pinned),
+                          https_only=config.tls is not None or config.trust.pinned, probe=agents.unreachable),
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
         secrets=secrets,
@@ -137,6 +137,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         certificates=CertificateService(state, keyring, acme=AcmeIssuer(
             config.acme, config.data_dir / "acme-account.pem") if config.acme else None),
         registry_address=config.registry_address,
+        registry_plain_http=bool(config.registry_address) and config.registry.plain_http(config.registry_address),
     )
 
     async def reseal(stop: asyncio.Event) -> None:

@@ -49,8 +49,9 @@ MAX_LINKS = 40  # symlinks followed when finding a command inside an image
 
 
 def runc_available() -> bool:
-    """True where the container driver can run: root, runc, and a static init to put in each machine."""
-    return os.geteuid() == 0 and shutil.which("runc") is not None and shutil.which("tini-static") is not None
+    """True where the container driver can run: root, runc, a static init to put in each machine, and nft to keep
+    orgs apart on the machines' network."""
+    return os.geteuid() == 0 and all(shutil.which(tool) is not None for tool in ("runc", "tini-static", "nft"))
 
 
 class ContainerDriver(PidWatcher):
@@ -71,9 +72,12 @@ class ContainerDriver(PidWatcher):
         self.network = network
         self.cgroup_parent = f"roost-{host_id}"
         self.unified = (CGROUP_ROOT / "cgroup.controllers").exists()
-        if network is not None and network.subnet is not None and network.up():
-            for marker in root.glob("*/network"):  # their namespaces lost their link with the old bridge
-                marker.unlink(missing_ok=True)
+        if network is not None and network.subnet is not None:
+            if network.up():
+                for marker in root.glob("*/network"):  # their namespaces lost their link with the old bridge
+                    marker.unlink(missing_ok=True)
+            wired = {m.parent.name: _read(m) for m in root.glob("*/network")}
+            network.restore(root / ".isolation.json", {mid: a for mid, a in wired.items() if a})
 
     # ---- paths ----
 
