@@ -3,13 +3,16 @@
 - Machines in PRIMARY_REGION take writes (POST /items) and keep a change log.
 - Machines elsewhere answer reads (GET /items) from their own copy, and answer writes with
   `fly-replay: region=<primary>`, so the edge replays the write in the primary region.
-- Replicas catch up by pulling the primary's change log (GET /changes?since=N) through the edge, forced to
-  the primary region ($EDGE_URL with `Fly-Force-Region`), every half second.
+- Replicas catch up by pulling the primary's change log (GET /changes?since=N) every half second: straight
+  from the primary over the private network, by its name `<primary region>.<app>.internal` (as on Fly), where
+  the machine has a `.internal` resolver (the container driver says so in $ROOST_NAMESERVER); else through the
+  edge, forced to the primary region ($EDGE_URL with `Fly-Force-Region`).
 The database lives on the machine's volume (mounted at /data, i.e. ./data in the process driver's root).
 """
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -22,6 +25,7 @@ PRIMARY = os.environ.get("PRIMARY_REGION", REGION)
 APP = os.environ.get("FLY_APP_NAME", "app")
 MACHINE = os.environ.get("FLY_MACHINE_ID", "?")
 EDGE = os.environ.get("EDGE_URL", "http://127.0.0.1:4400")
+PORT = int(os.environ.get("PORT", "8080"))
 DB_PATH = Path("data") / "app.db"
 LOCK = threading.Lock()
 
@@ -93,13 +97,27 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def primary_url():
+    """The primary's URL over the private network (<region>.<app>.internal, asked of the host's resolver), or
+    None where there is no such resolver or the name has no started machine now."""
+    if not os.environ.get("ROOST_NAMESERVER"):
+        return None  # no private network: never ask the host's own resolver for .internal names
+    try:
+        infos = socket.getaddrinfo(f"{PRIMARY}.{APP}.internal", PORT, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return f"http://{infos[0][4][0]}:{PORT}" if infos else None
+
+
 def catch_up() -> None:
-    """Replicas: pull the primary's change log through the edge, forced to the primary region."""
+    """Replicas: pull the primary's change log from the primary (by name), or through the edge."""
     while True:
         try:
             since = applied()
-            request = urllib.request.Request(f"{EDGE}/changes?since={since}",
-                                             headers={"Host": f"{APP}.localhost", "Fly-Force-Region": PRIMARY})
+            direct = primary_url()
+            request = urllib.request.Request(f"{direct}/changes?since={since}") if direct else \
+                urllib.request.Request(f"{EDGE}/changes?since={since}",
+                                       headers={"Host": f"{APP}.localhost", "Fly-Force-Region": PRIMARY})
             with urllib.request.urlopen(request, timeout=5) as response:
                 changes = json.loads(response.read())["changes"]
             with LOCK:
@@ -116,8 +134,7 @@ def catch_up() -> None:
 def main():
     if REGION != PRIMARY:
         threading.Thread(target=catch_up, daemon=True).start()
-    server = ThreadingHTTPServer((os.environ.get("FLY_PRIVATE_IP", "127.0.0.1"), int(os.environ.get("PORT", "8080"))),
-                                 Handler)
+    server = ThreadingHTTPServer((os.environ.get("FLY_PRIVATE_IP", "127.0.0.1"), PORT), Handler)
     server.daemon_threads = True
     import signal
 

@@ -180,3 +180,41 @@ def test_a_power_cut_takes_the_hosts_link_and_its_standby_takes_over(nfleet):
     f.wait_for(lambda: any(h["id"] == host["id"] and h["status"] == "ok" for h in f.api.get("/v1/hosts").json()),
                timeout=20, what="the host back")
     f.api.delete("/v1/apps/crunch", params={"force": "true"})
+
+
+def test_the_primary_db_example_replicates_over_the_private_network(nfleet, tmp_path):
+    """examples/primary-db on separate hosts: a write sent to ewr is replayed to the primary in syd, and the ewr
+    replica pulls it from syd.notes.internal (its EDGE_URL, a loopback address, is nothing inside a machine)."""
+    import shutil
+
+    from tests.integration.conftest import EXAMPLES
+
+    f = nfleet
+    directory = tmp_path / "notes"
+    shutil.copytree(EXAMPLES / "primary-db", directory)
+    toml = directory / "fly.toml"
+    toml.write_text(toml.read_text().replace('primary_region = "ams"', 'primary_region = "syd"'))
+    f.roost("apps", "create", "notes", "--primary-region", "syd")
+    f.roost("deploy", "-c", str(toml), timeout=600)
+    f.roost("scale", "count", "2", "--region", "syd,ewr", "-a", "notes", "--yes", timeout=180)
+    machines = f.api.get("/v1/apps/notes/machines").json()
+    assert sorted(m["region"] for m in machines) == ["ewr", "syd"]
+    edge = f.edge("ewr")["url"]
+    r = f.wait_for(lambda: _post(f"{edge}/items", {"text": "written in ewr"}), timeout=30,
+                   what="a write through the ewr edge")
+    assert r["region"] == "syd", "the ewr replica's fly-replay sent the write to the primary"
+
+    def replicated() -> bool:
+        got = httpx.get(f"{edge}/items", headers={"Host": "notes.localhost"}, trust_env=False, timeout=5).json()
+        return got["region"] == "ewr" and any(i["text"] == "written in ewr" for i in got["items"])
+
+    f.wait_for(replicated, timeout=15, what="the write pulled by the ewr replica from syd.notes.internal")
+    f.api.delete("/v1/apps/notes", params={"force": "true"})
+
+
+def _post(url: str, body: dict) -> dict | None:
+    try:
+        r = httpx.post(url, json=body, headers={"Host": "notes.localhost"}, trust_env=False, timeout=10)
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 201 else None

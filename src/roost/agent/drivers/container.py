@@ -142,7 +142,9 @@ class ContainerDriver(PidWatcher):
                 spec.volume[0].mkdir(parents=True, exist_ok=True)
                 mounts_.append((str(spec.volume[0]), spec.volume[1], False))
             run = MachineRun(
-                machine_id=mid, rootfs=str(merged), env=spec.env, memory_mb=spec.memory_mb, cpus=spec.cpus,
+                machine_id=mid, rootfs=str(merged), memory_mb=spec.memory_mb, cpus=spec.cpus,
+                # The app may ask its host's resolver for `.internal` names: it says so (the process driver has none).
+                env={**spec.env, **({"ROOST_NAMESERVER": self.nameserver} if self.nameserver else {})},
                 cpu_kind=spec.cpu_kind, exec_=(GUEST_INIT, "-g", "--", *argv), netns=netns, mounts=tuple(mounts_),
                 cgroups_path=f"/{self.cgroup_parent}/{mid}", pids_limit=spec.pids_limit)
             config = oci_spec.runtime_spec(spec.image_config, run, *_user_db(spec.image_dir))
