@@ -637,7 +637,7 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
             time.sleep(0.05)
         for host in fleet.get("hosts", []):
             _remove_cgroups(host["id"])
-            if host.get("argv") and "container" in host["argv"]:
+            if host.get("driver") == "container" or "container" in (host.get("argv") or []):
                 stopped["machines"] += sweep(Path(host["data_dir"]) / "machines", host["id"])
         if fleet.get("netns"):  # last: nothing runs in its namespaces any more
             FleetNetwork.from_fleet(fleet["netns"]).remove()
