@@ -10,6 +10,7 @@ import configparser
 import json
 import os
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -114,11 +115,11 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
         return done.stdout
 
     # 2. Certificates
-    tls = tmp / "fleet-tls"
-    cli("tls", "init", str(tls))
-    cli("tls", "issue", str(tls), "server", cp)
+    cli("tls", "init", str(tmp / "fleet-tls"))
+    cli("tls", "issue", str(tmp / "fleet-tls"), "server", cp)
     for host_id, (_region, n, i) in HOSTS.items():
-        cli("tls", "issue", str(tls), f"agent-{host_id}", f"10.{net.octet}.{n}.{i}")
+        cli("tls", "issue", str(tmp / "fleet-tls"), f"agent-{host_id}", f"10.{net.octet}.{n}.{i}")
+    tls = tmp / "fleet-tls" / "tls"  # where `roost tls` keeps them
     # The image registry the fleet pulls from, on this computer's address on the fleet network.
     registry = start_registry(data, free_port(), net.operator_address)
     fleet["registry"] = registry
@@ -139,7 +140,8 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
     fleet["server"], fleet["servers"] = server, [server]
     write_fleet(data, fleet)
     trust = str(tls / "ca.pem")
-    wait(lambda: httpx.get(f"{url}/healthz", verify=trust, trust_env=False, timeout=1).status_code == 200, 30,
+    context = ssl.create_default_context(cafile=trust)
+    wait(lambda: httpx.get(f"{url}/healthz", verify=context, trust_env=False, timeout=1).status_code == 200, 30,
          "the control plane")
     admin = (data / "server" / "admin-token").read_text().strip()
     fleet["token"] = admin
@@ -161,8 +163,8 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
         host["pid"] = spawn(net, host_id, argv, Path(host["log"]))
         fleet["hosts"].append(host)
         write_fleet(data, fleet)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, verify=trust, trust_env=False,
-                      timeout=70) as api:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, verify=context,
+                      trust_env=False, timeout=70) as api:
         wait(lambda: {h["id"] for h in api.get("/v1/hosts").json() if h["status"] == "ok"} == set(HOSTS), 30,
              "every host to join")
         # 5. Edges: an edge token each, the guide's proxy.toml
@@ -198,7 +200,7 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
 def client(fleet: dict[str, Any]) -> httpx.Client:
     env = fleet["api_env"]
     return httpx.Client(base_url=env["ROOST_API_URL"], headers={"Authorization": f"Bearer {env['ROOST_API_TOKEN']}"},
-                        verify=env["ROOST_CA_FILE"], trust_env=False, timeout=70)
+                        verify=ssl.create_default_context(cafile=env["ROOST_CA_FILE"]), trust_env=False, timeout=70)
 
 
 def test_an_app_deployed_as_the_guide_says_is_reached_through_an_edge_by_its_domain(guide):

@@ -67,3 +67,14 @@ def test_a_file_holding_a_token_must_be_private(tmp_path: Path, capsys: pytest.C
     os.chmod(shared, 0o600)
     code, err = roost(capsys, "proxy", "--config", str(shared))
     assert code == 1 and "zzz" in err  # accepted, and on to the command's own checks
+
+
+def test_a_setting_is_named_by_its_flag_even_where_the_parameter_is_not(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`roost proxy --id` is the parameter `proxy_id`: the file says `id`, as the flag does (the guide's proxy.toml)."""
+    conf = write(tmp_path / "proxy.toml", 'server = "http://127.0.0.1:1"\nid = "edge-ewr"\nregion = "zzz"\n')
+    code, err = roost(capsys, "proxy", "--config", str(conf))
+    assert code == 1 and "zzz" in err  # accepted, and on to the command's own checks
+    hidden = write(tmp_path / "typo.toml", 'server = "http://127.0.0.1:1"\nidd = "x"\n')
+    code, err = roost(capsys, "proxy", "--config", str(hidden))
+    assert code == 1 and "settable: admin, ca, connect-timeout" in err and " id," in err and "worker-index" not in err

@@ -43,6 +43,17 @@ class NetworkError(Exception):
     pass
 
 
+def _nft(script: str) -> None:
+    """Apply an nft script in this process's network namespace (one transaction)."""
+    try:
+        done = subprocess.run(["nft", "-f", "-"], capture_output=True, text=True, timeout=IP_TIMEOUT, input=script,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetworkError(f"nft: {exc}") from exc
+    if done.returncode != 0:
+        raise NetworkError(f"nft: {done.stderr.strip() or done.returncode}")
+
+
 def _in_bridge_ns(ns: str, argv: list[str], stdin: str) -> None:
     """Run a command (nft) in a bridge namespace: `ip netns exec` only for its duration."""
     try:
@@ -134,7 +145,22 @@ class HostNetwork:
             _ip("-n", ns, "link", "set", UPLINK_PORT, "master", "br0", "up")
             _ip("addr", "add", f"{self.gateway}/{self._subnet().prefixlen}", "dev", self.uplink)
             _ip("link", "set", self.uplink, "up")
+        if self.private_net is not None:
+            _nft(self._nat_rules())
         return fresh
+
+    @property
+    def nat_table(self) -> str:
+        return f"roost_{_short(self.host_id)}"
+
+    def _nat_rules(self) -> str:
+        """With a private network, machines route only the private range: a connection to a machine from
+        anywhere else (an edge on another host, a check) arrives from this host's gateway address, so that
+        its answer goes back the way it came (source NAT, as a container host publishing a port does)."""
+        table = f"ip {self.nat_table}"
+        return (f"table {table}\ndelete table {table}\ntable {table} {{\n  chain postrouting {{\n"
+                f"    type nat hook postrouting priority srcnat; policy accept;\n"
+                f'    oifname "{self.uplink}" ip saddr != {self.private_net} masquerade\n  }}\n}}\n')
 
     def restore(self, members_file: Path, wired: dict[str, str]) -> None:
         """After an agent restart: the machines still wired (machine id -> address) and the orgs' members as
@@ -168,6 +194,8 @@ class HostNetwork:
         """Remove the uplink and the bridge namespace (machines' namespaces go with `detach`)."""
         _ip("link", "del", self.uplink, check=False)
         _ip("netns", "del", self.bridge_ns, check=False)
+        with contextlib.suppress(NetworkError):  # the source NAT for a private network, if this host had one
+            _nft(f"table ip {self.nat_table}\ndelete table ip {self.nat_table}\n")
 
     # ---- a machine's side ----
 

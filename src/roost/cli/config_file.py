@@ -32,13 +32,22 @@ def settings(path: Path, command: Any) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise CliError(f"--config {path}: not valid TOML ({exc})") from None
     # typer carries its own copy of click: options are known by kind, not by class
-    names = {p.name: p for p in command.params
-             if getattr(p, "param_type_name", "") == "option" and p.name and p.name != "config"}
+    # a setting is named by the option's long flag without its dashes (`id` for --id), or by its parameter name
+    names: dict[str, str] = {}
+    for p in command.params:
+        if getattr(p, "param_type_name", "") != "option" or not p.name or p.name == "config":
+            continue
+        for flag in p.opts:
+            if flag.startswith("--"):
+                names[flag[2:]] = p.name
+        names.setdefault(p.name.replace("_", "-"), p.name)
     out: dict[str, Any] = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in names:
-            flags = ", ".join(sorted(n.replace("_", "-") for n in names))
+        name = names.get(key) or names.get(key.replace("_", "-"))
+        if name is None:
+            flags = ", ".join(sorted({f[2:] for p in command.params if getattr(p, "param_type_name", "") == "option"
+                                      and p.name != "config" and not getattr(p, "hidden", False)
+                                      for f in p.opts if f.startswith("--")}))
             raise CliError(f"--config {path}: unknown setting {key!r} for 'roost {command.name}'; settable: {flags}")
         if isinstance(value, dict):
             raise CliError(f"--config {path}: {key!r} must be a value, not a table")
