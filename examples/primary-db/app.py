@@ -7,7 +7,7 @@
   from the primary over the private network, by its name `<primary region>.<app>.internal` (as on Fly), where
   the machine has a `.internal` resolver (the container driver says so in $ROOST_NAMESERVER); else through the
   edge, forced to the primary region ($EDGE_URL with `Fly-Force-Region`).
-The database lives on the machine's volume (mounted at /data, i.e. ./data in the process driver's root).
+The database lives on the machine's volume (mounted at /data; ./data in the process driver's root).
 """
 
 import json
@@ -26,7 +26,16 @@ APP = os.environ.get("FLY_APP_NAME", "app")
 MACHINE = os.environ.get("FLY_MACHINE_ID", "?")
 EDGE = os.environ.get("EDGE_URL", "http://127.0.0.1:4400")
 PORT = int(os.environ.get("PORT", "8080"))
-DB_PATH = Path("data") / "app.db"
+
+
+def volume() -> Path:
+    """The machine's volume: ./data where the machine's root is the working directory (the process driver),
+    /data in a container (whose working directory is the image's, /app)."""
+    here = Path("data")
+    return here if here.exists() or not os.path.ismount("/data") else Path("/data")
+
+
+DB_PATH = volume() / "app.db"
 LOCK = threading.Lock()
 
 

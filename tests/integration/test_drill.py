@@ -225,7 +225,7 @@ def test_partition_host_under_an_http_app_fails_no_get(fleet):
 
 
 def test_primary_region_writes_survive_a_killed_primary(fleet):
-    needs_host_reach("primary-db", "replicates through the edge on the host's loopback")
+    needs_host_reach("primary-db", "replicates through the edge on the host's loopback", private_network_will_do=True)
     directory = fleet.workdir / "notes"
     shutil.copytree(ROOT / "examples" / "primary-db", directory)
     text = (directory / "fly.toml").read_text().replace("http://127.0.0.1:4400", fleet.edge("ams")["url"])

@@ -93,7 +93,7 @@ def test_region_headers(world):
 
 
 def test_writes_to_a_replica_land_in_the_primary_and_are_read_everywhere(world):
-    needs_host_reach("primary-db", "replicates through the edge on the host's loopback")
+    needs_host_reach("primary-db", "replicates through the edge on the host's loopback", private_network_will_do=True)
     directory = world.workdir / "notes"
     shutil.copytree(ROOT / "examples" / "primary-db", directory)
     text = (directory / "fly.toml").read_text().replace("http://127.0.0.1:4400", world.edge("ams")["url"])
