@@ -31,6 +31,8 @@ OUTBOX_LIMIT = 10_000
 BATCH = 200
 FULL_SNAPSHOT_EVERY = 8  # heartbeats; the others carry no machine list
 PEER_PROBE_TIMEOUT = 0.3
+HEARTBEAT_TIMEOUT = 2.0
+REGISTER_TIMEOUT = 10.0
 
 
 class Heartbeat(threading.Thread):
@@ -76,7 +78,9 @@ class Heartbeat(threading.Thread):
         threading.Thread(target=self._probe_peers_loop, name="roost-peers", daemon=True).start()
         threading.Thread(target=self._watchdog_loop, name="roost-lease", daemon=True).start()
         seq = 0
-        timeout = httpx.Timeout(max(self.interval * 2, 0.5), connect=max(self.interval, 0.25))
+        # Long enough for a new TLS connection across a continent (three round trips of up to 300 ms): a
+        # heartbeat cut at 0.25 s never reached a server in another region. Fencing does not wait on it.
+        timeout = httpx.Timeout(max(self.interval * 4, HEARTBEAT_TIMEOUT))
         with self._client(timeout) as client:
             while not self.stopping.is_set():
                 started = self.clock.monotonic()
@@ -166,7 +170,8 @@ class Heartbeat(threading.Thread):
 
     def _register(self, client: httpx.Client) -> None:
         # its clock, so that a host whose clock is far off is told so at once (its records and events carry times)
-        response = client.post(f"{self.url}/v1/hosts", json={**self.registration, "time": time.time()})
+        response = client.post(f"{self.url}/v1/hosts", json={**self.registration, "time": time.time()},
+                               timeout=REGISTER_TIMEOUT)  # the control plane calls this host back meanwhile
         if response.status_code == 200:
             self.registered.set()
             log.info("registered host %s with %s", self.registration["id"], self.url)

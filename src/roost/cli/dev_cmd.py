@@ -64,6 +64,9 @@ def up(
     servers: int = typer.Option(1, "--servers", min=1, max=9,
                                 help="Control-plane replicas on --port, --port+1, ... (more than one: "
                                      "--store postgresql)."),
+    link_latency: bool = typer.Option(True, "--link-latency/--no-link-latency",
+                                      help="With --netns: links between regions take their round-trip time "
+                                           "(from the RTT catalogue) instead of the edges simulating it."),
     netns: bool = typer.Option(False, "--netns",
                                help="Every host, edge and server in a network namespace of its own, on a fleet "
                                     "network with no way out; machines reach each other across hosts over the "
@@ -118,7 +121,7 @@ def up(
                      admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
                      simulate_latency=simulate_latency, anycast_port=anycast_port, edge_tls_port=tls_port,
                      tls=tls, driver=driver, registry_port=registry_port, store=store,
-                     postgres_port=postgres_port, servers=servers, netns=netns)
+                     postgres_port=postgres_port, servers=servers, netns=netns, link_latency=link_latency)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -214,6 +217,32 @@ def anycast(
         edges.append(EdgeAddress(region, host, port))
     host, port = parse_listen(listen)
     run(host, port, edges, default_region, RttTable.from_file(rtt_file) if rtt_file else RttTable(), simulate_rtt)
+
+
+@dev_app.command("relay", hidden=True)
+def relay(tap: list[str] = typer.Option(..., "--tap", help="REGION=TAP, repeatable.")) -> None:
+    """Carry frames between a netns fleet's regions after their round-trip time (started by 'roost dev up')."""
+    import asyncio
+    import signal
+
+    from roost.core.regions import estimated_rtt_ms
+    from roost.dev.linkdelay import run as relay_frames
+
+    taps = {}
+    for item in tap:
+        region, _, name = item.partition("=")
+        if not is_known(region) or not name:
+            raise CliError(f"--tap {item!r}: expected REGION=TAP with a known region")
+        taps[region] = name
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await relay_frames(taps, lambda a, b: estimated_rtt_ms(a, b) / 2000.0, stop)
+
+    asyncio.run(main())
 
 
 @dev_app.command("status")

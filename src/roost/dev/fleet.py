@@ -74,6 +74,7 @@ class FleetSpec:
     store: str = "sqlite"  # the control plane's database: "sqlite" (a file) or "postgresql" (a local cluster)
     postgres_port: int = POSTGRES_PORT  # where the fleet's PostgreSQL listens (127.0.0.1), with store="postgresql"
     netns: bool = False  # every host, edge and server in a network namespace of its own (dev/fleetnet.py)
+    link_latency: bool = True  # in a netns fleet: links between regions delayed by their RTT (dev/linkdelay.py)
 
 
 def roost_command() -> list[str]:
@@ -145,13 +146,13 @@ def machine_net(region_index: int, host_index: int, offset: int = 0) -> str:
 def _plan_network(net: FleetNetwork, spec: FleetSpec) -> None:
     """Every namespace of a netns fleet, made before anything starts (addresses follow from the spec), and the
     routes to every host's machine subnet."""
-    for i in range(spec.servers):
-        net.add_node("server" if i == 0 else f"server-{i + 1}", net.server_address(i))
+    for i in range(spec.servers):  # in the first region, as `roost server --region` says
+        net.add_node("server" if i == 0 else f"server-{i + 1}", net.server_address(i), region=spec.regions[0])
     for r, region in enumerate(spec.regions):
         for h in range(spec.hosts_per_region):
-            net.add_node(f"{region}-{h + 1}", net.host_address(r, h), forwarding=True)
+            net.add_node(f"{region}-{h + 1}", net.host_address(r, h), forwarding=True, region=region)
         if spec.proxies:
-            net.add_node(f"edge-{region}", net.edge_address(r))
+            net.add_node(f"edge-{region}", net.edge_address(r), region=region)
     if spec.driver == "container":
         for r, region in enumerate(spec.regions):
             for h in range(spec.hosts_per_region):
@@ -204,10 +205,14 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
         if spec.netns:
             say("making the fleet network: a namespace for every host, edge and server")
             try:
-                net = FleetNetwork.create(data)
+                net = FleetNetwork.create(data, spec.regions if spec.link_latency else None)
                 fleet["netns"] = net.describe()
                 write_fleet(data, fleet)  # recorded first: a failed start is still removed by down()
                 _plan_network(net, spec)
+                if net.regions:
+                    argv = ["dev", "relay", *(a for r, t in net.taps().items() for a in ("--tap", f"{r}={t}"))]
+                    relay = _spawn([*roost_command(), *argv], logs / "relay.log", enter=net.relay_enter())
+                    fleet["extra_pids"] = [relay]
             except FleetNetError as exc:
                 raise FleetError(f"the fleet network: {exc}") from None
             fleet["netns"] = net.describe()
@@ -317,7 +322,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 argv = ["proxy", "--server", servers_arg, "--region", region, "--listen", f"{edge_ip}:{port}",
                         "--admin", f"{edge_ip}:{admin}", "--tcp-prefix", f"127.{spec.tcp_octet + r}",
                         "--idle-interval", str(spec.idle_interval), "--data-dir", str(data / "proxies" / region)]
-                if spec.simulate_latency:
+                if spec.simulate_latency and not (net and net.regions):  # real links carry it there
                     argv.append("--simulate-rtt")
                 if spec.tls:
                     argv += ["--ca", fleet["ca"]]

@@ -11,6 +11,9 @@ computer's too) routes each host's machine subnet through that host's fleet addr
 reaches a machine on another through the fleet network (the private network; production does the same over
 WireGuard or the operator's own routes, docs/private-network.md).
 
+Latency: with `regions`, each region's nodes share a bridge of their own and a relay (dev/linkdelay.py) carries
+frames between the bridges after half the round-trip time between the regions; without, one bridge holds all.
+
 Faults are link faults: a partition drops every frame of a host's port on the fleet bridge (nftables, bridge
 family, in the fleet's namespace), a power cut does the same until the host comes back.
 
@@ -66,6 +69,7 @@ class FleetNetwork:
     key: str
     octet: int
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {ns, port, address}
+    regions: list[str] = field(default_factory=list)  # with link latency: a bridge per region, in this order
 
     # ---- naming ----
 
@@ -108,17 +112,34 @@ class FleetNetwork:
 
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "octet": self.octet, "network": str(self.network), "bridge_ns": self.bridge_ns,
-                "operator": self.operator_address, "private_net": PRIVATE_NET, "nodes": self.nodes}
+                "operator": self.operator_address, "private_net": PRIVATE_NET, "nodes": self.nodes,
+                "regions": self.regions}
 
     @classmethod
     def from_fleet(cls, described: dict[str, Any]) -> FleetNetwork:
-        return cls(str(described["key"]), int(described["octet"]), dict(described.get("nodes") or {}))
+        return cls(str(described["key"]), int(described["octet"]), dict(described.get("nodes") or {}),
+                   list(described.get("regions") or []))
+
+    def bridge(self, region: str | None = None) -> str:
+        """The bridge a node of `region` hangs off (the first region's for this computer and the servers)."""
+        if not self.regions:
+            return "fleet0"
+        return f"b{self.regions.index(region) if region in self.regions else 0}"
+
+    def taps(self) -> dict[str, str]:
+        """Each region's TAP device on its bridge, for the relay (none without latency)."""
+        return {region: f"t{i}" for i, region in enumerate(self.regions)}
+
+    def relay_enter(self) -> list[str]:
+        """The command prefix that runs the relay in the fleet network's own namespace."""
+        return ["nsenter", f"--net={NETNS_DIR / self.bridge_ns}", "--"]
 
     # ---- making it ----
 
     @classmethod
-    def create(cls, data_dir: Path) -> FleetNetwork:
-        """The fleet network's bridge and this computer's link to it, on a 10.X.0.0/16 nobody here uses."""
+    def create(cls, data_dir: Path, regions: list[str] | None = None) -> FleetNetwork:
+        """The fleet network's bridge (a bridge per region, with `regions`: link latency between them) and this
+        computer's link to it, on a 10.X.0.0/16 nobody here uses."""
         key = cls.key_for(data_dir)
         cls(key, FIRST_OCTET).remove()  # whatever a crashed run of this fleet left
         used = run(["ip", "-4", "-o", "addr", "show"]).stdout
@@ -130,17 +151,21 @@ class FleetNetwork:
                 break
         else:
             raise FleetNetError(f"every fleet network 10.{FIRST_OCTET}-{LAST_OCTET}.0.0/16 is in use here")
-        net = cls(key, octet)
+        net = cls(key, octet, regions=list(regions or []))
         ns = net.bridge_ns
         run(["ip", "netns", "add", ns])
-        run(["ip", "-n", ns, "-batch", "-"], "link add fleet0 type bridge\nlink set fleet0 up\nlink set lo up\n")
+        bridges = [net.bridge(r) for r in net.regions] or ["fleet0"]
+        batch = "link set lo up\n" + "".join(f"link add {b} type bridge\nlink set {b} up\n" for b in bridges)
+        for region, tap in net.taps().items():
+            batch += f"tuntap add dev {tap} mode tap\nlink set {tap} master {net.bridge(region)} up\n"
+        run(["ip", "-n", ns, "-batch", "-"], batch)
         run(["ip", "link", "add", net.operator_link, "type", "veth", "peer", "name", "op", "netns", ns])
-        run(["ip", "-n", ns, "link", "set", "op", "master", "fleet0", "up"])
+        run(["ip", "-n", ns, "link", "set", "op", "master", net.bridge(), "up"])
         run(["ip", "addr", "add", f"{net.operator_address}/16", "dev", net.operator_link])
         run(["ip", "link", "set", net.operator_link, "up"])
         return net
 
-    def add_node(self, name: str, address: str, forwarding: bool = False) -> str:
+    def add_node(self, name: str, address: str, forwarding: bool = False, region: str | None = None) -> str:
         """A namespace for one component with `address` on the fleet network; returns the namespace's name."""
         ns = f"rf-{self.key}-{name}"
         port = f"n{len(self.nodes)}"
@@ -148,7 +173,7 @@ class FleetNetwork:
         run(["ip", "netns", "add", ns])
         run(["ip", "link", "add", port, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0",
              "netns", ns])
-        run(["ip", "-n", self.bridge_ns, "link", "set", port, "master", "fleet0", "up"])
+        run(["ip", "-n", self.bridge_ns, "link", "set", port, "master", self.bridge(region), "up"])
         run(["ip", "-n", ns, "-batch", "-"],
             f"addr add {address}/16 dev eth0\nlink set eth0 up\nlink set lo up\n")
         if forwarding:  # a host routes its machines' packets (this namespace's setting, not the computer's)
