@@ -1,6 +1,6 @@
 """Host-failure benchmarks and proofs (issue 6).
 
-    .venv/bin/python bench/failover.py [--kills 20] [--partitions 30] [--soak 600] [--outage 60]
+    .venv/bin/python bench/failover.py [--kills 20] [--partitions 30] [--soak 600] [--outage 60] [--netns]
 
 On a local fleet (one region, three hosts, default detector and lease settings), with the fenced worker
 example deployed as 1 + standby:
@@ -14,6 +14,10 @@ example deployed as 1 + standby:
 - outage: the control plane killed for N seconds, and a host cut off from the control plane only:
   machines stopped and takeovers must be 0.
 Each trial deploys a fresh app, so trials are independent; the dead host is restarted after each.
+
+--netns (root): the same on a fleet of network namespaces with real link latency (issue 19): the control plane
+in ams, the worker, its standby and their peers on three hosts in syd, 250 ms round trip away; a power cut
+also takes the host's link, a partition drops it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from common import ROOT, BenchFleet, pct, table
 
 from roost.dev import faults
 from roost.dev.fleet import restart_agent, restart_server
+
+REGION = "ams"  # where the workers run (--netns: syd, a continent away from the control plane)
 
 
 class Watch(threading.Thread):
@@ -71,7 +77,10 @@ def deploy(f: BenchFleet, work: Path, app: str) -> tuple[dict, dict, Path]:
     import sys
 
     env = {**os.environ, "ROOST_API_URL": f.url, "ROOST_API_TOKEN": f.token}
-    for args in (["apps", "create", app, "--primary-region", "ams"], ["deploy", "-c", str(directory / "fly.toml")]):
+    if REGION != "ams":
+        text = (directory / "fly.toml").read_text()
+        (directory / "fly.toml").write_text(text.replace('primary_region = "ams"', f'primary_region = "{REGION}"'))
+    for args in (["apps", "create", app, "--primary-region", REGION], ["deploy", "-c", str(directory / "fly.toml")]):
         subprocess.run([sys.executable, "-m", "roost", *args], env=env, check=True, capture_output=True, timeout=120)
     machines = f.api.get(f"/v1/apps/{app}/machines").json()
     worker = next(m for m in machines if not m["config"].get("standbys"))
@@ -160,7 +169,7 @@ def partitions(f: BenchFleet, work: Path, n: int) -> list[list[object]]:
 
 
 def soak(f: BenchFleet, seconds: int, watch: Watch) -> list[list[object]]:
-    f.api.post("/v1/apps", json={"app_name": "burn", "primary_region": "ams"})
+    f.api.post("/v1/apps", json={"app_name": "burn", "primary_region": REGION})
     config = {"image": "burn:v1", "init": {"cmd": ["python3", "-c", "while True: pass"]},
               "guest": {"cpu_kind": "performance", "cpus": 1, "memory_mb": 256}}
     ids = [f.api.post("/v1/apps/burn/machines", json={"config": config}).json()["id"] for _ in range(4)]
@@ -204,9 +213,13 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=30)
     parser.add_argument("--soak", type=int, default=600)
     parser.add_argument("--outage", type=int, default=60)
+    parser.add_argument("--netns", action="store_true", help="hosts in network namespaces, real link latency")
     args = parser.parse_args()
+    global REGION
+    regions, hosts = (["ams", "syd"], 3) if args.netns else (["ams"], 3)
+    REGION = regions[-1]
     with tempfile.TemporaryDirectory(prefix="roost-bench-failover-") as tmp, \
-            BenchFleet(["ams"], 3, host_memory_mb=65536, host_cpus=8) as f:
+            BenchFleet(regions, hosts, host_memory_mb=65536, host_cpus=8, netns=args.netns) as f:
         work = Path(tmp)
         f.push("fenced:latest", "fenced-worker", ["python3", "worker.py"])
         f.push("burn:v1", "fenced-worker", ["python3", "worker.py"])
