@@ -241,7 +241,8 @@ def main() -> None:
                     ["measure", "trials", "p50 ms", "p95 ms", "p99 ms", "target", "missed"], results["kills"]))
         print()
     if "partitions" in results:
-        print(table("Host cut off from the control plane and its peers (iptables on its address), machines running",
+        print(table("Host cut off from the control plane and its peers (iptables on its address; --netns: its link "
+                    "dropped), machines running",
                     ["trials", "worker fenced", "standby started", "double-run intervals", "stale-token writes",
                      "fence -> standby start, min / median ms"], results["partitions"]))
         print()
