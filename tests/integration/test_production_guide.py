@@ -172,13 +172,15 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
             region = HOSTS[host_id][0]
             token = json.loads(cli("tokens", "create", "edge", "--name", f"edge {region}", "--json",
                                    env=api_env))["token"]
+            address = next(h["address"] for h in fleet["hosts"] if h["id"] == host_id)
             toml(etc[host_id] / "proxy.toml", {
-                "server": url, "region": region, "listen": "0.0.0.0:80", "admin": "127.0.0.1:4500",
+                "server": url, "region": region, "listen": "0.0.0.0:80", "advertise": address,
+                "admin": "127.0.0.1:4500",
                 "domain": DOMAIN, "ca": trust, "token": token, "data-dir": str(data / "proxies" / region),
                 "id": f"edge-{region}"})
             log = logs / f"proxy-{region}.log"
             proxy = {"region": region, "node": host_id, "log": str(log),
-                     "url": f"http://{next(h['address'] for h in fleet['hosts'] if h['id'] == host_id)}:80",
+                     "url": f"http://{address}:80",
                      "pid": spawn(net, host_id, unit_command("proxy", etc[host_id]), log)}
             fleet["proxies"].append(proxy)
             write_fleet(data, fleet)
@@ -212,6 +214,10 @@ def test_an_app_deployed_as_the_guide_says_is_reached_through_an_edge_by_its_dom
                                                        "ports": [{"port": 80, "handlers": ["http"]}]}]}})
             assert r.status_code == 200, r.text
             api.get(f"/v1/apps/site/machines/{r.json()['id']}/wait", params={"state": "started", "timeout": 60})
+    with client(guide) as api:  # the edges as the control plane lists them: at their advertised addresses
+        listed = wait(lambda: len(api.get("/v1/proxies").json()) == 2 and api.get("/v1/proxies").json(), 20,
+                      "both edges to register")
+        assert sorted(p["url"] for p in listed) == sorted(p["url"] for p in guide["proxies"])
     for proxy in guide["proxies"]:
         got = wait(lambda p=proxy: httpx.get(p["url"], headers={"Host": f"site.{DOMAIN}"}, trust_env=False,
                                               timeout=5), 20, f"the {proxy['region']} edge to serve the app")

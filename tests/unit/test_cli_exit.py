@@ -62,3 +62,14 @@ def test_an_agent_says_where_it_is_reached_or_is_refused_in_one_line(
     assert exit_.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], lines
+
+
+def test_an_edge_on_every_address_says_where_clients_reach_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from roost.cli.main import app as roost
+
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(roost, ["proxy", "--server", "https://127.0.0.1:1", "--region", "ams", "--token", "t",
+                        "--listen", "0.0.0.0:8080"])
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--advertise ADDRESS" in lines[0], lines

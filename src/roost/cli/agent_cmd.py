@@ -12,6 +12,7 @@ from roost.cli.common import (
     DEFAULT_HOME,
     TLS_CERT_HELP,
     TLS_KEY_HELP,
+    advertised_address,
     fleet_token,
     parse_listen,
     servers_of,
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
             raise CliError(f"unknown region {region!r}; see 'roost platform regions' for the codes")
         host, port = parse_listen(listen)
         if advertise:
-            advertise = _advertised(advertise)
+            advertise = advertised_address(advertise)
         elif host in UNSPECIFIED:
             raise CliError(f"--listen {listen} listens on every address: say which one the control plane and "
                            "other hosts reach this host at with --advertise ADDRESS")
@@ -128,20 +129,3 @@ def register(app: typer.Typer) -> None:
             registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
         ))
 
-
-def _advertised(value: str) -> str:
-    """An --advertise address: an IP address (not a wildcard) or a host name, without a port."""
-    import ipaddress
-    import re
-
-    text = value.strip().strip("[]")
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", text) or ":" in text:
-            raise CliError(f"--advertise {value!r}: expected an IP address or host name, without a port "
-                           "(the agent's port is --listen's)") from None
-        return text
-    if ip.is_unspecified:
-        raise CliError(f"--advertise {value}: a wildcard address reaches nobody; give this host's own address")
-    return f"[{ip}]" if ip.version == 6 else str(ip)

@@ -9,8 +9,8 @@ from roost.client.api import DEFAULT_FLEET_DIR, DEFAULT_HOME, api_target, fleet_
 from roost.failover import parse_servers
 from roost.tls import Listener, TlsError, Trust, trust_from
 
-__all__ = ["DEFAULT_FLEET_DIR", "DEFAULT_HOME", "api_target", "fleet_file", "fleet_token", "parse_listen",
-           "tls_setup"]
+__all__ = ["DEFAULT_FLEET_DIR", "DEFAULT_HOME", "advertised_address", "api_target", "fleet_file", "fleet_token",
+           "parse_listen", "tls_setup"]
 
 TLS_CERT_HELP = "This component's certificate (PEM): it then listens with HTTPS only."
 TLS_KEY_HELP = "The key of --tls-cert (PEM, keep it 0600)."
@@ -69,3 +69,21 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise CliError(f"invalid address {value!r}: expected HOST:PORT, e.g. 127.0.0.1:4280")
     return host, int(port)
+
+
+def advertised_address(value: str) -> str:
+    """An --advertise address (agents, edges): an IP address (not a wildcard) or a host name, without a port."""
+    import ipaddress
+    import re
+
+    text = value.strip().strip("[]")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", text) or ":" in text:
+            raise CliError(f"--advertise {value!r}: expected an IP address or host name, without a port "
+                           "(the port is --listen's)") from None
+        return text
+    if ip.is_unspecified:
+        raise CliError(f"--advertise {value}: a wildcard address reaches nobody; give this host's own address")
+    return f"[{ip}]" if ip.version == 6 else str(ip)

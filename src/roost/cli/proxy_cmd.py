@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import CA_HELP, fleet_token, parse_listen, servers_of, tls_setup
+from roost.cli.common import CA_HELP, advertised_address, fleet_token, parse_listen, servers_of, tls_setup
 from roost.cli.config_file import config_option
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         token_file: Path = typer.Option(None, "--token-file", help="A file holding the fleet token."),
         region: str = typer.Option(..., "--region", help="This edge's region."),
         listen: str = typer.Option("127.0.0.1:4400", "--listen", help="HTTP listen address."),
+        advertise: str = typer.Option("", "--advertise",
+                                      help="The address clients reach this edge at, as the control plane lists it "
+                                           "(needed with --listen 0.0.0.0:PORT or behind NAT; default: --listen's)."),
         admin: str = typer.Option("", "--admin", help="Admin address for /metrics, /healthz, /routes."),
         domain: str = typer.Option("localhost", "--domain", help="Apps answer at APP.DOMAIN."),
         tcp_prefix: str = typer.Option("127.100", "--tcp-prefix",
@@ -84,10 +87,15 @@ def register(app: typer.Typer) -> None:
         tls_default, trust = tls_setup(tls_cert, tls_key, ca)
         server, trust = servers_of(trust, server, "--server")
         host, port = parse_listen(listen)
+        if advertise:
+            advertise = advertised_address(advertise)
+        elif host in ("0.0.0.0", "::"):
+            raise CliError(f"--listen {listen} listens on every address: say which one clients reach this edge at "
+                           "with --advertise ADDRESS")
         admin_host, admin_port = parse_listen(admin) if admin else ("127.0.0.1", 0)
         argv = [a for a in sys.argv[2:]]
         run(ProxyConfig(server_url=server, token=fleet_token(token, token_file), region=region,
-                        listen_host=host, listen_port=port,
+                        listen_host=host, listen_port=port, advertise=advertise,
                         admin_host=admin_host, admin_port=admin_port, domain=domain, tcp_prefix=tcp_prefix,
                         idle_interval=idle_interval, data_dir=data_dir, workers=workers, worker_index=worker_index,
                         proxy_id=proxy_id, rtt_file=rtt_file, simulate_rtt=simulate_rtt,

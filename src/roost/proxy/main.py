@@ -42,6 +42,7 @@ class ProxyConfig:
     region: str
     listen_host: str = "127.0.0.1"
     listen_port: int = 4400
+    advertise: str = ""  # the address clients and the control plane know this edge by (default: listen_host)
     admin_host: str = "127.0.0.1"
     admin_port: int = 0  # 0: no admin port
     domain: str = "localhost"
@@ -115,9 +116,10 @@ class Edge:
 
     async def register(self, stop: asyncio.Event) -> None:
         """Tell the control plane where this edge listens (for `roost ips list`); best effort, repeated."""
+        host = self.cfg.advertise or self.cfg.listen_host
         body = {"id": self.cfg.proxy_id or f"proxy-{self.cfg.region}", "region": self.cfg.region,
-                "url": f"http://{self.cfg.listen_host}:{self.cfg.listen_port}", "tcp_prefix": self.cfg.tcp_prefix,
-                "tls_url": f"https://{self.cfg.listen_host}:{self.cfg.tls_port}" if self.cfg.tls_port else "",
+                "url": f"http://{host}:{self.cfg.listen_port}", "tcp_prefix": self.cfg.tcp_prefix,
+                "tls_url": f"https://{host}:{self.cfg.tls_port}" if self.cfg.tls_port else "",
                 "admin_url": f"http://{self.cfg.admin_host}:{self.cfg.admin_port}" if self.cfg.admin_port else "",
                 "domain": self.cfg.domain, "pid": os.getpid()}
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {self.cfg.token}"}, timeout=5,
