@@ -177,7 +177,7 @@ class FleetNetwork:
         run(["ip", "-n", ns, "-batch", "-"],
             f"addr add {address}/16 dev eth0\nlink set eth0 up\nlink set lo up\n")
         if forwarding:  # a host routes its machines' packets (this namespace's setting, not the computer's)
-            run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+            run(["nsenter", f"--net={NETNS_DIR / ns}", "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
         return ns
 
     def route(self, subnet: str, via: str, skip: str = "") -> None:
