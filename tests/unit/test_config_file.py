@@ -77,4 +77,5 @@ def test_a_setting_is_named_by_its_flag_even_where_the_parameter_is_not(tmp_path
     assert code == 1 and "zzz" in err  # accepted, and on to the command's own checks
     hidden = write(tmp_path / "typo.toml", 'server = "http://127.0.0.1:1"\nidd = "x"\n')
     code, err = roost(capsys, "proxy", "--config", str(hidden))
-    assert code == 1 and "settable: admin, ca, connect-timeout" in err and " id," in err and "worker-index" not in err
+    assert code == 1 and "settable: admin, advertise, ca, connect-timeout" in err
+    assert " id," in err and "worker-index" not in err
