@@ -38,7 +38,9 @@ SERVICE = {"protocol": "tcp", "internal_port": 8080, "autostop": "off", "autosta
 @pytest.fixture(scope="module")
 def nfleet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("netns")
-    f = Fleet(tmp / "fleet", ["ewr", "syd"], 2, proxies=True, driver="container", netns=True)
+    # Without link latency here: a syd host pulls a 50 MB image across a 242 ms round trip through the relay, which
+    # took minutes on a loaded CI box. The drills run over latency (ROOST_TEST_NETNS=1 in .ci/run).
+    f = Fleet(tmp / "fleet", ["ewr", "syd"], 2, proxies=True, driver="container", netns=True, link_latency=False)
     try:
         registry = f.info["registry"]["address"]
         oci_build.PLAIN_HTTP.add(registry)  # on the fleet network, not loopback: plain HTTP as the fleet says
