@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -13,7 +17,7 @@ from roost.agent.drivers.container import runc_available
 from roost.agent.oci_images import oci_tools_available
 from roost.client import oci_build
 from tests.images import build_oci_image, busybox_rootfs, push
-from tests.integration.conftest import EXAMPLES, Fleet, free_port
+from tests.integration.conftest import EXAMPLES, ROOT, Fleet, free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -259,6 +263,58 @@ def test_a_dockerfile_app_is_built_with_buildah_and_deployed(cfleet, tmp_path):
     assert body == "built from a Dockerfile\n"
     env = f.api.post(f"/v1/apps/boxed/machines/{machines[0]['id']}/exec", json={"command": ["env"]}).json()
     assert "GREETING=hello\n" in env["stdout"], "build arguments reach the build"
+
+
+@pytest.mark.skipif(shutil.which("buildah") is None, reason="needs buildah (./scripts/setup installs it)")
+@pytest.mark.skipif(os.environ.get("ROOST_TEST_DRIVER") == "container",
+                    reason="built and run once per test run: the first pass already did (its store does not matter)")
+def test_roosts_own_container_image_builds_and_runs_the_control_plane(cfleet, tmp_path):
+    """packaging/container/Containerfile, built with buildah as its header says for offline builds (a Debian base
+    with python3-venv from Debian's packages, the wheels made here), runs `roost server` as a machine: not as root,
+    its API answering through the edge, refusing without the token it made and serving with it."""
+    f = cfleet
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".dockerignore"):
+        shutil.copy(ROOT / name, context / name)
+    for name in ("src", "packaging"):
+        shutil.copytree(ROOT / name, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(context / "wheels"), str(context),
+                    "setuptools", "wheel"], check=True, timeout=600, capture_output=True)
+    base, tag = oci_build.base_image(tmp_path / "cache", ["python3-venv"])
+    layout, built = oci_build.dockerfile_image(
+        context, context / "packaging" / "container" / "Containerfile", tmp_path / "build",
+        {"PYTHON": f"oci:{base}:{tag}", "PIP_OPTIONS": "--no-index --find-links /src/wheels"})
+    push(layout, built, f"{f.registry}/roost/roost:test")
+    assert f.api.post("/v1/apps", json={"app_name": "plane", "primary_region": "ams"}).status_code == 201
+    r = f.api.post("/v1/apps/plane/machines", json={"config": {
+        "image": f"{f.registry}/roost/roost:test", "services": [service(4280)], "guest": {"memory_mb": 512}}})
+    assert r.status_code == 200, r.text
+    mid = r.json()["id"]
+    assert f.api.get(f"/v1/apps/plane/machines/{mid}/wait", params={"state": "started", "timeout": 60}).is_success
+
+    def through_edge(token: str = "") -> httpx.Response | None:
+        headers = {"Host": "plane.localhost", **({"Authorization": f"Bearer {token}"} if token else {})}
+        try:
+            r = httpx.get(f"{f.edge('ams')['url']}/v1/apps", headers=headers, timeout=5, trust_env=False)
+        except httpx.HTTPError:
+            return None
+        return r if r.status_code in (200, 401) else None
+
+    refused = f.wait_for(through_edge, timeout=60, what="the contained control plane to answer")
+    assert refused.status_code == 401 and "error" in refused.json()
+
+    def run(*command: str) -> str:
+        done = f.api.post(f"/v1/apps/plane/machines/{mid}/exec", json={"command": list(command)}).json()
+        assert done["exit_code"] == 0, done
+        return str(done["stdout"])
+
+    assert run("roost", "--version").startswith("roost ")
+    # Written by the server itself, as the image's user, for its eyes only.
+    assert run("stat", "-c", "%u %a", "/var/lib/roost/admin-token") == "10001 600\n"
+    token = run("cat", "/var/lib/roost/admin-token").strip()
+    served = through_edge(token)
+    assert served is not None and served.status_code == 200 and served.json()["total_apps"] == 0
 
 
 def _get_edge(f: Fleet, app: str) -> str | None:

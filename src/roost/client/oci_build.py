@@ -124,30 +124,30 @@ def pull_base(reference: str, layout: Path) -> tuple[Path, str]:
     return layout, BASE_TAG
 
 
-def _base_packages() -> list[str]:
+def _base_packages(wanted: Sequence[str]) -> list[str]:
     try:
-        return _depends()
+        return _depends(wanted)
     except UserError:
         if os.geteuid() != 0:
             raise
         _run("apt-get", "update", "-qq", timeout=TIMEOUT)  # a fresh host may have no package lists yet
-        return _depends()
+        return _depends(wanted)
 
 
-def _depends() -> list[str]:
+def _depends(wanted: Sequence[str]) -> list[str]:
     out = _run("apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-               "--no-breaks", "--no-replaces", "--no-enhances", *BASE_PACKAGES, timeout=120)
+               "--no-breaks", "--no-replaces", "--no-enhances", *wanted, timeout=120)
     names = {line.strip() for line in out.splitlines() if line and line[0].isalnum()}
     return sorted(n for n in names if n not in NOT_IN_BASE and not n.startswith(("perl", "libperl")))
 
 
-def base_image(cache: Path) -> tuple[Path, str]:
+def base_image(cache: Path, extra_packages: Sequence[str] = ()) -> tuple[Path, str]:
     """The default base image (an OCI layout and tag), built once from Debian packages and cached by the
-    packages' exact versions."""
+    packages' exact versions; `extra_packages` (with what they need) on top, e.g. python3-venv."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise UserError("the default base image is built from Debian packages, and this host has no apt-get; "
                         "give a base image with --base REF")
-    packages = _base_packages()
+    packages = _base_packages([*BASE_PACKAGES, *extra_packages])
     versions = _run("dpkg-query", "--version", timeout=30) + _run("apt-cache", "policy", *packages, timeout=120)
     key = hashlib.sha256(("\n".join(packages) + versions).encode()).hexdigest()[:16]
     layout = cache / f"base-{key}"
