@@ -73,3 +73,19 @@ def test_an_edge_on_every_address_says_where_clients_reach_it(capsys: pytest.Cap
     assert exit_.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--advertise ADDRESS" in lines[0], lines
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--lease", "0"], "--lease must be more than 0"),
+    (["--lease-margin", "-1"], "--lease-margin at least 0"),
+    (["--lease", "1", "--peer-probe-timeout", "2"], "--peer-probe-timeout must be more than 0 and at most --lease"),
+])
+def test_the_servers_fencing_timings_are_checked_in_one_line(
+        args: list[str], says: str, capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    from roost.cli.main import app as roost
+
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(roost, ["server", "--data-dir", f"{tmp_path}/d", *args])
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines

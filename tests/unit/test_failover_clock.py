@@ -27,11 +27,13 @@ class FakeAgents:
         self.clock = clock
         self.calls: list[tuple[float, str, str]] = []
         self.reachable: set[str] = set()  # agent URLs a peer probe reaches
+        self.probe_timeouts: list[tuple[float, float | None]] = []  # (what the peer waits, what we wait for it)
 
     async def call(self, agent_url: str, method: str, path: str, body: Any = None,
                    timeout: float | None = None) -> Any:
         self.calls.append((self.clock.time(), agent_url, path))
         if path == "/v1/probe":
+            self.probe_timeouts.append((float(body["timeout"]), timeout))
             target = str(body["url"]).removesuffix("/healthz")
             return {"reachable": target in self.reachable}
         if path.endswith("/start"):
@@ -43,13 +45,13 @@ class FakeAgents:
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, lease: LeaseConfig | None = None) -> None:
         self.clock = VirtualClock()
         self.state = ClusterState(MemoryStore(), WatchHub(), inline=True)
         self.state.load()
         self.agents = FakeAgents(self.clock)
         self.machines = MachineService(self.state, self.agents, "ams", clock=self.clock)  # type: ignore[arg-type]
-        self.takeover = StandbyController(self.state, self.machines.ops, self.agents, LeaseConfig(),  # type: ignore[arg-type]
+        self.takeover = StandbyController(self.state, self.machines.ops, self.agents, lease or LeaseConfig(),  # type: ignore[arg-type]
                                           clock=self.clock)
         self.hosts = HostService(self.state, self.machines, DetectorConfig(), self.takeover, clock=self.clock)
         self.beating: set[str] = set()
@@ -91,6 +93,30 @@ async def test_a_dead_hosts_standby_starts_after_the_lease_and_margin_not_before
     assert len(starts) == 1 and 1.5 <= starts[0] - cut < 1.6
     assert world.state.machines["w"].fencing["replaced_by"] == "s"
     assert world.state.machines["s"].fencing["token"] == 2
+    stop.set()
+    await world.clock.advance(0.5)
+    await asyncio.gather(*tasks)
+
+
+async def test_the_operators_wan_timings_reach_the_agents_and_rule_the_takeover() -> None:
+    """`roost server --lease 2 --lease-margin 1 --peer-probe-timeout 0.8` (a fleet across continents): every
+    heartbeat reply carries them, the peers' probes wait that long, and a standby starts at lease + margin."""
+    world = World(LeaseConfig(lease=2.0, margin=1.0, probe_timeout=0.8))
+    await world.setup()
+    reply = await world.hosts.heartbeat("h1", {"watched": world.takeover.watched("h1")})
+    assert (reply["lease"], reply["peer_probe_timeout"]) == (2.0, 0.8)
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(world.beat(stop)), asyncio.ensure_future(world.hosts.run_detector(stop))]
+    await world.clock.advance(2.0)
+    world.beating.discard("h1")
+    cut = world.hosts.last_seen["h1"]
+    await world.clock.advance(cut + 2.9 - world.clock.time())
+    assert world.agents.started("s") == [], "not before the lease (2 s) and the margin (1 s)"
+    await world.clock.advance(0.3)
+    starts = world.agents.started("s")
+    assert len(starts) == 1 and 3.0 <= starts[0] - cut < 3.1
+    assert world.agents.probe_timeouts and all(
+        peer == 0.8 and ours is not None and ours > peer for peer, ours in world.agents.probe_timeouts)
     stop.set()
     await world.clock.advance(0.5)
     await asyncio.gather(*tasks)

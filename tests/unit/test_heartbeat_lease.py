@@ -4,6 +4,8 @@ moment before; contact again clears it. Driven by a virtual clock, without threa
 
 from __future__ import annotations
 
+import httpx
+
 from roost.agent.uplink import Heartbeat
 from roost.testing.clock import VirtualClock
 
@@ -53,3 +55,25 @@ def test_the_server_lease_in_a_reply_sets_the_bound() -> None:
     assert hb.check_lease() == []
     clock.now += 0.2
     assert hb.check_lease() == ["w1", "w2"]
+
+
+def test_the_control_planes_timings_in_a_heartbeat_reply_are_applied_and_nonsense_ignored() -> None:
+    """`roost server --lease 3 --peer-probe-timeout 0.9` reaches every agent in its heartbeat replies (a WAN
+    fleet needs probes longer than three RTTs); values a broken or hostile reply carries are not taken."""
+    replies: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=replies.pop(0))
+
+    clock, fenced = VirtualClock(), []
+    hb = heartbeat(clock, fenced)
+    hb.registered.set()
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        replies.append({"lease": 3.0, "peer_probe_timeout": 0.9})
+        assert hb._beat(client, 1)
+        assert (hb.lease.lease, hb.lease.probe_timeout) == (3.0, 0.9)
+        for bad in ({"lease": -1, "peer_probe_timeout": 0.5}, {"lease": "soon"},
+                    {"lease": 2.0, "peer_probe_timeout": 3600}, {"lease": 2.0, "peer_probe_timeout": "x"}):
+            replies.append(bad)
+            assert hb._beat(client, 1)
+        assert (hb.lease.lease, hb.lease.probe_timeout) == (2.0, 0.9), "a good lease kept, bad probes dropped"

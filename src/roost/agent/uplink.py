@@ -30,7 +30,6 @@ log = logging.getLogger("roost.agent.uplink")
 OUTBOX_LIMIT = 10_000
 BATCH = 200
 FULL_SNAPSHOT_EVERY = 8  # heartbeats; the others carry no machine list
-PEER_PROBE_TIMEOUT = 0.3
 HEARTBEAT_TIMEOUT = 2.0
 REGISTER_TIMEOUT = 10.0
 
@@ -92,12 +91,13 @@ class Heartbeat(threading.Thread):
         self._pool.shutdown(wait=False)
 
     def _probe_peers_loop(self) -> None:
-        with self._client(httpx.Timeout(PEER_PROBE_TIMEOUT)) as client:
+        with self._client(httpx.Timeout(self.lease.probe_timeout)) as client:
             while not self.stopping.is_set():
                 started = self.clock.monotonic()
                 peers = self.peers[:16]
                 if peers and started - self.last_server_ok > self.interval * 1.5:
-                    futures = [self._pool.submit(self._probe, client, p["agent_url"]) for p in peers]
+                    futures = [self._pool.submit(self._probe, client, p["agent_url"], self.lease.probe_timeout)
+                               for p in peers]
                     reachable = sum(1 for f in futures if f.result())
                     if has_contact(False, reachable, len(peers)):
                         self.last_contact = max(self.last_contact, started)
@@ -109,8 +109,10 @@ class Heartbeat(threading.Thread):
         self.last_contact = self.last_server_ok
         self.fenced.clear()
 
-    def apply_lease(self, seconds: float) -> None:
-        self.lease = LeaseConfig(lease=seconds, margin=self.lease.margin)
+    def apply_lease(self, seconds: float, probe_timeout: float | None = None) -> None:
+        """The timings the control plane sets for the fleet (`roost server --lease/--peer-probe-timeout`)."""
+        self.lease = LeaseConfig(lease=seconds, margin=self.lease.margin,
+                                 probe_timeout=self.lease.probe_timeout if probe_timeout is None else probe_timeout)
 
     def check_lease(self) -> list[str]:
         """Fence the watched machines once the lease has run out (each once); returns those fenced now."""
@@ -153,8 +155,10 @@ class Heartbeat(threading.Thread):
                 self.peers = reply["peers"]
             if isinstance(reply.get("watched"), list):
                 self.watched = reply["watched"]
-            if isinstance(reply.get("lease"), int | float):
-                self.apply_lease(float(reply["lease"]))
+            if isinstance(reply.get("lease"), int | float) and reply["lease"] > 0:
+                probe = reply.get("peer_probe_timeout")
+                self.apply_lease(float(reply["lease"]),
+                                 float(probe) if isinstance(probe, int | float) and 0 < probe <= 30 else None)
             self.on_reply(reply)
             return True
         except (httpx.HTTPError, ValueError) as exc:
@@ -162,9 +166,9 @@ class Heartbeat(threading.Thread):
             return False
 
     @staticmethod
-    def _probe(client: httpx.Client, url: str) -> bool:
+    def _probe(client: httpx.Client, url: str, timeout: float) -> bool:
         try:
-            return client.get(f"{url}/healthz").status_code == 200
+            return client.get(f"{url}/healthz", timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -30,6 +30,13 @@ def register(app: typer.Typer) -> None:
         heartbeat_interval: float = typer.Option(0.25, help="Expected agent heartbeat interval, seconds."),
         suspect_after: float = typer.Option(0.75, help="Seconds without a heartbeat before a host is suspect."),
         dead_after: float = typer.Option(1.5, help="Seconds without a heartbeat before a host is unreachable."),
+        lease: float = typer.Option(1.0, "--lease",
+                                    help="Seconds a host may go without contact (control plane or most peers) "
+                                         "before it stops its watched machines (fencing)."),
+        lease_margin: float = typer.Option(0.5, "--lease-margin",
+                                           help="A standby starts lease + margin after its host's last heartbeat."),
+        peer_probe_timeout: float = typer.Option(0.3, "--peer-probe-timeout",
+                                                 help="Seconds one host's probe of another waits (WAN: 3 RTTs)."),
         secrets_key: Path = typer.Option(None, "--secrets-key",
                                          help="The keyring that seals secrets (default: secrets.key in the data "
                                               "dir); keep it apart from database backups."),
@@ -57,6 +64,7 @@ def register(app: typer.Typer) -> None:
                                                       "default: any registry."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
+        from roost.detector.fencing import LeaseConfig
         from roost.detector.membership import DetectorConfig
         from roost.server.main import ServerConfig, run
 
@@ -64,6 +72,11 @@ def register(app: typer.Typer) -> None:
             raise CliError(f"unknown region {region!r}; see 'roost platform regions' for the codes")
         if not 0 < heartbeat_interval <= suspect_after <= dead_after:
             raise CliError("need 0 < --heartbeat-interval <= --suspect-after <= --dead-after")
+        if not (0 < lease <= 3600 and 0 <= lease_margin <= 3600):
+            raise CliError("--lease must be more than 0 and --lease-margin at least 0 (seconds, at most 3600)")
+        if not 0 < peer_probe_timeout <= min(lease, 30):
+            raise CliError("--peer-probe-timeout must be more than 0 and at most --lease (and 30 s): a probe that "
+                           "outlasts the lease cannot keep a host's contact")
         host, port = parse_listen(listen)
         tls, trust = tls_setup(tls_cert, tls_key, ca)
         if advertise and not advertise.startswith("https://" if tls else "http://"):
@@ -83,6 +96,7 @@ def register(app: typer.Typer) -> None:
         try:
             run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
                              store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
+                             lease=LeaseConfig(lease, lease_margin, peer_probe_timeout),
                              secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
                              acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
                              allowed_registries=tuple(allow_registry), registry_address=registry,

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 class LeaseConfig:
     lease: float = 1.0  # seconds an agent may go without contact before it fences
     margin: float = 0.5  # the server waits lease + margin after the last heartbeat before a takeover
+    # How long one host's probe of another waits: the agents' contact check with their peers and the peers'
+    # confirmation that a silent host is unreachable. Over a WAN, a new TLS connection takes three RTTs.
+    probe_timeout: float = 0.3
 
 
 def has_contact(server_ok: bool, peers_reachable: int, peers_total: int) -> bool:

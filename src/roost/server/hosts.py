@@ -156,6 +156,7 @@ class HostService:
             reply["peers"] = self.takeover.peers(host_id)
             reply["watched"] = self.takeover.watched(host_id)
             reply["lease"] = self.takeover.lease.lease
+            reply["peer_probe_timeout"] = self.takeover.lease.probe_timeout
         machines = body.get("machines") if isinstance(body, dict) else None
         if isinstance(machines, dict):
             reply["destroy"] = await self._reconcile(host_id, machines)

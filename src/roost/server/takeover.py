@@ -33,7 +33,6 @@ from roost.server.state import ClusterState
 log = logging.getLogger("roost.server.takeover")
 
 PROBE_PEERS = 3
-PROBE_TIMEOUT = 0.3
 RECOVERY_WAIT = 30.0  # how long a lost machine's restart waits for its host to be marked ok again
 
 
@@ -96,8 +95,9 @@ class StandbyController:
             self._probing.discard(host_id)
 
     async def _ask(self, peer_url: str, target_url: str) -> bool:
-        answer = await self.agents.call(peer_url, "POST", "/v1/probe",
-                                        {"url": f"{target_url}/healthz", "timeout": PROBE_TIMEOUT}, timeout=2)
+        timeout = self.lease.probe_timeout
+        answer = await self.agents.call(peer_url, "POST", "/v1/probe", {"url": f"{target_url}/healthz",
+                                                                        "timeout": timeout}, timeout=timeout + 2)
         return bool(answer and answer.get("reachable"))
 
     def confirmed_dead(self, host_id: str, last_seen: float) -> bool | None:
