@@ -28,6 +28,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from roost.commands import run_tool
 from roost.privnet import isolation
 from roost.privnet.names import Directory
 
@@ -45,24 +46,12 @@ class NetworkError(Exception):
 
 def _nft(script: str) -> None:
     """Apply an nft script in this process's network namespace (one transaction)."""
-    try:
-        done = subprocess.run(["nft", "-f", "-"], capture_output=True, text=True, timeout=IP_TIMEOUT, input=script,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NetworkError(f"nft: {exc}") from exc
-    if done.returncode != 0:
-        raise NetworkError(f"nft: {done.stderr.strip() or done.returncode}")
+    run_tool(["nft", "-f", "-"], NetworkError, stdin=script, timeout=IP_TIMEOUT)
 
 
 def _in_bridge_ns(ns: str, argv: list[str], stdin: str) -> None:
     """Run a command (nft) in a bridge namespace: `ip netns exec` only for its duration."""
-    try:
-        done = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
-                              timeout=IP_TIMEOUT, input=stdin, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NetworkError(f"{' '.join(argv)} in {ns}: {exc}") from exc
-    if done.returncode != 0:
-        raise NetworkError(f"{' '.join(argv)} in {ns}: {done.stderr.strip() or done.returncode}")
+    run_tool(["ip", "netns", "exec", ns, *argv], NetworkError, stdin=stdin, timeout=IP_TIMEOUT)
 
 
 def _short(text: str, length: int = 10) -> str:
@@ -70,14 +59,7 @@ def _short(text: str, length: int = 10) -> str:
 
 
 def _ip(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT, input=stdin,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NetworkError(f"ip {' '.join(args)}: {exc}") from exc
-    if check and done.returncode != 0:
-        raise NetworkError(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
-    return done
+    return run_tool(["ip", *args], NetworkError, stdin=stdin, check=check, timeout=IP_TIMEOUT)
 
 
 def mac_for(ip: ipaddress.IPv4Address) -> str:
@@ -228,7 +210,7 @@ class HostNetwork:
         if ip not in subnet or ip in (self.gateway, subnet.network_address, subnet.broadcast_address):
             raise NetworkError(f"address {address} is not a machine address of this host's subnet {subnet}")
         ns = self.machine_ns(machine_id)
-        veth = self._veth(machine_id)
+        veth = isolation.port_name(machine_id)
         try:
             _ip("link", "add", veth, "netns", self.bridge_ns, "type", "veth", "peer", "name", "eth0",
                 "address", mac_for(ip), "netns", ns)
@@ -245,18 +227,14 @@ class HostNetwork:
     def exists(self, machine_id: str) -> bool:
         return (NETNS_DIR / self.machine_ns(machine_id)).exists()
 
-    @staticmethod
-    def _veth(machine_id: str) -> str:
-        return isolation.port_name(machine_id)
-
     def detach(self, machine_id: str) -> None:
         """Remove the machine's namespace (its veth pair goes with it)."""
         if (NETNS_DIR / self.machine_ns(machine_id)).exists():
             # The bridge's end first: deleting it removes the pair at once, where a deleted namespace takes its
             # veth with it only later (and a start right after would find the name still taken).
-            _ip("-n", self.bridge_ns, "link", "del", self._veth(machine_id), check=False)
+            _ip("-n", self.bridge_ns, "link", "del", isolation.port_name(machine_id), check=False)
             _ip("netns", "del", self.machine_ns(machine_id), check=False)
-        if self.bound.pop(self._veth(machine_id), None) is not None:
+        if self.bound.pop(isolation.port_name(machine_id), None) is not None:
             with contextlib.suppress(NetworkError):
                 self.isolate()
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roost.commands import run_tool
+
 NETNS_DIR = Path("/var/run/netns")
 TIMEOUT = 10.0
 FIRST_OCTET, LAST_OCTET = 96, 127  # fleet networks are 10.X.0.0/16 for X in this range
@@ -42,13 +44,7 @@ class FleetNetError(Exception):
 
 
 def run(argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, input=stdin, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FleetNetError(f"{' '.join(argv)}: {exc}") from exc
-    if check and done.returncode != 0:
-        raise FleetNetError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
-    return done
+    return run_tool(argv, FleetNetError, stdin=stdin, check=check, timeout=TIMEOUT)
 
 
 def unavailable() -> str | None:
