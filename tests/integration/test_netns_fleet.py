@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -157,6 +158,45 @@ def test_a_machine_in_ewr_reaches_the_primary_in_syd_by_name_over_the_private_ne
     assert from_machine(f, replica, "top1.nearest.of.db.internal")[1] == [replica["private_ip"]]
     for app in ("db", "theirs"):
         f.api.delete(f"/v1/apps/{app}", params={"force": "true"})
+
+
+def test_the_private_network_between_hosts_is_a_wireguard_mesh_the_agents_set_up(nfleet):
+    """With WireGuard on this computer (./scripts/setup installs wireguard-tools and wireguard-go), hosts route
+    each other's machines into a mesh the agents made from the control plane's records: no route of the
+    operator's between hosts; the host's own traffic (an edge on it, in production) crosses it too."""
+    f = nfleet
+    if f.info.get("private_network") != "wireguard":
+        pytest.skip("no WireGuard on this computer: the fleet routes through hosts instead")
+    assert f.api.post("/v1/apps", json={"app_name": "meshy", "primary_region": "syd"}).status_code == 201
+    far = machine_in(f, "meshy", "syd", services=[SERVICE])
+    near = machine_in(f, "meshy", "ewr", services=[SERVICE])
+    hosts = {h["id"]: h for h in f.api.get("/v1/hosts").json()}
+    keys = {h["wireguard"]["public_key"] for h in hosts.values()}
+    assert len(keys) == len(hosts) == 4 and all(h["wireguard"]["port"] == 51820 for h in hosts.values())
+    ewr = next(h for h in f.info["hosts"] if h["id"] == near["host_id"])
+    key_file = Path(ewr["data_dir"]) / "wireguard.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+    def in_host(*argv: str) -> str:
+        return subprocess.run([*ewr["enter"], *argv], capture_output=True, text=True, timeout=10,
+                              check=True).stdout
+
+    link = next(line.split()[1].rstrip(":") for line in in_host("ip", "-o", "link").splitlines()
+                if " rwg" in line)
+    assert f"dev {link}" in in_host("ip", "route", "get", far["private_ip"])
+    assert len(in_host("wg", "show", link, "peers").split()) == 3, "a peer for every other host"
+    f.wait_for(lambda: from_machine(f, near, "syd.meshy.internal")[2] is not None, timeout=10,
+               what="the syd machine fetched from the ewr machine")
+    received = {peer: int(rx) for peer, rx, _tx in (line.split() for line in
+                                                     in_host("wg", "show", link, "transfer").splitlines())}
+    far_key = hosts[far["host_id"]]["wireguard"]["public_key"]
+    assert received[far_key] > 0, "the answer came back through the tunnel"
+    # The host itself (not a machine) reaches a machine on another host: it sends from its gateway, which the
+    # peer accepts and takes in as its own.
+    fetched = in_host(sys.executable, "-c", "import urllib.request,sys;print(urllib.request.urlopen("
+                      "f'http://{sys.argv[1]}:8080/', timeout=5).read().decode())", far["private_ip"])
+    assert "hello from a machine" in fetched
+    f.api.delete("/v1/apps/meshy", params={"force": "true"})
 
 
 def test_a_power_cut_takes_the_hosts_link_and_its_standby_takes_over(nfleet):

@@ -22,6 +22,7 @@ import pytest
 
 from roost.agent.drivers.container import runc_available
 from roost.agent.oci_images import oci_tools_available
+from roost.agent.wireguard import available as wireguard_available
 from roost.client import oci_build
 from roost.dev import faults
 from roost.dev.fleet import down, pid_alive, start_registry, write_fleet
@@ -101,8 +102,11 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
     net.add_node("cp-1", cp)
     for host_id, (_region, n, i) in HOSTS.items():
         net.add_node(host_id, f"10.{net.octet}.{n}.{i}", forwarding=True)
-    for host_id, (_region, n, i) in HOSTS.items():  # the guide's routes between hosts' machine subnets
-        net.route(f"10.{200 + i}.{n}.0/24", f"10.{net.octet}.{n}.{i}", skip=host_id)
+    # Between hosts, the guide's WireGuard mesh (the agents make it) where this computer has WireGuard, else its
+    # static routes for one LAN; this computer reaches machines through their hosts either way.
+    mesh = wireguard_available() is None
+    for host_id, (_region, n, i) in HOSTS.items():
+        net.route(f"10.{200 + i}.{n}.0/24", f"10.{net.octet}.{n}.{i}", skip=set(HOSTS) if mesh else {host_id})
     fleet["netns"] = net.describe()
     logs = tmp / "logs"
     logs.mkdir()
@@ -155,7 +159,8 @@ def _set_up(tmp: Path, data: Path, fleet: dict[str, Any], net: FleetNetwork) -> 
             "data-dir": str(data / "agents" / host_id), "driver": "container",
             "machine-net": f"10.{200 + i}.{n}.0/24", "private-net": PRIVATE_NET,
             "tls-cert": str(tls / f"agent-{host_id}.pem"), "tls-key": str(tls / f"agent-{host_id}.key"),
-            "ca": trust, "join-token": join, "insecure-registry": [registry["address"]]})
+            "ca": trust, "join-token": join, "insecure-registry": [registry["address"]],
+            **({"wireguard-port": 51820} if mesh else {})})
         argv = unit_command("agent", etc[host_id])
         host = {"id": host_id, "region": region, "address": address, "data_dir": str(data / "agents" / host_id),
                 "log": str(logs / f"agent-{host_id}.log"), "node": host_id, "enter": net.enter(host_id),

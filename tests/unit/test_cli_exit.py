@@ -51,6 +51,8 @@ def test_roost_version_prints_the_version(capsys: pytest.CaptureFixture[str]) ->
     (["--listen", "127.0.0.1:4300", "--advertise", "0.0.0.0"], "--advertise 0.0.0.0: a wildcard address"),
     (["--listen", "127.0.0.1:4300", "--advertise", "10.0.0.5:4300"], "expected an IP address or host name, "
                                                                      "without a port"),
+    (["--listen", "127.0.0.1:4300", "--wireguard-port", "51820"], "it needs --driver container and --private-net"),
+    (["--listen", "127.0.0.1:4300", "--wireguard-port", "99999"], "a UDP port is 1-65535"),
 ])
 def test_an_agent_says_where_it_is_reached_or_is_refused_in_one_line(
         args: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:

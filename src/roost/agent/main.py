@@ -30,11 +30,12 @@ from roost.agent.drivers.fake import FakeDriver
 from roost.agent.drivers.process import ProcessDriver
 from roost.agent.images import ImageCache
 from roost.agent.keeper import KeeperClient
-from roost.agent.netns import HostNetwork, keep_isolated
+from roost.agent.netns import HostNetwork, NetworkError, keep_isolated
 from roost.agent.oci_images import OciImages, oci_tools_available
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
+from roost.agent.wireguard import MeshFollower, WireGuard
 from roost.core.errors import RoostError
 from roost.privnet.names import Directory
 from roost.registry import RegistryAccess
@@ -65,6 +66,7 @@ class AgentConfig:
     trust: Trust = field(default_factory=Trust)  # whom it trusts: the server, its peers (a pinned fleet CA)
     machine_net: str = ""  # the container driver's machine subnet on this host (unique in the fleet)
     private_net: str = ""  # the fleet's machine range, routed between hosts (empty: machines reach this host only)
+    wireguard_port: int = 0  # join the fleet's WireGuard mesh on this UDP port (0: routes are the operator's)
     dns_port: int = 53  # the `.internal` resolver's port on the machine subnet's gateway (0: none)
     registry: RegistryAccess = field(default_factory=RegistryAccess)  # how to pull OCI images
     advertise: str = ""  # the address others reach this host at (default: listen_host)
@@ -113,6 +115,11 @@ def build_app(config: AgentConfig) -> Starlette:
         "cpus": config.cpus, "memory_mb": config.memory_mb, "version": __version__, "boot_id": _boot_id(data),
         "driver": driver.name, "machine_net": config.machine_net if driver.isolated else "",
     }
+    mesh_follower = None
+    if network is not None and config.wireguard_port:
+        # Other hosts' own traffic arrives over the mesh from their gateways: taken in as this host's.
+        mesh_follower = MeshFollower(_join_mesh(config, registration),
+                                     lambda peers: network.set_peer_gateways([p.gateway for p in peers]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -138,6 +145,8 @@ def build_app(config: AgentConfig) -> Starlette:
                 if mid in supervisor.records:
                     log.info("server no longer knows machine %s: removing it", mid)
                     asyncio.run_coroutine_threadsafe(supervisor.destroy(mid), loop)
+            if mesh_follower is not None:
+                mesh_follower.follow(reply)
             for mid in reply.get("stop") or []:
                 if mid in supervisor.records:
                     log.info("machine %s was replaced by its standby while this host was away: stopping it", mid)
@@ -155,6 +164,8 @@ def build_app(config: AgentConfig) -> Starlette:
                               lambda: supervisor.snapshot, on_reply, supervisor.fence,
                               local_address=config.source_address, alive=supervisor.mark_alive, trust=config.trust,
                               keeper=publish_lease if keeper is not None else None)
+        if mesh_follower is not None:
+            heartbeat.status = mesh_follower.report  # every beat says which mesh this host has applied
         stop = asyncio.Event()
         serving = tasks.spawn(_start_when_serving(heartbeat, config.source_address or "127.0.0.1",
                                                   config.listen_port), "register")
@@ -258,6 +269,17 @@ def _boot_id(data: Path) -> str:
 
 
 UNSPECIFIED = ("0.0.0.0", "::", "")
+
+
+def _join_mesh(config: AgentConfig, registration: dict[str, Any]) -> WireGuard:
+    """Bring up this host's WireGuard interface and say its public key at registration."""
+    link = WireGuard(config.host_id, config.data_dir, config.wireguard_port, config.machine_net)
+    try:
+        link.up()
+        registration["wireguard"] = {"public_key": link.public_key(), "port": config.wireguard_port}
+    except NetworkError as exc:
+        raise RoostError(500, f"the WireGuard mesh: {exc}") from None
+    return link
 
 
 def default_host_id(listen_host: str) -> str:

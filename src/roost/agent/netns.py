@@ -79,6 +79,7 @@ class HostNetwork:
         self._rules = ""  # the isolation ruleset last written
         self._rules_lock = threading.Lock()
         self.members_file: Path | None = None  # where the last members are kept (an agent restart starts from them)
+        self.peer_gateways: list[str] = []  # other hosts' gateways, whose own traffic arrives over WireGuard
         self.bridge_ns = f"roost-net-{_short(host_id)}"
         self.uplink = f"rb{_short(host_id, 12)}"  # interface names hold 15 characters
         self.subnet: ipaddress.IPv4Network | None = None
@@ -140,9 +141,20 @@ class HostNetwork:
         anywhere else (an edge on another host, a check) arrives from this host's gateway address, so that
         its answer goes back the way it came (source NAT, as a container host publishing a port does)."""
         table = f"ip {self.nat_table}"
+        # Another host's own traffic (its edge's connections) comes over WireGuard from its gateway, an address
+        # of the private range that is no machine's: it enters as this host's, like the rest from outside.
+        peers = (f'    oifname "{self.uplink}" ip saddr {{ {", ".join(self.peer_gateways)} }} masquerade\n'
+                 if self.peer_gateways else "")
         return (f"table {table}\ndelete table {table}\ntable {table} {{\n  chain postrouting {{\n"
                 f"    type nat hook postrouting priority srcnat; policy accept;\n"
-                f'    oifname "{self.uplink}" ip saddr != {self.private_net} masquerade\n  }}\n}}\n')
+                f'    oifname "{self.uplink}" ip saddr != {self.private_net} masquerade\n{peers}  }}\n}}\n')
+
+    def set_peer_gateways(self, gateways: list[str]) -> None:
+        """The WireGuard mesh's other hosts changed: their gateways' traffic is taken in as this host's."""
+        wanted = sorted(set(gateways), key=ipaddress.IPv4Address)
+        if wanted != self.peer_gateways and self.private_net is not None:
+            self.peer_gateways = wanted
+            _nft(self._nat_rules())
 
     def restore(self, members_file: Path, wired: dict[str, str]) -> None:
         """After an agent restart: the machines still wired (machine id -> address) and the orgs' members as

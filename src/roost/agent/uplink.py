@@ -57,6 +57,7 @@ class Heartbeat(threading.Thread):
         self.registered = threading.Event()
         self.paused = threading.Event()  # drills: a host that stops beating without dying
         self.last_ok = 0.0
+        self.status: dict[str, Any] = {}  # more to say with every beat (e.g. the WireGuard mesh applied)
         # The lease: what the server last told us, and when we last had contact (monotonic clock).
         self.lease = LeaseConfig()
         self.peers: list[dict[str, str]] = []
@@ -140,7 +141,7 @@ class Heartbeat(threading.Thread):
             if not self.registered.is_set():
                 self._register(client)
             # The watched list we act on: the server takes over only machines whose host knew to fence them.
-            body: dict[str, Any] = {"seq": seq, "watched": list(self.watched)}
+            body: dict[str, Any] = {**self.status, "seq": seq, "watched": list(self.watched)}
             if seq % FULL_SNAPSHOT_EVERY == 0:
                 body["machines"] = self.snapshot()
             response = client.post(f"{self.url}/v1/hosts/{self.registration['id']}/heartbeat", json=body)

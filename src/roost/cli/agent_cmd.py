@@ -59,6 +59,11 @@ def register(app: typer.Typer) -> None:
                                              "machines route it through this host to machines on other hosts "
                                              "(needs IP forwarding and routes between hosts; "
                                              "docs/private-network.md). Empty: machines reach this host only."),
+        wireguard_port: int = typer.Option(0, "--wireguard-port",
+                                           help="Join the fleet's WireGuard mesh on this UDP port (e.g. 51820): "
+                                                "the private network between hosts, encrypted, set up by Roost "
+                                                "(needs --private-net; wireguard-tools, and the kernel's module or "
+                                                "wireguard-go). 0: routes between hosts are the operator's."),
         dns_port: int = typer.Option(53, "--dns-port",
                                      help="Port of the .internal resolver on the machine subnet's gateway "
                                           "(container driver; machines use it on 53; 0: none)."),
@@ -106,6 +111,17 @@ def register(app: typer.Typer) -> None:
                 HostNetwork(host_id, machine_net, private_net)
             except NetworkError as exc:
                 raise CliError(f"--machine-net/--private-net: {exc}") from None
+        if wireguard_port:
+            from roost.agent.wireguard import available
+
+            if not 0 < wireguard_port < 65536:
+                raise CliError(f"--wireguard-port {wireguard_port}: a UDP port is 1-65535 (0: no mesh)")
+            if driver != "container" or not private_net:
+                raise CliError("--wireguard-port joins machines' private network across hosts: it needs "
+                               "--driver container and --private-net")
+            why = available()
+            if why is not None:
+                raise CliError(f"--wireguard-port: {why}")
         if not 0 <= dns_port <= 65535:
             raise CliError(f"--dns-port {dns_port}: a port is 1-65535, or 0 for no .internal resolver")
         if registry_auth is not None and not registry_auth.is_file():
@@ -125,7 +141,7 @@ def register(app: typer.Typer) -> None:
             cpus=cpus, memory_mb=memory_mb, data_dir=data_dir,
             heartbeat_interval=heartbeat_interval, driver=driver, cgroups=not no_cgroups, tls=tls, trust=trust,
             fence_keeper=not no_fence_keeper, dns_port=dns_port,
-            machine_net=machine_net, private_net=private_net,
+            machine_net=machine_net, private_net=private_net, wireguard_port=wireguard_port,
             registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
         ))
 

@@ -67,6 +67,10 @@ def up(
     link_latency: bool = typer.Option(True, "--link-latency/--no-link-latency",
                                       help="With --netns: links between regions take their round-trip time "
                                            "(from the RTT catalogue) instead of the edges simulating it."),
+    wireguard: bool = typer.Option(True, "--wireguard/--no-wireguard",
+                                   help="With --netns and --driver container: machines' private network between "
+                                        "hosts over a WireGuard mesh the agents set up, as in production (where "
+                                        "wg and the kernel module or wireguard-go are installed); else routes."),
     netns: bool = typer.Option(False, "--netns",
                                help="Every host, edge and server in a network namespace of its own, on a fleet "
                                     "network with no way out; machines reach each other across hosts over the "
@@ -121,7 +125,8 @@ def up(
                      admin_port=admin_port, tcp_octet=tcp_octet, idle_interval=idle_interval,
                      simulate_latency=simulate_latency, anycast_port=anycast_port, edge_tls_port=tls_port,
                      tls=tls, driver=driver, registry_port=registry_port, store=store,
-                     postgres_port=postgres_port, servers=servers, netns=netns, link_latency=link_latency)
+                     postgres_port=postgres_port, servers=servers, netns=netns, link_latency=link_latency,
+                     wireguard=wireguard)
     try:
         with err_console.status("Starting the fleet...") as status:
             fleet = fleet_up(spec, progress=lambda msg: status.update(f"Starting the fleet: {msg}..."))
@@ -142,6 +147,10 @@ def up(
     if fleet.get("netns"):
         console.print(f"Fleet network: {fleet['netns']['network']} (this computer is "
                       f"{fleet['netns']['operator']} on it); each host, edge and server in a namespace of its own.")
+        if fleet.get("private_network"):
+            console.print("Machines' private network between hosts: " + (
+                "a WireGuard mesh (the agents' --wireguard-port)" if fleet["private_network"] == "wireguard"
+                else "routes through each host (no WireGuard here: apt-get install wireguard-tools wireguard-go)"))
     elif fleet["proxies"]:
         first = fleet["proxies"][0]
         console.print(f"Apps answer at http://APP.localhost:{first['url'].rsplit(':', 1)[1]}/ "

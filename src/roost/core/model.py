@@ -215,6 +215,8 @@ class Host:
     boot_id: str = ""
     driver: str = ""  # how its agent runs machines: container | process | fake
     machine_net: str = ""  # container hosts: the subnet its machines' own addresses come from
+    wireguard_key: str = ""  # its WireGuard public key, when the private network crosses hosts over WireGuard
+    wireguard_port: int = 0
     # The watched machines its agent last said it would fence (kept in the store, so that a control-plane
     # replica that takes over the lead knows them too: a takeover needs them)
     acknowledged: list[str] = field(default_factory=list)
@@ -225,6 +227,7 @@ class Host:
             "cpus": self.cpus, "memory_mb": self.memory_mb, "registered_at": self.registered_at,
             "last_heartbeat": self.last_heartbeat, "status": self.status, "cordoned": self.cordoned,
             "version": self.version, "boot_id": self.boot_id, "driver": self.driver, "machine_net": self.machine_net,
+            "wireguard_key": self.wireguard_key, "wireguard_port": self.wireguard_port,
             "acknowledged": self.acknowledged,
         }
 
@@ -240,6 +243,8 @@ class Host:
             "status": self.status, "cordoned": self.cordoned, "last_heartbeat": rfc3339(self.last_heartbeat),
             "last_heartbeat_unix": self.last_heartbeat, "registered_at": rfc3339(self.registered_at),
             "version": self.version, "driver": self.driver, "machine_net": self.machine_net,
+            "wireguard": ({"public_key": self.wireguard_key, "port": self.wireguard_port}
+                          if self.wireguard_key else None),
         }
 
 

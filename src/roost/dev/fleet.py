@@ -75,6 +75,18 @@ class FleetSpec:
     postgres_port: int = POSTGRES_PORT  # where the fleet's PostgreSQL listens (127.0.0.1), with store="postgresql"
     netns: bool = False  # every host, edge and server in a network namespace of its own (dev/fleetnet.py)
     link_latency: bool = True  # in a netns fleet: links between regions delayed by their RTT (dev/linkdelay.py)
+    # In a netns fleet of container hosts: machines' private network between hosts over a WireGuard mesh set up by
+    # the agents (as in production), where this computer has WireGuard; else (or False) plain routes.
+    wireguard: bool = True
+
+
+def uses_wireguard(spec: FleetSpec) -> bool:
+    from roost.agent.wireguard import available
+
+    return spec.netns and spec.driver == "container" and spec.wireguard and available() is None
+
+
+WIREGUARD_PORT = 51820  # every host has an address of its own in a netns fleet: one port for all
 
 
 def roost_command() -> list[str]:
@@ -154,9 +166,12 @@ def _plan_network(net: FleetNetwork, spec: FleetSpec) -> None:
         if spec.proxies:
             net.add_node(f"edge-{region}", net.edge_address(r), region=region)
     if spec.driver == "container":
+        hosts = {f"{region}-{h + 1}" for region in spec.regions for h in range(spec.hosts_per_region)}
         for r, region in enumerate(spec.regions):
             for h in range(spec.hosts_per_region):
-                net.route(machine_net(r, h, spec.address_offset), net.host_address(r, h), skip=f"{region}-{h + 1}")
+                # Over WireGuard, hosts route each other's machines into the mesh themselves (the agents do).
+                skip = hosts if uses_wireguard(spec) else {f"{region}-{h + 1}"}
+                net.route(machine_net(r, h, spec.address_offset), net.host_address(r, h), skip=skip)
 
 
 def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
@@ -216,6 +231,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
             except FleetNetError as exc:
                 raise FleetError(f"the fleet network: {exc}") from None
             fleet["netns"] = net.describe()
+            if spec.driver == "container":
+                fleet["private_network"] = "wireguard" if uses_wireguard(spec) else "routes"
             write_fleet(data, fleet)
             local, server_ip = net.operator_address, net.server_address(0)
             url = f"{scheme}://{server_ip}:{spec.server_port}"
@@ -303,6 +320,8 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                     argv += ["--machine-net", machine_net(r, h, spec.address_offset)]
                     if net is not None:
                         argv += ["--private-net", PRIVATE_NET]
+                    if uses_wireguard(spec):
+                        argv += ["--wireguard-port", str(WIREGUARD_PORT)]
                 host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
                         "agent_url": f"{scheme}://{address}:{spec.agent_port}", "argv": argv,
                         "data_dir": str(data / "agents" / host_id), "log": str(logs / f"agent-{host_id}.log")}

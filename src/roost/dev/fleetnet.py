@@ -176,11 +176,12 @@ class FleetNetwork:
             run(["nsenter", f"--net={NETNS_DIR / ns}", "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
         return ns
 
-    def route(self, subnet: str, via: str, skip: str = "") -> None:
-        """Route `subnet` through `via` everywhere: this computer and every node but `skip` (its owner)."""
+    def route(self, subnet: str, via: str, skip: set[str] | None = None) -> None:
+        """Route `subnet` through `via` everywhere: this computer and every node but those in `skip` (its owner,
+        or every host when the hosts route it themselves)."""
         run(["ip", "route", "replace", subnet, "via", via, "dev", self.operator_link])
         for name, node in self.nodes.items():
-            if name != skip:
+            if name not in (skip or set()):
                 run(["ip", "-n", node["ns"], "route", "replace", subnet, "via", via])
 
     # ---- faults: a host's link on the fleet bridge ----

@@ -22,6 +22,7 @@ from roost.core.lifecycle import TRANSIENT, State
 from roost.core.model import Host, Machine
 from roost.core.regions import is_known
 from roost.detector.membership import DetectorConfig, judge
+from roost.privnet import mesh
 from roost.server.machines import MachineService
 from roost.server.state import ClusterState
 from roost.server.takeover import StandbyController
@@ -94,6 +95,7 @@ class HostService:
                 raise bad_request(f"machine_net: {exc}") from None
             if net.prefixlen > 29:
                 raise bad_request(f"machine_net {machine_net}: too small (at most /29)")
+        wireguard_key, wireguard_port = _wireguard(body.get("wireguard"), machine_net)
         now = self.clock.time()
         their_time = body.get("time")
         if their_time is not None:
@@ -131,7 +133,8 @@ class HostService:
                         memory_mb=memory, registered_at=existing.registered_at if existing else now,
                         last_heartbeat=now, status="ok", cordoned=existing.cordoned if existing else False,
                         version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")),
-                        driver=driver, machine_net=machine_net)
+                        driver=driver, machine_net=machine_net, wireguard_key=wireguard_key,
+                        wireguard_port=wireguard_port)
             self.last_seen[host_id] = now
             await self.state.save(host, extra_feed=self.state.machines_on(host_id))
         if existing is not None and existing.status != "ok" and self.takeover is not None:
@@ -157,6 +160,13 @@ class HostService:
             reply["watched"] = self.takeover.watched(host_id)
             reply["lease"] = self.takeover.lease.lease
             reply["peer_probe_timeout"] = self.takeover.lease.probe_timeout
+        if self.state.hosts[host_id].wireguard_key:
+            # The WireGuard mesh, only when it differs from what the host says it applied. O(hosts) per beat of a
+            # mesh host: computed from the records each time, so a replica's view is never stale.
+            changed = mesh.reply_for(mesh.peers_of(self.state.hosts.values()),
+                                     body.get("mesh") if isinstance(body, dict) else None)
+            if changed is not None:
+                reply["mesh"] = changed
         machines = body.get("machines") if isinstance(body, dict) else None
         if isinstance(machines, dict):
             reply["destroy"] = await self._reconcile(host_id, machines)
@@ -331,3 +341,21 @@ class HostService:
                     except Exception:  # keep judging the others; the next tick retries
                         log.exception("detector: updating %s failed", host_id)
             await sleep_unless(self.clock, stop, tick)
+
+
+def _wireguard(value: Any, machine_net: str) -> tuple[str, int]:
+    """The host's WireGuard public key and port from its registration (none: not in the mesh)."""
+    if value is None:
+        return "", 0
+    if not isinstance(value, dict):
+        raise bad_request("wireguard: expected {\"public_key\": ..., \"port\": ...}")
+    key, port = value.get("public_key"), value.get("port")
+    why = mesh.key_error(key)
+    if why is not None:
+        raise bad_request(f"wireguard.public_key: {why}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise bad_request("wireguard.port: expected a UDP port (1-65535)")
+    if not machine_net:
+        raise bad_request("wireguard: a host joins the mesh with its machine subnet (--machine-net, container "
+                          "driver)")
+    return str(key), port

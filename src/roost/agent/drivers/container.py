@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roost.agent import mounts
+from roost.agent import mounts, wireguard
 from roost.agent.cgroups import write_and_wait
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
 from roost.agent.drivers.commands import run_command
@@ -322,6 +322,8 @@ class ContainerDriver(PidWatcher):
                     self.network.detach(mid)
             with contextlib.suppress(NetworkError):
                 self.network.down()
+            with contextlib.suppress(NetworkError):
+                wireguard.remove(self.network.host_id)  # the host's end of the WireGuard mesh, if it joined one
         for path in self._cgroup_dirs(""):
             with contextlib.suppress(OSError):
                 path.rmdir()
