@@ -5,6 +5,10 @@ hosts of the dev fleet share one disk). Before each write it checks, under a fil
 any writer has used; if that is newer than its own ($ROOST_FENCING_TOKEN, also in the file named by
 $ROOST_FENCING_FILE), another holder has taken over and this one refuses to write from then on. So even
 if an old holder were still running, no write with a stale token would be accepted.
+
+Isolated machines (the container driver) share no disk: with $LEDGER_URL set, the records go to a store that
+checks the token itself (ledger.py here, or a database that does so in the transaction); `{gateway}` in it is
+the machine's host ($ROOST_GATEWAY; 127.0.0.1 on the process driver, whose machines share the host's network).
 """
 
 import fcntl
@@ -12,6 +16,8 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 LOG = Path(os.environ.get("SHARED_LOG", "shared.log"))
@@ -34,10 +40,35 @@ def stop(_signum, _frame):
     running = False
 
 
+def ledger_loop(url: str, token: int) -> None:
+    """Append through the store: it refuses a stale token (409), and this worker stops writing then."""
+    url = url.replace("{gateway}", os.environ.get("ROOST_GATEWAY", "127.0.0.1")).rstrip("/") + "/append"
+    seq = 0
+    refused = False
+    while running:
+        if not refused:
+            record = f"{token} {MACHINE} {seq + 1} {time.time():.6f}".encode()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=record, method="POST"), timeout=2):
+                    seq += 1
+            except urllib.error.HTTPError as exc:
+                if exc.code == 409:
+                    print(f"refusing to write: the store says {exc.read().decode().strip()}", flush=True)
+                    refused = True
+            except OSError as exc:  # the store unreachable for now: try again next tick
+                print(f"store unreachable: {exc}", flush=True)
+        time.sleep(0.05)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     token = my_token()
+    if os.environ.get("LEDGER_URL"):
+        print(f"worker {MACHINE} with fencing token {token}, writing to {os.environ['LEDGER_URL']}", flush=True)
+        ledger_loop(os.environ["LEDGER_URL"], token)
+        print("worker stopped", flush=True)
+        sys.exit(0)
     LOG.parent.mkdir(parents=True, exist_ok=True)
     print(f"worker {MACHINE} with fencing token {token}", flush=True)
     seq = 0

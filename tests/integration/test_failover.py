@@ -6,6 +6,8 @@ starts a standby or stops a machine."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from roost.dev import faults
 from roost.dev.fleet import pid_alive, restart_agent, restart_server
-from tests.integration.conftest import Fleet, needs_host_reach
+from tests.integration.conftest import TEST_DRIVER, TEST_NETNS, Fleet, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,19 +26,34 @@ CAN_PARTITION = faults.partition_unavailable() is None
 def ha(tmp_path_factory):
     f = Fleet(tmp_path_factory.mktemp("ha"), ["ams"], 3)
     f.workdir = tmp_path_factory.mktemp("fenced")
+    f.ledgers = []
     yield f
     faults.heal(f.spec.data_dir)
     f.close()
+    for ledger in f.ledgers:
+        ledger.kill()
+        ledger.wait(5)
 
 
 def deploy_worker(f: Fleet, app: str) -> tuple[dict, dict, Path]:
-    """Deploy the fenced worker example as APP; returns (worker, standby, shared log)."""
-    needs_host_reach("fenced-worker", "writes its shared log on the hosts' disk")
+    """Deploy the fenced worker example as APP; returns (worker, standby, shared log). Isolated machines share
+    no disk: theirs goes through the example's ledger, a store on the host that refuses stale tokens, reached
+    at each machine's ROOST_GATEWAY."""
+    if TEST_DRIVER == "container" and TEST_NETNS:
+        pytest.skip("the fenced worker's store is on this computer, which machines of a netns fleet cannot reach")
     directory = f.workdir / app
     shutil.copytree(ROOT / "examples" / "fenced-worker", directory)
     shared = f.workdir / f"{app}-shared" / "shared.log"
     text = (directory / "fly.toml").read_text().replace('app = "fenced"', f'app = "{app}"')
-    text = text.replace("/tmp/roost-fenced/shared.log", str(shared))
+    if TEST_DRIVER == "container":
+        port = free_port()
+        # On every address of this computer: each host's machines reach it at their host's gateway.
+        f.ledgers.append(subprocess.Popen(
+            [sys.executable, str(directory / "ledger.py"), "--listen", f"0.0.0.0:{port}", "--log", str(shared)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        text = text.replace('SHARED_LOG = "/tmp/roost-fenced/shared.log"', f'LEDGER_URL = "http://{{gateway}}:{port}"')
+    else:
+        text = text.replace("/tmp/roost-fenced/shared.log", str(shared))
     (directory / "fly.toml").write_text(text)
     f.roost("apps", "create", app, "--primary-region", "ams")
     f.roost("deploy", "-c", str(directory / "fly.toml"), timeout=120)

@@ -143,8 +143,10 @@ class ContainerDriver(PidWatcher):
                 mounts_.append((str(spec.volume[0]), spec.volume[1], False))
             run = MachineRun(
                 machine_id=mid, rootfs=str(merged), memory_mb=spec.memory_mb, cpus=spec.cpus,
-                # The app may ask its host's resolver for `.internal` names: it says so (the process driver has none).
-                env={**spec.env, **({"ROOST_NAMESERVER": self.nameserver} if self.nameserver else {})},
+                # The app may ask its host's resolver for `.internal` names: it says so (the process driver has none);
+                # and where its host is on its network (a service the operator runs on the host for its machines).
+                env={**spec.env, **({"ROOST_NAMESERVER": self.nameserver} if self.nameserver else {}),
+                     **({"ROOST_GATEWAY": str(self.network.gateway)} if netns and self.network is not None else {})},
                 cpu_kind=spec.cpu_kind, exec_=(GUEST_INIT, "-g", "--", *argv), netns=netns, mounts=tuple(mounts_),
                 cgroups_path=f"/{self.cgroup_parent}/{mid}", pids_limit=spec.pids_limit)
             config = oci_spec.runtime_spec(spec.image_config, run, *_user_db(spec.image_dir))
