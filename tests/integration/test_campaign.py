@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 
 from roost.dev import faults
-from tests.integration.conftest import TEST_DRIVER, Fleet
+from tests.integration.conftest import Fleet
 
 pytestmark = [
     pytest.mark.integration,
-    # Passes on the container driver run alone, but in the full container suite the container fleets that
-    # follow it failed to start (something of its power-cut hosts outlives `dev down`): skipped there until
-    # that is found.
-    pytest.mark.skipif(TEST_DRIVER == "container", reason="leaves the next container fleet unable to start"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
 CAN_PARTITION = faults.partition_unavailable() is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -72,6 +71,8 @@ def test_a_registry_image_runs_in_its_own_network_and_answers_through_the_edge(c
     addresses = {m["private_ip"] for m in machines}
     assert len(addresses) == 2 and all(ipaddress.IPv4Address(a) in subnet for a in addresses)
     for m in machines:
+        env = f.api.post(f"/v1/apps/boxes/machines/{m['id']}/exec", json={"command": ["env"]}).json()["stdout"]
+        assert f"ROOST_GATEWAY={next(subnet.hosts())}\n" in env, "where its host is, on its own network"
         assert m["roost"]["ports"] == {"8080": 8080}
         body = f.wait_for(lambda m=m: _get(f"http://{m['private_ip']}:8080/"), timeout=20, what="httpd to answer")
         assert body == "hello from busybox\n"
@@ -266,8 +267,6 @@ def test_a_dockerfile_app_is_built_with_buildah_and_deployed(cfleet, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("buildah") is None, reason="needs buildah (./scripts/setup installs it)")
-@pytest.mark.skipif(os.environ.get("ROOST_TEST_DRIVER") == "container",
-                    reason="built and run once per test run: the first pass already did (its store does not matter)")
 def test_roosts_own_container_image_builds_and_runs_the_control_plane(cfleet, tmp_path):
     """packaging/container/Containerfile, built with buildah as its header says for offline builds (a Debian base
     with python3-venv from Debian's packages, the wheels made here), runs `roost server` as a machine: not as root,

@@ -25,6 +25,7 @@ import httpx
 
 from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
+from roost.agent.drivers.pidwatch import proc_start_time
 from roost.agent.keeper import KeeperFiles
 from roost.dev.fleetnet import PRIVATE_NET, FleetNetError, FleetNetwork
 from roost.dev.fleetnet import unavailable as fleetnet_unavailable
@@ -520,16 +521,24 @@ def _wait_hosts(url: str, token: str, wanted: set[str], timeout: float, fleet: d
     raise FleetError(f"hosts not healthy after {timeout:g}s: {', '.join(sorted(wanted - seen))}")
 
 
+def _recorded_pid(record: Path) -> set[int]:
+    """A machine record's main process, if it is still that process: a pid the machine no longer holds may
+    belong to anything now (another fleet's server), and signals sent to it would land there."""
+    try:
+        run = json.loads(record.read_text()).get("run") or {}
+        pid, start = int(run["pid"]), int(run["proc_start"])
+    except (ValueError, OSError, KeyError, TypeError, AttributeError):
+        return set()
+    return {pid} if pid > 0 and proc_start_time(pid) == start else set()
+
+
 def machine_pids(host_data_dir: Path) -> set[int]:
     """Every process of every machine an agent runs: from its records and its machines' cgroups."""
     pids: set[int] = set()
     records = host_data_dir / "records"
     if records.is_dir():
         for path in records.glob("*.json"):
-            with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
-                run = json.loads(path.read_text()).get("run") or {}
-                if run.get("pid"):
-                    pids.add(int(run["pid"]))
+            pids |= _recorded_pid(path)
     for base in Cgroups.bases(host_data_dir.name):
         for procs in base.glob("*/cgroup.procs"):
             with contextlib.suppress(OSError, ValueError):
@@ -539,11 +548,7 @@ def machine_pids(host_data_dir: Path) -> set[int]:
 
 def machine_processes(host_data_dir: Path, machine_id: str) -> set[int]:
     """The live processes of one machine: its recorded main process and everything in its cgroup."""
-    pids: set[int] = set()
-    with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
-        run = json.loads((host_data_dir / "records" / f"{machine_id}.json").read_text()).get("run") or {}
-        if run.get("pid"):
-            pids.add(int(run["pid"]))
+    pids = _recorded_pid(host_data_dir / "records" / f"{machine_id}.json")
     for base in Cgroups.bases(host_data_dir.name):
         with contextlib.suppress(OSError, ValueError):
             pids.update(int(p) for p in (base / machine_id / "cgroup.procs").read_text().split())
