@@ -55,6 +55,7 @@ def needs_host_reach(example: str, why: str, private_network_will_do: bool = Fal
 class Fleet:
     def __init__(self, data_dir: Path, regions: list[str], hosts_per_region: int, proxies: bool = False,
                  **kw) -> None:
+        self.helpers: list[subprocess.Popen[bytes]] = []
         kw.setdefault("driver", TEST_DRIVER)
         kw.setdefault("netns", TEST_NETNS)
         if TEST_STORE != "sqlite" and "store" not in kw:
@@ -167,6 +168,9 @@ class Fleet:
         pids = self.all_pids()
         self.api.close()
         down(self.spec.data_dir)
+        for helper in self.helpers:  # what a test started beside the fleet for its machines (a store)
+            helper.kill()
+            helper.wait(5)
         leftovers = [p for p in pids if pid_alive(p)]
         assert leftovers == [], f"processes left behind: {leftovers}"
 

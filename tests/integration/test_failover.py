@@ -26,13 +26,9 @@ CAN_PARTITION = faults.partition_unavailable() is None
 def ha(tmp_path_factory):
     f = Fleet(tmp_path_factory.mktemp("ha"), ["ams"], 3)
     f.workdir = tmp_path_factory.mktemp("fenced")
-    f.ledgers = []
     yield f
     faults.heal(f.spec.data_dir)
     f.close()
-    for ledger in f.ledgers:
-        ledger.kill()
-        ledger.wait(5)
 
 
 def deploy_worker(f: Fleet, app: str) -> tuple[dict, dict, Path]:
@@ -48,7 +44,7 @@ def deploy_worker(f: Fleet, app: str) -> tuple[dict, dict, Path]:
     if TEST_DRIVER == "container":
         port = free_port()
         # On every address of this computer: each host's machines reach it at their host's gateway.
-        f.ledgers.append(subprocess.Popen(
+        f.helpers.append(subprocess.Popen(
             [sys.executable, str(directory / "ledger.py"), "--listen", f"0.0.0.0:{port}", "--log", str(shared)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         text = text.replace('SHARED_LOG = "/tmp/roost-fenced/shared.log"', f'LEDGER_URL = "http://{{gateway}}:{port}"')
