@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +30,7 @@ from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
+from roost.server.metrics import ServerMetrics
 from roost.server.releases import ReleaseService
 from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
@@ -61,6 +62,7 @@ class Services:
     registry_plain_http: bool = False  # ... spoken to over plain HTTP (loopback, or listed as insecure)
     # Who leads the control plane, as this server sees it (issue 18); one server alone always leads.
     control_plane: Callable[[], dict[str, Any]] = lambda: {"replicated": False, "leads": True}
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
 
 
 def routes(s: Services) -> list[BaseRoute]:
@@ -514,6 +516,9 @@ def routes(s: Services) -> list[BaseRoute]:
     async def control_plane(request: Request) -> Response:
         return ok(s.control_plane())
 
+    async def metrics(request: Request) -> Response:
+        return Response(s.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     # ---- tokens ----
     async def create_token(request: Request) -> Response:
         body = await json_body(request, required=True)
@@ -546,6 +551,7 @@ def routes(s: Services) -> list[BaseRoute]:
     return [
         Route("/healthz", healthz),
         Route("/v1/control-plane", control_plane, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/apps", list_apps, methods=["GET"]),
         Route("/v1/apps", create_app, methods=["POST"]),
         Route("/v1/apps/{app}", get_app, methods=["GET"]),

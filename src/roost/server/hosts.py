@@ -24,6 +24,7 @@ from roost.core.regions import is_known
 from roost.detector.membership import DetectorConfig, judge
 from roost.privnet import mesh
 from roost.server.machines import MachineService
+from roost.server.metrics import ServerMetrics
 from roost.server.state import ClusterState
 from roost.server.takeover import StandbyController
 
@@ -42,8 +43,10 @@ MAX_CLOCK_SKEW = 5.0
 class HostService:
     def __init__(self, state: ClusterState, machines: MachineService, detector: DetectorConfig,
                  takeover: StandbyController | None = None, clock: Clock = SYSTEM, https_only: bool = False,
-                 probe: Callable[[str], Awaitable[str | None]] | None = None) -> None:
+                 probe: Callable[[str], Awaitable[str | None]] | None = None,
+                 metrics: ServerMetrics | None = None) -> None:
         self.state = state
+        self.metrics = metrics
         self.probe = probe  # agent URL -> why the control plane cannot reach it (None: it can)
         self.https_only = https_only  # a fleet that speaks TLS registers no agent it would call in clear text
         self.clock = clock
@@ -144,6 +147,9 @@ class HostService:
     async def heartbeat(self, host_id: str, body: Any) -> dict[str, Any]:
         self.get(host_id)
         now = self.clock.time()
+        if self.metrics is not None:
+            previous = self.last_seen.get(host_id)
+            self.metrics.heartbeat(now - previous if previous is not None else None, self.detector.suspect_after)
         self.last_seen[host_id] = now
         if self.state.hosts[host_id].status != "ok":
             await self._set_status(host_id, "ok")
@@ -292,6 +298,8 @@ class HostService:
             host.status = status
             host.last_heartbeat = self.last_seen.get(host_id, host.last_heartbeat)
             log.info("host %s: %s -> %s", host_id, current.status, status)
+            if self.metrics is not None:
+                self.metrics.verdicts.labels(status).inc()
             await self.state.save(host, extra_feed=self.state.machines_on(host_id))
 
     async def _set_acknowledged(self, host_id: str, acknowledged: set[str]) -> None:

@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from roost.core.access import refusal
 from roost.core.ids import new_token
+from roost.core.lifecycle import State
 from roost.detector.fencing import LeaseConfig
 from roost.detector.membership import DetectorConfig
 from roost.registry import RegistryAccess
@@ -31,6 +32,7 @@ from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
 from roost.server.logs import LogService
 from roost.server.machines import MachineService
+from roost.server.metrics import MetricsMiddleware, ServerMetrics
 from roost.server.releases import ReleaseService
 from roost.server.replica import Replica, ReplicaRouter, singletons_of
 from roost.server.sealing import Keyring
@@ -120,6 +122,9 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     machines = MachineService(state, agents, config.default_region, secrets.env,
                               specs=SpecBuilder(state, secrets.env, config.registry, config.allowed_registries))
     volumes = VolumeService(state, config.default_region, agents)
+    metrics = ServerMetrics()
+    metrics.fleet = lambda: _fleet_rows(state)
+    state.on_commit = metrics.commit_seconds.observe
     services = Services(
         state=state,
         apps=AppService(state, machines, volumes),
@@ -127,8 +132,9 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         leases=LeaseService(machines),
         volumes=volumes,
         hosts=HostService(state, machines, config.detector,
-                          StandbyController(state, machines.ops, agents, config.lease),
-                          https_only=config.tls is not None or config.trust.pinned, probe=agents.unreachable),
+                          StandbyController(state, machines.ops, agents, config.lease, metrics=metrics),
+                          https_only=config.tls is not None or config.trust.pinned, probe=agents.unreachable,
+                          metrics=metrics),
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
         secrets=secrets,
@@ -138,6 +144,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
             config.acme, config.data_dir / "acme-account.pem") if config.acme else None),
         registry_address=config.registry_address,
         registry_plain_http=bool(config.registry_address) and config.registry.plain_http(config.registry_address),
+        metrics=metrics,
     )
 
     async def reseal(stop: asyncio.Event) -> None:
@@ -180,10 +187,21 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
             state.close()
 
     app = Starlette(routes=routes(services), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.add_middleware(BearerAuth, identify=services.tokens.identify, authorize=refusal)
-    if replica is not None:  # outermost: a follower catches up before anything reads its state
+    app.add_middleware(BearerAuth, identify=services.tokens.identify, authorize=refusal,
+                       prefixes=("/v1", "/metrics"))  # everything but /healthz needs a credential
+    if replica is not None:  # a follower catches up before anything reads its state
         app.add_middleware(ReplicaRouter, replica=replica, trust=config.trust)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: every request counted, refused ones too
     return app, services
+
+
+def _fleet_rows(state: ClusterState) -> Iterator[tuple[str, ...]]:
+    """What the fleet gauges count: a row per live machine and per host (metrics.py tallies them)."""
+    for m in state.machines.values():
+        if m.state is not State.DESTROYED:
+            yield ("machine", m.app, m.region, str(m.state))
+    for h in state.hosts.values():
+        yield ("host", h.region, h.status)
 
 
 async def _compact_loop(state: ClusterState, stop: asyncio.Event) -> None:

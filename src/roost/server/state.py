@@ -55,6 +55,7 @@ class ClusterState:
         self.store = store
         self.inline = inline  # tests with an in-memory store: no thread hop (a virtual clock can't wait for one)
         self.hub = hub
+        self.on_commit: Callable[[float], None] = lambda seconds: None  # each commit's time (the server's metrics)
         self.apps: dict[str, App] = {}
         self.machines: dict[str, Machine] = {}
         self.app_machines: dict[str, dict[str, Machine]] = {}
@@ -172,7 +173,9 @@ class ClusterState:
         now = time.time()
         if self.replicated and self.fence is None:
             raise Deposed()  # a follower never writes: the leader does (requests are forwarded to it)
+        started = time.perf_counter()
         revision = int(await self.in_store_thread(self.store.commit, writes, feed, now, self.fence))
+        self.on_commit(time.perf_counter() - started)
         self.seq += 1  # the one writer: its commit is the next
         for obj in objs:
             self._apply(obj)

@@ -27,6 +27,7 @@ from roost.detector.membership import Probe, confirm
 from roost.detector.recovery import ServerAction
 from roost.detector.standby import MachineView, takeovers, watched_on
 from roost.server.agent_client import AgentClient
+from roost.server.metrics import ServerMetrics
 from roost.server.operations import Operations
 from roost.server.state import ClusterState
 
@@ -38,8 +39,9 @@ RECOVERY_WAIT = 30.0  # how long a lost machine's restart waits for its host to 
 
 class StandbyController:
     def __init__(self, state: ClusterState, ops: Operations, agents: AgentClient, lease: LeaseConfig,
-                 clock: Clock = SYSTEM) -> None:
+                 clock: Clock = SYSTEM, metrics: ServerMetrics | None = None) -> None:
         self.state = state
+        self.metrics = metrics
         self.clock = clock
         self.ops = ops
         self.agents = agents
@@ -221,6 +223,8 @@ class StandbyController:
         self.history.append({"watched": watched_id, "standby": standby_id, "host": host_id, "token": token,
                              "at": now})
         del self.history[:-100]
+        if self.metrics is not None:
+            self.metrics.takeovers.inc()
         async with self.ops.lock(standby_id):
             with contextlib.suppress(Exception):
                 await self.ops.call_start(standby)
