@@ -24,6 +24,8 @@ from typing import Any
 
 from roost.agent.netns import NetworkError
 from roost.commands import run_tool
+from roost.pids import pid_alive
+from roost.private_files import write_private
 from roost.privnet import mesh
 
 log = logging.getLogger("roost.agent.wireguard")
@@ -64,10 +66,7 @@ class WireGuard:
     def _ensure_key(self) -> None:
         """This host's private key: made once (0600) and kept across restarts, so peers keep knowing it."""
         if not self.key_file.exists():
-            private = _run(["wg", "genkey"]).stdout.strip()
-            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(private + "\n")
+            write_private(self.key_file, _run(["wg", "genkey"]).stdout.strip() + "\n")
 
     def public_key(self) -> str:
         self._ensure_key()
@@ -146,8 +145,7 @@ def _stop_userspace(name: str) -> None:
                 stopping.append(int(proc.name))
     deadline = time.monotonic() + 3.0  # gone before a new one binds the same socket (it removes it on exit)
     while stopping and time.monotonic() < deadline:
-        stopping = [pid for pid in stopping if Path(f"/proc/{pid}").exists()
-                    and "zombie" not in _state(pid)]
+        stopping = [pid for pid in stopping if pid_alive(pid)]
         time.sleep(0.02)
     for pid in stopping:
         with contextlib.suppress(ProcessLookupError):
@@ -155,12 +153,6 @@ def _stop_userspace(name: str) -> None:
     with contextlib.suppress(OSError):  # what a killed one left behind
         Path(f"/var/run/wireguard/{name}.sock").unlink()
 
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
-    except (OSError, IndexError):
-        return "gone"
 
 
 class MeshFollower:
