@@ -156,7 +156,7 @@ def machine_net(region_index: int, host_index: int, offset: int = 0) -> str:
     return f"10.{200 + host_index + 1}.{offset + region_index + 1}.0/24"
 
 
-def _plan_network(net: FleetNetwork, spec: FleetSpec) -> None:
+def _plan_network(net: FleetNetwork, spec: FleetSpec, wireguard: bool) -> None:
     """Every namespace of a netns fleet, made before anything starts (addresses follow from the spec), and the
     routes to every host's machine subnet."""
     for i in range(spec.servers):  # in the first region, as `roost server --region` says
@@ -171,13 +171,14 @@ def _plan_network(net: FleetNetwork, spec: FleetSpec) -> None:
         for r, region in enumerate(spec.regions):
             for h in range(spec.hosts_per_region):
                 # Over WireGuard, hosts route each other's machines into the mesh themselves (the agents do).
-                skip = hosts if uses_wireguard(spec) else {f"{region}-{h + 1}"}
+                skip = hosts if wireguard else {f"{region}-{h + 1}"}
                 net.route(machine_net(r, h, spec.address_offset), net.host_address(r, h), skip=skip)
 
 
 def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
     """Start the fleet and wait until every part is healthy; returns what fleet.json records."""
     data = spec.data_dir
+    wireguard = uses_wireguard(spec)  # asked once: it looks for programs on this computer
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)  # fleet.json holds the token; logs and every component's data live below
     existing = read_fleet(data)
@@ -224,7 +225,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 net = FleetNetwork.create(data, spec.regions if spec.link_latency else None)
                 fleet["netns"] = net.describe()
                 write_fleet(data, fleet)  # recorded first: a failed start is still removed by down()
-                _plan_network(net, spec)
+                _plan_network(net, spec, wireguard)
                 if net.regions:
                     argv = ["dev", "relay", *(a for r, t in net.taps().items() for a in ("--tap", f"{r}={t}"))]
                     relay = _spawn([*roost_command(), *argv], logs / "relay.log", enter=net.relay_enter())
@@ -233,7 +234,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                 raise FleetError(f"the fleet network: {exc}") from None
             fleet["netns"] = net.describe()
             if spec.driver == "container":
-                fleet["private_network"] = "wireguard" if uses_wireguard(spec) else "routes"
+                fleet["private_network"] = "wireguard" if wireguard else "routes"
             write_fleet(data, fleet)
             local, server_ip = net.operator_address, net.server_address(0)
             url = f"{scheme}://{server_ip}:{spec.server_port}"
@@ -321,7 +322,7 @@ def up(spec: FleetSpec, progress: Any = None) -> dict[str, Any]:
                     argv += ["--machine-net", machine_net(r, h, spec.address_offset)]
                     if net is not None:
                         argv += ["--private-net", PRIVATE_NET]
-                    if uses_wireguard(spec):
+                    if wireguard:
                         argv += ["--wireguard-port", str(WIREGUARD_PORT)]
                 host: dict[str, Any] = {"id": host_id, "region": region, "address": address,
                         "agent_url": f"{scheme}://{address}:{spec.agent_port}", "argv": argv,
