@@ -115,9 +115,10 @@ def interface_name(host_id: str) -> str:
     return "rwg" + hashlib.sha256(host_id.encode()).hexdigest()[:10]
 
 
-def reply_for(peers: list[Peer], reported: Any) -> dict[str, Any] | None:
-    """The heartbeat reply's `mesh`, or None when the host already has this one."""
-    current = digest(peers)
+def reply_for(peers: list[Peer], reported: Any, current: str | None = None) -> dict[str, Any] | None:
+    """The heartbeat reply's `mesh`, or None when the host already has this one (`current`: the peers' digest,
+    if the caller keeps it)."""
+    current = digest(peers) if current is None else current
     if reported == current:
         return None
     return {"digest": current, "peers": [p.to_api() for p in peers]}

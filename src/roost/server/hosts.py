@@ -54,6 +54,7 @@ class HostService:
         self.detector = detector
         self.takeover = takeover
         self.last_seen: dict[str, float] = {}
+        self._mesh: tuple[int, list[mesh.Peer], str] = (-1, [], "")  # the WireGuard mesh (and digest) at a revision
         started = self.clock.time()
         for host_id in state.hosts:
             self.last_seen[host_id] = started
@@ -167,10 +168,9 @@ class HostService:
             reply["lease"] = self.takeover.lease.lease
             reply["peer_probe_timeout"] = self.takeover.lease.probe_timeout
         if self.state.hosts[host_id].wireguard_key:
-            # The WireGuard mesh, only when it differs from what the host says it applied. O(hosts) per beat of a
-            # mesh host: computed from the records each time, so a replica's view is never stale.
-            changed = mesh.reply_for(mesh.peers_of(self.state.hosts.values()),
-                                     body.get("mesh") if isinstance(body, dict) else None)
+            # The WireGuard mesh, only when it differs from what the host says it applied.
+            _, peers, digest = self._current_mesh()
+            changed = mesh.reply_for(peers, body.get("mesh") if isinstance(body, dict) else None, digest)
             if changed is not None:
                 reply["mesh"] = changed
         machines = body.get("machines") if isinstance(body, dict) else None
@@ -181,6 +181,15 @@ class HostService:
                              and info.get("state") in ("started", "suspended") and mid in self.state.machines
                              and self.state.machines[mid].fencing.get("replaced_by")]
         return reply
+
+    def _current_mesh(self) -> tuple[int, list[mesh.Peer], str]:
+        """The mesh from the host records and its digest, computed again only when the feed moved (a host record
+        changed, or anything else): not on every heartbeat of every host."""
+        revision = self.state.hub.revision
+        if self._mesh[0] != revision:
+            peers = mesh.peers_of(self.state.hosts.values())
+            self._mesh = (revision, peers, mesh.digest(peers))
+        return self._mesh
 
     async def _reconcile(self, host_id: str, seen: dict[str, Any]) -> list[str]:
         """Bring the record in line with what the agent runs; name the machines the agent should remove."""
