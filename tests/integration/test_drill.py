@@ -48,14 +48,23 @@ def http_app(f: Fleet, app: str, regions: list[str], balancing: str | None = Non
         f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
         machines.append(m)
     assert len({m["host_id"] for m in machines}) == len(machines), "one machine per host"
+    seen: dict[str, list] = {}  # what each edge knew last, for the message when it never learns
     for proxy in f.info["proxies"]:
-        f.wait_for(lambda p=proxy: sum(1 for x in admin_get(p, "/routes").json()
-                                       ["apps"].get(app, {}).get("machines", []) if x["state"] == "started")
-                   == len(regions), what="the edges to know the machines")
+        try:
+            f.wait_for(lambda p=proxy: _edge_knows(p, app, len(regions), seen), what="the edges to know the machines")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: edge {proxy['region']} knew {seen}") from None
     for m in machines:
         port = m["roost"]["ports"]["8080"]
         f.wait_for(lambda m=m, port=port: _ok(f"http://{m['private_ip']}:{port}/"), what="machines serving")
     return machines
+
+
+def _edge_knows(proxy: dict, app: str, started: int, seen: dict[str, list]) -> bool:
+    """True once the edge knows `started` started machines of the app; what it knows goes into `seen`."""
+    machines = admin_get(proxy, "/routes").json()["apps"].get(app, {}).get("machines", [])
+    seen[proxy["region"]] = [(x["id"], x["state"]) for x in machines]
+    return sum(1 for x in machines if x["state"] == "started") == started
 
 
 def host_ok(f: Fleet, host_id: str) -> bool:
