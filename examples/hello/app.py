@@ -35,6 +35,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\n\r\n")
             return None
+        if self.path == "/metrics":  # Prometheus text, for fly.toml's [metrics] (the host's agent scrapes it)
+            with LOCK:
+                hits = COUNTER["hits"]
+            return self.text("# HELP hello_hits_total Requests answered\n# TYPE hello_hits_total counter\n"
+                             f"hello_hits_total {hits}\n")
         with LOCK:
             COUNTER["hits"] += 1
             hits = COUNTER["hits"]
@@ -62,9 +67,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def reply(self, data):
-        body = json.dumps(data).encode() + b"\n"
+        self.send(json.dumps(data).encode() + b"\n", "application/json")
+
+    def text(self, text):
+        self.send(text.encode(), "text/plain; version=0.0.4")
+
+    def send(self, body, content_type):
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

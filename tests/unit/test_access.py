@@ -107,7 +107,7 @@ def test_an_edge_token_routes_only(method: str, path: str, status: int | None) -
 
 def test_an_agent_knows_its_callers_by_digest_and_lets_each_do_its_part() -> None:
     from roost.agent.credential import EDGE as AS_EDGE
-    from roost.agent.credential import PEER, SERVER, HostCredential, authorize
+    from roost.agent.credential import OPERATOR, PEER, READER, SERVER, HostCredential, authorize
     from roost.core.access import token_digest
 
     c = HostCredential("ams-1", "rt1_mine", token_digest(b"admin"))
@@ -116,12 +116,19 @@ def test_an_agent_knows_its_callers_by_digest_and_lets_each_do_its_part() -> Non
                     "host_digests": [token_digest(b"peer")]})
     assert not c.learn({"server_digest": token_digest(b"control")})  # nothing new to save
     assert c.identify(b"control") == SERVER and c.identify(b"edge") == AS_EDGE and c.identify(b"peer") == PEER
-    assert c.identify(b"admin") == AS_EDGE and c.identify(b"rt1_mine") is None
+    assert c.identify(b"admin") == OPERATOR and c.identify(b"rt1_mine") is None
     assert authorize(SERVER, "PUT", "/v1/machines/abc") is None
     assert authorize(AS_EDGE, "POST", "/v1/machines/abc/start") is None
     assert authorize(AS_EDGE, "PUT", "/v1/machines/abc") is not None
     assert authorize(AS_EDGE, "POST", "/v1/machines/../start") is not None
     assert authorize(PEER, "POST", "/v1/machines/abc/start") is not None
+    assert authorize(OPERATOR, "POST", "/v1/machines/abc/stop") is None  # what an edge may, and /metrics
+    assert authorize(OPERATOR, "GET", "/metrics") is None and authorize(OPERATOR, "DELETE", "/v1/machines/abc")
+    assert c.identify(b"reader") is None
+    c.learn({"reader_digests": [token_digest(b"reader")]})
+    assert c.identify(b"reader") == READER and authorize(READER, "GET", "/metrics") is None
+    assert authorize(READER, "GET", "/v1/machines") and authorize(AS_EDGE, "GET", "/metrics")
+    assert authorize(PEER, "GET", "/metrics")
     c.learn({"edge_digests": []})  # revoked: gone with the next heartbeat answer
     assert c.identify(b"edge") is None
 

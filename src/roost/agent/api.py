@@ -10,12 +10,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from roost.agent import console, logs
+from roost.agent import app_metrics, console, logs
 from roost.agent.drivers.base import KeepsLogs
 from roost.agent.supervisor import Supervisor
 from roost.core.agent_spec import AgentSpec, safe_id
 from roost.core.errors import RoostError, bad_request
 from roost.core.exec_request import console_argv, exec_request
+from roost.core.lifecycle import State
 from roost.core.units import duration_seconds, parse_signal
 from roost.tls import Trust
 from roost.weblib import json_body, ok, query_number
@@ -28,6 +29,8 @@ def machine_id(request: Request) -> str:
 
 def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = None) -> list[BaseRoute]:
     peers = trust or Trust()
+    scraper = app_metrics.AppScraper(sup.metrics.registry, str(host_info.get("region") or ""))
+    sup.metrics.extra = scraper.families
     def signal_and_timeout(body: Any, default_signal: int = 2, default_timeout: float = 5.0) -> tuple[int, float]:
         body = body if isinstance(body, dict) else {}
         sig = parse_signal(body["signal"]) if body.get("signal") is not None else default_signal
@@ -141,12 +144,18 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
     async def delete_volume(request: Request) -> Response:
         return ok({"deleted": await sup.delete_volume(request.path_params["vid"])})
 
+    async def metrics(request: Request) -> Response:
+        running = [r.spec for r in sup.records.values() if r.state == State.STARTED]
+        await scraper.refresh(app_metrics.targets(running))
+        return Response(sup.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     async def health(request: Request) -> Response:
         return ok({"ok": True, **host_info, "machines": len(sup.records)})
 
     base = "/v1/machines/{id}"
     return [
         Route("/healthz", health),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/probe", probe, methods=["POST"]),
         Route("/v1/machines", list_machines, methods=["GET"]),
         Route(base + "/start", start, methods=["POST"]),

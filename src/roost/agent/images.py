@@ -65,6 +65,9 @@ class ImageCache:
     def path(self, digest: str) -> Path:
         return self.root / digest.replace(":", "-")
 
+    def present(self, digest: str) -> bool:
+        return self.path(digest).is_dir()
+
     async def ensure(self, digest: str) -> Path:
         target = self.path(digest)
         if target.is_dir():

@@ -207,10 +207,11 @@ def build_app(config: AgentConfig) -> Starlette:
     app = Starlette(routes=routes(supervisor, {"host_id": config.host_id, "region": config.region,
                                                "address": config.address}, config.trust),
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    guarded = ("/v1", "/metrics")  # everything but /healthz needs a credential
     if credential is not None:
-        app.add_middleware(BearerAuth, identify=credential.identify, authorize=authorize_call)
+        app.add_middleware(BearerAuth, identify=credential.identify, authorize=authorize_call, prefixes=guarded)
     else:
-        app.add_middleware(BearerAuth, identify=token_list(lambda: [config.token]))
+        app.add_middleware(BearerAuth, identify=token_list(lambda: [config.token]), prefixes=guarded)
     return app
 
 

@@ -67,6 +67,9 @@ class OciImages:
     def path(self, digest: str) -> Path:
         return self.unpacked / self._name(digest)
 
+    def present(self, digest: str) -> bool:
+        return (self.path(digest) / "rootfs").is_dir()
+
     async def ensure(self, reference: str, digest: str) -> OciImage:
         """The unpacked image `reference` pinned at `digest`: pulled and unpacked on first use."""
         target = self.path(digest)

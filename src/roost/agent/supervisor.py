@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,14 @@ from roost.agent.drivers.base import (
     ExitInfo,
     FenceTargets,
     KillsLeftovers,
+    MeasuresUsage,
     StartSpec,
+    Usage,
 )
 from roost.agent.drivers.commands import CommandTimeout
 from roost.agent.images import ImageCache, ImageError
 from roost.agent.keeper import KeeperFiles
+from roost.agent.metrics import AgentMetrics, MachineSample, exit_reason
 from roost.agent.oci_images import OciImageError, OciImages
 from roost.agent.records import MachineRecord, RecordStore
 from roost.core import machine_config as mc
@@ -78,6 +81,9 @@ class Supervisor:
         self.fencing_dir = records.root.parent / "fencing"
         self.fencing_dir.mkdir(parents=True, exist_ok=True)
         self.keeper = KeeperFiles(records.root.parent)  # what the host's fence keeper killed, if anything
+        self.metrics = AgentMetrics()
+        self.metrics.machines = self._samples
+        self.metrics.cache_dirs = [images.root, *([oci.unpacked] if oci else [])]
 
     def fence_targets(self, machine_ids: list[str]) -> list[dict[str, Any]]:
         """For the fence keeper (from the heartbeat thread): each running watched machine's run pid and what
@@ -291,6 +297,17 @@ class Supervisor:
         self._prefetches[digest] = tasks.spawn(warm(), f"prefetch-{digest[:19]}")
 
     async def _start_locked(self, spec: AgentSpec, *, restarting: bool = False) -> dict[str, Any]:
+        began = time.perf_counter()
+        try:
+            result = await self._start_or_resume(spec, restarting)
+        except RoostError:
+            self.metrics.starts.labels(spec.app, "failed").inc()
+            raise
+        self.metrics.starts.labels(spec.app, "started").inc()
+        self.metrics.start_seconds.observe(time.perf_counter() - began)
+        return result
+
+    async def _start_or_resume(self, spec: AgentSpec, restarting: bool) -> dict[str, Any]:
         mid = spec.id
         record = self.records.get(mid)
         if record is not None and self.driver.inspect(mid):
@@ -316,10 +333,23 @@ class Supervisor:
     async def _fetch_image(self, spec: AgentSpec) -> tuple[Path, dict[str, Any] | None]:
         """The machine's image on this host, pulled and unpacked on first use: its root (for a process-driver
         host, an OCI image's working directory) and, for an OCI image, its config."""
-        if spec.image.source != "registry":
-            return await self.images.ensure(spec.image.digest), None
-        if self.oci is None:
+        if spec.image.source == "registry" and self.oci is None:
             raise ImageError("this host cannot pull OCI images (skopeo and umoci are not installed)")
+        hit = self._cache(spec).present(spec.image.digest)
+        began = time.perf_counter()
+        try:
+            image = await self._ensure_image(spec)
+        except (ImageError, OciImageError, KeyError):
+            self.metrics.pulls.labels("failed").inc()
+            raise
+        self.metrics.pulls.labels("hit" if hit else "pulled").inc()
+        if not hit:
+            self.metrics.pull_seconds.observe(time.perf_counter() - began)
+        return image
+
+    async def _ensure_image(self, spec: AgentSpec) -> tuple[Path, dict[str, Any] | None]:
+        if spec.image.source != "registry" or self.oci is None:
+            return await self.images.ensure(spec.image.digest), None
         image = await self.oci.ensure(spec.image.ref, spec.image.digest)
         if self.driver.isolated:
             return image.rootfs, image.config
@@ -374,10 +404,13 @@ class Supervisor:
         exit_info: ExitInfo | None = None
         if self.driver.inspect(machine_id):
             self._expected.add(machine_id)
+            began = time.perf_counter()
             try:
                 exit_info = await self.driver.stop(machine_id, signal, timeout)
             except DriverError as exc:
                 raise RoostError(500, str(exc)) from exc
+            self.metrics.stops.labels(record.spec.app).inc()
+            self.metrics.stop_seconds.observe(time.perf_counter() - began)
         record.state = State.STOPPED
         record.run = None
         if exit_info is not None:
@@ -520,6 +553,8 @@ class Supervisor:
             if self.keeper.take_fenced(machine_id):
                 self.fenced.add(machine_id)  # killed by the fence keeper while this agent could not act
             self._run_log(machine_id, pid, "end", "fenced" if machine_id in self.fenced else "exit")
+            self.metrics.exits.labels(record.spec.app if record else "", exit_reason(
+                info, asked=machine_id in self._expected, fenced=machine_id in self.fenced)).inc()
             if machine_id in self._expected:
                 self._expected.discard(machine_id)
                 return
@@ -556,6 +591,7 @@ class Supervisor:
                              "event": event, "exit_code": info.exit_code})
                 return
             record.restart_count += 1
+            self.metrics.restarts.labels(record.spec.app).inc()
             record.restart_times = [t for t in record.restart_times if now - t < 300] + [now]
             self._save(record)
             self.report({"id": machine_id, "instance_id": record.instance_id, "event": event,
@@ -579,11 +615,22 @@ class Supervisor:
         instance = record.instance_id
 
         def changed(results: dict[str, Any]) -> None:
+            for result in results.values():
+                self.metrics.check_results.labels(record.spec.app, str(result.get("status"))).inc()
             self.report({"id": record.id, "instance_id": instance, "checks": results})
 
         runner = CheckRunner(specs, changed)
         self._checks[record.id] = runner
         runner.start()
+
+    def _samples(self) -> Iterator[MachineSample]:
+        """Every machine kept here, for a metrics scrape."""
+        usage = self.driver.usage if isinstance(self.driver, MeasuresUsage) else None
+        for mid, record in list(self.records.items()):
+            runner = self._checks.get(mid)
+            running = record.state in (State.STARTED, State.SUSPENDED) and usage is not None
+            yield MachineSample(record.spec.app, mid, str(record.state), usage(mid) if usage and running else Usage(),
+                                {name: str(r.get("status")) for name, r in (runner.results if runner else {}).items()})
 
     async def _stop_checks(self, machine_id: str) -> None:
         runner = self._checks.pop(machine_id, None)

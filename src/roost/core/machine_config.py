@@ -375,7 +375,8 @@ def as_standby(config: JSON, watched: list[str]) -> JSON:
 
 
 def internal_ports(config: JSON) -> list[int]:
-    """Every guest port the host must map: service internal ports and check ports, in order, unique."""
+    """Every guest port the host must map: service internal ports, check ports and the metrics port, in order,
+    unique."""
     ports: list[int] = []
     for service in config.get("services") or []:
         port = service.get("internal_port")
@@ -385,6 +386,10 @@ def internal_ports(config: JSON) -> list[int]:
         port = check.get("port")
         if isinstance(port, int) and port not in ports:
             ports.append(port)
+    metrics = config.get("metrics")
+    port = metrics.get("port") if isinstance(metrics, dict) else None
+    if isinstance(port, int) and port not in ports:
+        ports.append(port)  # the agent scrapes it (fly.toml's [metrics])
     return ports
 
 

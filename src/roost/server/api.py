@@ -673,6 +673,12 @@ def _reset(s: Services, names: bool = False) -> dict[str, Any]:
 
 async def _sse(s: Services, request: Request, since: int, limit: int, names: bool = False) -> Any:
     """Server-sent events: `reset` then `change` events, each with its revision as the SSE id."""
+    with s.metrics.watch_subscribers.track_inprogress():
+        async for chunk in _sse_events(s, request, since, limit, names):
+            yield chunk
+
+
+async def _sse_events(s: Services, request: Request, since: int, limit: int, names: bool) -> Any:
     cursor = since
     who = request.scope.get(IDENTITY)
     quiet = 0.0

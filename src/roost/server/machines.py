@@ -46,6 +46,7 @@ class MachineService:
         self.default_region = default_region
         self.specs = specs or SpecBuilder(state, secrets)
         self.ops = Operations(state, agents, self.specs.agent_spec, clock)
+        self.on_placement: Callable[[str, str], None] = lambda region, result: None  # (region, result): metrics
 
     # ---- lookups and guards ----
 
@@ -119,10 +120,16 @@ class MachineService:
                 raise precondition(f"volume {volume.id} is on host {volume.host_id}, which runs a machine this "
                                    "standby stands by for: a standby must be on another host to survive it; "
                                    "give it a volume on another host")
-            host = place(PlacementRequest(app, mc.process_group(config), region, g.cpu_kind, g.cpus, g.memory_mb,
-                                          pinned_host=volume.host_id if volume else None,
-                                          exclude_hosts=frozenset(watched_hosts)),
-                         self.state.host_views())
+            try:
+                host = place(PlacementRequest(app, mc.process_group(config), region, g.cpu_kind, g.cpus, g.memory_mb,
+                                              pinned_host=volume.host_id if volume else None,
+                                              exclude_hosts=frozenset(watched_hosts)),
+                             self.state.host_views())
+            except RoostError as exc:  # a region no host is in is not a label (a caller could make endless ones)
+                known = any(h.region == region for h in self.state.hosts.values())
+                self.on_placement(region if known else "(unknown)", exc.fly_status or "refused")
+                raise
+            self.on_placement(region, "placed")
             now = self.clock.time()
             host_rec = self.state.hosts[host.id]
             if host_rec.machine_net:  # a machine with a network of its own: its address, its own ports

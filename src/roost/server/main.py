@@ -125,6 +125,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     metrics = ServerMetrics()
     metrics.fleet = lambda: _fleet_rows(state)
     state.on_commit = metrics.commit_seconds.observe
+    machines.on_placement = lambda region, result: metrics.placements.labels(region, result).inc()
     services = Services(
         state=state,
         apps=AppService(state, machines, volumes),

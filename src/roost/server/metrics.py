@@ -12,7 +12,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +39,11 @@ class ServerMetrics:
                                 registry=r)
         self.takeovers = Counter("roost_server_takeovers_total", "Standbys started in place of a dead host's machine",
                                  registry=r)
+        self.placements = Counter("roost_server_placements_total", "The scheduler's answers to a new machine: "
+                                  "placed, or why not (insufficient_capacity, refused)", ["region", "result"],
+                                  registry=r)
+        self.watch_subscribers = Gauge("roost_server_watch_subscribers", "Watch feed streams open now (edges, "
+                                       "hosts' resolvers, dashboards)", registry=r)
         self.commit_seconds = Histogram("roost_server_store_commit_seconds", "Time of one durable store commit",
                                         buckets=COMMIT_BUCKETS, registry=r)
 

@@ -93,11 +93,11 @@ class TokenService:
     def host_view(self) -> dict[str, Any]:
         """What a joined host must know of its callers, sent at the join and with every heartbeat answer (so a
         revocation reaches every host within a heartbeat): the digests of the server's control credential,
-        of the operator token (which an agent lets do what an edge may), of the edges' tokens, and of its
-        peers' credentials (probes only)."""
+        of the operator token (which an agent lets do what an edge may, and read its metrics), of the edges'
+        tokens, of its peers' credentials (probes only) and of the read-only tokens (its metrics only)."""
         return {"server_digest": token_digest(self.control.encode()) if self.control else "",
                 "operator_digest": token_digest(self.admin), "edge_digests": self.digests("edge"),
-                "host_digests": self.digests("host")}
+                "host_digests": self.digests("host"), "reader_digests": self.digests("readonly")}
 
     def digests(self, kind: str) -> list[str]:
         """The digests of the tokens of one kind in force. Asked on every heartbeat of every joined host, so

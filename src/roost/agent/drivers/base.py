@@ -86,6 +86,19 @@ class Driver(Protocol):
 # Optional capabilities: a driver has them or not, and the supervisor asks with isinstance, not getattr.
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a running machine has used: CPU seconds since it started, memory now (None where unknown)."""
+    cpu_seconds: float | None = None
+    memory_bytes: int | None = None
+
+
+@runtime_checkable
+class MeasuresUsage(Protocol):
+    def usage(self, machine_id: str) -> Usage:
+        """The machine's usage from its cgroup (or its processes); Usage() if it is not running."""
+
+
 @runtime_checkable
 class KeepsLogs(Protocol):
     def log_path(self, machine_id: str) -> Path:

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roost.agent import mounts, wireguard
+from roost.agent import mounts, usage, wireguard
 from roost.agent.cgroups import write_and_wait
-from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec, Usage
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
 from roost.agent.drivers.process import trim_log
@@ -282,6 +282,16 @@ class ContainerDriver(PidWatcher):
 
     def processes(self, machine_id: str) -> list[int]:
         return self.pids(machine_id)
+
+    def usage(self, machine_id: str) -> Usage:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            return Usage()
+        if self.unified:
+            cpu, memory = usage.cgroup_v2(self._cgroup("", machine_id))
+        else:
+            cpu, memory = usage.cgroup_v1(self._cgroup("cpuacct", machine_id), self._cgroup("memory", machine_id))
+        return Usage(cpu, memory)
 
     def console_command(self, machine_id: str, argv: list[str],
                         env: dict[str, str]) -> tuple[list[str], Path | None, dict[str, str]]:

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost.agent import usage
 from roost.agent.cgroups import Cgroups
-from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec
+from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec, Usage
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
 from roost.agent.logrelay import machine_ends
@@ -202,6 +203,17 @@ class ProcessDriver(PidWatcher):
     def processes(self, machine_id: str) -> list[int]:
         proc = self._running(machine_id)
         return self.cgroups.pids(machine_id) or [proc.pid]
+
+    def usage(self, machine_id: str) -> Usage:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            return Usage()
+        pids = [proc.pid, *(p for p in self.cgroups.pids(machine_id) if p != proc.pid)]
+        cpu, rss = usage.processes(pids)
+        if self.cgroups.available:  # the cgroup's count includes page cache, as a limit sees it
+            _, memory = usage.cgroup_v1(None, self.cgroups.memory(machine_id))
+            rss = memory if memory is not None else rss
+        return Usage(cpu, rss)
 
     # ---- internals ----
 
