@@ -202,7 +202,7 @@ async def test_a_machine_cannot_fork_past_its_pids_limit(h):
 async def test_output_is_logged_line_by_line_with_time_and_stream_across_an_agent_restart(h):
     if h.kind == "fake":
         pytest.skip("the fake driver runs no processes")
-    from roost.agent.logrelay import parse
+    from roost.core.logline import parse
 
     workload = ["sh", "-c", "echo one; echo two >&2; sleep 0.6; echo three; sleep 30"]
     info = await h.start("m1", workload)

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -19,7 +19,7 @@ from roost.core.exec_request import console_argv, exec_request
 from roost.core.lifecycle import State
 from roost.core.units import duration_seconds, parse_signal
 from roost.tls import Trust
-from roost.weblib import json_body, ok, query_number
+from roost.weblib import json_body, ok, query_bool, query_number
 
 
 def machine_id(request: Request) -> str:
@@ -102,6 +102,12 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         if not isinstance(sup.driver, KeepsLogs):
             return ok({"lines": [], "offset": 0})
         path = sup.driver.log_path
+        if query_bool(request, "follow"):
+            start = int(query_number(request, "offset", 0, lo=0, hi=2**62)) \
+                if "offset" in request.query_params else None
+            return StreamingResponse(logs.follow(path(mid), start, int(query_number(request, "lines", 100, lo=0,
+                                                                                     hi=100000))),
+                                     media_type="application/x-ndjson")
         if "offset" in request.query_params:
             return ok(logs.since(path(mid), int(query_number(request, "offset", 0, lo=0, hi=2**62))))
         return ok(logs.tail(path(mid), int(query_number(request, "lines", 100, lo=0, hi=100000))))

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost import logsetup
 from roost.pids import pid_alive
 
 log = logging.getLogger("roost.agent.keeper")
@@ -235,7 +236,6 @@ def run(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logsetup.configure()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     run(Path(sys.argv[1]))

@@ -5,7 +5,7 @@ never meets a FIFO without a reader (no SIGPIPE when the agent is away), and out
 yet waits in the FIFO (up to its buffer, 1 MB; then the machine's writes wait) until the agent, restarted,
 opens them again and carries on. The agent reads them on its event loop: no thread or process per machine.
 
-Each line in the log file is `TIMESTAMP STREAM TEXT` (RFC 3339 UTC with microseconds); `parse` reads it back.
+Each line in the log file is `TIMESTAMP STREAM TEXT` (core/logline.py: RFC 3339 UTC with microseconds).
 A line longer than MAX_LINE is cut into several.
 """
 
@@ -16,27 +16,13 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
-import re
 from pathlib import Path
-from typing import Any
 
-STREAMS = ("stdout", "stderr")
+from roost.core.logline import STREAMS, stamp
+
 PIPE_SIZE = 1024 * 1024
 MAX_LINE = 16 * 1024
 _F_SETPIPE_SZ = 1031
-_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (stdout|stderr) (.*)$")
-
-
-def stamp(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse(line: str) -> dict[str, Any]:
-    """A log file line as the logs API gives it: {ts, stream, line} (ts None for a line without one)."""
-    found = _LINE.match(line)
-    if found is None:
-        return {"ts": None, "stream": None, "line": line}
-    return {"ts": found.group(1), "stream": found.group(2), "line": found.group(3)}
 
 
 def fifo_paths(machine_dir: Path) -> dict[str, Path]:
@@ -57,11 +43,43 @@ def machine_ends(machine_dir: Path) -> dict[str, int]:
     return ends
 
 
+class LogBell:
+    """Rung when lines are appended to a log file, so that a follower reads them at once instead of polling."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[Path, set[asyncio.Future[None]]] = {}
+
+    def ring(self, path: Path) -> None:
+        for waiter in self._waiters.pop(path, set()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, path: Path, timeout: float) -> bool:
+        """True when lines came within `timeout` seconds."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(path, set()).add(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(path)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    self._waiters.pop(path, None)
+
+
+BELL = LogBell()  # the agent's one bell: its relays ring it, the logs API's followers wait on it
+
+
 class LogRelay:
     """Reads one machine's FIFOs into its log file while it runs (and, after an agent restart, again)."""
 
-    def __init__(self, machine_dir: Path, log_path: Path) -> None:
+    def __init__(self, machine_dir: Path, log_path: Path, bell: LogBell = BELL) -> None:
         self.log_path = log_path
+        self.bell = bell
         self._fds: dict[str, int] = {}
         self._partial: dict[str, bytes] = {stream: b"" for stream in STREAMS}
         self._paths = fifo_paths(machine_dir)
@@ -106,6 +124,7 @@ class LogRelay:
         out = b"".join(prefix + line[:MAX_LINE] + b"\n" for line in lines)
         with open(self.log_path, "ab") as fh:
             fh.write(out)
+        self.bell.ring(self.log_path)
 
     def stop(self) -> None:
         """The machine ended (or the agent stops): read what is left, then let go of the FIFOs."""

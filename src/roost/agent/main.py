@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from roost import __version__, tasks
+from roost import __version__, logsetup, tasks
 from roost.agent import resolver
 from roost.agent.api import routes
 from roost.agent.cgroups import Cgroups
@@ -288,8 +288,7 @@ def default_host_id(listen_host: str) -> str:
 
 
 def run(config: AgentConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logsetup.configure()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         app = build_app(config)

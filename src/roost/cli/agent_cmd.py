@@ -14,9 +14,11 @@ from roost.cli.common import (
     TLS_KEY_HELP,
     advertised_address,
     fleet_token,
+    log_format_option,
     parse_listen,
     servers_of,
     tls_setup,
+    use_log_format,
 )
 from roost.cli.config_file import config_option
 from roost.cli.output import CliError
@@ -28,6 +30,7 @@ def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(
         config: Path = config_option(),
+        log_format: str = log_format_option(),
         server: str = typer.Option(..., "--server",
                                    help="Control plane URL, e.g. https://127.0.0.1:4280; replicas: URL,URL,..."),
         token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
@@ -83,6 +86,7 @@ def register(app: typer.Typer) -> None:
         ca: Path = typer.Option(None, "--ca", help=CA_HELP),
     ) -> None:
         """Run a host agent: register the host, heartbeat, and run machines."""
+        use_log_format(log_format)
         from roost.agent.main import UNSPECIFIED, AgentConfig, default_host_id, run
         from roost.registry import RegistryAccess
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
+import typer
+
+from roost import logsetup
 from roost.cli.output import CliError
 from roost.client.api import DEFAULT_FLEET_DIR, DEFAULT_HOME, api_target, fleet_file
 from roost.failover import parse_servers
@@ -87,3 +92,16 @@ def advertised_address(value: str) -> str:
     if ip.is_unspecified:
         raise CliError(f"--advertise {value}: a wildcard address reaches nobody; give this host's own address")
     return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def log_format_option() -> Any:
+    return typer.Option("text", "--log-format", envvar="ROOST_LOG_FORMAT",
+                        help="How this component logs to stderr: text, or json (one object per line).")
+
+
+def use_log_format(value: str) -> None:
+    """Check --log-format and hand it to the component (and the processes it starts) through the environment."""
+    try:
+        os.environ[logsetup.ENV] = logsetup.check(value)
+    except ValueError as exc:
+        raise CliError(f"--log-format: {exc}") from None

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import CA_HELP, advertised_address, fleet_token, parse_listen, servers_of, tls_setup
+from roost.cli.common import (
+    CA_HELP,
+    advertised_address,
+    fleet_token,
+    log_format_option,
+    parse_listen,
+    servers_of,
+    tls_setup,
+    use_log_format,
+)
 from roost.cli.config_file import config_option
 from roost.cli.output import CliError, print_json, print_table
 from roost.client.api import Api
@@ -22,6 +31,7 @@ def register(app: typer.Typer) -> None:
     @app.command("proxy")
     def proxy(
         config: Path = config_option(),
+        log_format: str = log_format_option(),
         server: str = typer.Option(..., "--server", help="Control plane URL; several replicas: URL,URL,..."),
         token: str = typer.Option(None, "--token", envvar="ROOST_API_TOKEN",
                                   help="The fleet token (better from ROOST_API_TOKEN or --token-file: "
@@ -71,6 +81,7 @@ def register(app: typer.Typer) -> None:
         tls_key: Path = typer.Option(None, "--tls-key", help="The key of --tls-cert."),
     ) -> None:
         """Run an edge proxy: routing, balancing, autostart/autostop, retries."""
+        use_log_format(log_format)
         from roost.proxy.forwarding import HttpSettings
         from roost.proxy.main import ProxyConfig, run
 

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.common import CA_HELP, DEFAULT_HOME, TLS_CERT_HELP, TLS_KEY_HELP, parse_listen, tls_setup
+from roost.cli.common import (
+    CA_HELP,
+    DEFAULT_HOME,
+    TLS_CERT_HELP,
+    TLS_KEY_HELP,
+    log_format_option,
+    parse_listen,
+    tls_setup,
+    use_log_format,
+)
 from roost.cli.config_file import config_option
 from roost.cli.output import CliError
 from roost.core.regions import is_known
@@ -16,6 +25,7 @@ def register(app: typer.Typer) -> None:
     @app.command("server")
     def server(
         config: Path = config_option(),
+        log_format: str = log_format_option(),
         data_dir: Path = typer.Option(DEFAULT_HOME / "server", "--data-dir",
                                       help="Where the store, images and token live."),
         listen: str = typer.Option("127.0.0.1:4280", "--listen", help="HOST:PORT for the Machines API."),
@@ -64,6 +74,7 @@ def register(app: typer.Typer) -> None:
                                                       "default: any registry."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
+        use_log_format(log_format)
         from roost.detector.fencing import LeaseConfig
         from roost.detector.membership import DetectorConfig
         from roost.server.main import ServerConfig, run

@@ -21,6 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from roost import logsetup
 from roost.core.regions import RttTable
 
 log = logging.getLogger("roost.anycast")
@@ -106,8 +107,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
 
 def run(listen_host: str, listen_port: int, edges: list[EdgeAddress], default_region: str, rtt: RttTable,
         simulate_rtt: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logsetup.configure()
 
     async def main() -> None:
         anycast = Anycast(edges, default_region, rtt, simulate_rtt)

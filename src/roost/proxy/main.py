@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from roost import logsetup
 from roost.core.regions import RttTable
 from roost.proxy.admin import json_page, serve_admin
 from roost.proxy.certstore import CertFollower, CertStore
@@ -188,8 +189,7 @@ def _die_with_parent() -> None:
 
 
 def run(cfg: ProxyConfig, argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logsetup.configure()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     children: list[subprocess.Popen[bytes]] = []
     if cfg.workers > 1 and cfg.worker_index == 0:

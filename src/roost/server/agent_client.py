@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -50,6 +51,23 @@ class AgentClient:
         if not response.content:
             return None
         return response.json()
+
+    @contextlib.asynccontextmanager
+    async def stream_lines(self, agent_url: str, path: str, read_timeout: float = 30.0) -> AsyncIterator[
+            AsyncIterator[str]]:
+        """A streamed GET to the agent, its body as lines (a follow); AgentError if it cannot be opened."""
+        try:
+            async with self.client.stream(
+                    "GET", agent_url.rstrip("/") + path, headers={"Authorization": "Bearer " + (
+                        self.credential_for(agent_url) if self.credential_for else self.token)},
+                    timeout=httpx.Timeout(read_timeout, connect=2.0)) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise AgentError(response.status_code if response.status_code < 500 else 503,
+                                     f"host agent: {response.text[:200]}")
+                yield response.aiter_lines()
+        except httpx.HTTPError as exc:
+            raise AgentError(503, f"host agent at {agent_url}: {type(exc).__name__} {exc}".strip()) from exc
 
     async def unreachable(self, agent_url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
         """Why the control plane cannot reach an agent at `agent_url` (None: it answered, whatever it said):

@@ -28,7 +28,7 @@ from roost.server.certificates import CertificateService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
-from roost.server.logs import LogService
+from roost.server.logs import LogFilter, LogService, log_cutoff
 from roost.server.machines import MachineService
 from roost.server.metrics import ServerMetrics
 from roost.server.releases import ReleaseService
@@ -420,11 +420,13 @@ def routes(s: Services) -> list[BaseRoute]:
     async def app_logs(request: Request) -> Response:
         app = request.path_params["app"]
         s.apps.get(app)
-        lines = int(query_number(request, "lines", 100, lo=1, hi=100000))
-        machine = request.query_params.get("machine") or request.query_params.get("instance")
+        lines = int(query_number(request, "lines", 100, lo=0, hi=100000))
+        want = LogFilter(request.query_params.get("machine") or request.query_params.get("instance"),
+                         request.query_params.get("region"), log_cutoff(request.query_params.get("since")))
         if query_bool(request, "follow"):
-            return StreamingResponse(s.logs.follow(app, machine, lines), media_type="application/x-ndjson")
-        return ok(await s.logs.tail(app, machine, lines))
+            return StreamingResponse(s.logs.follow(app, want, lines), media_type="application/x-ndjson",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return ok(await s.logs.tail(app, want, lines))
 
     async def regions(request: Request) -> Response:
         live = {h.region for h in s.state.hosts.values()}

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from roost import logsetup
 from roost.core.access import refusal
 from roost.core.ids import new_token
 from roost.core.lifecycle import State
@@ -218,8 +219,7 @@ async def _compact_loop(state: ClusterState, stop: asyncio.Event) -> None:
 
 
 def run(config: ServerConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logsetup.configure()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     _, token_path, created = load_or_create_token(config.data_dir)
     print(f"roost server: {'created' if created else 'using'} admin token in {token_path}", file=sys.stderr,
