@@ -248,6 +248,34 @@ def test_autostart_starts_one_machine_at_a_time(fleet):
     assert edge_metric(fleet, "ams", "roost_proxy_autostarts_total", 'app="lazy",result="ok"') == 1
 
 
+def test_cost_bills_stopped_time_as_root_filesystem_only_and_shows_the_saving(fleet):
+    """Issue 20: after the traffic above, one of lazy's four machines was started by it and three stayed stopped:
+    `roost cost` bills their stopped time as root filesystem storage only and shows what that saved."""
+    time.sleep(1.0)  # some stopped time after the burst
+    report = json.loads(fleet.roost("cost", "-a", "lazy", "--json").stdout)
+    machines = report["machines"]
+    assert len(machines) == 4 and report["currency"] == "USD"
+    month = 30 * 86400
+    prices = report["prices"]
+    per_second = (prices["shared_cpu"] + prices["memory_gb"] / 4) / month  # shared-cpu-1x, 256 MB
+    for m in machines:
+        s = m["seconds"]
+        assert s["started"] > 0 and s["stopped"] > 0, m
+        assert m["compute"] == pytest.approx(s["started"] * per_second, rel=1e-3, abs=1e-9)
+        rootfs = m["size"]["rootfs_gb"] * prices["rootfs_gb"] / month
+        assert m["rootfs"] == pytest.approx((s["stopped"] + s["suspended"] + s["standby"]) * rootfs, rel=1e-3,
+                                            abs=1e-12), "stopped time: its root filesystem only"
+        assert 0 <= m["rootfs"] < m["always_on"] - m["compute"], "storage costs less than running"
+    total = report["total"]
+    assert total["saved"] > 0 and total["always_on"] == pytest.approx(total["total"] + total["saved"], rel=1e-6)
+    assert (report["process_groups"] and "app" in report["process_groups"]) or "" in report["process_groups"]
+    text = fleet.roost("cost", "-a", "lazy").stdout
+    assert "autostop saved" in text and all(m["id"] in text for m in machines)
+    bad = fleet.roost("cost", "-a", "lazy", "--since", "90d", check=False)
+    assert bad.returncode != 0 and "since" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert fleet.roost("cost", "-a", "nope", check=False).returncode != 0
+
+
 # ---- a region outage and its heal on the stack example (case 1, the issue's "done when") ----
 
 

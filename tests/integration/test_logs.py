@@ -121,7 +121,8 @@ def test_tail_merges_in_time_order_and_filters(lfleet):
     assert stamps == sorted(stamps) and len({i["machine_id"] for i in items}) >= 3, "every machine, in time order"
     mine = {i["message"]: i["stream"] for i in items if i["machine_id"] == talker["id"]}
     assert mine == {"to-out": "stdout", "to-err": "stderr"}
-    ewr = [json.loads(line) for line in f.roost("logs", "-a", "chatty", "--json", "--region", "ewr").stdout.splitlines()]
+    ewr = [json.loads(line)
+           for line in f.roost("logs", "-a", "chatty", "--json", "--region", "ewr").stdout.splitlines()]
     assert ewr and {i["region"] for i in ewr} == {"ewr"}
     time.sleep(1.1)
     assert f.roost("logs", "-a", "chatty", "--since", "1s").stdout.strip() == "", "nothing written in the last second"

@@ -107,3 +107,15 @@ def _hits(url: str) -> bool:
         return httpx.get(url, timeout=2, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_malformed_price_table_is_refused_at_start_with_its_line(tmp_path):
+    import subprocess
+    import sys
+
+    table = tmp_path / "prices.toml"
+    table.write_text("[compute]\nshared_cpu = 0.5\nmemory_gb = \"five\"\n")
+    result = subprocess.run([sys.executable, "-m", "roost", "server", "--prices", str(table), "--data-dir",
+                             str(tmp_path / "server")], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and f"{table}:3:" in result.stderr and "memory_gb" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "server").exists(), "refused before start"

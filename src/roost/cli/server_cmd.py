@@ -18,6 +18,7 @@ from roost.cli.common import (
 )
 from roost.cli.config_file import config_option
 from roost.cli.output import CliError
+from roost.core.cost import PriceError, Prices, load_prices
 from roost.core.regions import is_known
 
 
@@ -72,6 +73,10 @@ def register(app: typer.Typer) -> None:
                                                  help="Machines may use images only from registries matching "
                                                       "this pattern (e.g. '127.0.0.1:*'); repeatable; "
                                                       "default: any registry."),
+        prices: Path = typer.Option(None, "--prices",
+                                    help="A price table (TOML: [compute] shared_cpu, performance_cpu, memory_gb; "
+                                         "[storage] rootfs_gb, volume_gb; dollars per 30-day month) for "
+                                         "'roost cost' (default: Fly's public prices)."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         use_log_format(log_format)
@@ -104,6 +109,15 @@ def register(app: typer.Typer) -> None:
         from roost.registry import RegistryAccess
         from roost.store import StoreError
 
+        table = Prices()
+        if prices is not None:
+            try:
+                table = load_prices(prices.read_text(), str(prices))
+            except OSError as exc:
+                raise CliError(f"--prices {prices}: {exc.strerror or exc}") from None
+            except PriceError as exc:
+                raise CliError(f"--prices {exc}") from None
+
         try:
             run(ServerConfig(data_dir=data_dir, listen_host=host, listen_port=port, default_region=region,
                              store_url=store, detector=DetectorConfig(heartbeat_interval, suspect_after, dead_after),
@@ -111,6 +125,6 @@ def register(app: typer.Typer) -> None:
                              secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
                              acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
                              allowed_registries=tuple(allow_registry), registry_address=registry,
-                             advertise_url=advertise.rstrip("/")))
+                             advertise_url=advertise.rstrip("/"), prices=table))
         except StoreError as exc:
             raise CliError(str(exc)) from None

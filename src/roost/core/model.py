@@ -97,6 +97,7 @@ class Machine:
     fencing: JSON = field(default_factory=dict)  # issue 6: takeover tokens
     note: str = ""  # why the machine is in its state, when it is not obvious (e.g. replaced after takeover)
     image_source: str = ""  # "" (a bundle pushed to the control plane) or "registry" (an OCI image, by digest)
+    ledger: JSON = field(default_factory=dict)  # seconds in each billing state (core/cost.py); not in the API
 
     def copy(self) -> Machine:
         return replace(self, config=dict(self.config), ports=dict(self.ports), events=list(self.events),
@@ -115,7 +116,7 @@ class Machine:
             "cordoned": self.cordoned, "lease": self.lease.to_api() if self.lease else None,
             "versions": self.versions, "skip_service_registration": self.skip_service_registration,
             "exit_code": self.exit_code, "fencing": self.fencing, "note": self.note,
-            "image_source": self.image_source,
+            "image_source": self.image_source, "ledger": self.ledger,
         }
 
     @classmethod
@@ -130,7 +131,7 @@ class Machine:
             lease=lease, versions=doc.get("versions") or [],
             skip_service_registration=doc.get("skip_service_registration", False),
             exit_code=doc.get("exit_code"), fencing=doc.get("fencing") or {}, note=doc.get("note", ""),
-            image_source=doc.get("image_source", ""),
+            image_source=doc.get("image_source", ""), ledger=doc.get("ledger") or {},
         )
 
     def checks_api(self) -> list[JSON]:

@@ -15,16 +15,19 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from roost.core import cost
 from roost.core.access import ADMIN, Identity, may_push_image
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.exec_request import console_argv
 from roost.core.lifecycle import State
 from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
+from roost.core.units import duration_seconds
 from roost.privnet.names import names_view
 from roost.server import console
 from roost.server.apps import AppService
 from roost.server.certificates import CertificateService
+from roost.server.costs import CostService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
@@ -58,6 +61,7 @@ class Services:
     releases: ReleaseService
     tokens: TokenService
     certificates: CertificateService
+    costs: CostService
     registry_address: str = ""  # the fleet's own registry (HOST:PORT), where `roost image push` pushes
     registry_plain_http: bool = False  # ... spoken to over plain HTTP (loopback, or listed as insecure)
     # Who leads the control plane, as this server sees it (issue 18); one server alone always leads.
@@ -428,6 +432,15 @@ def routes(s: Services) -> list[BaseRoute]:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return ok(await s.logs.tail(app, want, lines))
 
+    async def app_cost(request: Request) -> Response:
+        app = request.path_params["app"]
+        s.apps.get(app)
+        since = request.query_params.get("since")
+        seconds = duration_seconds(since, field="since", int_unit=1.0) if since else None
+        if seconds is not None and not 0 < seconds <= cost.RETAIN_HOURS * cost.HOUR:
+            raise bad_request(f"since: between 1s and {cost.RETAIN_HOURS // 24} days (what the ledger keeps)")
+        return ok(s.costs.report(app, seconds))
+
     async def regions(request: Request) -> Response:
         live = {h.region for h in s.state.hosts.values()}
         return ok({"regions": [{"code": code, "name": name, "hosts": sum(1 for h in s.state.hosts.values()
@@ -592,6 +605,7 @@ def routes(s: Services) -> list[BaseRoute]:
         Route("/v1/apps/{app}/volumes/{vid}", delete_volume, methods=["DELETE"]),
         Route("/v1/apps/{app}/volumes/{vid}/extend", extend_volume, methods=["PUT"]),
         Route("/v1/apps/{app}/logs", app_logs, methods=["GET"]),
+        Route("/v1/apps/{app}/cost", app_cost, methods=["GET"]),
         Route("/v1/hosts", list_hosts, methods=["GET"]),
         Route("/v1/hosts", register_host, methods=["POST"]),
         Route("/v1/hosts/join", join_host, methods=["POST"]),

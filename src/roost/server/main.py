@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from roost import logsetup
 from roost.core.access import refusal
+from roost.core.cost import Prices
 from roost.core.ids import new_token
 from roost.core.lifecycle import State
 from roost.detector.fencing import LeaseConfig
@@ -28,6 +29,7 @@ from roost.server.agent_client import AgentClient
 from roost.server.api import Services, routes
 from roost.server.apps import AppService
 from roost.server.certificates import CertificateService
+from roost.server.costs import CostService
 from roost.server.hosts import HostService
 from roost.server.images import BlobStore
 from roost.server.leases import LeaseService
@@ -73,6 +75,7 @@ class ServerConfig:
     allowed_registries: tuple[str, ...] = ()  # patterns of registries machines may use (empty: any)
     registry_address: str = ""  # the fleet's own registry, where clients push (GET /v1/registry)
     advertise_url: str = ""  # how other replicas reach this one (default: its listen address)
+    prices: Prices = field(default_factory=Prices)  # what machines cost (GET /v1/apps/{app}/cost)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -147,6 +150,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         registry_address=config.registry_address,
         registry_plain_http=bool(config.registry_address) and config.registry.plain_http(config.registry_address),
         metrics=metrics,
+        costs=CostService(state, config.prices),
     )
 
     async def reseal(stop: asyncio.Event) -> None:

@@ -14,9 +14,22 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from roost.core import cost
 from roost.core import machine_config as mc
 from roost.core.lifecycle import State
-from roost.core.model import ApiToken, App, AppSecrets, Certificate, EdgeProxy, Host, Image, Machine, Release, Volume
+from roost.core.model import (
+    ApiToken,
+    App,
+    AppSecrets,
+    Certificate,
+    EdgeProxy,
+    Host,
+    Image,
+    Machine,
+    Release,
+    Volume,
+    canonical_image_ref,
+)
 from roost.placement.scheduler import HostView, millicpus
 from roost.server.watch import WatchHub
 from roost.store.base import ChangeRecord, Delete, Delta, Deposed, FeedEntry, Fence, Put, Store
@@ -164,13 +177,16 @@ class ClusterState:
         `extra_feed` are records whose public view changed without their own doc changing (e.g. the
         machines of a host whose status changed): published, not written.
         """
+        now = time.time()
+        for obj in objs:
+            if isinstance(obj, Machine):
+                obj.ledger = self._ledger(obj, now)
         writes: list[Put | Delete] = [Put(KIND[type(o)], key_of(o), o.to_doc()) for o in objs]
         writes += [Delete(KIND[type(o)], key_of(o)) for o in deleted]
         feed = [FeedEntry(KIND[type(o)], key_of(o), "put", self.public_view(o)) for o in (*objs, *extra_feed)
                 if KIND[type(o)] not in PRIVATE_KINDS]
         feed += [FeedEntry(KIND[type(o)], key_of(o), "delete", None) for o in deleted
                  if KIND[type(o)] not in PRIVATE_KINDS]
-        now = time.time()
         if self.replicated and self.fence is None:
             raise Deposed()  # a follower never writes: the leader does (requests are forwarded to it)
         started = time.perf_counter()
@@ -185,6 +201,17 @@ class ClusterState:
         self.hub.publish([ChangeRecord(first + i, f.kind, f.key, f.op, f.doc, now) for i, f in enumerate(feed)],
                          revision)
         return revision
+
+    def _ledger(self, m: Machine, now: float) -> dict[str, Any]:
+        """The machine's cost ledger brought up to `now`, in the billing state and size it has from now on."""
+        g = mc.guest(m.config)
+        image = self.images.get(canonical_image_ref(str(m.config.get("image") or "")))
+        mount = mc.volume_mount(m.config)
+        volume = self.volumes.get(mount[0]) if mount else None
+        size = {"cpu_kind": g.cpu_kind, "cpus": g.cpus, "memory_mb": g.memory_mb,
+                "rootfs_gb": round(image.size / 1024**3, 6) if image and image.size else cost.UNKNOWN_ROOTFS_GB,
+                "volume_gb": volume.size_gb if volume else 0}
+        return cost.account(m.ledger, cost.category(str(m.state), bool(mc.standbys(m.config))), now, size)
 
     def _table(self, kind: str) -> dict[str, Any]:
         tables: dict[str, dict[str, Any]] = {
