@@ -134,6 +134,37 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, messa
     await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
 
 
+SESSION_COOKIE = "roost_session"  # the dashboard's session: the token it logged in with (server/ui.py)
+
+
+class SessionCookie:
+    """For a browser on the dashboard: the session cookie stands for `Authorization: Bearer TOKEN` on reads of the
+    API (GET, HEAD: the pages' watch feed and log streams), never on a write, and never beside a header the
+    request brought itself. (The cookie is SameSite=Strict: no other site's page sends it.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/v1/"):
+            headers = list(scope.get("headers", ()))
+            if not any(name == b"authorization" for name, _ in headers):
+                token = _cookie(headers, SESSION_COOKIE.encode())
+                if token:
+                    scope = {**scope, "headers": [*headers, (b"authorization", b"Bearer " + token)]}
+        await self.app(scope, receive, send)
+
+
+def _cookie(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
+    for header, value in headers:
+        if header == b"cookie":
+            for part in value.split(b";"):
+                key, _, found = part.strip().partition(b"=")
+                if key == name:
+                    return found.strip()
+    return b""
+
+
 class BearerAuth:
     """Every path under a protected prefix needs `Authorization: Bearer TOKEN` (or Fly's `FlyV1 TOKEN`) that
     `identify` knows; the identity goes into the request's scope, and `authorize`, if given, may still refuse

@@ -44,12 +44,13 @@ from roost.server.specs import SpecBuilder
 from roost.server.state import ClusterState
 from roost.server.takeover import StandbyController
 from roost.server.tokens import TokenService
+from roost.server.ui import routes as ui_routes
 from roost.server.volumes import VolumeService
 from roost.server.watch import WatchHub
 from roost.store import open_store
 from roost.tasks import spawn
 from roost.tls import Listener, Trust
-from roost.weblib import EXCEPTION_HANDLERS, BearerAuth
+from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, SessionCookie
 
 log = logging.getLogger("roost.server")
 
@@ -192,9 +193,11 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
             await agents.close()
             state.close()
 
-    app = Starlette(routes=routes(services), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.add_middleware(BearerAuth, identify=services.tokens.identify, authorize=refusal,
-                       prefixes=("/v1", "/metrics"))  # everything but /healthz needs a credential
+    app = Starlette(routes=routes(services) + ui_routes(services), exception_handlers=EXCEPTION_HANDLERS,
+                    lifespan=lifespan)
+    # Everything but /healthz and the dashboard's login form needs a credential (the dashboard checks its own).
+    app.add_middleware(BearerAuth, identify=services.tokens.identify, authorize=refusal, prefixes=("/v1", "/metrics"))
+    app.add_middleware(SessionCookie)  # a dashboard's reads of the API: its session cookie as the bearer token
     if replica is not None:  # a follower catches up before anything reads its state
         app.add_middleware(ReplicaRouter, replica=replica, trust=config.trust)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: every request counted, refused ones too
