@@ -6,8 +6,11 @@ is a 404 page. Screenshots go to the test's output directory (and to $ROOST_SCRE
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,12 +33,13 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-SERVICE = {"protocol": "tcp", "internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}]}
+SERVICE = {"protocol": "tcp", "internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}],
+           "autostop": "off", "autostart": False}
 
 
 @pytest.fixture(scope="module")
 def dfleet(tmp_path_factory):
-    f = Fleet(tmp_path_factory.mktemp("dashboard"), ["ams", "ewr"], 1)
+    f = Fleet(tmp_path_factory.mktemp("dashboard"), ["ams", "ewr"], 1, proxies=True, idle_interval=3600.0)
     f.push_example("hello:v1")
     f.api.post("/v1/apps", json={"app_name": "shown", "primary_region": "ams"})
     f.machines = []
@@ -182,3 +186,54 @@ def test_an_apps_page_shows_its_machines_cost_and_live_logs(dfleet, browser, sho
     with httpx.Client(base_url=f.url, verify=f.verify, trust_env=False, timeout=10,
                       cookies={"roost_session": f.token}) as session:
         assert session.get("/ui/apps/nope").status_code == 404
+
+
+def test_a_drill_is_drawn_live_and_its_chart_shows_the_shift(dfleet, browser, shots):
+    """`roost drill stop-machine` under load: its page follows it while it runs and, once finished, draws its
+    timeline: the stopped machine's traffic goes to the other one between the fault and the heal."""
+    f, driver = dfleet, browser
+    for m in f.machines:  # both machines started, and known to every edge
+        if f.api.get(f"/v1/apps/shown/machines/{m['id']}").json()["state"] != "started":
+            f.api.post(f"/v1/apps/shown/machines/{m['id']}/start")
+        f.api.get(f"/v1/apps/shown/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+    target = f.machines[0]
+    drill = subprocess.Popen([sys.executable, "-m", "roost", "drill", "stop-machine", "-a", "shown", "--target",
+                              target["id"], "--rps", "30", "--duration", "8s", "--at", "2s", "--heal-after", "3s",
+                              "--client-region", target["region"], "--json"],
+                             env=f.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listed = f.wait_for(lambda: f.api.get("/v1/apps/shown/drills").json(), what="the drill to announce itself")
+        drill_id = listed[0]["drill"]
+        driver.get(f"{f.url}/ui/apps/shown/drills/{drill_id}")
+        state = driver.find_element(By.ID, "drill-state").get_attribute("data-state")
+        assert state == "running", "the page of a drill in progress"
+        WebDriverWait(driver, 15, poll_frequency=0.1).until(
+            lambda d: int(d.find_element(By.ID, "traffic").get_attribute("data-points") or 0) > 0)
+        snap(driver, shots, "drill-running")
+        out, err = drill.communicate(timeout=60)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.wait()
+    assert drill.returncode in (0, 1), err
+    report = json.loads(out)
+    # the page notices the end and draws the report
+    WebDriverWait(driver, 20, poll_frequency=0.1).until(lambda d: d.find_elements(By.ID, "chart-drill"))
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "chart-drill").get_attribute("data-series"))
+    series = json.loads(driver.find_element(By.ID, "chart-drill").get_attribute("data-series"))
+    assert set(series) == {m["id"] for m in f.machines}
+    drawn = json.loads(driver.find_element(By.ID, "drill-data").get_attribute("textContent"))
+    assert drawn["buckets"] == report["timeline"]["buckets"] and drawn["fault_at_s"] == report["fault_at_s"]
+    other = f.machines[1]["id"]
+    during = [b for b in drawn["buckets"]
+              if drawn["fault_at_s"] + 0.5 <= b["start"] and b["start"] + drawn["width_s"] <= drawn["heal_at_s"]]
+    assert during and sum(b["ok"].get(target["id"], 0) for b in during) == 0, "nothing to the stopped machine"
+    assert sum(b["ok"].get(other, 0) for b in during) > 0, "the chart shows its traffic shifted to the other"
+    assert driver.find_element(By.CSS_SELECTOR, "p.verdict").get_attribute("data-passed") in ("True", "False")
+    snap(driver, shots, "drill")
+    driver.get(f"{f.url}/ui/apps/shown")
+    assert drill_id in driver.find_element(By.ID, "drills").text
+    WebDriverWait(driver, 10, poll_frequency=0.1).until(
+        lambda d: int(d.find_element(By.ID, "traffic").get_attribute("data-points") or 0) > 0)
+    served = json.loads(driver.find_element(By.ID, "traffic").get_attribute("data-served"))
+    assert set(served) == {m["id"] for m in f.machines}, "requests/s per machine, from the edges"

@@ -95,8 +95,8 @@ def _edge_refusal(method: str, parts: list[str]) -> tuple[int, str] | None:
         if parts[:2] == ["v1", "apps"] and (len(parts) <= 3 or parts[3] == "machines") and "logs" not in parts:
             return None
     elif method == "POST":
-        if parts == ["v1", "proxies"]:
-            return None
+        if parts == ["v1", "proxies"] or (len(parts) == 4 and parts[:2] == ["v1", "proxies"] and parts[3] == "traffic"):
+            return None  # its registration; its traffic counts (the dashboard's charts)
         if len(parts) == 6 and parts[:2] == ["v1", "apps"] and parts[3] == "machines" and parts[5] in EDGE_ACTIONS:
             return None
     return 403, "an edge's token routes only (watch, machines, start/stop); use an org token"

@@ -21,6 +21,7 @@ from roost.dev import faults as fleet_faults
 from roost.dev.fleet import fleet_alive, pid_alive, read_fleet
 from roost.dev.fleet import status as fleet_status
 from roost.drill import analysis, control_plane
+from roost.drill.beacon import Beacon
 from roost.drill.control_plane import ControlPlaneProbe
 from roost.drill.faults import DrillError, Fault, Target, choose_target, make_fault
 from roost.drill.load import LoadGenerator, LoadSpec, fetch
@@ -229,12 +230,14 @@ class Drill:
         await asyncio.sleep(max(0.0, start + o.at - time.monotonic()))
         self.say(f"{o.at:g}s: {o.fault} {self.target.name}")
         done["fault_wall"] = await asyncio.to_thread(self.fault.inject)
+        self.beacon.tell("fault", done["fault_wall"])
         done["fault_done_wall"] = time.time()  # a kill-region is done (its edge gone) by now
         if o.heal_after is not None and self.fault.heal_action is not None:
             heal_at = min(o.at + o.heal_after, o.duration)
             await asyncio.sleep(max(0.0, start + heal_at - time.monotonic()))
             self.say(f"{heal_at:g}s: heal ({self.fault.heal_action})")
             done["heal_wall"] = await asyncio.to_thread(self.fault.heal)
+            self.beacon.tell("heal", done["heal_wall"])
 
     async def _run(self, done: dict[str, float]) -> tuple[list[analysis.Sample], LoadGenerator, float]:
         async def with_probe(start: float) -> None:
@@ -243,11 +246,21 @@ class Drill:
 
         def schedule(start: float, start_wall: float) -> Coroutine[Any, Any, None]:
             self.start_wall = start_wall
+            self.beacon.tell("started", start_wall, fault=self.o.fault, target=self.target.as_dict(),
+                             duration_s=self.o.duration, rps=self.rps, entry=self.entry)
             return with_probe(start) if self.probe is not None else self._schedule(start, done)
 
         return await load_while(LoadGenerator(self.load_spec()), self.rps, self.o.duration, schedule, "drill")
 
     def run(self) -> dict[str, Any]:
+        self.beacon = Beacon(self.api, self.o.app, self.id)  # the dashboard follows the drill
+        try:
+            report = self._run_and_report()
+        finally:
+            self.beacon.close()
+        return report
+
+    def _run_and_report(self) -> dict[str, Any]:
         o = self.o
         if self.rps > 0:
             self.say(f"{self.rps:g} requests/s for {o.duration:g}s through {self.entry}")
@@ -259,6 +272,7 @@ class Drill:
             if "fault_wall" in done and "heal_wall" not in done and self.fault.heal_action is not None:
                 self.say(f"heal ({self.fault.heal_action})")
                 done["heal_wall"] = self.fault.heal()
+                self.beacon.tell("heal", done["heal_wall"])
         if "fault_wall" not in done:
             raise DrillError("the fault was never injected (the drill ended before --at)")
         if o.settle > 0:
@@ -269,7 +283,9 @@ class Drill:
         window = analysis.Window(round(fault_wall - start_wall, 4),
                                  round(done["heal_wall"] - start_wall, 4) if "heal_wall" in done else None,
                                  o.duration)
-        return self._report(samples, generator, window, fault_wall)
+        report = self._report(samples, generator, window, fault_wall)
+        self.beacon.tell("finished", report=report)
+        return report
 
     def _report(self, samples: list[analysis.Sample], generator: LoadGenerator, window: analysis.Window,
                 fault_wall: float) -> dict[str, Any]:

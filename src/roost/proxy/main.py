@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from roost.watchfeed import FeedFollower
 
 log = logging.getLogger("roost.proxy")
 REGISTER_EVERY = 15.0
+TRAFFIC_EVERY = 2.0  # seconds between two traffic reports to the control plane (the dashboard's charts)
+MAX_TRAFFIC_ROWS = 50_000
 
 
 @dataclass
@@ -131,6 +134,30 @@ class Edge:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), REGISTER_EVERY)
 
+    async def report_traffic(self, stop: asyncio.Event) -> None:
+        """Send the control plane this worker's request counts and latency estimates every few seconds, for the
+        dashboard's live charts (best effort: a report that fails is simply the next one's interval)."""
+        edge = self.cfg.proxy_id or f"proxy-{self.cfg.region}"
+        if self.cfg.workers > 1:
+            edge = f"{edge}-w{self.cfg.worker_index}"
+        url = f"{self.cfg.server_url.rstrip('/')}/v1/proxies/{edge}/traffic"
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {self.cfg.token}"}, timeout=5,
+                                     trust_env=False, transport=self.cfg.trust.async_transport()) as client:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), TRAFFIC_EVERY)
+                now = time.monotonic()
+                counted = [(key, n) for key, n in list(self.metrics.requests.items())[:MAX_TRAFFIC_ROWS]
+                           if key[2].isdigit()]
+                rows = [[app, machine, int(status), n] for (app, machine, status), n in counted]
+                latency = {}
+                for machine in {key[1] for key, _ in counted}:
+                    estimate = self.loads.scores.estimate(machine, now)
+                    if estimate is not None:
+                        latency[machine] = round(estimate * 1000, 3)
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post(url, json={"region": self.cfg.region, "requests": rows, "latency_ms": latency})
+
     async def sweep_pool(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -162,7 +189,7 @@ class Edge:
             admin = await asyncio.start_server(lambda r, w: serve_admin(r, w, pages, cfg.token), cfg.admin_host,
                                                cfg.admin_port)
         tasks = [spawn(self.follower.run(stop), "feed"), spawn(self.sweep_pool(stop), "pool-sweeper"),
-                 spawn(self.cert_follower.run(stop), "certificates")]
+                 spawn(self.cert_follower.run(stop), "certificates"), spawn(self.report_traffic(stop), "traffic")]
         if cfg.worker_index == 0:
             tasks += [spawn(self.tcp.run(stop), "tcp-edge"), spawn(self.idle.run(stop), "idle-loop"),
                       spawn(self.register(stop), "register")]

@@ -17,11 +17,15 @@ from starlette.websockets import WebSocket
 
 from roost.core import cost
 from roost.core.access import ADMIN, Identity, may_push_image
+from roost.core.drills import DrillBoard, DrillEventError
+from roost.core.drills import parse_event as parse_drill_event
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.exec_request import console_argv
 from roost.core.lifecycle import State
 from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
 from roost.core.regions import REGIONS
+from roost.core.traffic import WINDOW as TRAFFIC_WINDOW
+from roost.core.traffic import TrafficBoard, TrafficError, parse_report
 from roost.core.units import duration_seconds
 from roost.privnet.names import names_view
 from roost.server import console
@@ -67,6 +71,8 @@ class Services:
     # Who leads the control plane, as this server sees it (issue 18); one server alone always leads.
     control_plane: Callable[[], dict[str, Any]] = lambda: {"replicated": False, "leads": True}
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    traffic: TrafficBoard = field(default_factory=TrafficBoard)  # what the edges answered lately (dashboard)
+    drills: DrillBoard = field(default_factory=DrillBoard)  # drills run lately, as they announce themselves
 
 
 def routes(s: Services) -> list[BaseRoute]:
@@ -475,6 +481,50 @@ def routes(s: Services) -> list[BaseRoute]:
         controller = s.hosts.takeover
         return ok(list(reversed(controller.history)) if controller else [])
 
+    async def proxy_traffic(request: Request) -> Response:
+        """An edge's cumulative request counts and latency estimates, for the dashboard's live charts."""
+        try:
+            region, counts, latency = parse_report(await json_body(request, required=True))
+        except TrafficError as exc:
+            raise bad_request(str(exc)) from None
+        edge_id = request.path_params["id"]
+        if not 0 < len(edge_id) <= 64:
+            raise bad_request("edge id: 1 to 64 characters")
+        return ok({"points": s.traffic.report(edge_id, region, counts, latency, time.time())})
+
+    async def app_traffic(request: Request) -> Response:
+        app = request.path_params["app"]
+        s.apps.get(app)
+        since = query_number(request, "since", 300, lo=1, hi=TRAFFIC_WINDOW)
+        regions = {m.id: m.region for m in s.state.app_machines.get(app, {}).values()}
+        return ok({"app": app, "window_s": since, "now": time.time(), "machines": regions,
+                   "points": [p.to_json() for p in s.traffic.points(app, time.time(), since)]})
+
+    async def drill_event(request: Request) -> Response:
+        """A drill against the app says what it is doing (started, fault, heal, finished with its report)."""
+        app = request.path_params["app"]
+        s.apps.get(app)
+        try:
+            event = parse_drill_event(await json_body(request, required=True))
+        except DrillEventError as exc:
+            raise bad_request(str(exc)) from None
+        entry = s.drills.record(app, event)
+        return ok({"drill": entry["drill"], "state": entry["state"]})
+
+    async def list_drills(request: Request) -> Response:
+        app = request.path_params["app"]
+        s.apps.get(app)
+        return ok(s.drills.list(app))
+
+    async def get_drill(request: Request) -> Response:
+        app = request.path_params["app"]
+        s.apps.get(app)
+        drill = s.drills.get(app, request.path_params["drill"])
+        if drill is None:
+            raise not_found(f"no drill {request.path_params['drill']!r} of app {app!r} (the control plane keeps "
+                            "the last 20 per app, in memory)")
+        return ok(drill)
+
     async def list_proxies(request: Request) -> Response:
         return ok([p.to_api() for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))])
 
@@ -623,6 +673,11 @@ def routes(s: Services) -> list[BaseRoute]:
         Route("/v1/proxies", list_proxies, methods=["GET"]),
         Route("/v1/takeovers", takeovers, methods=["GET"]),
         Route("/v1/proxies", register_proxy, methods=["POST"]),
+        Route("/v1/proxies/{id}/traffic", proxy_traffic, methods=["POST"]),
+        Route("/v1/apps/{app}/traffic", app_traffic, methods=["GET"]),
+        Route("/v1/apps/{app}/drills", drill_event, methods=["POST"]),
+        Route("/v1/apps/{app}/drills", list_drills, methods=["GET"]),
+        Route("/v1/apps/{app}/drills/{drill}", get_drill, methods=["GET"]),
         Route("/v1/apps/{app}/ip_assignments", ip_assignments, methods=["GET"]),
         Route("/v1/apps/{app}/secrets", list_secrets, methods=["GET"]),
         Route("/v1/apps/{app}/secrets", set_secrets, methods=["POST"]),

@@ -182,6 +182,14 @@ async def _first(*events: asyncio.Event) -> None:
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _leader_only(path: str) -> bool:
+    """Reads of what the leader alone holds in memory (the edges' traffic reports, drills' progress, and the
+    dashboard's app pages that show them): a follower forwards them as it does writes."""
+    parts = path.strip("/").split("/")
+    return (len(parts) >= 4 and parts[:2] == ["v1", "apps"] and parts[3] in ("traffic", "drills")) \
+        or parts[:2] == ["ui", "apps"]  # an app's dashboard page lists its drills
+
+
 class ReplicaRouter:
     """ASGI middleware in front of the API: reads are answered here once caught up; writes go to the leader."""
 
@@ -197,7 +205,7 @@ class ReplicaRouter:
         if scope["type"] != "http" or scope["path"] == "/healthz":
             await self.app(scope, receive, send)
             return
-        if scope["method"] in READS:
+        if scope["method"] in READS and not (_leader_only(scope["path"]) and not self.replica.leads):
             if not self.replica.leads:
                 try:
                     await self.replica.catch_up()

@@ -22,7 +22,8 @@ from roost.weblib import SESSION_COOKIE
 
 SESSION_SECONDS = 12 * 3600
 MAX_FORM_BYTES = 4096
-STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
+STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8",
+          "uPlot.iife.min.js": "text/javascript; charset=utf-8", "uPlot.min.css": "text/css; charset=utf-8"}
 HEADERS = {  # the pages load only their own script and style; nobody may frame them
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
@@ -105,7 +106,18 @@ def routes(s: Services) -> list[BaseRoute]:
                     if m.state is not State.DESTROYED]
         volumes = [st.volume_api(v) for v in st.volumes.values() if v.app == name]
         return _page(pages.app(name, st.app_api(info), machines, s.releases.list(name), volumes,
-                               s.costs.report(name, None), st.hub.revision))
+                               s.costs.report(name, None), st.hub.revision, s.drills.list(name)))
+
+    async def drill_page(request: Request) -> Response:
+        if viewer(request) is None:
+            return _to_login()
+        name, drill_id = request.path_params["app"], request.path_params["drill"]
+        if name not in s.state.apps:
+            return _page(pages.not_found(f"no app {name!r} in this fleet"), 404)
+        drill = s.drills.get(name, drill_id)
+        if drill is None:
+            return _page(pages.not_found(f"no drill {drill_id!r} of app {name!r} (the last 20 are kept)"), 404)
+        return _page(pages.drill(name, drill, s.state.hub.revision))
 
     return [
         Route("/ui", fleet, methods=["GET"]),
@@ -113,5 +125,6 @@ def routes(s: Services) -> list[BaseRoute]:
         Route("/ui/login", login, methods=["POST"]),
         Route("/ui/logout", logout, methods=["POST"]),
         Route("/ui/apps/{app}", app_page, methods=["GET"]),
+        Route("/ui/apps/{app}/drills/{drill}", drill_page, methods=["GET"]),
         Route("/ui/static/{name}", static, methods=["GET"]),
     ]

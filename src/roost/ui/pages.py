@@ -6,6 +6,7 @@ keeps states live from the watch feed and follows the app's logs."""
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,13 +17,15 @@ def e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def layout(title: str, body: str, *, revision: int = 0, app: str = "", nav: bool = True) -> str:
+def layout(title: str, body: str, *, revision: int = 0, app: str = "", nav: bool = True, charts: bool = False) -> str:
     links = ('<nav><a href="/ui">Fleet</a><form method="post" action="/ui/logout">'
              '<button type="submit">Log out</button></form></nav>') if nav else ""
+    chart_lib = ("<link rel=\"stylesheet\" href=\"/ui/static/uPlot.min.css\">"
+                 "<script src=\"/ui/static/uPlot.iife.min.js\" defer></script>") if charts else ""
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width\"><title>{e(title)} · Roost</title>"
-        "<link rel=\"stylesheet\" href=\"/ui/static/ui.css\"></head>"
+        f"<link rel=\"stylesheet\" href=\"/ui/static/ui.css\">{chart_lib}</head>"
         f"<body data-revision=\"{revision}\" data-app=\"{e(app)}\"><header><h1><a href=\"/ui\">Roost</a></h1>{links}"
         f"</header><main>{body}</main><script src=\"/ui/static/ui.js\" defer></script></body></html>"
     )
@@ -96,7 +99,7 @@ def fleet(regions: dict[str, list[JSON]], machines_by_host: dict[str, list[JSON]
 
 
 def app(name: str, info: JSON, machines: list[JSON], releases: list[JSON], volumes: list[JSON],
-        report: JSON, revision: int) -> str:
+        report: JSON, revision: int, drills: Sequence[JSON] = ()) -> str:
     """An app's page; `machines` as the API shows them, each with its `process_group`."""
     parts = [f"<h2>{e(name)}</h2><p class=\"summary\">primary region {e(info.get('primary_region') or '-')}, "
              f"{len(machines)} machines</p>"]
@@ -114,6 +117,13 @@ def app(name: str, info: JSON, machines: list[JSON], releases: list[JSON], volum
                                                 ("id", "name", "host_id", "state", "checks", "last_event"))
                                    for m in rows) + "</tbody></table>")
     parts.append("</section>")
+    parts.append(f"<section id=\"traffic\" data-app=\"{e(name)}\"><h3>Traffic <small>(through the edges, live)</small>"
+                 "</h3><p class=\"traffic-empty\">No requests through the edges in the last 5 minutes.</p>"
+                 "<div class=\"chart\" id=\"chart-machines\" data-title=\"requests/s by machine\"></div>"
+                 "<div class=\"chart\" id=\"chart-regions\" data-title=\"requests/s by machine region\"></div>"
+                 "<div class=\"chart\" id=\"chart-latency\" data-title=\"latency (ms) by machine, the edges' "
+                 "estimate\"></div></section>")
+    parts.append(_drills(name, drills))
     parts.append(_events(machines))
     parts.append("<section id=\"releases\"><h3>Releases</h3>" + (_table(
         ["version", "status", "image", "strategy", "description"],
@@ -127,7 +137,73 @@ def app(name: str, info: JSON, machines: list[JSON], releases: list[JSON], volum
     parts.append(cost(report))
     parts.append(f"<section id=\"logs\"><h3>Logs <small>(live)</small></h3><pre class=\"logs\" data-app=\"{e(name)}\">"
                  "</pre></section>")
-    return layout(name, "".join(parts), revision=revision, app=name)
+    return layout(name, "".join(parts), revision=revision, app=name, charts=True)
+
+
+def _drills(app_name: str, drills: Sequence[JSON]) -> str:
+    if not drills:
+        return ("<section id=\"drills\"><h3>Drills</h3><p>No drills yet: <code>roost drill kill-host -a "
+                f"{e(app_name)}</code> shows up here while it runs.</p></section>")
+    rows = "".join(
+        f"<tr data-drill=\"{e(d['drill'])}\"><td><a href=\"/ui/apps/{e(app_name)}/drills/{e(d['drill'])}\">"
+        f"{e(d['drill'])}</a></td><td>{e(d.get('fault', '-'))}</td><td>{e((d.get('target') or {}).get('name', '-'))}"
+        f"</td><td>{e(d['state'])}</td><td>{e(_verdict(d.get('passed')))}</td></tr>" for d in drills)
+    return ("<section id=\"drills\"><h3>Drills</h3><table><thead><tr><th>drill</th><th>fault</th><th>target</th>"
+            f"<th>state</th><th>checks</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+
+def _verdict(passed: object) -> str:
+    return "-" if passed is None else ("passed" if passed else "FAILED")
+
+
+def drill(app_name: str, d: JSON, revision: int) -> str:
+    """A drill, running (the app's live traffic, the fault and heal as they happen) or finished (its report's
+    timeline with the fault and heal marked, its checks, standbys that took over, its errors)."""
+    target = d.get("target") or {}
+    report = d.get("report")
+    head = (f"<h2>Drill {e(d['drill'])} <small>on <a href=\"/ui/apps/{e(app_name)}\">{e(app_name)}</a></small></h2>"
+            f"<p class=\"summary\" id=\"drill-state\" data-state=\"{e(d['state'])}\">{e(d.get('fault', '-'))} "
+            f"of {e(target.get('kind', ''))} {e(target.get('name', '-'))}: <strong>{e(d['state'])}</strong>"
+            f"{'' if d.get('fault_at') is None else ', fault injected'}"
+            f"{'' if d.get('heal_at') is None else ', healed'}</p>")
+    parts = [head]
+    if report is None:
+        parts.append(f"<section id=\"traffic\" data-app=\"{e(app_name)}\" data-drill=\"{e(d['drill'])}\">"
+                     "<h3>Traffic now <small>(through the edges, live)</small></h3><p class=\"traffic-empty\">"
+                     "Waiting for the edges' first figures.</p><div class=\"chart\" id=\"chart-machines\" "
+                     "data-title=\"requests/s by machine\"></div><div class=\"chart\" id=\"chart-regions\" "
+                     "data-title=\"requests/s by machine region\"></div><div class=\"chart\" id=\"chart-latency\" "
+                     "data-title=\"latency (ms) by machine\"></div></section>")
+        return layout(f"drill {d['drill']}", "".join(parts), revision=revision, app=app_name, charts=True)
+    totals = report.get("totals") or {}
+    parts.append(f"<p class=\"verdict\" data-passed=\"{e(report.get('passed'))}\">checks "
+                 f"<strong>{e(_verdict(report.get('passed')))}</strong>; {e(totals.get('requests', 0))} requests, "
+                 f"{e(totals.get('failed', 0))} failed; time to shift "
+                 f"{e((report.get('shift') or {}).get('seconds'))} s</p>")
+    timeline = report.get("timeline") or {}
+    chart = {"width_s": timeline.get("width_s", 1), "series_by": timeline.get("series_by", "machine"),
+             "buckets": timeline.get("buckets") or [], "fault_at_s": report.get("fault_at_s"),
+             "heal_at_s": report.get("heal_at_s")}
+    parts.append(f"<section id=\"timeline\"><h3>Requests/s by {e(chart['series_by'])} over the drill "
+                 "<small>(F fault, H heal)</small></h3><div class=\"chart\" id=\"chart-drill\"></div>"
+                 f"<script type=\"application/json\" id=\"drill-data\">{_json_in_html(chart)}</script></section>")
+    parts.append("<section id=\"checks\"><h3>Checks</h3>" + _table(
+        ["check", "target", "measured", "result"],
+        [[c.get("name"), c.get("target"), c.get("measured"), "pass" if c.get("passed") else "FAIL"]
+         for c in report.get("checks") or []]) + "</section>")
+    standbys = report.get("standbys") or []
+    parts.append("<section id=\"takeovers\"><h3>Standbys</h3>" + (_table(
+        ["machine", "standby", "hit by the fault", "machine ended after (s)", "standby started after (s)",
+         "double runs"],
+        [[r.get("watched"), r.get("standby"), "yes" if r.get("hit") else "no", r.get("watched_ended_after_s"),
+          r.get("standby_started_after_s"), r.get("double_runs")] for r in standbys])
+        if standbys else "<p>No standby was involved.</p>") + "</section>")
+    return layout(f"drill {d['drill']}", "".join(parts), revision=revision, app=app_name, charts=True)
+
+
+def _json_in_html(value: object) -> str:
+    """JSON inside a <script type="application/json">: nothing in it can close the element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _last_event(m: JSON) -> str:
