@@ -122,6 +122,10 @@ def test_only_the_server_commands_an_agent(joined):
     agent = host["agent_url"]
     spec = {"id": "a0000000000001", "instance_id": "x", "app": "evil", "config": {
         "image": "hello:v1", "init": {"exec": ["/bin/sh", "-c", "id > /tmp/roost-pwned"]}}}
+    # A host learns a new peer's credential with its next heartbeat answer; until then it does not know it (401).
+    peer = {"Authorization": f"Bearer {credential(joined[2])}"}
+    fleet.wait_for(lambda: httpx.get(f"{agent}/v1/machines", headers=peer, trust_env=False, verify=fleet.verify,
+                                     timeout=10).status_code != 401, what="the host to know its new peer")
     for token in (fleet.token, credential(joined[2])):
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, trust_env=False, verify=fleet.verify,
                           timeout=10) as c:

@@ -56,7 +56,7 @@ def test_pages_escape_what_they_show() -> None:
 
 
 def test_a_drills_page_embeds_its_report_safely_and_a_running_one_follows_the_traffic() -> None:
-    report = {"passed": False, "totals": {"requests": 10, "failed": 1}, "shift": {"seconds": 0.4},
+    report = {"passed": False, "totals": {"sent": 10, "failed": 1}, "shift": {"seconds": 0.4},
               "timeline": {"width_s": 0.5, "series_by": "machine", "buckets": [{"start": 0.0, "ok": {"m1": 3},
                                                                               "errors": 0}]},
               "fault_at_s": 2.0, "heal_at_s": 4.0, "checks": [{"name": "</script><script>x()", "target": "0",
@@ -66,5 +66,6 @@ def test_a_drills_page_embeds_its_report_safely_and_a_running_one_follows_the_tr
                                "target": {"kind": "host", "name": "ams-1"}, "fault_at": 1.0, "heal_at": 2.0,
                                "report": report}, 5)
     assert "</script><script>x()" not in page and 'id="drill-data"' in page and "FAILED" in page
+    assert "10 requests, 1 failed" in page
     running = pages.drill("web", {"drill": "d2", "state": "running", "target": {}}, 5)
     assert 'data-drill="d2"' in running and 'id="chart-machines"' in running and "uPlot.iife.min.js" in running

@@ -168,8 +168,9 @@ def drill(app_name: str, d: JSON, revision: int) -> str:
             f"{'' if d.get('heal_at') is None else ', healed'}</p>")
     parts = [head]
     if report is None:
-        parts.append(f"<section id=\"traffic\" data-app=\"{e(app_name)}\" data-drill=\"{e(d['drill'])}\">"
-                     "<h3>Traffic now <small>(through the edges, live)</small></h3><p class=\"traffic-empty\">"
+        parts.append(f"<section id=\"traffic\" data-app=\"{e(app_name)}\" data-drill=\"{e(d['drill'])}\" "
+                     "data-window=\"60\"><h3>Traffic, the last minute <small>(through the edges, live)</small></h3>"
+                     "<p class=\"traffic-empty\">"
                      "Waiting for the edges' first figures.</p><div class=\"chart\" id=\"chart-machines\" "
                      "data-title=\"requests/s by machine\"></div><div class=\"chart\" id=\"chart-regions\" "
                      "data-title=\"requests/s by machine region\"></div><div class=\"chart\" id=\"chart-latency\" "
@@ -177,7 +178,7 @@ def drill(app_name: str, d: JSON, revision: int) -> str:
         return layout(f"drill {d['drill']}", "".join(parts), revision=revision, app=app_name, charts=True)
     totals = report.get("totals") or {}
     parts.append(f"<p class=\"verdict\" data-passed=\"{e(report.get('passed'))}\">checks "
-                 f"<strong>{e(_verdict(report.get('passed')))}</strong>; {e(totals.get('requests', 0))} requests, "
+                 f"<strong>{e(_verdict(report.get('passed')))}</strong>; {e(totals.get('sent', 0))} requests, "
                  f"{e(totals.get('failed', 0))} failed; time to shift "
                  f"{e((report.get('shift') or {}).get('seconds'))} s</p>")
     timeline = report.get("timeline") or {}
@@ -187,10 +188,12 @@ def drill(app_name: str, d: JSON, revision: int) -> str:
     parts.append(f"<section id=\"timeline\"><h3>Requests/s by {e(chart['series_by'])} over the drill "
                  "<small>(F fault, H heal)</small></h3><div class=\"chart\" id=\"chart-drill\"></div>"
                  f"<script type=\"application/json\" id=\"drill-data\">{_json_in_html(chart)}</script></section>")
-    parts.append("<section id=\"checks\"><h3>Checks</h3>" + _table(
+    checks = report.get("checks") or []
+    parts.append("<section id=\"checks\"><h3>Checks</h3>" + (_table(
         ["check", "target", "measured", "result"],
-        [[c.get("name"), c.get("target"), c.get("measured"), "pass" if c.get("passed") else "FAIL"]
-         for c in report.get("checks") or []]) + "</section>")
+        [[c.get("name"), c.get("target"), c.get("measured"), "pass" if c.get("passed") else "FAIL"] for c in checks])
+        if checks else "<p>None asked (<code>--expect-no-errors</code>, <code>--expect-shift-under</code>).</p>")
+        + "</section>")
     standbys = report.get("standbys") or []
     parts.append("<section id=\"takeovers\"><h3>Standbys</h3>" + (_table(
         ["machine", "standby", "hit by the fault", "machine ended after (s)", "standby started after (s)",

@@ -52,10 +52,12 @@
   // five minutes: GET /v1/apps/APP/traffic every two seconds, drawn with uPlot (vendored).
   async function followTraffic(section, name) {
     const charts = {};
+    let xRange = [0, 1];  // the window asked for (five minutes to now): the x axis holds still as points come
     const empty = section.querySelector(".traffic-empty");
     for (let round = 0; round < 100000; round++) {
       try {
-        const response = await fetch(`/v1/apps/${encodeURIComponent(name)}/traffic?since=300`);
+        const since = section.dataset.window || "300";
+        const response = await fetch(`/v1/apps/${encodeURIComponent(name)}/traffic?since=${since}`);
         if (response.ok) draw(await response.json());
       } catch (err) {
         // a failed poll: the next one redraws
@@ -65,6 +67,7 @@
 
     function draw(data) {
       const points = data.points || [];
+      xRange = [data.now - data.window_s, data.now];
       empty.hidden = points.length > 0;
       section.dataset.points = String(points.length);
       const step = 2;
@@ -101,6 +104,7 @@
       const colors = ["#0969da", "#1a7f37", "#cf222e", "#9a6700", "#8250df", "#bf3989", "#1b7c83", "#57606a"];
       const opts = {
         title: el.dataset.title, width: Math.min(1100, el.clientWidth || 900), height: 200,
+        scales: { x: { time: true, range: () => xRange } },
         series: [{}, ...names.map((n, i) => ({ label: n, stroke: colors[i % colors.length], width: 2, spanGaps: true }))],
         axes: [{}, { size: 60 }],
       };
