@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from roost.cli.output import CliError, console, print_json, print_table
+from roost.cli.output import CliError, command_group, console, print_json, print_table
 from roost.client.api import Api
 
-apps_app = typer.Typer(no_args_is_help=True, help="Create, list and destroy apps.")
+apps_app = command_group(help="Create, list and destroy apps.")
 
 
 def register(app: typer.Typer) -> None:

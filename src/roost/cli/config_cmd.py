@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 
 from roost.cli.appconfig import CONFIG_OPT, config_path, load_config, say
-from roost.cli.output import CliError, print_json
+from roost.cli.output import CliError, command_group, print_json
 from roost.config.flytoml import ConfigError
 from roost.config.machines import machine_config, process_groups
 
-config_app = typer.Typer(no_args_is_help=True, help="fly.toml: validate and show.")
+config_app = command_group(help="fly.toml: validate and show.")
 
 
 def register(app: typer.Typer) -> None:

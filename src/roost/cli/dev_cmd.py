@@ -8,12 +8,12 @@ from pathlib import Path
 import typer
 
 from roost.cli.common import DEFAULT_FLEET_DIR
-from roost.cli.output import CliError, console, err_console, print_json, print_table
+from roost.cli.output import CliError, command_group, console, err_console, print_json, print_table
 from roost.core.regions import is_known
 from roost.failover import replicas as fleet_replicas
 from roost.failover import server_list
 
-dev_app = typer.Typer(no_args_is_help=True, help="Run a whole fleet on this computer.")
+dev_app = command_group(help="Run a whole fleet on this computer.")
 
 
 def register(app: typer.Typer) -> None:

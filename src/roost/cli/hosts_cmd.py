@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from roost.cli.output import console, print_json, print_table
+from roost.cli.output import command_group, console, print_json, print_table
 from roost.client.api import Api
 
-hosts_app = typer.Typer(no_args_is_help=True, help="The fleet's hosts.")
-platform_app = typer.Typer(no_args_is_help=True, help="Platform information.")
+hosts_app = command_group(help="The fleet's hosts.")
+platform_app = command_group(help="Platform information.")
 
 
 def register(app: typer.Typer) -> None:

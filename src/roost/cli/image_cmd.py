@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.output import console, print_json, print_table, progress
+from roost.cli.output import command_group, console, print_json, print_table, progress
 from roost.client.api import Api
 from roost.client.images import push
 
-image_app = typer.Typer(no_args_is_help=True, help="Push and list images.")
+image_app = command_group(help="Push and list images.")
 
 
 def register(app: typer.Typer) -> None:

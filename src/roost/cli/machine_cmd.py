@@ -9,13 +9,13 @@ from typing import Any
 import typer
 
 from roost.cli.appconfig import key_values
-from roost.cli.output import CliError, console, print_json, print_table, progress
+from roost.cli.output import CliError, command_group, console, print_json, print_table, progress
 from roost.client.api import Api
 from roost.core import machine_config as mc
 from roost.core.errors import RoostError
 from roost.core.portspec import services_from_ports
 
-machine_app = typer.Typer(no_args_is_help=True, help="Run and manage machines.")
+machine_app = command_group(help="Run and manage machines.")
 
 APP_OPT = typer.Option(..., "--app", "-a", help="App name.")
 JSON_OPT = typer.Option(False, "--json", "-j", help="Print JSON.")

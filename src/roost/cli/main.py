@@ -30,7 +30,7 @@ from roost.cli import (
     volumes_cmd,
 )
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Roost: run apps as machines on your own fleet, with the resiliency features of Fly.io.")
 
 

@@ -25,11 +25,44 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 250)
 CliError = UserError
 
 
+def cli_command(app: typer.Typer) -> Any:
+    """The app as one click command whose help names each value (`--app APP`, `IMAGE`, `COMMAND...`), as
+    flyctl's and click's help do, instead of Typer's type labels (`--app <str>`, `{image}`)."""
+    command = typer.main.get_command(app)
+    _name_values(command)
+    return command
+
+
+class _NamedArgument(typer.core.TyperArgument):
+    """An argument shown as click shows it: `IMAGE`, `[COMMAND]...`, without a type label."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+    def _rich_display_name(self) -> str:
+        return f"{self.display_name_raw}..." if self.nargs != 1 else self.display_name_raw
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _name_values(command: Any) -> None:
+    for param in command.params:
+        if param.metavar is not None or getattr(param, "is_flag", False) or not param.name:
+            continue
+        param.metavar = param.name.upper().rstrip("_")
+        if type(param) is typer.core.TyperArgument:
+            param.__class__ = _NamedArgument
+    for sub in getattr(command, "commands", {}).values():
+        _name_values(sub)
+
+
 def run_cli(app: typer.Typer, argv: Sequence[str]) -> None:
     try:
         # Outside standalone mode click *returns* the code of a `typer.Exit(n)` instead of raising it:
         # dropping it made a failed drill exit 0.
-        code = app(args=list(argv), prog_name="roost", standalone_mode=False)
+        code = cli_command(app).main(args=list(argv), prog_name="roost", standalone_mode=False)
     except (CliError, RoostError) as exc:
         err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "code", 1))
@@ -53,6 +86,12 @@ def run_cli(app: typer.Typer, argv: Sequence[str]) -> None:
         sys.exit(int(exc.exit_code or 2))
     if isinstance(code, int) and code != 0:
         sys.exit(code)
+
+
+def command_group(help: str) -> typer.Typer:
+    """A sub-command group. Help is plain text, never Rich markup: a help string holding `[/PROTO]` once
+    crashed `--help` with a MarkupError."""
+    return typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=help)
 
 
 def print_json(data: Any) -> None:

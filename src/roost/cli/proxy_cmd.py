@@ -18,11 +18,11 @@ from roost.cli.common import (
     use_log_format,
 )
 from roost.cli.config_file import config_option
-from roost.cli.output import CliError, print_json, print_table
+from roost.cli.output import CliError, command_group, print_json, print_table
 from roost.client.api import Api
 from roost.core.regions import is_known
 
-ips_app = typer.Typer(no_args_is_help=True, help="An app's addresses on the edges (its TCP services).")
+ips_app = command_group(help="An app's addresses on the edges (its TCP services).")
 
 
 def register(app: typer.Typer) -> None:

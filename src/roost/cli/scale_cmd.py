@@ -8,11 +8,11 @@ from typing import Any
 import typer
 
 from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, load_config, say
-from roost.cli.output import CliError, print_json, print_table
+from roost.cli.output import CliError, command_group, print_json, print_table
 from roost.client.api import Api
 from roost.config.machines import process_groups
 
-scale_app = typer.Typer(no_args_is_help=True, help="Change how many machines run, and where.")
+scale_app = command_group(help="Change how many machines run, and where.")
 
 
 def register(app: typer.Typer) -> None:

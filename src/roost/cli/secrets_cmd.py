@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, key_values, load_config, say
-from roost.cli.output import print_json, print_table
+from roost.cli.output import command_group, print_json, print_table
 from roost.client.api import Api
 
-secrets_app = typer.Typer(no_args_is_help=True, help="App secrets, given to machines as environment variables.")
+secrets_app = command_group(help="App secrets, given to machines as environment variables.")
 
 
 def register(app: typer.Typer) -> None:

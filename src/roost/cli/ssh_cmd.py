@@ -14,11 +14,11 @@ from urllib.parse import quote
 
 import typer
 
-from roost.cli.output import CliError
+from roost.cli.output import CliError, command_group
 from roost.client.api import Api, api_target, api_trust
 from roost.failover import parse_servers
 
-ssh_app = typer.Typer(no_args_is_help=True, help="Shells in machines.")
+ssh_app = command_group(help="Shells in machines.")
 
 
 def register(app: typer.Typer) -> None:

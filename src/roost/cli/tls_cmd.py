@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from roost.cli.output import CliError, console, print_json, print_table
+from roost.cli.output import CliError, command_group, console, print_json, print_table
 from roost.client.api import Api
 
-tls_app = typer.Typer(no_args_is_help=True, help="The fleet's CA: certificates for server, agents and edges.")
-certs_app = typer.Typer(no_args_is_help=True, help="An app's TLS certificates, presented by the edges.")
+tls_app = command_group(help="The fleet's CA: certificates for server, agents and edges.")
+certs_app = command_group(help="An app's TLS certificates, presented by the edges.")
 
 
 def register(app: typer.Typer) -> None:

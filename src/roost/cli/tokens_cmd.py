@@ -8,11 +8,10 @@ from pathlib import Path
 import typer
 
 from roost.cli.appconfig import APP_OPT, CONFIG_OPT, app_name, config_path, load_config, say
-from roost.cli.output import CliError, print_json, print_table
+from roost.cli.output import CliError, command_group, print_json, print_table
 from roost.client.api import Api
 
-tokens_app = typer.Typer(no_args_is_help=True,
-                         help="API tokens: deploy (one app), machine-exec (one app), read-only, org, edge.")
+tokens_app = command_group(help="API tokens: deploy (one app), machine-exec (one app), read-only, org, edge.")
 KINDS = ("deploy", "machine-exec", "readonly", "org", "edge")
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import typer
 
 from roost.cli.appconfig import say
-from roost.cli.output import CliError, print_json, print_table
+from roost.cli.output import CliError, command_group, print_json, print_table
 from roost.client.api import Api
 
-volumes_app = typer.Typer(no_args_is_help=True, help="Volumes: a directory on one host, one machine at a time.")
+volumes_app = command_group(help="Volumes: a directory on one host, one machine at a time.")
 
 
 def register(app: typer.Typer) -> None:
