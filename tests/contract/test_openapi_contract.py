@@ -22,13 +22,17 @@ pytestmark = pytest.mark.integration
 
 SPEC = Path(__file__).resolve().parents[1] / "data" / "fly-machines-openapi.json"
 
-# The operations Roost implements (issues 2, 15); everything else in the spec is Fly-only for now (secrets,
-# exec, memory, snapshots ...).
+# The operations Roost implements (issues 2, 15, 21); the rest of the spec answers 501 (Fly's own token service,
+# memory ballooning, volume snapshots: tests/integration/test_api_parity.py checks every path).
 IMPLEMENTED = (
     r"^/apps$|^/apps/\{app_name\}$"
     r"|^/apps/\{app_name\}/machines$|^/apps/\{app_name\}/machines/\{machine_id\}$"
     r"|^/apps/\{app_name\}/machines/\{machine_id\}/(start|stop|suspend|restart|signal|wait|cordon|uncordon|events"
-    r"|versions|lease|metadata|metadata/\{key\}|exec|ps)$"
+    r"|versions|lease|metadata|metadata/\{key\}|exec|ps|memory)$"
+    r"|^/apps/\{app_name\}/secretkeys(/\{secret_name\}(/generate|/sign|/verify|/encrypt|/decrypt)?)?$"
+    r"|^/apps/\{app_name\}/secrets(/\{secret_name\})?$"
+    r"|^/apps/\{app_name\}/ip_assignments(/\{ip\})?$"
+    r"|^/orgs/\{org_slug\}/(machines|volumes)$|^/platform/(placements|regions)$"
     r"|^/apps/\{app_name\}/volumes$|^/apps/\{app_name\}/volumes/\{volume_id\}$"
     r"|^/apps/\{app_name\}/volumes/\{volume_id\}/extend$"
     r"|^/apps/\{app_name\}/deploy_token$|^/tokens/current$"
@@ -65,6 +69,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(tmp_path_f
             '"path.app_name" = "test-app"\n'
             f'"path.machine_id" = "{machine["id"]}"\n'
             f'"path.volume_id" = "{volume["id"]}"\n'
+            '"path.org_slug" = "personal"\n'
         )
         spec = patched_spec(tmp / "spec.json")
         result = subprocess.run(

@@ -45,7 +45,11 @@ def http_app(f: Fleet, app: str, regions: list[str], balancing: str | None = Non
         m = f.api.post(f"/v1/apps/{app}/machines", json={
             "config": {"image": "hello:v1", "services": [service], "restart": {"policy": "always"}},
             "region": region}).json()
-        f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+        waited = f.api.get(f"/v1/apps/{app}/machines/{m['id']}/wait", params={"state": "started", "timeout": 30})
+        if waited.status_code != 200:
+            now = f.api.get(f"/v1/apps/{app}/machines/{m['id']}").json()
+            raise AssertionError(f"machine {m['id']} in {region} on {now.get('host_id')} did not start "
+                                 f"({waited.status_code}): {now.get('state')}, events {now.get('events')}")
         machines.append(m)
     assert len({m["host_id"] for m in machines}) == len(machines), "one machine per host"
     seen: dict[str, list] = {}  # what each edge knew last, for the message when it never learns
@@ -254,6 +258,7 @@ def test_primary_region_writes_survive_a_killed_primary(fleet):
     w = report["writes"]
     assert w["acknowledged"] > 40 and w["lost"] == 0, w
     assert any(c["name"] == "acknowledged writes lost" and c["passed"] for c in report["checks"])
+    fleet.wait_for(lambda: host_ok(fleet, primary["host_id"]), what="the host back")
 
 
 def test_the_drill_refuses_what_is_not_its_fleet(fleet):

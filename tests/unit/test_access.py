@@ -37,6 +37,10 @@ JOIN = Identity("join", token_id="t4")
     (DEPLOY, "GET", "/v1/tokens", 403),
     (DEPLOY, "POST", "/v1/images", None),
     (DEPLOY, "GET", "/v1/platform/regions", None),
+    (DEPLOY, "POST", "/v1/platform/placements", None),  # a question asked with a body
+    (READONLY, "POST", "/v1/platform/placements", None),
+    (READONLY, "POST", "/v1/apps/web/secretkeys/K/sign", 403),
+    (DEPLOY, "GET", "/v1/orgs/personal/machines", 403),
     (DEPLOY, "GET", "/v1/tokens/current", None),
     (READONLY, "GET", "/v1/apps/other/machines", None),
     (READONLY, "GET", "/v1/watch", None),

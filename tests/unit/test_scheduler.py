@@ -120,3 +120,29 @@ def test_a_standby_never_lands_on_a_host_of_a_machine_it_watches():
     with pytest.raises(RoostError) as err:
         place(PlacementRequest("a", "worker", "ams", exclude_hosts=frozenset({"h0"})), [host(0)])
     assert err.value.status == 412 and "stands by for" in err.value.message
+
+
+def test_capacity_counts_what_place_would_accept() -> None:
+    from roost.placement.scheduler import capacity
+
+    hosts = [host(1, mem=1024), host(2, mem=600), host(3, status="unreachable"), host(4, cordoned=True),
+             host(5, region="ewr")]
+    # 256 MB shared machines: memory bounds them (4 + 2); dead and cordoned hosts take none; other regions count
+    # for themselves only
+    assert capacity("ams", hosts, "shared", 1, 256) == (6, 2)
+    # performance cpus bound them: 2 cores per host
+    assert capacity("ams", hosts, "performance", 1, 256) == (4, 2)
+    assert capacity("ams", hosts, "performance", 4, 256) == (0, 0)
+    assert capacity("syd", hosts, "shared", 1, 256) == (0, 0)
+    # and place agrees: what capacity counts, place fills, one by one, then refuses
+    placed = 0
+    views = {h.id: h for h in hosts}
+    while True:
+        try:
+            chosen = place(PlacementRequest("a", "app", "ams", "shared", 1, 256), views.values())
+        except RoostError:
+            break
+        views[chosen.id] = HostView(chosen.id, chosen.region, chosen.status, chosen.cordoned, chosen.millicpus,
+                                    chosen.memory_mb, chosen.used_millicpus + 62, chosen.used_memory_mb + 256)
+        placed += 1
+    assert placed == 6

@@ -132,6 +132,17 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         command, stdin, timeout = exec_request(await json_body(request, required=True))
         return ok(await sup.exec(machine_id(request), command, stdin, timeout))
 
+    async def memory(request: Request) -> Response:
+        return ok(sup.memory(machine_id(request)))
+
+    async def set_memory(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        limit = body.get("limit_mb") if isinstance(body, dict) else None
+        # checked again here (the server checks it against the machine's guest memory): a whole number of MB
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 16 <= limit <= 1024 * 1024:
+            raise bad_request("body must be {\"limit_mb\": N}, a whole number of MB from 16")
+        return ok(sup.set_memory(machine_id(request), limit))
+
     async def processes(request: Request) -> Response:
         return ok(sup.processes(machine_id(request)))
 
@@ -174,6 +185,8 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         Route(base + "/logs", machine_logs, methods=["GET"]),
         Route(base + "/exec", exec_command, methods=["POST"]),
         Route(base + "/ps", processes, methods=["GET"]),
+        Route(base + "/memory", memory, methods=["GET"]),
+        Route(base + "/memory", set_memory, methods=["PUT"]),
         WebSocketRoute(base + "/console", console_socket),
         Route("/v1/volumes/{vid}", delete_volume, methods=["DELETE"]),
     ]

@@ -84,6 +84,13 @@ class Cgroups:
             files.append(str(pids / "cgroup.procs"))
         return files
 
+    def memory_limit(self, machine_id: str) -> int | None:
+        return read_limit(self.memory(machine_id) / "memory.limit_in_bytes") if self.available else None
+
+    def set_memory_limit(self, machine_id: str, limit_bytes: int) -> None:
+        mem = self.memory(machine_id)
+        write_limit(mem / "memory.limit_in_bytes", limit_bytes, mem / "memory.memsw.limit_in_bytes")
+
     def pids(self, machine_id: str) -> list[int]:
         if not self.available:
             return []
@@ -115,6 +122,33 @@ class Cgroups:
         for path in (self.memory(machine_id), self.freezer(machine_id), self.pids_base / machine_id):
             with contextlib.suppress(OSError):
                 os.rmdir(path)
+
+
+def read_limit(path: Path) -> int | None:
+    """A cgroup memory limit file (v1 memory.limit_in_bytes, v2 memory.max) in bytes; None if unreadable."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def write_limit(limit_file: Path, limit_bytes: int, swap_file: Path | None = None) -> None:
+    """Set a memory limit (and its memory+swap twin on v1, raised first when growing, lowered after when
+    shrinking, since the kernel keeps memsw >= memory). Raises OSError as the kernel answers: EBUSY when the
+    machine uses more than the new limit and nothing can be reclaimed."""
+    old = read_limit(limit_file) or 0
+    value = str(limit_bytes)
+    if swap_file is not None and swap_file.exists() and limit_bytes > old:
+        swap_file.write_text(value)
+    limit_file.write_text(value)
+    if swap_file is not None and swap_file.exists() and limit_bytes <= old:
+        swap_file.write_text(value)
 
 
 def write_and_wait(state_file: Path, target: str, timeout: float, poll: float) -> bool:

@@ -29,6 +29,7 @@ from roost.agent.drivers.base import (
     ExitInfo,
     FenceTargets,
     KillsLeftovers,
+    LimitsMemory,
     MeasuresUsage,
     StartSpec,
     Usage,
@@ -491,6 +492,27 @@ class Supervisor:
             return procinfo.stats(self.driver.processes(machine_id))
         except DriverError as exc:
             raise RoostError(409, str(exc)) from exc
+
+    def memory(self, machine_id: str) -> dict[str, int]:
+        """Fly's memory view of a running machine: its limit now and how much of it is free (MB)."""
+        self._running_record(machine_id)
+        limit = self.driver.memory_limit(machine_id) if isinstance(self.driver, LimitsMemory) else None
+        if limit is None:
+            raise RoostError(409, f"the {self.driver.name} driver on this host keeps no memory limit of "
+                                  f"machine {machine_id} that could be read or changed live")
+        used = self.driver.usage(machine_id).memory_bytes if isinstance(self.driver, MeasuresUsage) else None
+        mib = 1024 * 1024
+        return {"limit_mb": limit // mib, "available_mb": max(0, limit - (used or 0)) // mib}
+
+    def set_memory(self, machine_id: str, limit_mb: int) -> dict[str, int]:
+        self._running_record(machine_id)
+        if not isinstance(self.driver, LimitsMemory):
+            raise RoostError(409, f"the {self.driver.name} driver cannot change a machine's memory live")
+        try:
+            self.driver.set_memory_limit(machine_id, limit_mb * 1024 * 1024)
+        except DriverError as exc:
+            raise RoostError(409, str(exc)) from exc
+        return self.memory(machine_id)
 
     def _running_record(self, machine_id: str) -> MachineRecord:
         record = self.records.get(machine_id)

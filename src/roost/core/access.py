@@ -46,6 +46,8 @@ def refusal(who: Identity, method: str, path: str) -> tuple[int, str] | None:
     if who.operator or path == "/v1/tokens/current":
         return None
     parts = path.strip("/").split("/")
+    if parts == ["v1", "platform", "placements"] and method == "POST" and who.kind in ("readonly", "deploy"):
+        return None  # a question about capacity, asked with a body: a read
     if who.kind == "join":
         return None if (method, path) == ("POST", "/v1/hosts/join") else (
             403, "a join token only joins a host: roost agent --join-token")

@@ -317,13 +317,14 @@ class AppSecrets:
     app: str
     values: dict[str, JSON] = field(default_factory=dict)  # name -> {sealed, digest, created_at, updated_at}
     version: int = 0
+    keys: dict[str, JSON] = field(default_factory=dict)  # secret keys: name -> {type, sealed, public_key?, ...}
 
     def to_doc(self) -> JSON:
-        return {"app": self.app, "values": self.values, "version": self.version}
+        return {"app": self.app, "values": self.values, "version": self.version, "keys": self.keys}
 
     @classmethod
     def from_doc(cls, doc: JSON) -> AppSecrets:
-        return cls(doc["app"], doc.get("values") or {}, doc.get("version", 0))
+        return cls(doc["app"], doc.get("values") or {}, doc.get("version", 0), doc.get("keys") or {})
 
     def to_api(self) -> JSON:
         return {"secrets": [{"name": name, "digest": item["digest"], "created_at": rfc3339(item["created_at"]),

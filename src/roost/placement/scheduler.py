@@ -97,6 +97,16 @@ def place(request: PlacementRequest, hosts: Iterable[HostView]) -> HostView:
     return min(feasible, key=lambda h: _rank(h, request))
 
 
+def capacity(region: str, hosts: Iterable[HostView], cpu_kind: str, cpus: int, memory_mb: int) -> tuple[int, int]:
+    """How many more machines of this size the region's hosts take now (the same feasibility `place` uses:
+    live, not cordoned, enough memory and cpu), and how many hosts they would be spread over."""
+    need_cpu = millicpus(cpu_kind, cpus)
+    request = PlacementRequest("", "", region, cpu_kind, cpus, memory_mb)
+    fits = [min(h.free_memory_mb // max(memory_mb, 1), h.free_millicpus // max(need_cpu, 1))
+            for h in hosts if h.region == region and not _infeasible(h, request, need_cpu)]
+    return sum(fits), sum(1 for n in fits if n > 0)
+
+
 def _infeasible(host: HostView, request: PlacementRequest, need_cpu: int) -> str:
     if request.pinned_host is not None and host.id != request.pinned_host:
         return "hosts without the machine's volume"

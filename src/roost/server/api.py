@@ -22,13 +22,13 @@ from roost.core.drills import parse_event as parse_drill_event
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.exec_request import console_argv
 from roost.core.lifecycle import State
-from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name, rfc3339
+from roost.core.model import EdgeProxy, Image, canonical_image_ref, parse_image_name
 from roost.core.regions import REGIONS
 from roost.core.traffic import WINDOW as TRAFFIC_WINDOW
 from roost.core.traffic import TrafficBoard, TrafficError, parse_report
 from roost.core.units import duration_seconds
 from roost.privnet.names import names_view
-from roost.server import console
+from roost.server import api_parity, console
 from roost.server.apps import AppService
 from roost.server.certificates import CertificateService
 from roost.server.costs import CostService
@@ -39,6 +39,7 @@ from roost.server.logs import LogFilter, LogService, log_cutoff
 from roost.server.machines import MachineService
 from roost.server.metrics import ServerMetrics
 from roost.server.releases import ReleaseService
+from roost.server.secretkeys import SecretKeyService
 from roost.server.secrets import SecretService
 from roost.server.state import ClusterState
 from roost.server.tokens import TokenService
@@ -62,6 +63,7 @@ class Services:
     blobs: BlobStore
     logs: LogService
     secrets: SecretService
+    secret_keys: SecretKeyService
     releases: ReleaseService
     tokens: TokenService
     certificates: CertificateService
@@ -528,13 +530,6 @@ def routes(s: Services) -> list[BaseRoute]:
     async def list_proxies(request: Request) -> Response:
         return ok([p.to_api() for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))])
 
-    async def ip_assignments(request: Request) -> Response:
-        app = s.apps.get(request.path_params["app"])
-        ips = [{"ip": p.app_address(app.ip_index), "region": p.region, "service_name": "roost-edge",
-                "shared": False, "created_at": rfc3339(app.created_at)}
-               for p in sorted(s.state.proxies.values(), key=lambda p: (p.region, p.id))]
-        return ok({"ips": ips})
-
     async def list_secrets(request: Request) -> Response:
         return ok(s.secrets.list(request.path_params["app"]))
 
@@ -678,7 +673,6 @@ def routes(s: Services) -> list[BaseRoute]:
         Route("/v1/apps/{app}/drills", drill_event, methods=["POST"]),
         Route("/v1/apps/{app}/drills", list_drills, methods=["GET"]),
         Route("/v1/apps/{app}/drills/{drill}", get_drill, methods=["GET"]),
-        Route("/v1/apps/{app}/ip_assignments", ip_assignments, methods=["GET"]),
         Route("/v1/apps/{app}/secrets", list_secrets, methods=["GET"]),
         Route("/v1/apps/{app}/secrets", set_secrets, methods=["POST"]),
         Route("/v1/apps/{app}/secrets/{name}", get_secret, methods=["GET"]),
@@ -701,6 +695,7 @@ def routes(s: Services) -> list[BaseRoute]:
         Route("/v1/apps/{app}/certificates/{hostname}/acme", delete_custom_certificate, methods=["DELETE"]),
         Route("/v1/apps/{app}/certificates/{hostname}/check", check_certificate, methods=["POST"]),
         Route("/v1/certificates/bundle", certificate_bundle, methods=["GET"]),
+        *api_parity.routes(s),
     ]
 
 

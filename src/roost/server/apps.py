@@ -10,7 +10,7 @@ from typing import Any
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.ids import APP_NAME_RE
 from roost.core.lifecycle import State
-from roost.core.model import App
+from roost.core.model import App, rfc3339
 from roost.core.regions import is_known
 from roost.server.machines import MachineService
 from roost.server.state import ClusterState
@@ -62,6 +62,52 @@ class AppService:
             updated = App(**{**app.__dict__, "primary_region": region})
             await self.state.save(updated)
         return self.state.app_api(updated)
+
+    # ---- addresses: an app's dedicated address for its TCP services, one per edge (the same slot on each) ----
+
+    def ip_assignments(self, name: str) -> dict[str, Any]:
+        app = self.get(name)
+        if not app.ip_index:
+            return {"ips": []}
+        return {"ips": [{"ip": p.app_address(app.ip_index), "region": p.region, "service_name": "roost-edge",
+                         "shared": False, "created_at": rfc3339(app.created_at)}
+                        for p in sorted(self.state.proxies.values(), key=lambda p: (p.region, p.id))]}
+
+    async def assign_ip(self, name: str, body: Any) -> dict[str, Any]:
+        """Fly's assign: the app gets a dedicated address on every edge (a new one if it had released its
+        own); the answer is the address in the asked region (or the first edge's)."""
+        if body is not None and not isinstance(body, dict):
+            raise bad_request('body must be {"type": "v4", "region": "ams"} or empty')
+        body = body or {}
+        kind = body.get("type") or "v4"
+        if kind not in ("v4", "dedicated_v4"):
+            raise bad_request(f"type: {kind!r} is not offered by Roost's edges: each app gets a dedicated v4 "
+                              "address per edge (type \"v4\")")
+        region = body.get("region")
+        if region is not None and not isinstance(region, str):
+            raise bad_request("region: expected a region code")
+        async with self.state.lock:
+            app = self.get(name)
+            if not app.ip_index:
+                app = App(**{**app.__dict__,
+                             "ip_index": 1 + max((a.ip_index for a in self.state.apps.values()), default=0)})
+                await self.state.save(app)
+        ips = self.ip_assignments(name)["ips"]
+        if not ips:
+            raise RoostError(409, "the fleet has no edge to hold the address yet: start a `roost proxy`")
+        chosen = [i for i in ips if i["region"] == region] if region else ips
+        if not chosen:
+            raise bad_request(f"region: no edge in {region!r}; edges are in: {', '.join(i['region'] for i in ips)}")
+        return dict(chosen[0])
+
+    async def release_ip(self, name: str, ip: str) -> None:
+        """Release the app's address: an app's TCP services stop being served on every edge (its one address
+        is the same slot on each edge, so they go together)."""
+        async with self.state.lock:
+            app = self.get(name)
+            if ip not in {i["ip"] for i in self.ip_assignments(name)["ips"]}:
+                raise not_found(f"address {ip!r} is not assigned to app {name!r}")
+            await self.state.save(App(**{**app.__dict__, "ip_index": 0}))
 
     def list(self, org_slug: str | None, only: str | None = None) -> dict[str, Any]:
         """The apps (of `org_slug`), or only app `only` (what a deploy token sees)."""

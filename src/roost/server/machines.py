@@ -367,6 +367,34 @@ class MachineService:
         key = sort_by or "pid"
         return sorted(found, key=lambda p: (p.get(key) is None, p.get(key) or 0), reverse=order == "desc")
 
+    async def memory(self, app: str, machine_id: str) -> dict[str, Any]:
+        """Fly's memory view: the limit the machine runs under now and how much of it is free (MB). A machine
+        that is not running has its configured memory, all of it free."""
+        m = self.get(app, machine_id)
+        if m.state is not State.STARTED:
+            configured = mc.guest(m.config).memory_mb
+            return {"limit_mb": configured, "available_mb": configured}
+        host = self.ops.host_for(m, "memory")
+        found: dict[str, Any] = await self.ops.agents.call(host.agent_url, "GET", f"/v1/machines/{m.id}/memory")
+        return found
+
+    async def set_memory(self, app: str, machine_id: str, body: Any) -> dict[str, Any]:
+        """Change a running machine's memory limit live, up to its configured memory (guest.memory_mb): for
+        more, update the machine (or `roost scale memory`). The change lasts until the machine next starts."""
+        m = self.get(app, machine_id)
+        limit = body.get("limit_mb") if isinstance(body, dict) else None
+        configured = mc.guest(m.config).memory_mb
+        if not isinstance(limit, int) or isinstance(limit, bool) or not MIN_LIVE_MEMORY_MB <= limit <= configured:
+            raise bad_request(f"limit_mb: expected a whole number of MB from {MIN_LIVE_MEMORY_MB} to the machine's "
+                              f"guest.memory_mb ({configured}); for more, update the machine's guest.memory_mb")
+        if m.state is not State.STARTED:
+            raise precondition(f"machine {m.id} is {m.state}: only a running machine's memory changes live; "
+                               "update its guest.memory_mb instead")
+        host = self.ops.host_for(m, "memory")
+        found: dict[str, Any] = await self.ops.agents.call(host.agent_url, "PUT", f"/v1/machines/{m.id}/memory",
+                                                           {"limit_mb": limit})
+        return found
+
     async def cordon(self, app: str, machine_id: str, cordoned: bool, nonce: str | None) -> dict[str, Any]:
         m = self._checked(app, machine_id, nonce)
         lifecycle.check(Action.CORDON, m.state)
@@ -575,6 +603,9 @@ class MachineService:
                     continue
             parts.append(self.state.machine_json(m, variant))
         return b"[" + b",".join(parts) + b"]"
+
+
+MIN_LIVE_MEMORY_MB = 16  # below this a machine cannot even hold its init
 
 
 def _bool(value: Any, field: str) -> bool:

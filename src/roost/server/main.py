@@ -39,6 +39,7 @@ from roost.server.metrics import MetricsMiddleware, ServerMetrics
 from roost.server.releases import ReleaseService
 from roost.server.replica import Replica, ReplicaRouter, singletons_of
 from roost.server.sealing import Keyring
+from roost.server.secretkeys import SecretKeyService
 from roost.server.secrets import SecretService
 from roost.server.specs import SpecBuilder
 from roost.server.state import ClusterState
@@ -144,6 +145,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         blobs=BlobStore(config.data_dir / "images"),
         logs=LogService(state, agents),
         secrets=secrets,
+        secret_keys=SecretKeyService(state, keyring),
         releases=ReleaseService(state),
         tokens=tokens,
         certificates=CertificateService(state, keyring, acme=AcmeIssuer(
@@ -156,7 +158,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
 
     async def reseal(stop: asyncio.Event) -> None:
         """Secrets sealed under an older key, sealed again under the current one (once, by the writer)."""
-        resealed = await secrets.reseal()
+        resealed = await secrets.reseal() + await services.secret_keys.reseal()
         if resealed:
             log.info("re-sealed %d secrets with the current key", resealed)
 

@@ -100,6 +100,17 @@ class MeasuresUsage(Protocol):
 
 
 @runtime_checkable
+class LimitsMemory(Protocol):
+    """A running machine's memory limit, read and changed live (its cgroup's), for Fly's `/memory`."""
+
+    def memory_limit(self, machine_id: str) -> int | None:
+        """The limit in bytes now; None when the machine is not running or has no memory cgroup."""
+
+    def set_memory_limit(self, machine_id: str, limit_bytes: int) -> None:
+        """Change the limit; DriverError when the host cannot (no cgroup) or the kernel refuses."""
+
+
+@runtime_checkable
 class KeepsLogs(Protocol):
     def log_path(self, machine_id: str) -> Path:
         """Where the machine's output is written (one file, appended)."""

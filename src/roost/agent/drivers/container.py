@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.agent import mounts, usage, wireguard
-from roost.agent.cgroups import write_and_wait
+from roost.agent.cgroups import read_limit, write_and_wait, write_limit
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec, Usage
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
@@ -292,6 +293,29 @@ class ContainerDriver(PidWatcher):
         else:
             cpu, memory = usage.cgroup_v1(self._cgroup("cpuacct", machine_id), self._cgroup("memory", machine_id))
         return Usage(cpu, memory)
+
+    def _memory_files(self, machine_id: str) -> tuple[Path, Path | None]:
+        if self.unified:
+            return self._cgroup("", machine_id) / "memory.max", None
+        mem = self._cgroup("memory", machine_id)
+        return mem / "memory.limit_in_bytes", mem / "memory.memsw.limit_in_bytes"
+
+    def memory_limit(self, machine_id: str) -> int | None:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            return None
+        return read_limit(self._memory_files(machine_id)[0])
+
+    def set_memory_limit(self, machine_id: str, limit_bytes: int) -> None:
+        self._running(machine_id)
+        limit_file, swap_file = self._memory_files(machine_id)
+        try:
+            write_limit(limit_file, limit_bytes, swap_file)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise DriverError("the machine uses more memory than that and the kernel could not reclaim "
+                                  "enough; ask for more") from exc
+            raise DriverError(f"the kernel refused the new memory limit: {exc.strerror or exc}") from exc
 
     def console_command(self, machine_id: str, argv: list[str],
                         env: dict[str, str]) -> tuple[list[str], Path | None, dict[str, str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -215,6 +216,22 @@ class ProcessDriver(PidWatcher):
             rss = memory if memory is not None else rss
         return Usage(cpu, rss)
 
+    def memory_limit(self, machine_id: str) -> int | None:
+        proc = self._procs.get(machine_id)
+        if proc is None or proc.exited.done():
+            return None
+        return self.cgroups.memory_limit(machine_id)
+
+    def set_memory_limit(self, machine_id: str, limit_bytes: int) -> None:
+        self._running(machine_id)
+        if not self.cgroups.available:
+            raise DriverError("this host gives the process driver no memory cgroups, so a machine's memory limit "
+                              "cannot change while it runs; update the machine's guest.memory_mb instead")
+        try:
+            self.cgroups.set_memory_limit(machine_id, limit_bytes)
+        except OSError as exc:
+            raise DriverError(_limit_refused(exc)) from exc
+
     # ---- internals ----
 
     def _kill_group(self, machine_id: str, pid: int, signal: int) -> None:
@@ -290,3 +307,9 @@ def resolve_argv(argv: list[str], rootfs: Path, path_env: str) -> list[str]:
     if not os.access(resolved, os.X_OK):
         raise DriverError(f"command {cmd!r} is not executable (chmod +x it, or run it through its interpreter)")
     return [resolved, *argv[1:]]
+
+
+def _limit_refused(exc: OSError) -> str:
+    if exc.errno == errno.EBUSY:
+        return "the machine uses more memory than that and the kernel could not reclaim enough; ask for more"
+    return f"the kernel refused the new memory limit: {exc.strerror or exc}"
