@@ -111,10 +111,11 @@ class Fleet:
                                 "SELECT kind || key || coalesce(doc, '') FROM changes").fetchall()
         return "\n".join(r[0] for r in rows).encode()
 
-    def roost(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the real CLI against this fleet."""
-        result = subprocess.run([sys.executable, "-m", "roost", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout)
+    def roost(self, *args: str, check: bool = True, timeout: float = 120, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI against this fleet (in `cwd`, with `env` added to the fleet's)."""
+        result = subprocess.run([sys.executable, "-m", "roost", *args], env={**self.env, **(env or {})},
+                                capture_output=True, text=True, timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise AssertionError(f"roost {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout}\n{result.stderr}")

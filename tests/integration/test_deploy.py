@@ -127,6 +127,37 @@ def test_secrets_reach_machines_and_are_never_shown(fleet3, stack):
     assert fleet3.api.get("/v1/apps/stack/secrets").json()["secrets"] == []
 
 
+def test_checks_and_sizes_from_the_apps_directory(fleet3, stack):
+    """Issue 21: flyctl's habits. In the app's directory no -a is needed (fly.toml names the app); checks list
+    shows each web machine's check; scale vm and scale memory resize one running machine at a time."""
+    listed = json.loads(fleet3.roost("checks", "list", "--json", cwd=stack).stdout)
+    web = by_group(machines(fleet3))["web"]
+    assert sorted(r["machine"] for r in listed) == sorted(m["id"] for m in web)
+    assert all(r["status"] == "passing" and r["region"] == "ams" for r in listed), listed
+    table = fleet3.roost("checks", "list", cwd=stack).stdout
+    assert "passing" in table.splitlines()[1] and "NAME" in table.splitlines()[0]
+    # $FLY_APP wins over fly.toml, -a over both
+    other = fleet3.roost("checks", "list", cwd=stack, env={"FLY_APP": "no-such-app"}, check=False)
+    assert other.returncode != 0 and "app 'no-such-app' not found" in other.stderr
+    assert fleet3.roost("checks", "list", "-a", "stack", "--json", env={"FLY_APP": "no-such-app"}).returncode == 0
+
+    out = fleet3.roost("scale", "vm", "shared-cpu-2x", "-g", "web", cwd=stack, timeout=300).stdout
+    assert out.count("updated") == len(web) and "shared-cpu-1x 256 MB -> shared-cpu-2x 512 MB" in out, out
+    groups = by_group(machines(fleet3))
+    assert all(m["config"]["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 512} and
+               m["state"] == "started" for m in groups["web"])
+    assert all(m["config"]["guest"]["cpus"] == 1 for m in groups["worker"] + groups["db"]), "other groups stay"
+    fleet3.roost("scale", "memory", "1024", "-g", "web", "-a", "stack", timeout=300)
+    assert all(m["config"]["guest"]["memory_mb"] == 1024 for m in by_group(machines(fleet3))["web"])
+    for args, message in ((["scale", "vm", "huge-cpu-9x"], "unknown size 'huge-cpu-9x'"),
+                          (["scale", "memory", "1000"], "must be a multiple of 256 MB"),
+                          (["scale", "memory", "8192", "-g", "web"], "takes 512 to 4096 MB")):
+        bad = fleet3.roost(*args, "-a", "stack", check=False)
+        assert bad.returncode != 0 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad
+    assert all(m["config"]["guest"]["memory_mb"] == 1024 for m in by_group(machines(fleet3))["web"]), "unchanged"
+    fleet3.roost("scale", "vm", "shared-cpu-1x", "-g", "web", "-a", "stack", timeout=300)
+
+
 def test_a_failing_release_command_stops_the_deploy(fleet3, stack, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(stack, broken)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,28 @@ import typer
 from roost.cli.output import CliError, console, err_console
 from roost.config.flytoml import AppConfig, ConfigError, load_text
 
+APP_ENV = ("FLY_APP", "ROOST_APP")  # as flyctl: -a, else $FLY_APP, else fly.toml's app
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="Path to fly.toml (default: ./fly.toml).")
-APP_OPT = typer.Option(None, "--app", "-a", help="App name (default: fly.toml's app).")
+APP_OPT = typer.Option(None, "--app", "-a", help="App name (default: $FLY_APP or $ROOST_APP, else fly.toml's app).")
+NO_APP = "no app name: pass -a APP, set FLY_APP, or run this in a directory whose fly.toml names the app"
+
+
+def _app_from_context(value: str | None) -> str:
+    """For commands without --config: -a, else $FLY_APP/$ROOST_APP, else the app of ./fly.toml."""
+    if value:
+        return value
+    from_env = next((os.environ[v] for v in APP_ENV if os.environ.get(v)), "")
+    if from_env:
+        return from_env
+    cfg = load_config(Path("fly.toml").resolve(), required=False)
+    if cfg is None or not cfg.app:
+        raise CliError(NO_APP)
+    return cfg.app
+
+
+# -a for a command that reads no fly.toml of its own: resolved when the command line is read.
+APP = typer.Option(None, "--app", "-a", callback=_app_from_context,
+                   help="App name (default: $FLY_APP or $ROOST_APP, else ./fly.toml's app).")
 
 
 def config_path(value: Path | None) -> Path:
@@ -33,9 +54,9 @@ def load_config(path: Path, required: bool = True) -> AppConfig | None:
 
 
 def app_name(app: str | None, cfg: AppConfig | None) -> str:
-    name = app or (cfg.app if cfg else "")
+    name = app or next((os.environ[v] for v in APP_ENV if os.environ.get(v)), "") or (cfg.app if cfg else "")
     if not name:
-        raise CliError("no app name: pass -a APP, or set app in fly.toml")
+        raise CliError(NO_APP)
     return name
 
 

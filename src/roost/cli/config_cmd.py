@@ -7,9 +7,13 @@ from pathlib import Path
 import typer
 
 from roost.cli.appconfig import CONFIG_OPT, config_path, load_config, say
-from roost.cli.output import CliError, command_group, print_json
-from roost.config.flytoml import ConfigError
+from roost.cli.output import CliError, command_group, err_console, print_json
+from roost.client.api import Api
+from roost.config.flytoml import ConfigError, collecting, load_text
+from roost.config.locate import locate
 from roost.config.machines import machine_config, process_groups
+from roost.core.errors import RoostError
+from roost.core.regions import REGIONS
 
 config_app = command_group(help="fly.toml: validate and show.")
 
@@ -19,18 +23,53 @@ def register(app: typer.Typer) -> None:
 
 
 @config_app.command("validate")
-def config_validate(config: Path = CONFIG_OPT) -> None:
-    """Load fly.toml as flyctl does; report errors, unknown and unsupported keys."""
+def config_validate(config: Path = CONFIG_OPT, json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """Check fly.toml as a deploy would and list every problem, each with its line; exit 1 if any."""
     path = config_path(config)
-    cfg = load_config(path)
-    assert cfg is not None
-    for group in process_groups(cfg):
-        try:
-            machine_config(cfg, group)
-        except ConfigError as exc:
-            raise CliError(exc.message) from None
-    say(f"{path} is valid ({len(cfg.warnings)} warning{'s' if len(cfg.warnings) != 1 else ''}); "
-        f"process groups: {', '.join(process_groups(cfg))}")
+    if not path.exists():
+        raise CliError(f"{path} not found: run 'roost launch' to create one, or pass -c PATH")
+    text = path.read_text()
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = load_text(text, str(path), regions=_known_regions())
+    except ConfigError as exc:
+        problems = list(exc.problems)
+    groups: list[str] = []
+    if cfg is not None:
+        groups = process_groups(cfg)
+        for group in groups:
+            with collecting(problems):
+                machine_config(cfg, group)
+    found = [{"line": locate(text, p), "message": p} for p in dict.fromkeys(problems)]
+    warnings = cfg.warnings if cfg is not None else []
+    if json_out:
+        print_json({"path": str(path), "valid": not found, "problems": found, "warnings": warnings,
+                    "process_groups": groups})
+    else:
+        for warning in warnings:
+            err_console.print(f"[yellow]Warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        for problem in found:
+            where = f"{path}:{problem['line']}" if problem["line"] else str(path)
+            err_console.print(f"{where}: {problem['message']}", highlight=False, soft_wrap=True)
+        if not found:
+            say(f"{path} is valid ({len(warnings)} warning{'s' if len(warnings) != 1 else ''}); "
+                f"process groups: {', '.join(groups)}")
+    if found:
+        if not json_out:
+            err_console.print(f"[red]Error:[/red] {len(found)} problem{'s' if len(found) != 1 else ''} in {path}",
+                              highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _known_regions() -> set[str]:
+    """Fly's region codes, and the regions of this fleet's hosts when its server answers (quickly)."""
+    known = set(REGIONS)
+    try:
+        known |= {h["region"] for h in Api(timeout=2).get("/v1/hosts")}
+    except (CliError, RoostError, OSError):
+        pass  # no fleet here, or not allowed to list hosts: Fly's codes alone
+    return known
 
 
 @config_app.command("show")

@@ -19,6 +19,10 @@ def run_deploy(api: Api, cfg: AppConfig, app_: str, directory: Path, strategy: s
 
     if standby_region is not None and not is_known(standby_region):
         raise CliError(f"unknown region {standby_region!r} for --standby-region; see 'roost platform regions'")
+    if not api.exists(f"/v1/apps/{app_}"):
+        region = f" --primary-region {cfg.primary_region}" if cfg.primary_region else ""
+        raise CliError(f"app {app_!r} not found: create it with 'roost apps create {app_}{region}' and deploy again, "
+                       "or run 'roost launch', which creates it and deploys")
     options = DeployOptions(strategy=strategy, ha=ha, image=image,
                             wait_timeout=wait_timeout or wait_timeout_of(cfg), standby_region=standby_region)
     with progress(f"Deploying {app_}..."):

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from roost.cli.appconfig import APP
 from roost.cli.common import DEFAULT_FLEET_DIR
 from roost.cli.output import CliError, console, err_console, print_json
 from roost.client.api import Api
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
     def drill(
         fault: str = typer.Argument(..., help=f"One of: {', '.join(FAULTS)}; or all (each in turn), or chaos "
                                               "(random faults at random times)."),
-        app_name: str = typer.Option(..., "--app", "-a"),
+        app_name: str = APP,
         target: str = typer.Option(None, "--target", help="A machine ID, host ID or region, as the fault needs "
                                                           "(default: one the drill picks)."),
         rps: float = typer.Option(100.0, "--rps", help="Requests per second, sent open-loop."),

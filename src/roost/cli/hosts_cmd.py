@@ -66,3 +66,20 @@ def regions(json_out: bool = typer.Option(False, "--json", "-j")) -> None:
         print_json(data)
         return
     print_table(["CODE", "NAME", "HOSTS"], [[r["code"], r["name"], r["hosts"] or ""] for r in data])
+
+
+@platform_app.command("vm-sizes")
+def vm_sizes(json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """The named machine sizes (`roost scale vm SIZE`, fly.toml's [[vm]] size) and the memory each takes."""
+    from roost.core.machine_config import GUEST_PRESETS
+    from roost.plan.resize import memory_range
+
+    sizes = [(name, kind, cpus, memory, memory_range(kind, cpus))
+             for name, (kind, cpus, memory) in GUEST_PRESETS.items()]
+    if json_out:
+        print_json([{"name": name, "cpu_kind": kind, "cpus": cpus, "memory_mb": memory, "memory_range_mb": list(rng)}
+                    for name, kind, cpus, memory, rng in sizes])
+        return
+    print_table(["NAME", "CPU KIND", "CPUS", "MEMORY", "MEMORY RANGE"],
+                [[name, kind, cpus, f"{memory} MB", f"{rng[0]}-{rng[1]} MB"]
+                 for name, kind, cpus, memory, rng in sizes])

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from roost.cli.appconfig import key_values
+from roost.cli.appconfig import APP, key_values
 from roost.cli.output import CliError, command_group, console, print_json, print_table, progress
 from roost.client.api import Api
 from roost.core import machine_config as mc
@@ -17,7 +17,6 @@ from roost.core.portspec import services_from_ports
 
 machine_app = command_group(help="Run and manage machines.")
 
-APP_OPT = typer.Option(..., "--app", "-a", help="App name.")
 JSON_OPT = typer.Option(False, "--json", "-j", help="Print JSON.")
 
 
@@ -98,7 +97,7 @@ def _address(m: dict[str, Any]) -> str:
 def run(
     image: str = typer.Argument(..., help="Image name (pushed with 'roost image push')."),
     command: list[str] = typer.Argument(None, help="Command to run instead of the image's default."),
-    app: str = APP_OPT,
+    app: str = APP,
     region: str = typer.Option(None, "--region", "-r", help="Region (default: the app's primary region)."),
     name: str = typer.Option(None, "--name", "-n", help="Machine name."),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE, repeatable."),
@@ -166,7 +165,7 @@ def run(
 
 
 @machine_app.command("list")
-def list_machines(app: str = APP_OPT, json_out: bool = JSON_OPT) -> None:
+def list_machines(app: str = APP, json_out: bool = JSON_OPT) -> None:
     """List an app's machines."""
     machines = Api().get(f"/v1/apps/{app}/machines")
     if json_out:
@@ -190,7 +189,7 @@ def list_machines(app: str = APP_OPT, json_out: bool = JSON_OPT) -> None:
 
 
 @machine_app.command("status")
-def status(machine_id: str = typer.Argument(...), app: str = APP_OPT, json_out: bool = JSON_OPT) -> None:
+def status(machine_id: str = typer.Argument(...), app: str = APP, json_out: bool = JSON_OPT) -> None:
     """Show one machine, its checks and its recent events."""
     m = Api().get(f"/v1/apps/{app}/machines/{machine_id}")
     if json_out:
@@ -229,7 +228,7 @@ def status(machine_id: str = typer.Argument(...), app: str = APP_OPT, json_out: 
 
 
 def _simple(verb: str, path: str, done: str, wait_for: str | None = None):  # type: ignore[no-untyped-def]
-    def command(machine_ids: list[str] = typer.Argument(..., help="Machine id(s)."), app: str = APP_OPT) -> None:
+    def command(machine_ids: list[str] = typer.Argument(..., help="Machine id(s)."), app: str = APP) -> None:
         api = Api()
         for machine_id in machine_ids:
             api.post(f"/v1/apps/{app}/machines/{machine_id}/{path}", json={})
@@ -251,7 +250,7 @@ machine_app.command("uncordon")(_simple("uncordon", "uncordon", "uncordoned"))
 @machine_app.command("stop")
 def stop(
     machine_ids: list[str] = typer.Argument(..., help="Machine id(s)."),
-    app: str = APP_OPT,
+    app: str = APP,
     signal: str = typer.Option(None, "--signal", "-s", help="Signal to send (default: the machine's kill_signal)."),
     timeout: str = typer.Option(None, "--timeout", help="How long to wait before SIGKILL, e.g. 10s."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until stopped."),
@@ -274,7 +273,7 @@ def stop(
 @machine_app.command("restart")
 def restart_cmd(
     machine_ids: list[str] = typer.Argument(...),
-    app: str = APP_OPT,
+    app: str = APP,
     signal: str = typer.Option(None, "--signal", "-s"),
     force_stop: bool = typer.Option(False, "--force-stop", help="SIGKILL instead of the kill_signal."),
 ) -> None:
@@ -292,7 +291,7 @@ def restart_cmd(
 
 
 @machine_app.command("kill")
-def kill(machine_id: str = typer.Argument(...), app: str = APP_OPT) -> None:
+def kill(machine_id: str = typer.Argument(...), app: str = APP) -> None:
     """Send SIGKILL to a machine."""
     Api().post(f"/v1/apps/{app}/machines/{machine_id}/signal", json={"signal": "SIGKILL"})
     console.print(f"{machine_id} killed")
@@ -302,7 +301,7 @@ def kill(machine_id: str = typer.Argument(...), app: str = APP_OPT) -> None:
 def exec_cmd(
     machine_id: str = typer.Argument(..., help="Machine id."),
     command: list[str] = typer.Argument(..., help="The command and its arguments, after --."),
-    app: str = APP_OPT,
+    app: str = APP,
     timeout: int = typer.Option(30, "--timeout", help="Seconds before the command is killed (1-600)."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -323,7 +322,7 @@ def exec_cmd(
 
 
 @machine_app.command("ps")
-def ps(machine_id: str = typer.Argument(..., help="Machine id."), app: str = APP_OPT,
+def ps(machine_id: str = typer.Argument(..., help="Machine id."), app: str = APP,
        json_out: bool = JSON_OPT) -> None:
     """List the processes in a started machine."""
     found = Api().get(f"/v1/apps/{app}/machines/{machine_id}/ps")
@@ -338,7 +337,7 @@ def ps(machine_id: str = typer.Argument(..., help="Machine id."), app: str = APP
 @machine_app.command("destroy")
 def destroy(
     machine_ids: list[str] = typer.Argument(...),
-    app: str = APP_OPT,
+    app: str = APP,
     force: bool = typer.Option(False, "--force", "-f", help="Kill it if it is running."),
 ) -> None:
     """Destroy machines (stop them first, or --force)."""
@@ -351,7 +350,7 @@ def destroy(
 @machine_app.command("clone")
 def clone(
     machine_id: str = typer.Argument(..., help="Machine to clone."),
-    app: str = APP_OPT,
+    app: str = APP,
     region: str = typer.Option(None, "--region", "-r", help="Region (default: the source's)."),
     name: str = typer.Option(None, "--name", "-n"),
     standby_for: str = typer.Option(None, "--standby-for",
@@ -396,7 +395,7 @@ def clone(
 @machine_app.command("update")
 def update(
     machine_id: str = typer.Argument(...),
-    app: str = APP_OPT,
+    app: str = APP,
     image: str = typer.Option(None, "--image", "-i"),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE to set, repeatable."),
     port: list[str] = typer.Option(None, "--port", "-p", help="Replace the services with these port mappings."),

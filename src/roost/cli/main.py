@@ -9,6 +9,7 @@ import typer
 from roost.cli import (
     agent_cmd,
     apps_cmd,
+    checks_cmd,
     config_cmd,
     cost_cmd,
     deploy_cmd,
@@ -50,7 +51,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 for module in (server_cmd, agent_cmd, proxy_cmd, dev_cmd, apps_cmd, machine_cmd, image_cmd, logs_cmd, hosts_cmd,
                launch_cmd, deploy_cmd, status_cmd, scale_cmd, secrets_cmd, config_cmd, volumes_cmd, drill_cmd,
-               tokens_cmd, tls_cmd, ssh_cmd, cost_cmd):
+               tokens_cmd, tls_cmd, ssh_cmd, cost_cmd, checks_cmd):
     module.register(app)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from roost.cli.appconfig import APP
 from roost.cli.common import (
     CA_HELP,
     advertised_address,
@@ -120,7 +121,7 @@ def register(app: typer.Typer) -> None:
 
 
 @ips_app.command("list")
-def list_ips(app: str = typer.Option(..., "--app", "-a"), json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+def list_ips(app: str = APP, json_out: bool = typer.Option(False, "--json", "-j")) -> None:
     """An app's TCP addresses, one per edge (region)."""
     api = Api()
     ips = api.get(f"/v1/apps/{app}/ip_assignments")["ips"]

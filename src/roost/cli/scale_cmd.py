@@ -70,6 +70,42 @@ def scale_count(
     say(f"Scaled {name}: {len(created)} created, {len(destroyed)} destroyed.")
 
 
+@scale_app.command("vm")
+def scale_vm(
+    size: str = typer.Argument(..., help="A named size: shared-cpu-1x ... shared-cpu-8x, performance-1x ... "
+                                         "performance-16x ('roost platform vm-sizes')."),
+    memory: int = typer.Option(None, "--vm-memory", "--memory", help="Memory in MB (default: the size's)."),
+    app_: str = APP_OPT, config: Path = CONFIG_OPT,
+    group: str = typer.Option(None, "--process-group", "-g", help="Only this process group (default: all)."),
+    wait_timeout: int = typer.Option(300, "--wait-timeout", help="Seconds each machine has to be healthy."),
+) -> None:
+    """Give the app's machines a new size, one running machine at a time (flyctl's rolling update)."""
+    _resize(app_, config, size, memory, group, wait_timeout)
+
+
+@scale_app.command("memory")
+def scale_memory(
+    memory: int = typer.Argument(..., help="Memory in MB, a multiple of 256."),
+    app_: str = APP_OPT, config: Path = CONFIG_OPT,
+    group: str = typer.Option(None, "--process-group", "-g", help="Only this process group (default: all)."),
+    wait_timeout: int = typer.Option(300, "--wait-timeout", help="Seconds each machine has to be healthy."),
+) -> None:
+    """Give the app's machines more or less memory, keeping their cpus, one running machine at a time."""
+    _resize(app_, config, None, memory, group, wait_timeout)
+
+
+def _resize(app_: str | None, config: Path | None, size: str | None, memory: int | None, group: str | None,
+            wait_timeout: int) -> None:
+    from roost.deploy.resize import resize
+
+    name = app_name(app_, load_config(config_path(config), required=False) if not app_ else None)
+    what = " and ".join(x for x in (size, f"{memory} MB" if memory else None) if x)
+    say(f"Scaling {name}{f' (group {group})' if group else ''} to {what}")
+    updated = resize(Api(), name, size, memory, group, say, float(wait_timeout))
+    if updated:
+        say(f"Scaled {name}: {len(updated)} machine{'s' if len(updated) != 1 else ''} updated.")
+
+
 @scale_app.command("show")
 def scale_show(app_: str = APP_OPT, config: Path = CONFIG_OPT,
                json_out: bool = typer.Option(False, "--json", "-j")) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import typer
 
+from roost.cli.appconfig import APP
 from roost.cli.output import CliError, command_group
 from roost.client.api import Api, api_target, api_trust
 from roost.failover import parse_servers
@@ -43,7 +44,7 @@ def _pick(app: str, machine: str | None, select: bool) -> str:
 
 @ssh_app.command("console")
 def console(
-    app: str = typer.Option(..., "--app", "-a", help="App name."),
+    app: str = APP,
     select: bool = typer.Option(False, "--select", "-s", help="Choose the machine from a list."),
     machine: str = typer.Option(None, "--machine", help="Machine id (default: the first started one)."),
     command: str = typer.Option(None, "--command", "-C", help="Run this instead of a shell."),

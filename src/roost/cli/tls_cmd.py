@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from roost.cli.appconfig import APP
 from roost.cli.output import CliError, command_group, console, print_json, print_table
 from roost.client.api import Api
 
@@ -49,7 +50,7 @@ def issue(directory: Path = typer.Argument(..., help="The CA's directory (as for
 
 @certs_app.command("add")
 def add(hostname: str = typer.Argument(..., help="The name it is for, e.g. www.example.com"),
-        app_: str = typer.Option(..., "--app", "-a"),
+        app_: str = APP,
         fullchain: Path = typer.Option(None, "--fullchain", help="The certificate chain (PEM), leaf first."),
         private_key: Path = typer.Option(None, "--private-key", help="Its key (PEM)."),
         acme: bool = typer.Option(False, "--acme", help="Order it from the fleet's ACME CA instead (http-01)."),
@@ -77,7 +78,7 @@ def add(hostname: str = typer.Argument(..., help="The name it is for, e.g. www.e
 
 
 @certs_app.command("list")
-def list_(app_: str = typer.Option(..., "--app", "-a"), json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+def list_(app_: str = APP, json_out: bool = typer.Option(False, "--json", "-j")) -> None:
     """An app's certificates."""
     data = Api().get(f"/v1/apps/{app_}/certificates")
     if json_out:
@@ -89,13 +90,20 @@ def list_(app_: str = typer.Option(..., "--app", "-a"), json_out: bool = typer.O
 
 
 @certs_app.command("show")
-def show(hostname: str = typer.Argument(...), app_: str = typer.Option(..., "--app", "-a")) -> None:
+def show(hostname: str = typer.Argument(...), app_: str = APP,
+         json_out: bool = typer.Option(False, "--json", "-j")) -> None:
     """What a certificate is for and until when."""
-    print_json(Api().get(f"/v1/apps/{app_}/certificates/{hostname}"))
+    cert = Api().get(f"/v1/apps/{app_}/certificates/{hostname}")
+    if json_out:
+        print_json(cert)
+        return
+    for key, value in cert.items():
+        if not isinstance(value, dict | list):
+            console.print(f"{key:<26} {value}", highlight=False)
 
 
 @certs_app.command("remove")
-def remove(hostname: str = typer.Argument(...), app_: str = typer.Option(..., "--app", "-a")) -> None:
+def remove(hostname: str = typer.Argument(...), app_: str = APP) -> None:
     """Stop presenting a certificate (the edges drop it within seconds)."""
     Api().delete(f"/v1/apps/{app_}/certificates/{hostname}")
     console.print(f"removed the certificate for {hostname}", highlight=False)

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from roost.cli.appconfig import say
+from roost.cli.appconfig import APP, say
 from roost.cli.output import CliError, command_group, print_json, print_table
 from roost.client.api import Api
 
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 
 @volumes_app.command("list")
-def volumes_list(app_: str = typer.Option(..., "--app", "-a"), json_out: bool = typer.Option(False, "--json", "-j")
+def volumes_list(app_: str = APP, json_out: bool = typer.Option(False, "--json", "-j")
                  ) -> None:
     """An app's volumes."""
     data = Api().get(f"/v1/apps/{app_}/volumes")
@@ -32,21 +32,27 @@ def volumes_list(app_: str = typer.Option(..., "--app", "-a"), json_out: bool = 
 
 
 @volumes_app.command("create")
-def volumes_create(name: str = typer.Argument(...), app_: str = typer.Option(..., "--app", "-a"),
+def volumes_create(name: str = typer.Argument(...), app_: str = APP,
                    region: str = typer.Option(None, "--region", "-r"), size: int = typer.Option(1, "--size", "-s"),
-                   count: int = typer.Option(1, "--count", "-n", min=1, max=20)) -> None:
+                   count: int = typer.Option(1, "--count", "-n", min=1, max=20),
+                   json_out: bool = typer.Option(False, "--json", "-j")) -> None:
     """Create volumes (one per host: same-named volumes go to different hosts)."""
     api = Api()
+    made = []
     for _ in range(count):
         body: dict[str, Any] = {"name": name, "size_gb": size}
         if region:
             body["region"] = region
         v = api.post(f"/v1/apps/{app_}/volumes", json=body)
-        say(f"Created {v['id']} ({name}, {size} GB) in {v['region']} on host {v['zone']}")
+        made.append(v)
+        if not json_out:
+            say(f"Created {v['id']} ({name}, {size} GB) in {v['region']} on host {v['zone']}")
+    if json_out:
+        print_json(made if count > 1 else made[0])
 
 
 @volumes_app.command("destroy")
-def volumes_destroy(volume_id: str = typer.Argument(...), app_: str = typer.Option(..., "--app", "-a"),
+def volumes_destroy(volume_id: str = typer.Argument(...), app_: str = APP,
                     yes: bool = typer.Option(False, "--yes", "-y")) -> None:
     """Destroy a volume (its data is gone; volumes are not replicated)."""
     if not yes and not typer.confirm(f"Destroy volume {volume_id}? Its data is not replicated anywhere."):

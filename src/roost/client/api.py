@@ -71,8 +71,19 @@ class Api:
 
     def request(self, method: str, path: str, *, json: Any = None, params: Any = None, content: Any = None,
                 headers: dict[str, str] | None = None, ok_codes: tuple[int, ...] = ()) -> Any:
+        response = self._send(method, path, json=json, params=params, content=content, headers=headers)
+        if response.status_code >= 400 and response.status_code not in ok_codes:
+            raise UserError(_error_of(response))
+        if response.status_code == 204 or not response.content:
+            return None
         try:
-            response = self.http.request(method, path, json=json, params=params, content=content, headers=headers)
+            return response.json()
+        except ValueError:
+            return response.text
+
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kw)
         except httpx.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc):
                 raise UserError(f"TLS with {self.url} failed ({exc}): set ROOST_CA_FILE to the fleet CA "
@@ -81,21 +92,18 @@ class Api:
                            "('roost dev status' shows the local fleet)") from None
         except httpx.HTTPError as exc:
             raise UserError(f"talking to {self.url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code >= 400 and response.status_code not in ok_codes:
-            try:
-                message = response.json().get("error") or response.text
-            except ValueError:
-                message = response.text.strip() or response.reason_phrase
-            raise UserError(message)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            return response.text
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)
+
+    def exists(self, path: str) -> bool:
+        """Whether GET `path` finds something (404: no); other errors are raised as usual."""
+        response = self._send("GET", path)
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise UserError(_error_of(response))
+        return True
 
     def post(self, path: str, **kw: Any) -> Any:
         return self.request("POST", path, **kw)
@@ -122,3 +130,13 @@ class Api:
                     raise UserError(response.json().get("error", response.text))
                 except ValueError:
                     raise UserError(response.text) from None
+
+
+def _error_of(response: httpx.Response) -> str:
+    """The API's one-line error (`{"error": ...}`), or what the response says otherwise."""
+    try:
+        body = response.json()
+        message = body.get("error") if isinstance(body, dict) else None
+        return str(message or response.text)
+    except ValueError:
+        return response.text.strip() or response.reason_phrase

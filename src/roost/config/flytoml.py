@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +21,24 @@ JSON = dict[str, Any]
 
 
 class ConfigError(RoostError):
-    def __init__(self, message: str) -> None:
+    """What is wrong with a fly.toml. Validation goes on past a problem, so one error can carry them all
+    (`problems`, each starting with its key path); its message names the first and counts the rest."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        more = len(self.problems) - 1
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''}: 'roost config validate' lists them)"
         super().__init__(400, message)
+
+
+@contextmanager
+def collecting(problems: list[str]) -> Iterator[None]:
+    """Run a check; a problem it finds is noted and the next check runs."""
+    try:
+        yield
+    except ConfigError as exc:
+        problems.extend(exc.problems)
 
 
 # Keys flyctl knows, per section (from its Config types); anything else is reported by name.
@@ -104,19 +122,20 @@ class AppConfig:
         return dict(self.doc.get("build") or {})
 
 
-def load_text(text: str, path: str = "fly.toml") -> AppConfig:
+def load_text(text: str, path: str = "fly.toml", regions: Collection[str] | None = None) -> AppConfig:
+    """Parse and check a fly.toml; `regions`, when given, are the region codes primary_region may name."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return load_dict(raw, path)
+    return load_dict(raw, path, regions)
 
 
-def load_dict(raw: JSON, path: str = "fly.toml") -> AppConfig:
+def load_dict(raw: JSON, path: str = "fly.toml", regions: Collection[str] | None = None) -> AppConfig:
     doc = patch(copy.deepcopy(raw))
     cfg = AppConfig(doc=doc, path=path)
     _check_keys(cfg)
-    _validate(cfg)
+    _validate(cfg, regions)
     return cfg
 
 
@@ -450,17 +469,23 @@ def _present(doc: JSON, dotted: str) -> bool:
 # ---- semantic checks, with the key path ----
 
 
-def _validate(cfg: AppConfig) -> None:
+def _validate(cfg: AppConfig, regions: Collection[str] | None = None) -> None:
     doc = cfg.doc
+    problems: list[str] = []
+    primary = doc.get("primary_region")
+    if regions is not None and primary and primary not in regions:
+        problems.append(f"primary_region: unknown region {primary!r} (a region code such as "
+                        f"{', '.join(sorted(regions)[:6])}; 'roost platform regions' lists them)")
     if doc.get("kill_signal") is not None:
-        try:
-            parse_signal(doc["kill_signal"], field="kill_signal")
-        except RoostError as exc:
-            raise ConfigError(exc.message) from None
+        with collecting(problems):
+            try:
+                parse_signal(doc["kill_signal"], field="kill_signal")
+            except RoostError as exc:
+                raise ConfigError(exc.message) from None
     processes = doc.get("processes") or {}
     for name in processes:
         if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise ConfigError(f"processes: invalid group name {name!r} (letters, digits, '-' and '_')")
+            problems.append(f"processes: invalid group name {name!r} (letters, digits, '-' and '_')")
     groups = set(processes) or {"app"}
 
     def check_groups(where: str, value: Any) -> None:
@@ -475,53 +500,70 @@ def _validate(cfg: AppConfig) -> None:
 
     http = doc.get("http_service")
     if http is not None:
-        if not isinstance(http, dict):
-            raise ConfigError("http_service: expected a table")
-        port = http.get("internal_port", 8080)
-        http["internal_port"] = _to_int(port, "http_service.internal_port")
-        if not 1 <= http["internal_port"] <= 65535:
-            raise ConfigError("http_service.internal_port: must be between 1 and 65535")
-        _validate_autoscale(http, "http_service")
-        check_groups("http_service", http.get("processes"))
-        checks = http.get("checks")
-        if checks is not None:
-            http["checks"] = [_patch_check(c, f"http_service.checks[{i}]")
-                              for i, c in enumerate(_array_of_tables(checks, "http_service.checks"))]
-        _validate_concurrency(http.get("concurrency"), "http_service.concurrency")
+        with collecting(problems):
+            if not isinstance(http, dict):
+                raise ConfigError("http_service: expected a table")
+            with collecting(problems):
+                port = http.get("internal_port", 8080)
+                http["internal_port"] = _to_int(port, "http_service.internal_port")
+                if not 1 <= http["internal_port"] <= 65535:
+                    raise ConfigError("http_service.internal_port: must be between 1 and 65535")
+            with collecting(problems):
+                _validate_autoscale(http, "http_service")
+            with collecting(problems):
+                check_groups("http_service", http.get("processes"))
+            with collecting(problems):
+                checks = http.get("checks")
+                if checks is not None:
+                    http["checks"] = [_patch_check(c, f"http_service.checks[{i}]")
+                                      for i, c in enumerate(_array_of_tables(checks, "http_service.checks"))]
+            with collecting(problems):
+                _validate_concurrency(http.get("concurrency"), "http_service.concurrency")
     for i, service in enumerate(doc.get("services") or []):
         where = f"services[{i}]"
-        if "internal_port" not in service:
-            raise ConfigError(f"{where}.internal_port: required")
-        if not 1 <= service["internal_port"] <= 65535:
-            raise ConfigError(f"{where}.internal_port: must be between 1 and 65535")
-        protocol = service.get("protocol", "tcp")
-        if protocol not in ("tcp", "udp"):
-            raise ConfigError(f"{where}.protocol: must be tcp or udp, not {protocol!r}")
-        _validate_autoscale(service, where)
-        check_groups(where, service.get("processes"))
-        _validate_concurrency(service.get("concurrency"), f"{where}.concurrency")
+        with collecting(problems):
+            if "internal_port" not in service:
+                raise ConfigError(f"{where}.internal_port: required")
+            if not 1 <= service["internal_port"] <= 65535:
+                raise ConfigError(f"{where}.internal_port: must be between 1 and 65535")
+        with collecting(problems):
+            protocol = service.get("protocol", "tcp")
+            if protocol not in ("tcp", "udp"):
+                raise ConfigError(f"{where}.protocol: must be tcp or udp, not {protocol!r}")
+        with collecting(problems):
+            _validate_autoscale(service, where)
+        with collecting(problems):
+            check_groups(where, service.get("processes"))
+        with collecting(problems):
+            _validate_concurrency(service.get("concurrency"), f"{where}.concurrency")
     for name, check in (doc.get("checks") or {}).items():
-        if check.get("type") not in ("http", "tcp"):
-            raise ConfigError(f"checks.{name}.type: missing or invalid check type, must be 'http' or 'tcp'")
-        if "port" in check:
-            check["port"] = _to_int(check["port"], f"checks.{name}.port")
-        check_groups(f"checks.{name}", check.get("processes"))
+        with collecting(problems):
+            if check.get("type") not in ("http", "tcp"):
+                raise ConfigError(f"checks.{name}.type: missing or invalid check type, must be 'http' or 'tcp'")
+        with collecting(problems):
+            if "port" in check:
+                check["port"] = _to_int(check["port"], f"checks.{name}.port")
+            check_groups(f"checks.{name}", check.get("processes"))
     for i, mount in enumerate(doc.get("mounts") or []):
         where = f"mounts[{i}]"
-        if not isinstance(mount.get("source"), str) or not mount["source"]:
-            raise ConfigError(f"{where}.source: required (the volume name)")
-        dest = mount.get("destination")
-        if not isinstance(dest, str) or not dest.startswith("/") or dest.rstrip("/") == "":
-            raise ConfigError(f"{where}.destination: must be an absolute path other than /")
-        check_groups(where, mount.get("processes"))
+        with collecting(problems):
+            if not isinstance(mount.get("source"), str) or not mount["source"]:
+                raise ConfigError(f"{where}.source: required (the volume name)")
+        with collecting(problems):
+            dest = mount.get("destination")
+            if not isinstance(dest, str) or not dest.startswith("/") or dest.rstrip("/") == "":
+                raise ConfigError(f"{where}.destination: must be an absolute path other than /")
+            check_groups(where, mount.get("processes"))
     for i, vm in enumerate(doc.get("vm") or []):
-        check_groups(f"vm[{i}]", vm.get("processes"))
-        if vm.get("memory"):
-            parse_memory_mb(vm["memory"], f"vm[{i}].memory")
+        with collecting(problems):
+            check_groups(f"vm[{i}]", vm.get("processes"))
+            if vm.get("memory"):
+                parse_memory_mb(vm["memory"], f"vm[{i}].memory")
     for i, restart in enumerate(doc.get("restart") or []):
-        if restart.get("policy", "on-failure") not in ("always", "never", "on-failure"):
-            raise ConfigError(f"restart[{i}].policy: must be always, never or on-failure")
-        check_groups(f"restart[{i}]", restart.get("processes"))
+        with collecting(problems):
+            if restart.get("policy", "on-failure") not in ("always", "never", "on-failure"):
+                raise ConfigError(f"restart[{i}].policy: must be always, never or on-failure")
+            check_groups(f"restart[{i}]", restart.get("processes"))
     deploy = doc.get("deploy") or {}
     strategy = deploy.get("strategy")
     if strategy and strategy not in ("rolling", "immediate", "canary", "bluegreen"):
@@ -529,7 +571,9 @@ def _validate(cfg: AppConfig) -> None:
     if deploy.get("max_unavailable") is not None:
         value = deploy["max_unavailable"]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError("deploy.max_unavailable: a fraction (0 < x < 1) or a number of machines (>= 1)")
+            problems.append("deploy.max_unavailable: a fraction (0 < x < 1) or a number of machines (>= 1)")
+    if problems:
+        raise ConfigError(problems[0], problems)
 
 
 def _validate_autoscale(block: JSON, where: str) -> None:

@@ -18,21 +18,14 @@ from typing import Any
 
 from roost import __version__
 from roost.config.flytoml import AppConfig, ConfigError, parse_memory_mb, parse_size_gb
-from roost.core.machine_config import parse_autostop
+from roost.core.machine_config import GUEST_PRESETS, parse_autostop
 
 JSON = dict[str, Any]
 
 APP_GROUP = "app"
 PRESETS: dict[str, JSON] = {
-    "shared-cpu-1x": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
-    "shared-cpu-2x": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 512},
-    "shared-cpu-4x": {"cpu_kind": "shared", "cpus": 4, "memory_mb": 1024},
-    "shared-cpu-8x": {"cpu_kind": "shared", "cpus": 8, "memory_mb": 2048},
-    "performance-1x": {"cpu_kind": "performance", "cpus": 1, "memory_mb": 2048},
-    "performance-2x": {"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096},
-    "performance-4x": {"cpu_kind": "performance", "cpus": 4, "memory_mb": 8192},
-    "performance-8x": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 16384},
-    "performance-16x": {"cpu_kind": "performance", "cpus": 16, "memory_mb": 32768},
+    **{name: {"cpu_kind": kind, "cpus": cpus, "memory_mb": memory}
+       for name, (kind, cpus, memory) in GUEST_PRESETS.items()},
     "a10": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768, "gpu_kind": "a10", "gpus": 1},
     "a100-40gb": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768, "gpu_kind": "a100-pcie-40gb", "gpus": 1},
     "a100-80gb": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768, "gpu_kind": "a100-sxm4-80gb", "gpus": 1},

@@ -283,29 +283,7 @@ class Deployer:
         return done
 
     def wait_healthy(self, machine_id: str) -> None:
-        """Started, then every check passing (if it has checks), within the wait timeout."""
-        deadline = time.monotonic() + self.opts.wait_timeout
-        try:
-            self.api.wait_state(self.app, machine_id, "started", self.opts.wait_timeout)
-        except UserError:
-            current = self.api.get(f"/v1/apps/{self.app}/machines/{machine_id}")
-            raise UserError(f"machine {machine_id} did not start (state {current['state']}); deploy stopped") from None
-        while True:
-            current = self.api.get(f"/v1/apps/{self.app}/machines/{machine_id}")
-            checks = current.get("checks") or []
-            config = current.get("config") or {}
-            expected = len(config.get("checks") or {}) + sum(len(s.get("checks") or [])
-                                                             for s in config.get("services") or [])
-            if current["state"] != "started":
-                raise UserError(f"machine {machine_id} stopped while starting (state {current['state']}); "
-                               "deploy stopped")
-            if len(checks) >= expected and all(c["status"] == "passing" for c in checks):
-                return
-            failing = [c for c in checks if c["status"] == "critical"]
-            if time.monotonic() > deadline:
-                detail = "; ".join(f"{c['name']}: {c.get('output', '')}" for c in failing or checks)
-                raise UserError(f"machine {machine_id} failed its health checks ({detail}); deploy stopped")
-            time.sleep(0.2)
+        wait_healthy(self.api, self.app, machine_id, self.opts.wait_timeout)
 
     def canary(self, image: str, version: int, groups: set[str]) -> None:
         for group in sorted(groups):
@@ -360,3 +338,30 @@ def wait_timeout_of(cfg: AppConfig, default: float = 300.0) -> float:
         return parse_go_duration(str(raw))
     except ValueError:
         return default
+
+
+def wait_healthy(api: Api, app: str, machine_id: str, timeout: float, what: str = "deploy") -> None:
+    """Started, then every check passing (if it has checks), within `timeout`; else a UserError saying why
+    (and that the `what` stopped)."""
+    deadline = time.monotonic() + timeout
+    try:
+        api.wait_state(app, machine_id, "started", timeout)
+    except UserError:
+        current = api.get(f"/v1/apps/{app}/machines/{machine_id}")
+        raise UserError(f"machine {machine_id} did not start (state {current['state']}); {what} stopped") from None
+    while True:
+        current = api.get(f"/v1/apps/{app}/machines/{machine_id}")
+        checks = current.get("checks") or []
+        config = current.get("config") or {}
+        expected = len(config.get("checks") or {}) + sum(len(s.get("checks") or [])
+                                                         for s in config.get("services") or [])
+        if current["state"] != "started":
+            raise UserError(f"machine {machine_id} stopped while starting (state {current['state']}); "
+                            f"{what} stopped")
+        if len(checks) >= expected and all(c["status"] == "passing" for c in checks):
+            return
+        failing = [c for c in checks if c["status"] == "critical"]
+        if time.monotonic() > deadline:
+            detail = "; ".join(f"{c['name']}: {c.get('output', '')}" for c in failing or checks)
+            raise UserError(f"machine {machine_id} failed its health checks ({detail}); {what} stopped")
+        time.sleep(0.2)
