@@ -1,12 +1,13 @@
 """Control-plane benchmarks (issue 2): create latency, listing 1,000 machines, watch-feed fan-out.
 
-    .venv/bin/python bench/control_plane.py [--creates 500] [--machines 1000] [--changes 300]
+    .venv/bin/python bench/control_plane.py [--creates 500] [--machines 1000] [--changes 300] [--names 20000]
 
 Runs a real server (SQLite store, synchronous commits) and one agent with the fake driver (placement
 needs a live host; no workload runs), on loopback, and prints Markdown tables. Targets: create
 (skip_launch) p50 <= 5 ms over HTTPS, with the admin token and with a deploy token (interleaved), beside the
 same creates over plain HTTP on a fleet without TLS (before issue 15); list of 1,000 machines <= 50 ms; a
-change reaches 10 watchers <= 10 ms p99.
+change reaches 10 watchers <= 10 ms p99. Then (issue 21) 20,000 creates without a name in one app: none
+fails, every name distinct; with list and watch figures at 1,000, 4,000 and 10,000 machines.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def bench_list(f: BenchFleet, total: int, rounds: int = 30) -> tuple[list[float]
     return full, summary, count
 
 
-async def bench_watch(f: BenchFleet, subscribers: int, changes: int) -> list[float]:
+async def bench_watch(f: BenchFleet, subscribers: int, changes: int, app: str = "bench") -> list[float]:
     """Each subscriber holds an SSE stream; a writer changes one machine's metadata `changes` times."""
-    mid = f.api.get("/v1/apps/bench/machines", params={"summary": "true"}).json()[0]["id"]
+    mid = f.api.get(f"/v1/apps/{app}/machines", params={"summary": "true"}).json()[0]["id"]
     start_rev = f.api.get("/v1/watch", params={"since": 0}).json()["revision"]
     sent: dict[str, float] = {}
     latencies: list[float] = []
@@ -111,12 +112,44 @@ async def bench_watch(f: BenchFleet, subscribers: int, changes: int) -> list[flo
     return latencies
 
 
+def bench_names(f: BenchFleet, total: int, checkpoints: list[int], changes: int, subscribers: int
+                ) -> tuple[int, int, int, list[list[object]]]:
+    """`total` unnamed creates (skip_launch) in one app: every one must succeed with a name of its own (the
+    server draws again when a made-up name is taken). At each checkpoint, list and watch figures."""
+    f.api.post("/v1/apps", json={"app_name": "names"}).raise_for_status()
+    config = {**CONFIG, "metadata": {"fly_process_group": "web"}}
+    failed = 0
+    rows: list[list[object]] = []
+    made = 0
+    for checkpoint in sorted([*checkpoints, total]):
+        while made < checkpoint:
+            r = f.api.post("/v1/apps/names/machines", json={"config": config, "skip_launch": True})
+            failed += r.status_code != 200
+            made += 1
+        if checkpoint not in checkpoints:
+            continue
+        full, summary = [], []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            f.api.get("/v1/apps/names/machines")
+            full.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            f.api.get("/v1/apps/names/machines", params={"summary": "true"})
+            summary.append(time.perf_counter() - t0)
+        watch = asyncio.run(bench_watch(f, subscribers, changes, app="names"))
+        lf, ls, w = summary_ms(full), summary_ms(summary), summary_ms(watch)
+        rows.append([checkpoint, lf["p50"], lf["p99"], ls["p50"], ls["p99"], w["p50"], w["p99"]])
+    names = [m["name"] for m in f.api.get("/v1/apps/names/machines", params={"summary": "true"}).json()]
+    return made, failed, len(set(names)), rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--creates", type=int, default=500)
     parser.add_argument("--machines", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=300)
     parser.add_argument("--subscribers", type=int, default=10)
+    parser.add_argument("--names", type=int, default=20000, help="unnamed creates in one app (0: skip)")
     args = parser.parse_args()
     # Before issue 15's TLS: the same creates over plain HTTP with the admin token, on a fleet of its own.
     with BenchFleet(["ams"], 1, driver="fake", host_cpus=100000, host_memory_mb=100_000_000, tls=False) as plain:
@@ -135,6 +168,18 @@ def main() -> None:
             scoped += bench_create(f, args.creates // 5, deploy_token)
         full, summary, count = bench_list(f, args.machines)
         watch = asyncio.run(bench_watch(f, args.subscribers, args.changes))
+    if args.names:
+        with BenchFleet(["ams"], 1, driver="fake", host_cpus=1_000_000, host_memory_mb=1_000_000_000) as big:
+            big.push("hello:v1", "hello", ["python3", "app.py"])
+            made, failed, unique, rows = bench_names(big, args.names, [c for c in (1000, 4000, 10000)
+                                                                       if c < args.names], 100, args.subscribers)
+        print(table(f"{made} creates without a name in one app (skip_launch; the server makes the names up)",
+                    ["creates", "failed", "distinct names", "target", "met"],
+                    [[made, failed, unique, "0 failed, all distinct", "yes" if failed == 0 and unique == made
+                      else "NO"]]))
+        print(table("The same app as it grows: list and watch",
+                    ["machines", "list p50 ms", "list p99 ms", "summary p50 ms", "summary p99 ms",
+                     f"watch ({args.subscribers} watchers) p50 ms", "watch p99 ms"], rows))
     b = summary_ms(clear)
     c = summary_ms(creates)
     d = summary_ms(scoped)

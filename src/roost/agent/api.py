@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from roost.agent import app_metrics, console, logs
 from roost.agent.drivers.base import KeepsLogs
+from roost.agent.snapshots import SnapshotStore
 from roost.agent.supervisor import Supervisor
 from roost.core.agent_spec import AgentSpec, safe_id
 from roost.core.errors import RoostError, bad_request
@@ -20,6 +22,8 @@ from roost.core.lifecycle import State
 from roost.core.units import duration_seconds, parse_signal
 from roost.tls import Trust
 from roost.weblib import json_body, ok, query_bool, query_number
+
+MAX_SNAPSHOT_BYTES = 512 * 1024**3  # a snapshot sent from another host: no bigger than the largest volume
 
 
 def machine_id(request: Request) -> str:
@@ -30,6 +34,7 @@ def machine_id(request: Request) -> str:
 def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = None) -> list[BaseRoute]:
     peers = trust or Trust()
     scraper = app_metrics.AppScraper(sup.metrics.registry, str(host_info.get("region") or ""))
+    snapshots = SnapshotStore(sup.volumes_dir, sup.volumes_dir.parent / "snapshots")
     sup.metrics.extra = scraper.families
     def signal_and_timeout(body: Any, default_signal: int = 2, default_timeout: float = 5.0) -> tuple[int, float]:
         body = body if isinstance(body, dict) else {}
@@ -161,6 +166,32 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
     async def delete_volume(request: Request) -> Response:
         return ok({"deleted": await sup.delete_volume(request.path_params["vid"])})
 
+    # ---- volume snapshots (the server's calls only) ----
+    async def take_snapshot(request: Request) -> Response:
+        p = request.path_params
+        return ok(await asyncio.to_thread(snapshots.take, p["vid"], p["sid"]))
+
+    async def get_snapshot(request: Request) -> Response:
+        path = snapshots.path(request.path_params["sid"])
+        if not path.exists():
+            raise RoostError(404, f"snapshot {request.path_params['sid']} is not on this host")
+        return FileResponse(path, media_type="application/gzip")
+
+    async def put_snapshot(request: Request) -> Response:
+        digest = request.query_params.get("digest", "")
+        if len(digest) != 64:
+            raise bad_request("digest: the snapshot's sha256, hex, is required")
+        size = await snapshots.receive(request.path_params["sid"], digest, request.stream(), MAX_SNAPSHOT_BYTES)
+        return ok({"size": size})
+
+    async def restore_snapshot(request: Request) -> Response:
+        p = request.path_params
+        await asyncio.to_thread(snapshots.restore, p["sid"], p["vid"])
+        return ok({"restored": True})
+
+    async def delete_snapshot(request: Request) -> Response:
+        return ok({"deleted": snapshots.delete(request.path_params["sid"])})
+
     async def metrics(request: Request) -> Response:
         running = [r.spec for r in sup.records.values() if r.state == State.STARTED]
         await scraper.refresh(app_metrics.targets(running))
@@ -189,4 +220,9 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         Route(base + "/memory", set_memory, methods=["PUT"]),
         WebSocketRoute(base + "/console", console_socket),
         Route("/v1/volumes/{vid}", delete_volume, methods=["DELETE"]),
+        Route("/v1/volumes/{vid}/snapshots/{sid}", take_snapshot, methods=["POST"]),
+        Route("/v1/volumes/{vid}/restore/{sid}", restore_snapshot, methods=["POST"]),
+        Route("/v1/snapshots/{sid}", get_snapshot, methods=["GET"]),
+        Route("/v1/snapshots/{sid}", put_snapshot, methods=["PUT"]),
+        Route("/v1/snapshots/{sid}", delete_snapshot, methods=["DELETE"]),
     ]

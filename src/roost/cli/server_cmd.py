@@ -20,6 +20,7 @@ from roost.cli.config_file import config_option
 from roost.cli.output import CliError
 from roost.core.cost import PriceError, Prices, load_prices
 from roost.core.regions import is_known
+from roost.core.units import parse_go_duration
 
 
 def register(app: typer.Typer) -> None:
@@ -77,6 +78,9 @@ def register(app: typer.Typer) -> None:
                                     help="A price table (TOML: [compute] shared_cpu, performance_cpu, memory_gb; "
                                          "[storage] rootfs_gb, volume_gb; dollars per 30-day month) for "
                                          "'roost cost' (default: Fly's public prices)."),
+        snapshot_interval: str = typer.Option("24h", "--snapshot-interval",
+                                              help="How often each volume with auto_backup_enabled is snapshotted "
+                                                   "(Fly: daily); snapshots are kept snapshot_retention days."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         use_log_format(log_format)
@@ -109,6 +113,12 @@ def register(app: typer.Typer) -> None:
         from roost.registry import RegistryAccess
         from roost.store import StoreError
 
+        try:
+            every = parse_go_duration(snapshot_interval)
+        except ValueError:
+            raise CliError(f"--snapshot-interval: invalid duration {snapshot_interval!r} (e.g. 24h, 30m)") from None
+        if every < 1:
+            raise CliError("--snapshot-interval: at least 1s")
         table = Prices()
         if prices is not None:
             try:
@@ -125,6 +135,6 @@ def register(app: typer.Typer) -> None:
                              secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
                              acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
                              allowed_registries=tuple(allow_registry), registry_address=registry,
-                             advertise_url=advertise.rstrip("/"), prices=table))
+                             advertise_url=advertise.rstrip("/"), prices=table, snapshot_interval=every))
         except StoreError as exc:
             raise CliError(str(exc)) from None

@@ -1,4 +1,4 @@
-"""`roost volumes list|create|destroy`: a directory on one host, one machine at a time."""
+"""`roost volumes list|create|destroy|fork|extend|snapshots`: a directory on one host, one machine at a time."""
 
 from __future__ import annotations
 
@@ -35,12 +35,16 @@ def volumes_list(app_: str = APP, json_out: bool = typer.Option(False, "--json",
 def volumes_create(name: str = typer.Argument(...), app_: str = APP,
                    region: str = typer.Option(None, "--region", "-r"), size: int = typer.Option(1, "--size", "-s"),
                    count: int = typer.Option(1, "--count", "-n", min=1, max=20),
+                   snapshot_id: str = typer.Option(None, "--snapshot-id",
+                                                   help="Restore this snapshot into the new volume."),
                    json_out: bool = typer.Option(False, "--json", "-j")) -> None:
     """Create volumes (one per host: same-named volumes go to different hosts)."""
     api = Api()
     made = []
     for _ in range(count):
         body: dict[str, Any] = {"name": name, "size_gb": size}
+        if snapshot_id:
+            body["snapshot_id"] = snapshot_id
         if region:
             body["region"] = region
         v = api.post(f"/v1/apps/{app_}/volumes", json=body)
@@ -59,3 +63,61 @@ def volumes_destroy(volume_id: str = typer.Argument(...), app_: str = APP,
         raise CliError("not destroyed")
     Api().delete(f"/v1/apps/{app_}/volumes/{volume_id}")
     say(f"Destroyed {volume_id}")
+
+
+@volumes_app.command("fork")
+def volumes_fork(volume_id: str = typer.Argument(..., help="The volume to copy."), app_: str = APP,
+                 name: str = typer.Option(None, "--name", help="The new volume's name (default: the source's)."),
+                 json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """A new volume with a copy of another's files (on another host of its region where there is one)."""
+    body: dict[str, Any] = {"source_volume_id": volume_id}
+    if name:
+        body["name"] = name
+    v = Api().post(f"/v1/apps/{app_}/volumes", json=body)
+    if json_out:
+        print_json(v)
+        return
+    say(f"Forked {volume_id} into {v['id']} ({v['name']}, {v['size_gb']} GB) in {v['region']} on host {v['zone']}")
+
+
+@volumes_app.command("extend")
+def volumes_extend(volume_id: str = typer.Argument(...), app_: str = APP,
+                   size: int = typer.Option(..., "--size", "-s", help="The new size in GB (a volume only grows)."),
+                   json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """Grow a volume."""
+    result = Api().request("PUT", f"/v1/apps/{app_}/volumes/{volume_id}/extend", json={"size_gb": size})
+    if json_out:
+        print_json(result)
+        return
+    say(f"Extended {volume_id} to {result['volume']['size_gb']} GB")
+
+
+snapshots_app = command_group(help="A volume's snapshots: taken daily and on demand, kept snapshot_retention days.")
+volumes_app.add_typer(snapshots_app, name="snapshots")
+
+
+@snapshots_app.command("list")
+def snapshots_list(volume_id: str = typer.Argument(...), app_: str = APP,
+                   json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """A volume's snapshots, oldest first."""
+    data = Api().get(f"/v1/apps/{app_}/volumes/{volume_id}/snapshots")
+    if json_out:
+        print_json(data)
+        return
+    if not data:
+        say(f"volume {volume_id} has no snapshots yet")
+        return
+    print_table(["ID", "TYPE", "SIZE", "CREATED", "RETENTION"],
+                [[s["id"], s.get("type", ""), f"{s['size']} B", s["created_at"], f"{s['retention_days']} days"]
+                 for s in data])
+
+
+@snapshots_app.command("create")
+def snapshots_create(volume_id: str = typer.Argument(...), app_: str = APP,
+                     json_out: bool = typer.Option(False, "--json", "-j")) -> None:
+    """Snapshot a volume now."""
+    snapshot = Api().post(f"/v1/apps/{app_}/volumes/{volume_id}/snapshots")
+    if json_out:
+        print_json(snapshot)
+        return
+    say(f"Snapshot {snapshot['id']} of {volume_id}: {snapshot['size']} bytes")

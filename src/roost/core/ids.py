@@ -46,6 +46,10 @@ def new_volume_id() -> str:
     return "vol_" + secrets.token_hex(8)
 
 
+def new_snapshot_id() -> str:
+    return "vs_" + secrets.token_hex(8)
+
+
 def new_nonce() -> str:
     return secrets.token_hex(6)
 

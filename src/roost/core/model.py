@@ -201,6 +201,38 @@ class Volume:
 
 
 @dataclass
+class VolumeSnapshot:
+    """A copy of a volume's files at one moment, kept on the volume's host (a gzip'd tar), restorable into a
+    new volume on any host of the region. Kept `retention_days`, even after its volume is gone."""
+
+    id: str
+    app: str
+    volume_id: str
+    host_id: str  # where the file is
+    region: str
+    created_at: float
+    size: int = 0  # bytes of the snapshot file
+    digest: str = ""  # sha256 of the snapshot file, hex
+    volume_size_gb: int = 1
+    retention_days: int = 5
+    kind: str = "on-demand"  # on-demand | daily | fork
+    status: str = "created"
+
+    def to_doc(self) -> JSON:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_doc(cls, doc: JSON) -> VolumeSnapshot:
+        return cls(**doc)
+
+    def to_api(self) -> JSON:
+        return {"id": self.id, "created_at": rfc3339(self.created_at), "digest": self.digest, "size": self.size,
+                "retention_days": self.retention_days, "status": self.status,
+                "volume_size": self.volume_size_gb * 1024**3, "volume_id": self.volume_id, "type": self.kind,
+                "host_id": self.host_id, "region": self.region}
+
+
+@dataclass
 class Host:
     id: str
     region: str

@@ -69,6 +69,31 @@ class AgentClient:
         except httpx.HTTPError as exc:
             raise AgentError(503, f"host agent at {agent_url}: {type(exc).__name__} {exc}".strip()) from exc
 
+    def _auth(self, agent_url: str) -> dict[str, str]:
+        return {"Authorization": "Bearer " + (self.credential_for(agent_url) if self.credential_for else self.token)}
+
+    async def relay(self, source_url: str, source_path: str, target_url: str, target_path: str,
+                    timeout: float = 600.0) -> Any:
+        """Stream a file from one agent to another (a snapshot to the host a volume is restored on), never
+        holding it whole; the target's answer."""
+        try:
+            async with self.client.stream("GET", source_url.rstrip("/") + source_path,
+                                          headers=self._auth(source_url),
+                                          timeout=httpx.Timeout(timeout, connect=2.0)) as source:
+                if source.status_code >= 400:
+                    await source.aread()
+                    raise AgentError(source.status_code if source.status_code < 500 else 503,
+                                     f"host agent at {source_url}: {source.text[:200]}")
+                response = await self.client.put(target_url.rstrip("/") + target_path, content=source.aiter_bytes(),
+                                                 headers=self._auth(target_url),
+                                                 timeout=httpx.Timeout(timeout, connect=2.0))
+        except httpx.HTTPError as exc:
+            raise AgentError(503, f"copying between hosts: {type(exc).__name__} {exc}".strip()) from exc
+        if response.status_code >= 400:
+            raise AgentError(response.status_code if response.status_code < 500 else 503,
+                             f"host agent at {target_url}: {response.text[:200]}")
+        return response.json()
+
     async def unreachable(self, agent_url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
         """Why the control plane cannot reach an agent at `agent_url` (None: it answered, whatever it said):
         asked when a host registers, so that an address nobody can reach is refused at once, not found out later

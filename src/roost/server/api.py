@@ -41,6 +41,7 @@ from roost.server.metrics import ServerMetrics
 from roost.server.releases import ReleaseService
 from roost.server.secretkeys import SecretKeyService
 from roost.server.secrets import SecretService
+from roost.server.snapshots import SnapshotService
 from roost.server.state import ClusterState
 from roost.server.tokens import TokenService
 from roost.server.volumes import VolumeService
@@ -64,6 +65,7 @@ class Services:
     logs: LogService
     secrets: SecretService
     secret_keys: SecretKeyService
+    snapshots: SnapshotService
     releases: ReleaseService
     tokens: TokenService
     certificates: CertificateService
@@ -293,7 +295,10 @@ def routes(s: Services) -> list[BaseRoute]:
         return ok(s.volumes.list(request.path_params["app"]))
 
     async def create_volume(request: Request) -> Response:
-        return ok(await s.volumes.create(request.path_params["app"], await json_body(request, required=True)))
+        body = await json_body(request, required=True)
+        if isinstance(body, dict) and (body.get("snapshot_id") or body.get("source_volume_id")):
+            return ok(await s.snapshots.create_volume(request.path_params["app"], body))
+        return ok(await s.volumes.create(request.path_params["app"], body))
 
     async def get_volume(request: Request) -> Response:
         return ok(s.state.volume_api(s.volumes.get(request.path_params["app"], request.path_params["vid"])))

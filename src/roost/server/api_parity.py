@@ -1,6 +1,6 @@
-"""The rest of Fly's Machines API: secret keys, a machine's memory, an org's machines and volumes, placements,
-IP assignments; and, for every path of Fly's spec Roost does not serve, a 501 that says so (a 404 would
-read as "no such app or machine" to a client)."""
+"""The rest of Fly's Machines API: secret keys, a machine's memory, volume snapshots, an org's machines and
+volumes, placements, IP assignments; and, for every path of Fly's spec Roost does not serve, a 501 that says
+so (a 404 would read as "no such app or machine" to a client)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,13 @@ from roost.weblib import json_body, ok
 if TYPE_CHECKING:
     from roost.server.api import Services
 
-# Paths of Fly's spec that Roost answers 501 (Fly-only: its own token service and OIDC; memory ballooning;
-# volume snapshots are on the way, issue 21).
+# Paths of Fly's spec that Roost answers 501 (Fly-only: its own token service and OIDC; memory ballooning).
 NOT_IMPLEMENTED: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/tokens/authenticate"),
     ("POST", "/v1/tokens/authorize"),
     ("POST", "/v1/tokens/kms"),
     ("POST", "/v1/tokens/oidc"),
     ("POST", "/v1/apps/{app}/machines/{id}/memory/reclaim"),
-    ("GET", "/v1/apps/{app}/volumes/{vid}/snapshots"),
-    ("POST", "/v1/apps/{app}/volumes/{vid}/snapshots"),
 )
 
 
@@ -82,6 +79,13 @@ def routes(s: Services) -> list[BaseRoute]:
         return ok(await s.machines.set_memory(request.path_params["app"], request.path_params["id"],
                                               await json_body(request, required=True)))
 
+    # ---- volume snapshots ----
+    async def list_snapshots(request: Request) -> Response:
+        return ok(s.snapshots.list(request.path_params["app"], request.path_params["vid"]))
+
+    async def take_snapshot(request: Request) -> Response:
+        return ok(await s.snapshots.take(request.path_params["app"], request.path_params["vid"]))
+
     # ---- org listings, placements, addresses ----
     async def org_machines(request: Request) -> Response:
         return ok(orgs.machines(request.path_params["org"], dict(request.query_params)))
@@ -112,6 +116,8 @@ def routes(s: Services) -> list[BaseRoute]:
           for op in ("sign", "verify", "encrypt", "decrypt")),
         Route("/v1/apps/{app}/machines/{id}/memory", get_memory, methods=["GET"]),
         Route("/v1/apps/{app}/machines/{id}/memory", set_memory, methods=["PUT"]),
+        Route("/v1/apps/{app}/volumes/{vid}/snapshots", list_snapshots, methods=["GET"]),
+        Route("/v1/apps/{app}/volumes/{vid}/snapshots", take_snapshot, methods=["POST"]),
         Route("/v1/orgs/{org}/machines", org_machines, methods=["GET"]),
         Route("/v1/orgs/{org}/volumes", org_volumes, methods=["GET"]),
         Route("/v1/platform/placements", placements, methods=["POST"]),

@@ -41,6 +41,7 @@ from roost.server.replica import Replica, ReplicaRouter, singletons_of
 from roost.server.sealing import Keyring
 from roost.server.secretkeys import SecretKeyService
 from roost.server.secrets import SecretService
+from roost.server.snapshots import SnapshotService
 from roost.server.specs import SpecBuilder
 from roost.server.state import ClusterState
 from roost.server.takeover import StandbyController
@@ -78,6 +79,7 @@ class ServerConfig:
     registry_address: str = ""  # the fleet's own registry, where clients push (GET /v1/registry)
     advertise_url: str = ""  # how other replicas reach this one (default: its listen address)
     prices: Prices = field(default_factory=Prices)  # what machines cost (GET /v1/apps/{app}/cost)
+    snapshot_interval: float = 86400.0  # how often each auto-backed-up volume is snapshotted (a day)
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -154,6 +156,7 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         registry_plain_http=bool(config.registry_address) and config.registry.plain_http(config.registry_address),
         metrics=metrics,
         costs=CostService(state, config.prices),
+        snapshots=SnapshotService(state, volumes, agents, config.snapshot_interval),
     )
 
     async def reseal(stop: asyncio.Event) -> None:
@@ -167,7 +170,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
     jobs: list[tuple[str, Callable[[asyncio.Event], Coroutine[Any, Any, None]]]] = [
         ("detector", services.hosts.run_detector),
         ("compactor", lambda stop: _compact_loop(state, stop)),
-        ("certificate renewals", services.certificates.renew_loop)]
+        ("certificate renewals", services.certificates.renew_loop),
+        ("daily snapshots", services.snapshots.run_daily)]
     singletons = singletons_of(*([("reseal", reseal)] if replicated else []), *jobs)
     scheme = "https" if config.tls else "http"
     replica = Replica(state, config.advertise_url or f"{scheme}://{config.listen_host}:{config.listen_port}",

@@ -28,6 +28,7 @@ from roost.core.model import (
     Machine,
     Release,
     Volume,
+    VolumeSnapshot,
     canonical_image_ref,
 )
 from roost.placement.scheduler import HostView, millicpus
@@ -40,15 +41,18 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _encode_bytes(value: Any) -> bytes:
     return _encode(value).encode()
-Record = App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release | ApiToken | Certificate
+Record = (App | Machine | Volume | Host | Image | EdgeProxy | AppSecrets | Release | ApiToken | Certificate
+          | VolumeSnapshot)
 
 KIND = {App: "app", Machine: "machine", Volume: "volume", Host: "host", Image: "image", EdgeProxy: "proxy",
-        AppSecrets: "secrets", Release: "release", ApiToken: "token", Certificate: "certificate"}
+        AppSecrets: "secrets", Release: "release", ApiToken: "token", Certificate: "certificate",
+        VolumeSnapshot: "snapshot"}
 PRIVATE_KINDS = {"secrets", "token", "certificate"}  # stored, never published on the watch feed
 FROM_DOC: dict[str, Callable[[dict[str, Any]], Record]] = {
     "app": App.from_doc, "machine": Machine.from_doc, "volume": Volume.from_doc, "host": Host.from_doc,
     "image": Image.from_doc, "proxy": EdgeProxy.from_doc, "secrets": AppSecrets.from_doc,
-    "release": Release.from_doc, "token": ApiToken.from_doc, "certificate": Certificate.from_doc}
+    "release": Release.from_doc, "token": ApiToken.from_doc, "certificate": Certificate.from_doc,
+    "snapshot": VolumeSnapshot.from_doc}
 
 
 def key_of(obj: Record) -> str:
@@ -82,6 +86,7 @@ class ClusterState:
         self.token_digests: dict[str, str] = {}  # sha256 of a token's secret -> its id
         self.tokens_version = 0  # moves on every change of a token (for what is derived from them)
         self.certificates: dict[str, Certificate] = {}  # "APP/HOSTNAME" -> its certificate
+        self.snapshots: dict[str, VolumeSnapshot] = {}
         self.certificates_version = 0  # moves on every change: edges fetch the certificates again
         # Several servers on one database (issue 18): `seq` is the store's commit counter as far as this server
         # has applied it; only the leader writes, each write fenced with its term (`fence`, None: not leading).
@@ -133,6 +138,8 @@ class ClusterState:
             self._apply(ApiToken.from_doc(doc))
         for doc in docs.get("certificate", {}).values():
             self._apply(Certificate.from_doc(doc))
+        for doc in docs.get("snapshot", {}).values():
+            self._apply(VolumeSnapshot.from_doc(doc))
         self.hub.revision = revision
         self._fill_ring(revision)
 
@@ -217,7 +224,7 @@ class ClusterState:
         tables: dict[str, dict[str, Any]] = {
             "app": self.apps, "machine": self.machines, "volume": self.volumes, "host": self.hosts,
             "image": self.images, "proxy": self.proxies, "secrets": self.secrets, "release": self.releases,
-            "token": self.tokens, "certificate": self.certificates}
+            "token": self.tokens, "certificate": self.certificates, "snapshot": self.snapshots}
         return tables[kind]
 
     def follow(self, delta: Delta, records: Iterable[ChangeRecord]) -> int:
@@ -319,6 +326,8 @@ class ClusterState:
         elif isinstance(obj, Certificate):
             self.certificates[obj.key] = obj
             self.certificates_version += 1
+        elif isinstance(obj, VolumeSnapshot):
+            self.snapshots[obj.id] = obj
 
     def _remove(self, obj: Record) -> None:
         if isinstance(obj, Machine):
@@ -353,6 +362,8 @@ class ClusterState:
         elif isinstance(obj, Certificate):
             self.certificates.pop(obj.key, None)
             self.certificates_version += 1
+        elif isinstance(obj, VolumeSnapshot):
+            self.snapshots.pop(obj.id, None)
 
     def machine_changed(self, machine_id: str) -> asyncio.Event:
         """An event set at the next change of this machine (used by /wait)."""

@@ -1,0 +1,110 @@
+"""A host's volume snapshots: a gzip'd tar of a volume's directory, kept in the agent's data directory, sent
+to another host's agent (through the control plane) and restored into a new volume.
+
+Restores go through tarfile's `tar` filter (no absolute paths, nothing written outside the volume, no set-uid
+bits; links are kept, as the app made them) and skip device files and fifos; a snapshot from elsewhere is
+checked against its digest before it is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from roost.core.errors import RoostError
+
+SNAPSHOT_ID = re.compile(r"^vs_[0-9a-f]{16}$")
+VOLUME_ID = re.compile(r"^vol_[0-9a-z]{1,32}$")
+CHUNK = 1024 * 1024
+
+
+def checked(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(value):
+        raise RoostError(400, f"invalid {what} {value!r}")
+    return value
+
+
+class SnapshotStore:
+    def __init__(self, volumes_dir: Path, snapshots_dir: Path) -> None:
+        self.volumes_dir = volumes_dir
+        self.dir = snapshots_dir
+
+    def path(self, snapshot_id: str) -> Path:
+        return self.dir / f"{checked(snapshot_id, SNAPSHOT_ID, 'snapshot id')}.tar.gz"
+
+    def take(self, volume_id: str, snapshot_id: str) -> dict[str, int | str]:
+        """Snapshot the volume's files now (an empty volume makes an empty snapshot); its size and digest."""
+        source = self.volumes_dir / checked(volume_id, VOLUME_ID, "volume id")
+        target = self.path(snapshot_id)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = target.with_suffix(".partial")
+        with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
+            if source.is_dir():
+                for entry in sorted(source.iterdir()):
+                    tar.add(entry, arcname=entry.name)  # symbolic links are stored as links, not followed
+        os.chmod(partial, 0o600)
+        os.replace(partial, target)
+        return {"size": target.stat().st_size, "digest": _digest(target)}
+
+    async def receive(self, snapshot_id: str, digest: str, chunks: AsyncIterator[bytes], limit: int) -> int:
+        """Keep a snapshot sent from another host, if it is what its digest says; its size."""
+        target = self.path(snapshot_id)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = target.with_suffix(".partial")
+        hasher, size = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as out:
+                os.chmod(partial, 0o600)
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise RoostError(413, f"snapshot {snapshot_id} is larger than {limit} bytes")
+                    hasher.update(chunk)
+                    out.write(chunk)
+            if hasher.hexdigest() != digest:
+                raise RoostError(400, f"snapshot {snapshot_id} does not match its digest: not kept")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
+
+    def restore(self, snapshot_id: str, volume_id: str) -> None:
+        """Unpack a snapshot into a volume that has no files yet."""
+        source = self.path(snapshot_id)
+        if not source.exists():
+            raise RoostError(404, f"snapshot {snapshot_id} is not on this host")
+        target = self.volumes_dir / checked(volume_id, VOLUME_ID, "volume id")
+        if target.exists() and any(target.iterdir()):
+            raise RoostError(409, f"volume {volume_id} already has files: a snapshot restores into a new volume")
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(source, "r:gz") as tar:
+                tar.extractall(target, filter=_safe)
+        except (tarfile.TarError, OSError) as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise RoostError(409, f"snapshot {snapshot_id} could not be restored: {exc}") from None
+
+    def delete(self, snapshot_id: str) -> bool:
+        path = self.path(snapshot_id)
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
+
+
+def _safe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    kept = tarfile.tar_filter(member, dest)
+    return None if kept.isdev() else kept  # a device node in a volume would open the host's devices
+
+
+def _digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
