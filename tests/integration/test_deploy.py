@@ -158,6 +158,20 @@ def test_checks_and_sizes_from_the_apps_directory(fleet3, stack):
     fleet3.roost("scale", "vm", "shared-cpu-1x", "-g", "web", "-a", "stack", timeout=300)
 
 
+def test_rolling_back_to_an_earlier_release(fleet3, stack):
+    releases = json.loads(fleet3.roost("releases", "-a", "stack", "--json").stdout)
+    first = min(releases, key=lambda r: r["version"])
+    out = fleet3.roost("releases", "rollback", str(first["version"]), cwd=stack, timeout=300).stdout
+    assert f"Rolling stack back to v{first['version']}" in out and "Deployed v" in out
+    after = json.loads(fleet3.roost("releases", "-a", "stack", "--json").stdout)
+    newest = max(after, key=lambda r: r["version"])
+    assert newest["version"] > max(r["version"] for r in releases) and newest["status"] == "complete"
+    assert newest["image"] == first["image"]
+    assert all(m["state"] == "started" for m in by_group(machines(fleet3))["web"])
+    missing = fleet3.roost("releases", "rollback", "999", "-a", "stack", "-c", str(stack / "fly.toml"), check=False)
+    assert missing.returncode != 0 and "no complete release v999" in missing.stderr
+
+
 def test_a_failing_release_command_stops_the_deploy(fleet3, stack, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(stack, broken)

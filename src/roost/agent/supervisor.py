@@ -650,7 +650,7 @@ class Supervisor:
         usage = self.driver.usage if isinstance(self.driver, MeasuresUsage) else None
         for mid, record in list(self.records.items()):
             runner = self._checks.get(mid)
-            running = record.state in (State.STARTED, State.SUSPENDED) and usage is not None
+            running = record.state in (State.STARTED, State.SUSPENDED)
             yield MachineSample(record.spec.app, mid, str(record.state), usage(mid) if usage and running else Usage(),
                                 {name: str(r.get("status")) for name, r in (runner.results if runner else {}).items()})
 

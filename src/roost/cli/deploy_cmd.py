@@ -53,10 +53,16 @@ def register(app: typer.Typer) -> None:
         assert cfg is not None
         run_deploy(Api(), cfg, app_name(app_, cfg), path.parent, strategy, ha, image, wait_timeout, standby_region)
 
-    @app.command("releases")
-    def releases(app_: str = APP_OPT, config: Path = CONFIG_OPT,
+    releases_app = typer.Typer(invoke_without_command=True, rich_markup_mode=None,
+                               help="The app's deploys; roll back to an earlier one.")
+    app.add_typer(releases_app, name="releases")
+
+    @releases_app.callback()
+    def releases(ctx: typer.Context, app_: str = APP_OPT, config: Path = CONFIG_OPT,
                  json_out: bool = typer.Option(False, "--json", "-j")) -> None:
-        """List the app's deploys."""
+        """List the app's deploys (newest first); 'roost releases rollback [VERSION]' redeploys an earlier one."""
+        if ctx.invoked_subcommand is not None:
+            return
         name = app_name(app_, load_config(config_path(config), required=False) if not app_ else None)
         data = Api().get(f"/v1/apps/{name}/releases")
         if json_out:
@@ -65,3 +71,30 @@ def register(app: typer.Typer) -> None:
         print_table(["VERSION", "STATUS", "STRATEGY", "IMAGE", "CREATED", "DESCRIPTION"],
                     [[f"v{r['version']}", r["status"], r["strategy"], r["image"], r["created_at"], r["description"]]
                      for r in data])
+
+    @releases_app.command("rollback")
+    def rollback(version: int = typer.Argument(None, help="The release to go back to (default: the one before "
+                                                          "the current)."),
+                 app_: str = APP_OPT, config: Path = CONFIG_OPT,
+                 strategy: str = typer.Option(None, "--strategy", help="rolling (default), immediate, canary, "
+                                                                        "bluegreen."),
+                 wait_timeout: float = typer.Option(None, "--wait-timeout",
+                                                    help="Seconds to wait for each machine.")) -> None:
+        """Deploy an earlier release's image again, with fly.toml as it is now (a new release records it)."""
+        path = config_path(config)
+        cfg = load_config(path)
+        assert cfg is not None
+        name = app_name(app_, cfg)
+        api = Api()
+        done = sorted((r for r in api.get(f"/v1/apps/{name}/releases") if r["status"] == "complete"),
+                      key=lambda r: int(r["version"]))
+        if version is None:
+            if len(done) < 2:
+                raise CliError(f"app {name!r} has no earlier complete release to roll back to")
+            target = done[-2]
+        else:
+            target = next((r for r in done if int(r["version"]) == version), None)
+            if target is None:
+                raise CliError(f"no complete release v{version} of app {name!r}: 'roost releases -a {name}' lists them")
+        say(f"Rolling {name} back to v{target['version']} (image {target['image']})")
+        run_deploy(api, cfg, name, path.parent, strategy, True, str(target["image"]), wait_timeout)

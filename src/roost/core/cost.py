@@ -108,24 +108,29 @@ def account(ledger: JSON | None, now_category: str | None, now: float, size: JSO
     (None: the machine is gone; nothing more accrues). `size` ({cpu_kind, cpus, memory_mb, rootfs_gb,
     volume_gb}) is what the machine is billed for from now on. A new ledger dict; the old one is not changed."""
     old = ledger or {}
-    hours: JSON = {k: dict(v) for k, v in (old.get("hours") or {}).items()}
+    # A shallow copy: the buckets `_spread` adds to are copied there, so the old ledger stays as it was without
+    # copying all of its (up to 45 days of) hourly buckets on every save.
+    hours: JSON = dict(old.get("hours") or {})
     was, since = old.get("category"), old.get("since")
     if was in CATEGORIES and isinstance(since, int | float) and now > since:
         _spread(hours, was, float(since), now)
     oldest = (int(now) // HOUR - RETAIN_HOURS) * HOUR
-    for key in [k for k in hours if int(k) < oldest]:
-        del hours[key]
+    # Buckets are added oldest first, so the first tells whether any is too old (the count, if one was not).
+    if hours and (len(hours) > RETAIN_HOURS + 1 or int(next(iter(hours))) < oldest):
+        for key in [k for k in hours if int(k) < oldest]:
+            del hours[key]
     out: JSON = {"category": now_category, "since": now, "hours": hours, "size": size or old.get("size") or {}}
     return out
 
 
 def _spread(hours: JSON, cat: str, start: float, end: float) -> None:
-    """Add the seconds from `start` to `end` to the hourly buckets they fall in."""
+    """Add the seconds from `start` to `end` to the hourly buckets they fall in (each bucket copied first)."""
     while start < end:
         bucket = int(start) // HOUR * HOUR
         stop = min(end, bucket + HOUR)
-        seconds = hours.setdefault(str(bucket), {})
+        seconds = dict(hours.get(str(bucket)) or {})
         seconds[cat] = round(seconds.get(cat, 0.0) + (stop - start), 6)
+        hours[str(bucket)] = seconds
         start = stop
 
 

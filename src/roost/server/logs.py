@@ -77,12 +77,17 @@ class LogService:
         return {"timestamp": line.get("ts"), "machine_id": m.id, "region": m.region,
                 "message": line.get("line", ""), "stream": line.get("stream")}
 
-    async def _fetch(self, m: Machine, lines: int) -> tuple[list[dict[str, Any]], int | None]:
+    def _agent_for(self, m: Machine) -> str | None:
+        """The agent that holds a machine's log; None while its host is gone or cut off."""
         host = self.state.hosts.get(m.host_id)
-        if host is None or host.status == "unreachable":
+        return None if host is None or host.status == "unreachable" else host.agent_url
+
+    async def _fetch(self, m: Machine, lines: int) -> tuple[list[dict[str, Any]], int | None]:
+        agent = self._agent_for(m)
+        if agent is None:
             return [], None
         try:
-            result = await self.agents.call(host.agent_url, "GET", f"/v1/machines/{m.id}/logs?lines={lines}",
+            result = await self.agents.call(agent, "GET", f"/v1/machines/{m.id}/logs?lines={lines}",
                                             timeout=5)
         except RoostError:
             return [], None
@@ -142,12 +147,12 @@ class LogService:
             m = self.state.app_machines.get(app, {}).get(machine_id)
             if m is None or m.state is State.DESTROYED:
                 return
-            host = self.state.hosts.get(m.host_id)
-            if host is not None and host.status != "unreachable":
+            agent = self._agent_for(m)
+            if agent is not None:
                 query = "lines=0" if offset is None else f"offset={offset}"
                 try:
                     async with self.agents.stream_lines(
-                            host.agent_url, f"/v1/machines/{m.id}/logs?follow=true&{query}") as lines:
+                            agent, f"/v1/machines/{m.id}/logs?follow=true&{query}") as lines:
                         async for raw in lines:
                             if not raw.strip():
                                 continue

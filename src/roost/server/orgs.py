@@ -4,6 +4,7 @@ time: ordered by last update then id, with an opaque cursor to the next page."""
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,25 @@ MAX_PAGE = 1000
 OVERVIEW_CONFIG = ("guest", "image", "metadata")
 
 
+@dataclass(frozen=True)
+class Filters:
+    """The filters both listings take: region, states, include_deleted, summary."""
+
+    region: str | None
+    states: frozenset[str]
+    include_deleted: bool
+    summary: bool
+
+    @classmethod
+    def of(cls, query: dict[str, str]) -> Filters:
+        return cls(query.get("region") or None, frozenset(s for s in (query.get("state") or "").split(",") if s),
+                   _flag(query.get("include_deleted"), "include_deleted"), _flag(query.get("summary"), "summary"))
+
+    def keeps(self, region: str, state: str, deleted: bool) -> bool:
+        return ((self.region is None or region == self.region) and (not self.states or state in self.states)
+                and (self.include_deleted or not deleted))
+
+
 class OrgService:
     def __init__(self, state: ClusterState) -> None:
         self.state = state
@@ -23,23 +43,17 @@ class OrgService:
         return {a.name for a in self.state.apps.values() if a.org_slug == org}
 
     def machines(self, org: str, query: dict[str, str]) -> dict[str, Any]:
-        apps = self._apps(org)
-        states = _states(query.get("state"))
-        include_deleted = _flag(query.get("include_deleted"), "include_deleted")
-        summary = _flag(query.get("summary"), "summary")
-        region = query.get("region") or None
+        apps, want = self._apps(org), Filters.of(query)
         rows = []
         for m in self.state.machines.values():
-            if m.app not in apps or (region and m.region != region) or (states and str(m.state) not in states):
-                continue
-            if m.state is State.DESTROYED and not include_deleted:
+            if m.app not in apps or not want.keeps(m.region, str(m.state), m.state is State.DESTROYED):
                 continue
             full = self.state.machine_api(m)
             row = {"id": m.id, "name": full.get("name"), "app_name": m.app, "state": full.get("state"),
                    "region": m.region, "private_ip": full.get("private_ip"), "instance_id": full.get("instance_id"),
                    "version": full.get("instance_id"), "created_at": full.get("created_at"),
                    "updated_at": full.get("updated_at")}
-            if not summary:
+            if not want.summary:
                 config = full.get("config") or {}
                 row["config"] = {k: config[k] for k in OVERVIEW_CONFIG if k in config}
             rows.append(row)
@@ -49,20 +63,14 @@ class OrgService:
                 "last_updated_at": last["updated_at"] if last else "", "error_regions": []}
 
     def volumes(self, org: str, query: dict[str, str]) -> dict[str, Any]:
-        apps = self._apps(org)
-        states = _states(query.get("state"))
-        include_deleted = _flag(query.get("include_deleted"), "include_deleted")
-        summary = _flag(query.get("summary"), "summary")
-        region = query.get("region") or None
+        apps, want = self._apps(org), Filters.of(query)
         rows = []
         for v in self.state.volumes.values():
             view = self.state.volume_api(v)
-            if v.app not in apps or (region and v.region != region) or (states and view.get("state") not in states):
-                continue
-            if view.get("state") == "destroyed" and not include_deleted:
+            if v.app not in apps or not want.keeps(v.region, str(view.get("state")), view.get("state") == "destroyed"):
                 continue
             row = {**view, "app_name": v.app}
-            if summary:
+            if want.summary:
                 for key in ("block_size", "blocks", "blocks_avail", "blocks_free"):
                     row.pop(key, None)
             rows.append(row)
@@ -121,10 +129,6 @@ def _time(value: str) -> datetime:
     except ValueError:
         raise bad_request(f"updated_after: {value!r} is not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # no zone given: UTC, as Fly's times
-
-
-def _states(value: str | None) -> set[str]:
-    return {s for s in (value or "").split(",") if s}
 
 
 def _flag(value: str | None, name: str) -> bool:
