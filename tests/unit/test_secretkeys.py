@@ -1,12 +1,12 @@
-"""Secret keys' cryptography (core/secretkeys.py): each of Fly's types does what it says, and nothing else."""
+"""Secret keys' cryptography (server/keyciphers.py): each of Fly's types does what it says, and nothing else."""
 
 from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from roost.core import secretkeys as sk
 from roost.core.errors import RoostError
+from roost.server import keyciphers as sk
 
 
 @pytest.mark.parametrize(("key", "aad", "expected"), [

@@ -1,6 +1,6 @@
 """An app's secret keys (Fly's `/secretkeys`): made or given, sealed at rest with the app's secrets, and used
 through the API (sign, verify, encrypt, decrypt) so that the key itself never leaves the server. Only a
-public half (Ed25519, X25519) is ever shown. The cryptography is in core/secretkeys.py."""
+public half (Ed25519, X25519) is ever shown. The cryptography is in server/keyciphers.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import copy
 import time
 from typing import Any
 
-from roost.core import secretkeys as sk
 from roost.core.errors import RoostError, bad_request, not_found
 from roost.core.model import AppSecrets, rfc3339
+from roost.server import keyciphers as sk
 from roost.server.sealing import Keyring
 from roost.server.secrets import NAME
 from roost.server.state import ClusterState

@@ -1,6 +1,6 @@
-"""Secret keys (Fly's `secretkeys`): keys an app's machines use through the API without ever holding them.
+"""Secret keys' cryptography (Fly's `secretkeys`: keys an app's machines use through the API, never holding them).
 
-Pure: make a key of a type, its public half, and the operations each type allows. The server seals the key
+Make a key of a type, its public half, and the operations each type allows; no I/O. The server seals the key
 material at rest (server/secretkeys.py). The types and what they do are Fly's (fly-go's SECRETKEY_TYPE_*):
 
 - `hs256`, `hs384`, `hs512`: HMAC-SHA-2; sign and verify.
