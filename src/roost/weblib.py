@@ -18,6 +18,10 @@ from roost.core.errors import RoostError, bad_request
 log = logging.getLogger("roost.http")
 MAX_JSON_BODY = 8 * 1024 * 1024
 MAX_JSON_DEPTH = 32  # nesting of objects and arrays: every real document is far shallower
+# How long the server and agents keep an idle connection: longer than their clients keep one in their pools
+# (httpx: 5 s), so that a client never sends a request on a connection the other end is closing at that moment
+# (uvicorn's default is also 5 s: an agent's update failed with "Server disconnected without sending a response").
+KEEP_ALIVE_SECONDS = 65
 
 
 def json_depth(value: Any) -> int:

@@ -56,9 +56,8 @@ def test_every_path_of_flys_spec_is_served_or_says_it_is_not(fleet):
                 assert body["error"].startswith("not implemented in Roost: "), body
     assert len({(m, t) for m, t, _ in seen}) >= 70, "every operation of the spec was asked"
     unimplemented = sorted({t for _, t, status in seen if status == 501})
-    # What is left to Fly alone (its token service, memory ballooning) and what is still to come (snapshots)
+    # What is left to Fly alone: its token service, memory ballooning
     assert unimplemented == ["/apps/{app_name}/machines/{machine_id}/memory/reclaim",
-                             "/apps/{app_name}/volumes/{volume_id}/snapshots",
                              "/tokens/authenticate", "/tokens/authorize", "/tokens/kms", "/tokens/oidc"]
 
 
@@ -216,3 +215,47 @@ def test_ip_assignments_release_and_assign_the_apps_edge_address(fleet):
                    what="the edge to serve the new address")
     bad = fleet.api.post("/v1/apps/keys/ip_assignments", json={"type": "private_v6"})
     assert bad.status_code == 400 and "dedicated v4" in bad.json()["error"]
+
+
+def test_idle_connections_outlive_the_clients_keep_alive(fleet):
+    """The server and agents keep an idle connection longer than httpx clients keep one in their pools (5 s):
+    with uvicorn's 5 s default, a server's update to an agent failed when the agent closed the pooled
+    connection just as the request went out ("Server disconnected without sending a response")."""
+    import socket
+    import ssl
+    import time
+    from urllib.parse import urlsplit
+
+    host = fleet.api.get("/v1/hosts").json()[0]
+    targets = [(fleet.url, "/healthz", {}), (host["agent_url"], "/healthz", fleet.agent_headers)]
+    for url, path, headers in targets:
+        parts = urlsplit(url)
+        context = ssl.create_default_context(cafile=fleet.info["ca"])
+        raw = socket.create_connection((parts.hostname, parts.port), timeout=5)
+        with context.wrap_socket(raw, server_hostname=parts.hostname) as conn:
+            extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}\r\n".encode()
+            conn.sendall(request)
+            assert _response(conn).startswith(b"HTTP/1.1 200"), url
+            time.sleep(6.5)  # longer than a client's pool keeps it (5 s), and than uvicorn's default
+            conn.sendall(request)
+            assert _response(conn).startswith(b"HTTP/1.1 200"), f"{url} closed an idle connection after 5 s"
+
+
+def _response(conn) -> bytes:
+    """One whole HTTP/1.1 response (headers, then Content-Length bytes of body); b"" if the peer closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return data

@@ -141,8 +141,9 @@ def test_checks_and_sizes_from_the_apps_directory(fleet3, stack):
     assert other.returncode != 0 and "app 'no-such-app' not found" in other.stderr
     assert fleet3.roost("checks", "list", "-a", "stack", "--json", env={"FLY_APP": "no-such-app"}).returncode == 0
 
-    out = fleet3.roost("scale", "vm", "shared-cpu-2x", "-g", "web", cwd=stack, timeout=300).stdout
-    assert out.count("updated") == len(web) and "shared-cpu-1x 256 MB -> shared-cpu-2x 512 MB" in out, out
+    out = fleet3.roost("scale", "vm", "shared-cpu-2x", "-g", "web", "--wait-timeout", "60", cwd=stack,
+                       timeout=200).stdout
+    assert out.count("updated ") == len(web) and "shared-cpu-1x 256 MB -> shared-cpu-2x 512 MB" in out, out
     groups = by_group(machines(fleet3))
     assert all(m["config"]["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 512} and
                m["state"] == "started" for m in groups["web"])

@@ -37,6 +37,7 @@ async def fleet() -> tuple[ClusterState, SnapshotService, FakeAgents]:
 
 async def test_one_snapshot_a_day_for_volumes_that_want_them() -> None:
     state, service, _agents = await fleet()
+    assert await service.daily_pass(now=DAY - 1) == (0, 0), "the first a day after the volume was made"
     assert await service.daily_pass(now=10 * DAY) == (1, 0)
     assert [(s.volume_id, s.kind) for s in state.snapshots.values()] == [("vol_a", "daily")]
     # the next pass the same day takes none; a day later, one more

@@ -41,7 +41,7 @@ from roost.privnet.names import Directory
 from roost.registry import RegistryAccess
 from roost.tls import Listener, Trust
 from roost.watchfeed import FeedFollower
-from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, token_list
+from roost.weblib import EXCEPTION_HANDLERS, KEEP_ALIVE_SECONDS, BearerAuth, token_list
 
 log = logging.getLogger("roost.agent")
 
@@ -300,5 +300,6 @@ def run(config: AgentConfig) -> None:
           f"{scheme}://{config.listen_host}:{config.listen_port} (pid {os.getpid()})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",
                 log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 ssl_certfile=str(config.tls.cert) if config.tls else None,
                 ssl_keyfile=str(config.tls.key) if config.tls else None)

@@ -33,7 +33,9 @@ def volumes_list(app_: str = APP, json_out: bool = typer.Option(False, "--json",
 
 @volumes_app.command("create")
 def volumes_create(name: str = typer.Argument(...), app_: str = APP,
-                   region: str = typer.Option(None, "--region", "-r"), size: int = typer.Option(1, "--size", "-s"),
+                   region: str = typer.Option(None, "--region", "-r"),
+                   size: int = typer.Option(None, "--size", "-s",
+                                            help="GB (default: 1, or the size of the snapshot's volume)."),
                    count: int = typer.Option(1, "--count", "-n", min=1, max=20),
                    snapshot_id: str = typer.Option(None, "--snapshot-id",
                                                    help="Restore this snapshot into the new volume."),
@@ -42,7 +44,9 @@ def volumes_create(name: str = typer.Argument(...), app_: str = APP,
     api = Api()
     made = []
     for _ in range(count):
-        body: dict[str, Any] = {"name": name, "size_gb": size}
+        body: dict[str, Any] = {"name": name}
+        if size is not None or not snapshot_id:
+            body["size_gb"] = size or 1
         if snapshot_id:
             body["snapshot_id"] = snapshot_id
         if region:
@@ -50,7 +54,7 @@ def volumes_create(name: str = typer.Argument(...), app_: str = APP,
         v = api.post(f"/v1/apps/{app_}/volumes", json=body)
         made.append(v)
         if not json_out:
-            say(f"Created {v['id']} ({name}, {size} GB) in {v['region']} on host {v['zone']}")
+            say(f"Created {v['id']} ({name}, {v['size_gb']} GB) in {v['region']} on host {v['zone']}")
     if json_out:
         print_json(made if count > 1 else made[0])
 

@@ -42,10 +42,11 @@ def resize(api: Api, app: str, size: str | None, memory_mb: int | None, group: s
         old, new = m["config"].get("guest") or {}, config["guest"]
         change = f"{size_name(old)} {old.get('memory_mb')} MB -> {size_name(new)} {new['memory_mb']} MB"
         cold = plan.skip_launch(m["state"], bool(config.get("standbys")))
+        say(f"  updating {m['id']} ({group_of(m)}, {m['state']}): {change}")
         api.post(f"/v1/apps/{app}/machines/{m['id']}", json={"config": config, "skip_launch": cold})
         if not cold:
             wait_healthy(api, app, m["id"], wait_timeout, what="scale")
         state = "started, checks passing" if not cold else f"{m['state']}, not started"
-        say(f"  updated {m['id']} ({group_of(m)}): {change} ({state})")
+        say(f"  updated {m['id']} ({state})")
         done.append(m["id"])
     return done

@@ -52,7 +52,7 @@ from roost.server.watch import WatchHub
 from roost.store import open_store
 from roost.tasks import spawn
 from roost.tls import Listener, Trust
-from roost.weblib import EXCEPTION_HANDLERS, BearerAuth, SessionCookie
+from roost.weblib import EXCEPTION_HANDLERS, KEEP_ALIVE_SECONDS, BearerAuth, SessionCookie
 
 log = logging.getLogger("roost.server")
 
@@ -243,5 +243,6 @@ def run(config: ServerConfig) -> None:
           f"(default region {config.default_region})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.listen_host, port=config.listen_port, loop="uvloop", http="httptools",
                 log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 ssl_certfile=str(config.tls.cert) if config.tls else None,
                 ssl_keyfile=str(config.tls.key) if config.tls else None)

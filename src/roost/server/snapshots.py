@@ -135,7 +135,8 @@ class SnapshotService:
             if s.kind == "daily":
                 last[s.volume_id] = max(last.get(s.volume_id, 0.0), s.created_at)
         for volume in list(self.state.volumes.values()):
-            if not volume.auto_backup_enabled or now - last.get(volume.id, 0.0) < self.daily_interval:
+            # the first one a day (an interval) after the volume was made, then one a day
+            if not volume.auto_backup_enabled or now - last.get(volume.id, volume.created_at) < self.daily_interval:
                 continue
             try:
                 await self._take(volume, "daily", now)
