@@ -33,7 +33,7 @@ EXPECT: list[tuple[str, list[str]]] = [
     (r"^roost machine list -a hello", ["started"]),
     (r"^roost machine suspend ID", ["suspended", "started"]),
     (r"^roost machine stop ID", ["stopped"]),
-    (r"^roost logs -a hello -f", ["Listening"]),
+    (r"^roost logs -a hello -f", ["listening on"]),
     (r"^roost cost -a hello", ["hello"]),
     (r"^roost ssh console -a hello", ["tour-console-ok"]),
     (r"^cd examples/stack", ["Deployed v1 of stack", "web", "worker", "db"]),
