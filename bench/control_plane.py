@@ -17,6 +17,7 @@ import asyncio
 import json
 import threading
 import time
+from collections import Counter
 
 import httpx
 from common import BenchFleet, pct, summary_ms, table
@@ -101,7 +102,7 @@ async def bench_watch(f: BenchFleet, subscribers: int, changes: int, app: str = 
             for k in range(changes):
                 marker = f"m{k}"
                 sent[marker] = time.perf_counter()  # from the moment the write is sent
-                client.post(f"/v1/apps/bench/machines/{mid}/metadata/bench", json={"value": marker})
+                client.post(f"/v1/apps/{app}/machines/{mid}/metadata/bench", json={"value": marker})
                 time.sleep(0.01)
 
     thread = threading.Thread(target=writer)
@@ -113,18 +114,19 @@ async def bench_watch(f: BenchFleet, subscribers: int, changes: int, app: str = 
 
 
 def bench_names(f: BenchFleet, total: int, checkpoints: list[int], changes: int, subscribers: int
-                ) -> tuple[int, int, int, list[list[object]]]:
+                ) -> tuple[int, Counter[str], int, list[list[object]]]:
     """`total` unnamed creates (skip_launch) in one app: every one must succeed with a name of its own (the
     server draws again when a made-up name is taken). At each checkpoint, list and watch figures."""
     f.api.post("/v1/apps", json={"app_name": "names"}).raise_for_status()
     config = {**CONFIG, "metadata": {"fly_process_group": "web"}}
-    failed = 0
+    failed: Counter[str] = Counter()  # why creates failed, by status and message
     rows: list[list[object]] = []
     made = 0
     for checkpoint in sorted([*checkpoints, total]):
         while made < checkpoint:
             r = f.api.post("/v1/apps/names/machines", json={"config": config, "skip_launch": True})
-            failed += r.status_code != 200
+            if r.status_code != 200:
+                failed[f"{r.status_code} {r.text[:120]}"] += 1
             made += 1
         if checkpoint not in checkpoints:
             continue
@@ -143,6 +145,22 @@ def bench_names(f: BenchFleet, total: int, checkpoints: list[int], changes: int,
     return made, failed, len(set(names)), rows
 
 
+def names_section(args: argparse.Namespace) -> None:
+    with BenchFleet(["ams"], 1, driver="fake", host_cpus=1_000_000, host_memory_mb=1_000_000_000) as big:
+        big.push("hello:v1", "hello", ["python3", "app.py"])
+        made, failed, unique, rows = bench_names(big, args.names, [c for c in (1000, 4000, 10000)
+                                                                   if c < args.names], 100, args.subscribers)
+    print(table(f"{made} creates without a name in one app (skip_launch; the server makes the names up)",
+                ["creates", "failed", "distinct names", "target", "met"],
+                [[made, sum(failed.values()), unique, "0 failed, all distinct",
+                  "yes" if not failed and unique == made else "NO"]]))
+    for why, count in failed.most_common():
+        print(f"- {count} failed: {why}")
+    print(table("The same app as it grows: list and watch",
+                ["machines", "list p50 ms", "list p99 ms", "summary p50 ms", "summary p99 ms",
+                 f"watch ({args.subscribers} watchers) p50 ms", "watch p99 ms"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--creates", type=int, default=500)
@@ -150,7 +168,11 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=300)
     parser.add_argument("--subscribers", type=int, default=10)
     parser.add_argument("--names", type=int, default=20000, help="unnamed creates in one app (0: skip)")
+    parser.add_argument("--names-only", action="store_true", help="only the unnamed creates")
     args = parser.parse_args()
+    if args.names_only:
+        names_section(args)
+        return
     # Before issue 15's TLS: the same creates over plain HTTP with the admin token, on a fleet of its own.
     with BenchFleet(["ams"], 1, driver="fake", host_cpus=100000, host_memory_mb=100_000_000, tls=False) as plain:
         plain.push("hello:v1", "hello", ["python3", "app.py"])
@@ -169,17 +191,7 @@ def main() -> None:
         full, summary, count = bench_list(f, args.machines)
         watch = asyncio.run(bench_watch(f, args.subscribers, args.changes))
     if args.names:
-        with BenchFleet(["ams"], 1, driver="fake", host_cpus=1_000_000, host_memory_mb=1_000_000_000) as big:
-            big.push("hello:v1", "hello", ["python3", "app.py"])
-            made, failed, unique, rows = bench_names(big, args.names, [c for c in (1000, 4000, 10000)
-                                                                       if c < args.names], 100, args.subscribers)
-        print(table(f"{made} creates without a name in one app (skip_launch; the server makes the names up)",
-                    ["creates", "failed", "distinct names", "target", "met"],
-                    [[made, failed, unique, "0 failed, all distinct", "yes" if failed == 0 and unique == made
-                      else "NO"]]))
-        print(table("The same app as it grows: list and watch",
-                    ["machines", "list p50 ms", "list p99 ms", "summary p50 ms", "summary p99 ms",
-                     f"watch ({args.subscribers} watchers) p50 ms", "watch p99 ms"], rows))
+        names_section(args)
     b = summary_ms(clear)
     c = summary_ms(creates)
     d = summary_ms(scoped)

@@ -139,3 +139,22 @@ async def test_a_host_its_peers_still_reach_is_never_taken_over() -> None:
 
 
 
+
+
+async def test_a_stall_of_the_server_itself_convicts_no_host() -> None:
+    """When the server's own loop stalls (2 s here), the heartbeats it could not read meanwhile are no evidence:
+    no host turns unknown for it. A host that then stays silent is judged as usual."""
+    world = World()
+    await world.setup()
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(world.beat(stop)), asyncio.ensure_future(world.hosts.run_detector(stop))]
+    await world.clock.advance(2.0)
+    beating, world.beating = world.beating, set()
+    await world.clock.advance(2.0, step=2.0)  # one jump: nothing ran on the server for 2 s
+    assert {h.status for h in world.state.hosts.values()} == {"ok"}
+    world.beating = beating - {"h3"}  # the others' late heartbeats arrive; h3 has really gone quiet
+    await world.clock.advance(1.0)
+    assert world.state.hosts["h1"].status == "ok" and world.state.hosts["h3"].status == "unknown"
+    stop.set()
+    await world.clock.advance(0.5)
+    await asyncio.gather(*tasks)

@@ -340,8 +340,18 @@ class HostService:
         started = self.clock.time()
         for host_id in list(self.state.hosts):
             self.last_seen[host_id] = max(self.last_seen.get(host_id, started), started)
+        previous = started
         while not stop.is_set():
             now = self.clock.time()
+            stalled = now - previous - tick
+            if stalled > self.detector.heartbeat_interval:
+                # This server did not run for that long (a long request on its event loop, a pause of its VM):
+                # it could not hear heartbeats meanwhile, and silence it did not listen to proves nothing. A
+                # 20,000-machine app's lists stalled it enough to call its only host "unknown".
+                log.warning("detector: this server stalled %.2f s; hosts are not judged on that time", stalled)
+                for host_id in list(self.last_seen):
+                    self.last_seen[host_id] += stalled
+            previous = now
             for host_id, host in list(self.state.hosts.items()):
                 last = self.last_seen.get(host_id, host.last_heartbeat)
                 status = judge(last, now, self.detector)
