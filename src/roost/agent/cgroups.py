@@ -6,6 +6,7 @@ the driver falls back to process groups and SIGSTOP/SIGCONT."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -149,6 +150,13 @@ def write_limit(limit_file: Path, limit_bytes: int, swap_file: Path | None = Non
     limit_file.write_text(value)
     if swap_file is not None and swap_file.exists() and limit_bytes <= old:
         swap_file.write_text(value)
+
+
+def limit_refused(exc: OSError) -> str:
+    """Why the kernel refused a new memory limit, in a user's terms."""
+    if exc.errno == errno.EBUSY:
+        return "the machine uses more memory than that and the kernel could not reclaim enough; ask for more"
+    return f"the kernel refused the new memory limit: {exc.strerror or exc}"
 
 
 def write_and_wait(state_file: Path, target: str, timeout: float, poll: float) -> bool:

@@ -17,11 +17,15 @@ APP_OPT = typer.Option(None, "--app", "-a", help="App name (default: $FLY_APP or
 NO_APP = "no app name: pass -a APP, set FLY_APP, or run this in a directory whose fly.toml names the app"
 
 
+def _app_from_env() -> str:
+    return next((os.environ[v] for v in APP_ENV if os.environ.get(v)), "")
+
+
 def _app_from_context(value: str | None) -> str:
     """For commands without --config: -a, else $FLY_APP/$ROOST_APP, else the app of ./fly.toml."""
     if value:
         return value
-    from_env = next((os.environ[v] for v in APP_ENV if os.environ.get(v)), "")
+    from_env = _app_from_env()
     if from_env:
         return from_env
     cfg = load_config(Path("fly.toml").resolve(), required=False)
@@ -54,7 +58,7 @@ def load_config(path: Path, required: bool = True) -> AppConfig | None:
 
 
 def app_name(app: str | None, cfg: AppConfig | None) -> str:
-    name = app or next((os.environ[v] for v in APP_ENV if os.environ.get(v)), "") or (cfg.app if cfg else "")
+    name = app or _app_from_env() or (cfg.app if cfg else "")
     if not name:
         raise CliError(NO_APP)
     return name

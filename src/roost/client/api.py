@@ -126,10 +126,7 @@ class Api:
             if response.status_code == 200:
                 return dict(response.json())
             if response.status_code != 408:
-                try:
-                    raise UserError(response.json().get("error", response.text))
-                except ValueError:
-                    raise UserError(response.text) from None
+                raise UserError(_error_of(response))
 
 
 def _error_of(response: httpx.Response) -> str:

@@ -48,9 +48,9 @@ class AppService:
         async with self.state.lock:
             if name in self.state.apps:
                 raise RoostError(422, f"app name {name!r} is already taken", "name_taken")
-            ip_index = 1 + max((a.ip_index for a in self.state.apps.values()), default=0)
             app = App(name=name, id=name, org_slug=org, created_at=time.time(), network=network,
-                      primary_region=primary, internal_numeric_id=secrets.randbelow(10**9), ip_index=ip_index)
+                      primary_region=primary, internal_numeric_id=secrets.randbelow(10**9),
+                      ip_index=self._next_ip_index())
             await self.state.save(app)
         return self.state.app_api(app)
 
@@ -89,8 +89,7 @@ class AppService:
         async with self.state.lock:
             app = self.get(name)
             if not app.ip_index:
-                app = App(**{**app.__dict__,
-                             "ip_index": 1 + max((a.ip_index for a in self.state.apps.values()), default=0)})
+                app = App(**{**app.__dict__, "ip_index": self._next_ip_index()})
                 await self.state.save(app)
         ips = self.ip_assignments(name)["ips"]
         if not ips:
@@ -108,6 +107,10 @@ class AppService:
             if ip not in {i["ip"] for i in self.ip_assignments(name)["ips"]}:
                 raise not_found(f"address {ip!r} is not assigned to app {name!r}")
             await self.state.save(App(**{**app.__dict__, "ip_index": 0}))
+
+    def _next_ip_index(self) -> int:
+        """A slot in each edge's block of addresses no app holds or held last (the caller holds the lock)."""
+        return 1 + max((a.ip_index for a in self.state.apps.values()), default=0)
 
     def list(self, org_slug: str | None, only: str | None = None) -> dict[str, Any]:
         """The apps (of `org_slug`), or only app `only` (what a deploy token sees)."""

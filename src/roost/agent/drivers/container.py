@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.agent import mounts, usage, wireguard
-from roost.agent.cgroups import read_limit, write_and_wait, write_limit
+from roost.agent.cgroups import limit_refused, read_limit, write_and_wait, write_limit
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec, Usage
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
@@ -312,10 +311,7 @@ class ContainerDriver(PidWatcher):
         try:
             write_limit(limit_file, limit_bytes, swap_file)
         except OSError as exc:
-            if exc.errno == errno.EBUSY:
-                raise DriverError("the machine uses more memory than that and the kernel could not reclaim "
-                                  "enough; ask for more") from exc
-            raise DriverError(f"the kernel refused the new memory limit: {exc.strerror or exc}") from exc
+            raise DriverError(limit_refused(exc)) from exc
 
     def console_command(self, machine_id: str, argv: list[str],
                         env: dict[str, str]) -> tuple[list[str], Path | None, dict[str, str]]:

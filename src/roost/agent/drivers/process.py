@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.agent import usage
-from roost.agent.cgroups import Cgroups
+from roost.agent.cgroups import Cgroups, limit_refused
 from roost.agent.drivers.base import DriverError, ExecResult, ExitInfo, RunInfo, StartSpec, Usage
 from roost.agent.drivers.commands import run_command
 from roost.agent.drivers.pidwatch import PidWatcher, Watched, proc_start_time
@@ -230,7 +229,7 @@ class ProcessDriver(PidWatcher):
         try:
             self.cgroups.set_memory_limit(machine_id, limit_bytes)
         except OSError as exc:
-            raise DriverError(_limit_refused(exc)) from exc
+            raise DriverError(limit_refused(exc)) from exc
 
     # ---- internals ----
 
@@ -307,9 +306,3 @@ def resolve_argv(argv: list[str], rootfs: Path, path_env: str) -> list[str]:
     if not os.access(resolved, os.X_OK):
         raise DriverError(f"command {cmd!r} is not executable (chmod +x it, or run it through its interpreter)")
     return [resolved, *argv[1:]]
-
-
-def _limit_refused(exc: OSError) -> str:
-    if exc.errno == errno.EBUSY:
-        return "the machine uses more memory than that and the kernel could not reclaim enough; ask for more"
-    return f"the kernel refused the new memory limit: {exc.strerror or exc}"
