@@ -13,6 +13,7 @@ from typing import IO
 import httpx
 import pytest
 
+from roost.agent.volumes import mounts_under
 from roost.client.images import bundle_directory
 from roost.dev.fleet import FleetSpec, down, pid_alive, up, verify
 from roost.failover import FailoverTransport, parse_servers, server_list
@@ -174,6 +175,8 @@ class Fleet:
             helper.wait(5)
         leftovers = [p for p in pids if pid_alive(p)]
         assert leftovers == [], f"processes left behind: {leftovers}"
+        mounts = mounts_under(self.spec.data_dir, Path("/proc/self/mountinfo").read_text())
+        assert mounts == [], f"mounts left behind: {mounts}"
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
 from pathlib import Path
@@ -250,6 +252,46 @@ def test_volumes(fleet, app):
     assert api.get(f"/v1/apps/{app}/volumes/{vol['id']}").status_code == 404
     assert not data.exists()  # destroying the volume deletes it on its host
     assert api.post(f"/v1/apps/{app}/volumes", json={"name": "Bad-Name"}).status_code == 400
+
+
+def test_a_volume_holds_its_size_and_grows(fleet, app):
+    """size_gb is a fixed-size filesystem: a machine writing past it gets ENOSPC and the host's own disk is
+    untouched; `volumes extend` grows it (live, or at the machine's next start where the kernel refuses)."""
+    api = fleet.api
+    vol = api.post(f"/v1/apps/{app}/volumes", json={"name": "sized", "region": "ams", "size_gb": 1}).json()
+    host = fleet.host(vol["zone"])
+    data = Path(host["data_dir"]) / "volumes" / vol["id"]
+    image = Path(host["data_dir"]) / "volume-images" / f"{vol['id']}.img"
+    assert os.path.ismount(data), "the volume is made on its host when created"
+    assert 0.9 * 1024**3 < capacity(data) <= 1024**3
+    fill = VOLUME_FILE.replace("file", "fill")
+    script = (f"out=$(dd if=/dev/zero of={fill} bs=1M count=1100 2>&1); rc=$?; rm -f {fill}; "
+              f"echo \"$rc $out\" > {VOLUME_FILE}; exec sleep 60")
+    config = {"image": "hello:v1", "mounts": [{"volume": vol["id"], "path": "/data"}],
+              "init": {"cmd": ["sh", "-c", script]}}
+    m = api.post(f"/v1/apps/{app}/machines", json={"config": config}).json()
+    result = fleet.wait_for(lambda: (data / "file").exists() and (data / "file").read_text(), timeout=60,
+                            what="the machine's write past its volume's size")
+    assert not result.startswith("0 ") and "No space left on device" in result, result
+    assert image.stat().st_blocks * 512 <= 1.05 * 1024**3, "the full volume took no more of the host's disk"
+
+    grown = json.loads(fleet.roost("volumes", "extend", vol["id"], "-a", app, "--size", "2", "--json").stdout)
+    assert grown["volume"]["size_gb"] == 2
+    if grown["needs_restart"]:  # the kernel grows a mounted filesystem only with CAP_SYS_RESOURCE
+        (data / "file").unlink()
+        assert api.post(f"/v1/apps/{app}/machines/{m['id']}/restart").status_code == 200
+        result = fleet.wait_for(lambda: (data / "file").exists() and (data / "file").read_text(), timeout=60,
+                                what="the machine's write after its restart")
+        assert result.startswith("0 "), result
+    assert 1.9 * 1024**3 < capacity(data) <= 2 * 1024**3
+    api.delete(f"/v1/apps/{app}/machines/{m['id']}", params={"force": "true"})
+    assert api.delete(f"/v1/apps/{app}/volumes/{vol['id']}").status_code == 200
+    assert not data.exists() and not image.exists() and not os.path.ismount(data)
+
+
+def capacity(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_blocks * stat.f_frsize
 
 
 def test_hosts_and_watch_feed(fleet, app):

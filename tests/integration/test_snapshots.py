@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from roost.dev import faults
 from tests.integration.conftest import Fleet
 
 pytestmark = pytest.mark.integration
@@ -73,11 +74,12 @@ def test_a_snapshot_that_does_not_match_its_digest_is_never_restored(fleet):
     files_of(fleet, volume).mkdir(parents=True, exist_ok=True)
     (files_of(fleet, volume) / "balance").write_text("100")
     snapshot = fleet.api.post(f"/v1/apps/vols/volumes/{volume['id']}/snapshots").json()
-    stored = Path(fleet.host(volume["zone"])["data_dir"]) / "snapshots" / f"{snapshot['id']}.tar.gz"
-    assert stored.stat().st_mode & 0o077 == 0, "snapshot files are the host's own (0600)"
-    stored.write_bytes(stored.read_bytes()[:-8] + b"tampered")
+    for holder in (volume["zone"], snapshot["copy_host_id"]):  # the snapshot and its copy, both damaged
+        stored = Path(fleet.host(holder)["data_dir"]) / "snapshots" / f"{snapshot['id']}.tar.gz"
+        assert stored.stat().st_mode & 0o077 == 0, "snapshot files are the host's own (0600)"
+        stored.write_bytes(stored.read_bytes()[:-8] + b"tampered")
     before = {v["id"] for v in fleet.api.get("/v1/apps/vols/volumes").json()}
-    # the same name: the restore goes to the other host, which checks the digest of what arrives
+    # the same name: the restore goes to the other host, which checks the digest before it unpacks
     r = fleet.api.post("/v1/apps/vols/volumes", json={"name": "ledger", "snapshot_id": snapshot["id"]})
     assert r.status_code >= 400 and "digest" in r.json()["error"], r.text
     assert {v["id"] for v in fleet.api.get("/v1/apps/vols/volumes").json()} == before, "no half-restored volume"
@@ -94,3 +96,28 @@ def test_volumes_are_snapshotted_on_schedule(fleet):
     fleet.wait_for(lambda: len(fleet.api.get(f"/v1/apps/vols/volumes/{volume['id']}/snapshots").json())
                    > len(first), timeout=20, what="the next scheduled snapshot")
     assert fleet.api.get(f"/v1/apps/vols/volumes/{off['id']}/snapshots").json() == [], "auto_backup off: none"
+
+
+def test_a_snapshot_outlives_its_volumes_host(fleet):
+    """Each snapshot is also copied to another host of its region: with the volume's host frozen, the snapshot
+    still restores, from the copy."""
+    volume = fleet.api.post("/v1/apps/vols/volumes", json={"name": "kept", "region": "ams"}).json()
+    (files_of(fleet, volume) / "orders").write_text("order 1\n")
+    snapshot = fleet.api.post(f"/v1/apps/vols/volumes/{volume['id']}/snapshots").json()
+    holder = snapshot["copy_host_id"]
+    assert holder and holder != volume["zone"], snapshot
+    copy = Path(fleet.host(holder)["data_dir"]) / "snapshots" / f"{snapshot['id']}.tar.gz"
+    assert copy.exists() and copy.stat().st_mode & 0o077 == 0
+    faults.freeze_agent(fleet.spec.data_dir, volume["zone"])
+    try:
+        fleet.wait_for(lambda: next(h for h in fleet.api.get("/v1/hosts").json()
+                                    if h["id"] == volume["zone"])["status"] != "ok",
+                       timeout=30, what="the volume's host declared away")
+        restored = json.loads(fleet.roost("volumes", "create", "kept", "-a", "vols", "--snapshot-id",
+                                          snapshot["id"], "--json").stdout)
+        assert restored["zone"] == holder
+        assert (files_of(fleet, restored) / "orders").read_text() == "order 1\n"
+    finally:
+        faults.thaw_agent(fleet.spec.data_dir, volume["zone"])
+    fleet.wait_for(lambda: next(h for h in fleet.api.get("/v1/hosts").json()
+                                if h["id"] == volume["zone"])["status"] == "ok", timeout=30, what="the host back")

@@ -15,6 +15,7 @@ from roost.agent.drivers.fake import FakeDriver
 from roost.agent.images import ImageCache
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor
+from roost.agent.volumes import VolumeStore
 from roost.core.agent_spec import AgentSpec
 from roost.core.errors import RoostError
 
@@ -34,7 +35,8 @@ def agent(root: Path, driver: FakeDriver | None = None, watched: list[str] | Non
     images = ImageCache(root / "images", "http://127.0.0.1:1", "t")
     images.path(DIGEST).mkdir(parents=True, exist_ok=True)  # already pulled: no network
     reports: list[dict[str, Any]] = []
-    sup = Supervisor(driver, RecordStore(root / "records"), images, reports.append, root / "bin", root / "volumes")
+    sup = Supervisor(driver, RecordStore(root / "records"), images, reports.append, root / "bin",
+                     VolumeStore(root / "volumes", root / "volume-images", enforce=False))
     sup.watched = watched or []
     return sup, driver, reports
 
@@ -140,7 +142,7 @@ async def test_a_staged_machine_has_its_image_before_its_first_start(tmp_path: P
     images = CountingCache(tmp_path / "images")
     driver = FakeDriver()
     sup = Supervisor(driver, RecordStore(tmp_path / "records"), images, [].append, tmp_path / "bin",
-                     tmp_path / "volumes")
+                     VolumeStore(tmp_path / "volumes", tmp_path / "volume-images", enforce=False))
     await sup.prepare(spec("s1"))
     await sup.prepare(spec("s2"))  # the same image: one pull
     await asyncio.gather(*sup._prefetches.values())
@@ -153,7 +155,7 @@ async def test_a_staged_machine_has_its_image_before_its_first_start(tmp_path: P
 async def test_an_image_pulled_for_a_machine_destroyed_meanwhile_is_removed(tmp_path: Path) -> None:
     images = CountingCache(tmp_path / "images")
     sup = Supervisor(FakeDriver(), RecordStore(tmp_path / "records"), images, [].append, tmp_path / "bin",
-                     tmp_path / "volumes")
+                     VolumeStore(tmp_path / "volumes", tmp_path / "volume-images", enforce=False))
     await sup.prepare(spec("gone"))
     await sup.destroy("gone")  # while its image is still being pulled
     await asyncio.gather(*sup._prefetches.values())

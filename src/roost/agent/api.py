@@ -34,7 +34,7 @@ def machine_id(request: Request) -> str:
 def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = None) -> list[BaseRoute]:
     peers = trust or Trust()
     scraper = app_metrics.AppScraper(sup.metrics.registry, str(host_info.get("region") or ""))
-    snapshots = SnapshotStore(sup.volumes_dir, sup.volumes_dir.parent / "snapshots")
+    snapshots = SnapshotStore(sup.volumes, sup.volumes.dir.parent / "snapshots")
     sup.metrics.extra = scraper.families
     def signal_and_timeout(body: Any, default_signal: int = 2, default_timeout: float = 5.0) -> tuple[int, float]:
         body = body if isinstance(body, dict) else {}
@@ -163,6 +163,13 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         await ws.accept()
         await console.serve(ws, argv, cwd, env)
 
+    async def provision_volume(request: Request) -> Response:
+        body = await json_body(request, required=True)
+        size = body.get("size_gb") if isinstance(body, dict) else None
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise bad_request("size_gb: expected a whole number of GB")
+        return ok(await sup.provision_volume(request.path_params["vid"], size))
+
     async def delete_volume(request: Request) -> Response:
         return ok({"deleted": await sup.delete_volume(request.path_params["vid"])})
 
@@ -186,7 +193,7 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
 
     async def restore_snapshot(request: Request) -> Response:
         p = request.path_params
-        await asyncio.to_thread(snapshots.restore, p["sid"], p["vid"])
+        await asyncio.to_thread(snapshots.restore, p["sid"], p["vid"], request.query_params.get("digest", ""))
         return ok({"restored": True})
 
     async def delete_snapshot(request: Request) -> Response:
@@ -219,6 +226,7 @@ def routes(sup: Supervisor, host_info: dict[str, Any], trust: Trust | None = Non
         Route(base + "/memory", memory, methods=["GET"]),
         Route(base + "/memory", set_memory, methods=["PUT"]),
         WebSocketRoute(base + "/console", console_socket),
+        Route("/v1/volumes/{vid}", provision_volume, methods=["PUT"]),
         Route("/v1/volumes/{vid}", delete_volume, methods=["DELETE"]),
         Route("/v1/volumes/{vid}/snapshots/{sid}", take_snapshot, methods=["POST"]),
         Route("/v1/volumes/{vid}/restore/{sid}", restore_snapshot, methods=["POST"]),

@@ -35,6 +35,7 @@ from roost.agent.oci_images import OciImages, oci_tools_available
 from roost.agent.records import RecordStore
 from roost.agent.supervisor import Supervisor, runtime_bin_dir
 from roost.agent.uplink import Heartbeat, Outbox
+from roost.agent.volumes import VolumeStore
 from roost.agent.wireguard import MeshFollower, WireGuard
 from roost.core.errors import RoostError
 from roost.privnet.names import Directory
@@ -108,7 +109,9 @@ def build_app(config: AgentConfig) -> Starlette:
                         trust=config.trust)
     oci = OciImages(data / "oci", config.registry) if oci_tools_available() else None
     supervisor = Supervisor(driver, RecordStore(data / "records"), images,
-                            outbox.put, runtime_bin_dir(data / "bin"), data / "volumes", oci)
+                            outbox.put, runtime_bin_dir(data / "bin"),
+                            VolumeStore(data / "volumes", data / "volume-images",
+                                        enforce=False if config.driver == "fake" else None), oci)
     agent_url = f"{'https' if config.tls else 'http'}://{config.address}:{config.listen_port}"
     registration = {
         "id": config.host_id, "region": config.region, "address": config.address, "agent_url": agent_url,

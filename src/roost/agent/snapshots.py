@@ -16,10 +16,11 @@ import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from roost.agent.volumes import VolumeStore
 from roost.core.errors import RoostError
 
 SNAPSHOT_ID = re.compile(r"^vs_[0-9a-f]{16}$")
-VOLUME_ID = re.compile(r"^vol_[0-9a-z]{1,32}$")
+FILESYSTEM_OWN = {"lost+found"}  # made by mkfs.ext4 at a volume's root: not the app's files
 CHUNK = 1024 * 1024
 
 
@@ -30,8 +31,8 @@ def checked(value: str, pattern: re.Pattern[str], what: str) -> str:
 
 
 class SnapshotStore:
-    def __init__(self, volumes_dir: Path, snapshots_dir: Path) -> None:
-        self.volumes_dir = volumes_dir
+    def __init__(self, volumes: VolumeStore, snapshots_dir: Path) -> None:
+        self.volumes = volumes
         self.dir = snapshots_dir
 
     def path(self, snapshot_id: str) -> Path:
@@ -39,13 +40,13 @@ class SnapshotStore:
 
     def take(self, volume_id: str, snapshot_id: str) -> dict[str, int | str]:
         """Snapshot the volume's files now (an empty volume makes an empty snapshot); its size and digest."""
-        source = self.volumes_dir / checked(volume_id, VOLUME_ID, "volume id")
+        source = self.volumes.open(volume_id)
         target = self.path(snapshot_id)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = target.with_suffix(".partial")
         with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
             if source.is_dir():
-                for entry in sorted(source.iterdir()):
+                for entry in _app_files(source):
                     tar.add(entry, arcname=entry.name)  # symbolic links are stored as links, not followed
         os.chmod(partial, 0o600)
         os.replace(partial, target)
@@ -73,20 +74,27 @@ class SnapshotStore:
             partial.unlink(missing_ok=True)
         return size
 
-    def restore(self, snapshot_id: str, volume_id: str) -> None:
-        """Unpack a snapshot into a volume that has no files yet."""
+    def restore(self, snapshot_id: str, volume_id: str, digest: str = "") -> None:
+        """Unpack a snapshot into a volume that has no files yet, if it is still what its digest says."""
         source = self.path(snapshot_id)
         if not source.exists():
             raise RoostError(404, f"snapshot {snapshot_id} is not on this host")
-        target = self.volumes_dir / checked(volume_id, VOLUME_ID, "volume id")
-        if target.exists() and any(target.iterdir()):
+        if digest and _digest(source) != digest:
+            raise RoostError(409, f"snapshot {snapshot_id} on this host does not match its digest (damaged): "
+                                  f"not restored")
+        target = self.volumes.open(volume_id)
+        if target.exists() and _app_files(target):
             raise RoostError(409, f"volume {volume_id} already has files: a snapshot restores into a new volume")
         target.mkdir(parents=True, exist_ok=True)
         try:
             with tarfile.open(source, "r:gz") as tar:
                 tar.extractall(target, filter=_safe)
         except (tarfile.TarError, OSError) as exc:
-            shutil.rmtree(target, ignore_errors=True)
+            for entry in _app_files(target):  # the volume may be a mount point: emptied, not removed
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
             raise RoostError(409, f"snapshot {snapshot_id} could not be restored: {exc}") from None
 
     def delete(self, snapshot_id: str) -> bool:
@@ -95,6 +103,10 @@ class SnapshotStore:
             return False
         path.unlink()
         return True
+
+
+def _app_files(volume: Path) -> list[Path]:
+    return sorted(entry for entry in volume.iterdir() if entry.name not in FILESYSTEM_OWN)
 
 
 def _safe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:

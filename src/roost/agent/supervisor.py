@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -40,6 +39,7 @@ from roost.agent.keeper import KeeperFiles
 from roost.agent.metrics import AgentMetrics, MachineSample, exit_reason
 from roost.agent.oci_images import OciImageError, OciImages
 from roost.agent.records import MachineRecord, RecordStore
+from roost.agent.volumes import VolumeStore, checked_volume_id
 from roost.core import machine_config as mc
 from roost.core.agent_spec import AgentSpec
 from roost.core.errors import RoostError
@@ -59,7 +59,7 @@ MAX_PREFETCHES = 4  # images warmed at once for staged machines; more wait for t
 
 class Supervisor:
     def __init__(self, driver: Driver, records: RecordStore, images: ImageCache,
-                 report: Callable[[dict[str, Any]], None], runtime_bin: Path, volumes_dir: Path,
+                 report: Callable[[dict[str, Any]], None], runtime_bin: Path, volumes: VolumeStore,
                  oci: OciImages | None = None) -> None:
         self.driver = driver
         self.store = records
@@ -67,7 +67,7 @@ class Supervisor:
         self.oci = oci
         self.report = report
         self.runtime_bin = runtime_bin
-        self.volumes_dir = volumes_dir
+        self.volumes = volumes
         self.records: dict[str, MachineRecord] = {}
         self.lock = KeyedLocks()  # one operation at a time per machine
         self._expected: set[str] = set()
@@ -368,11 +368,13 @@ class Supervisor:
         except SpecError as exc:
             raise RoostError(422, str(exc)) from exc
         volume = spec.volume
+        if volume is not None and volume.size_gb:
+            await asyncio.to_thread(self.volumes.ensure, volume.id, volume.size_gb)
         guest = mc.guest(spec.config)
         env, mounts = self._env(spec, image_config)
         start_spec = StartSpec(
             machine_id=mid, argv=argv, env=env, image_dir=image_dir, memory_mb=guest.memory_mb, fresh_rootfs=fresh,
-            volume=(self.volumes_dir / volume.id, volume.path) if volume else None, image_config=image_config or {},
+            volume=(self.volumes.path(volume.id), volume.path) if volume else None, image_config=image_config or {},
             cpus=float(guest.cpus), cpu_kind=guest.cpu_kind, address=spec.private_ip, mounts=mounts,
         )
         new = MachineRecord(id=mid, spec=spec, state=State.STARTED)
@@ -543,19 +545,27 @@ class Supervisor:
 
     # ---- volumes ----
 
-    async def delete_volume(self, volume_id: str) -> bool:
-        """Remove a destroyed volume's directory; False if there was none. Refused while a machine runs on it."""
-        if not volume_id or "/" in volume_id or volume_id.startswith("."):
-            raise RoostError(400, f"invalid volume id {volume_id!r}")
+    def _volume_in_use(self, volume_id: str) -> str:
         for record in self.records.values():
             volume = record.spec.volume
             if volume is not None and volume.id == volume_id and record.state in (State.STARTED, State.SUSPENDED):
-                raise RoostError(409, f"volume {volume_id} is in use by machine {record.id}")
-        path = self.volumes_dir / volume_id
-        if not path.exists():
-            return False
-        await asyncio.to_thread(shutil.rmtree, path)
-        return True
+                return record.id
+        return ""
+
+    async def provision_volume(self, volume_id: str, size_gb: int) -> dict[str, Any]:
+        """Make a volume at its size, or grow it (`volumes extend`); whether it waits for a restart to grow."""
+        checked_volume_id(volume_id)
+        ready = await asyncio.to_thread(self.volumes.ensure, volume_id, size_gb, bool(self._volume_in_use(volume_id)))
+        return {"size_gb": self.volumes.size_gb(volume_id), "enforced": self.volumes.enforce,
+                "needs_restart": not ready}
+
+    async def delete_volume(self, volume_id: str) -> bool:
+        """Remove a destroyed volume's data; False if there was none. Refused while a machine runs on it."""
+        checked_volume_id(volume_id)
+        holder = self._volume_in_use(volume_id)
+        if holder:
+            raise RoostError(409, f"volume {volume_id} is in use by machine {holder}")
+        return await asyncio.to_thread(self.volumes.remove, volume_id)
 
     # ---- exits ----
 

@@ -81,6 +81,9 @@ def register(app: typer.Typer) -> None:
         snapshot_interval: str = typer.Option("24h", "--snapshot-interval",
                                               help="How often each volume with auto_backup_enabled is snapshotted "
                                                    "(Fly: daily); snapshots are kept snapshot_retention days."),
+        snapshot_copy: bool = typer.Option(True, "--snapshot-copy/--no-snapshot-copy",
+                                           help="Keep a second copy of each snapshot on another host of its "
+                                                "region, so losing a host loses no snapshot."),
     ) -> None:
         """Run the control plane: the Machines API, store, scheduler, failure detector and watch feed."""
         use_log_format(log_format)
@@ -135,6 +138,7 @@ def register(app: typer.Typer) -> None:
                              secrets_key=secrets_key, rotate_secrets_key=rotate_secrets_key, tls=tls, trust=trust,
                              acme=acme, registry=RegistryAccess(registry_auth, frozenset(insecure_registry)),
                              allowed_registries=tuple(allow_registry), registry_address=registry,
-                             advertise_url=advertise.rstrip("/"), prices=table, snapshot_interval=every))
+                             advertise_url=advertise.rstrip("/"), prices=table, snapshot_interval=every,
+                             snapshot_copy=snapshot_copy))
         except StoreError as exc:
             raise CliError(str(exc)) from None

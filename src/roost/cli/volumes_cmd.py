@@ -1,4 +1,4 @@
-"""`roost volumes list|create|destroy|fork|extend|snapshots`: a directory on one host, one machine at a time."""
+"""`roost volumes list|create|destroy|fork|extend|snapshots`: a fixed-size filesystem on a host."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from roost.cli.appconfig import APP, say
 from roost.cli.output import CliError, command_group, print_json, print_table
 from roost.client.api import Api
 
-volumes_app = command_group(help="Volumes: a directory on one host, one machine at a time.")
+volumes_app = command_group(help="Volumes: a fixed-size filesystem on one host, one machine at a time.")
 
 
 def register(app: typer.Typer) -> None:
@@ -94,6 +94,10 @@ def volumes_extend(volume_id: str = typer.Argument(...), app_: str = APP,
         print_json(result)
         return
     say(f"Extended {volume_id} to {result['volume']['size_gb']} GB")
+    if result.get("needs_restart"):
+        machine = result["volume"].get("attached_machine_id")
+        say(f"Its filesystem grows when its machine next starts: roost machine restart {machine} -a {app_}"
+            if machine else "Its filesystem grows when a machine next starts on it")
 
 
 snapshots_app = command_group(help="A volume's snapshots: taken daily and on demand, kept snapshot_retention days.")

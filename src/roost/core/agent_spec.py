@@ -40,6 +40,7 @@ class ImageSpec:
 class VolumeSpec:
     id: str
     path: str  # where the machine sees it, absolute and normalized
+    size_gb: int = 0  # its filesystem's size; 0: a plain directory (a server from before sizes were enforced)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class AgentSpec:
             "image": {"ref": self.image.ref, "digest": self.image.digest, "cmd": list(self.image.cmd),
                       "source": self.image.source},
             "env": dict(self.env),
-            "volume": {"id": self.volume.id, "path": self.volume.path} if self.volume else None,
+            "volume": {"id": self.volume.id, "path": self.volume.path, "size_gb": self.volume.size_gb}
+            if self.volume else None,
             "stop_signal": self.stop_signal, "stop_timeout": self.stop_timeout,
         }
 
@@ -178,4 +180,5 @@ def _volume(value: Any) -> VolumeSpec | None:
     if not path.startswith("/") or posixpath.normpath(path) != path.rstrip("/") or ".." in path.split("/") \
             or path == "/":
         raise bad_request(f"spec.volume.path: {path!r} must be an absolute path without '..' (not '/')")
-    return VolumeSpec(safe_id(value.get("id"), "spec.volume.id"), path)
+    size = value.get("size_gb") or 0
+    return VolumeSpec(safe_id(value.get("id"), "spec.volume.id"), path, _int(size, "spec.volume.size_gb", 0, 500))

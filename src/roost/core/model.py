@@ -202,8 +202,9 @@ class Volume:
 
 @dataclass
 class VolumeSnapshot:
-    """A copy of a volume's files at one moment, kept on the volume's host (a gzip'd tar), restorable into a
-    new volume on any host of the region. Kept `retention_days`, even after its volume is gone."""
+    """A copy of a volume's files at one moment, kept on the volume's host (a gzip'd tar) and on a second host
+    of the region, restorable into a new volume on any host of the region. Kept `retention_days`, even after its
+    volume is gone."""
 
     id: str
     app: str
@@ -217,6 +218,7 @@ class VolumeSnapshot:
     retention_days: int = 5
     kind: str = "on-demand"  # on-demand | daily | fork
     status: str = "created"
+    copy_host_id: str = ""  # a second copy, on another host of the region, so a lost host loses no snapshot
 
     def to_doc(self) -> JSON:
         return dict(self.__dict__)
@@ -229,7 +231,7 @@ class VolumeSnapshot:
         return {"id": self.id, "created_at": rfc3339(self.created_at), "digest": self.digest, "size": self.size,
                 "retention_days": self.retention_days, "status": self.status,
                 "volume_size": self.volume_size_gb * 1024**3, "volume_id": self.volume_id, "type": self.kind,
-                "host_id": self.host_id, "region": self.region}
+                "host_id": self.host_id, "copy_host_id": self.copy_host_id or None, "region": self.region}
 
 
 @dataclass

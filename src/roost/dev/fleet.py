@@ -27,6 +27,7 @@ from roost.agent.cgroups import Cgroups
 from roost.agent.drivers.container import host_pids, sweep
 from roost.agent.drivers.pidwatch import proc_start_time
 from roost.agent.keeper import KeeperFiles
+from roost.agent.volumes import unmount_under
 from roost.dev.fleetnet import PRIVATE_NET, FleetNetError, FleetNetwork
 from roost.dev.fleetnet import unavailable as fleetnet_unavailable
 from roost.dev.postgres import LocalPostgres, PostgresError
@@ -669,6 +670,7 @@ def down(data_dir: Path, purge: bool = False) -> dict[str, int]:
             _remove_cgroups(host["id"])
             if host.get("driver") == "container" or "container" in (host.get("argv") or []):
                 stopped["machines"] += sweep(Path(host["data_dir"]) / "machines", host["id"])
+            unmount_under(Path(host["data_dir"]))  # its volumes' filesystems (mounts outlive their agent)
         if fleet.get("netns"):  # last: nothing runs in its namespaces any more
             FleetNetwork.from_fleet(fleet["netns"]).remove()
         with contextlib.suppress(FileNotFoundError):

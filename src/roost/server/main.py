@@ -80,6 +80,7 @@ class ServerConfig:
     advertise_url: str = ""  # how other replicas reach this one (default: its listen address)
     prices: Prices = field(default_factory=Prices)  # what machines cost (GET /v1/apps/{app}/cost)
     snapshot_interval: float = 86400.0  # how often each auto-backed-up volume is snapshotted (a day)
+    snapshot_copy: bool = True  # a second copy of each snapshot on another host of its region
 
 
 def load_or_create_token(data_dir: Path, name: str = "admin-token") -> tuple[str, Path, bool]:
@@ -156,7 +157,8 @@ def build_app(config: ServerConfig) -> tuple[Starlette, Services]:
         registry_plain_http=bool(config.registry_address) and config.registry.plain_http(config.registry_address),
         metrics=metrics,
         costs=CostService(state, config.prices),
-        snapshots=SnapshotService(state, volumes, agents, config.snapshot_interval),
+        snapshots=SnapshotService(state, volumes, agents, config.snapshot_interval,
+                                  config.snapshot_copy),
     )
 
     async def reseal(stop: asyncio.Event) -> None:

@@ -2,8 +2,9 @@
 volume is gone), restored into a new volume on any host of the region (`snapshot_id`), and forks
 (`source_volume_id`: a snapshot of the source restored into a new volume, on another host where there is one).
 
-A snapshot is a file on its volume's host (agent/snapshots.py); restoring it on another host streams it there
-through the control plane, checked against its digest on arrival.
+A snapshot is a file on its volume's host (agent/snapshots.py), copied to a second host of the region where
+there is one (`copies`), so losing a host loses no snapshot; restoring it on another host streams it there
+from whichever holder is up, through the control plane, checked against its digest on arrival.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ MAX_PER_VOLUME = 100  # on-demand snapshots a volume may have at once (daily one
 
 class SnapshotService:
     def __init__(self, state: ClusterState, volumes: VolumeService, agents: AgentClient,
-                 daily_interval: float = DAY) -> None:
+                 daily_interval: float = DAY, copies: bool = True) -> None:
         self.state = state
         self.volumes = volumes
         self.agents = agents
         self.daily_interval = daily_interval
+        self.copies = copies
 
     def _host_url(self, host_id: str, what: str) -> str:
         host = self.state.hosts.get(host_id)
@@ -66,8 +68,29 @@ class SnapshotService:
                                   size=int(made["size"]),
                                   digest=str(made["digest"]), volume_size_gb=volume.size_gb,
                                   retention_days=volume.snapshot_retention, kind=kind)
+        if self.copies and kind != "fork":  # a fork's snapshot is restored at once: no second copy needed
+            snapshot.copy_host_id = await self._copy(snapshot, url)
         await self.state.save(snapshot)
         return snapshot
+
+    async def _copy(self, snapshot: VolumeSnapshot, source_url: str) -> str:
+        """Copy a new snapshot to another live host of its region (the least used by snapshots); that host,
+        or '' where there is none or the copy failed (the snapshot is kept on its own host all the same)."""
+        held: dict[str, int] = {}
+        for s in self.state.snapshots.values():
+            for holder in (s.host_id, s.copy_host_id):
+                held[holder] = held.get(holder, 0) + 1
+        others = sorted((h for h in self.state.hosts.values()
+                         if h.region == snapshot.region and h.id != snapshot.host_id and h.status == "ok"),
+                        key=lambda h: (held.get(h.id, 0), h.id))
+        for host in others[:2]:
+            try:
+                await self.agents.relay(source_url, f"/v1/snapshots/{snapshot.id}", host.agent_url,
+                                        f"/v1/snapshots/{snapshot.id}?digest={snapshot.digest}")
+                return host.id
+            except RoostError as exc:
+                log.warning("snapshot %s: could not copy it to host %s: %s", snapshot.id, host.id, exc.message)
+        return ""
 
     async def create_volume(self, app: str, body: dict[str, Any]) -> dict[str, Any]:
         """A new volume from a snapshot (`snapshot_id`) or a fork of a volume (`source_volume_id`)."""
@@ -106,11 +129,14 @@ class SnapshotService:
 
     async def _restore(self, snapshot: VolumeSnapshot, volume: Volume) -> None:
         target = self._host_url(volume.host_id, f"restore snapshot {snapshot.id}")
-        if volume.host_id != snapshot.host_id:
-            source = self._host_url(snapshot.host_id, f"copy snapshot {snapshot.id} from its host")
+        holders = [h for h in (snapshot.host_id, snapshot.copy_host_id) if h]
+        if volume.host_id not in holders:
+            up = [h for h in holders if (host := self.state.hosts.get(h)) is not None and host.status == "ok"]
+            source = self._host_url(up[0] if up else snapshot.host_id, f"copy snapshot {snapshot.id} from its host")
             await self.agents.relay(source, f"/v1/snapshots/{snapshot.id}", target,
                                     f"/v1/snapshots/{snapshot.id}?digest={snapshot.digest}")
-        await self.agents.call(target, "POST", f"/v1/volumes/{volume.id}/restore/{snapshot.id}", timeout=600)
+        await self.agents.call(target, "POST",
+                               f"/v1/volumes/{volume.id}/restore/{snapshot.id}?digest={snapshot.digest}", timeout=600)
 
     # ---- daily snapshots and retention (the leader's job) ----
 
@@ -151,14 +177,16 @@ class SnapshotService:
         return taken, pruned
 
     async def _forget(self, snapshot: VolumeSnapshot) -> bool:
-        host = self.state.hosts.get(snapshot.host_id)
-        if host is not None and host.status == "ok":
-            try:
-                await self.agents.call(host.agent_url, "DELETE", f"/v1/snapshots/{snapshot.id}", timeout=10)
-            except AgentError as exc:
-                log.warning("snapshot %s: could not delete its file on %s: %s", snapshot.id, host.id, exc.message)
-                return False
-        elif host is not None:
-            return False  # its host is away: the file would stay behind; the next pass tries again
+        for holder in (snapshot.host_id, snapshot.copy_host_id):
+            host = self.state.hosts.get(holder) if holder else None
+            if host is not None and host.status == "ok":
+                try:
+                    await self.agents.call(host.agent_url, "DELETE", f"/v1/snapshots/{snapshot.id}", timeout=10)
+                except AgentError as exc:
+                    log.warning("snapshot %s: could not delete its file on %s: %s", snapshot.id, host.id,
+                                exc.message)
+                    return False
+            elif host is not None:
+                return False  # a holder is away: its file would stay behind; the next pass tries again
         await self.state.save(deleted=[copy.copy(snapshot)])
         return True

@@ -117,9 +117,11 @@ class SpecBuilder:
     def agent_spec(self, m: Machine) -> AgentSpec:
         image = self.image_spec(m)
         mount = mc.volume_mount(m.config)
+        volume = self.state.volumes.get(mount[0]) if mount else None
         return AgentSpec(
             id=m.id, app=m.app, instance_id=m.instance_id, region=m.region, private_ip=m.private_ip,
             ports=dict(m.ports), config=m.config, image=image,
-            env=self.machine_env(m, image), volume=VolumeSpec(mount[0], mount[1]) if mount else None,
+            env=self.machine_env(m, image),
+            volume=VolumeSpec(mount[0], mount[1], volume.size_gb if volume else 0) if mount else None,
             stop_signal=mc.stop_signal(m.config), stop_timeout=mc.stop_timeout(m.config),
         )

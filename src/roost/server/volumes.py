@@ -77,7 +77,29 @@ class VolumeService:
                 snapshot_retention=retention, auto_backup_enabled=body.get("auto_backup_enabled") is not False,
             )
             await self.state.save(volume)
+        try:
+            await self.provision(volume)
+        except AgentError:
+            await self.state.save(deleted=[volume])  # refused by its host: nothing half-made is kept
+            raise
         return self.state.volume_api(volume)
+
+    async def provision(self, volume: Volume) -> dict[str, Any] | None:
+        """Ask the volume's host to make it at its size (or grow it) now; None if the host did not answer,
+        which is no harm: the host makes it when a machine first starts on it."""
+        host = self.state.hosts.get(volume.host_id)
+        if self.agents is None or host is None or host.status != "ok":
+            return None
+        try:
+            answer: dict[str, Any] = await self.agents.call(
+                host.agent_url, "PUT", f"/v1/volumes/{volume.id}", {"size_gb": volume.size_gb}, timeout=60)
+        except AgentError as exc:
+            if exc.status == 409:  # the host refuses it (its disk is too small): the caller must hear
+                raise
+            log.warning("volume %s: its host %s did not make it now (%s): it will on first use",
+                        volume.id, host.id, exc.message)
+            return None
+        return answer
 
     def list(self, app: str) -> list[dict[str, Any]]:
         if app not in self.state.apps:
@@ -112,7 +134,11 @@ class VolumeService:
             updated = copy.copy(volume)
             updated.size_gb = size
             await self.state.save(updated)
-        return {"needs_restart": False, "volume": self.state.volume_api(updated)}
+        grown = await self.provision(updated)
+        # Grown live where the host's kernel allows it; else when its machine next starts (as Fly says for
+        # some volumes), which is also when a host that did not answer grows it.
+        return {"needs_restart": grown is None or bool(grown.get("needs_restart")),
+                "volume": self.state.volume_api(updated)}
 
     async def delete(self, app: str, volume_id: str) -> dict[str, Any]:
         async with self.state.lock:
