@@ -52,3 +52,21 @@ async def test_a_snapshot_that_arrives_damaged_is_not_kept(tmp_path: Path) -> No
     with pytest.raises(RoostError, match="digest"):
         await store.receive("vs_" + "0" * 16, "0" * 64, chunks(), 1024)
     assert list((tmp_path / "snaps").iterdir()) == []
+
+
+def test_a_snapshot_is_hashed_as_it_is_written_and_leaves_lost_found_out(tmp_path: Path) -> None:
+    import hashlib
+    import tarfile
+
+    from roost.agent.snapshots import SnapshotStore
+
+    volumes = VolumeStore(tmp_path / "volumes", tmp_path / "images", enforce=False)
+    volumes.ensure("vol_a", 1)
+    (volumes.path("vol_a") / "lost+found").mkdir()
+    (volumes.path("vol_a") / "rows").write_text("row 1\n")
+    store = SnapshotStore(volumes, tmp_path / "snaps")
+    made = store.take("vol_a", "vs_" + "1" * 16)
+    stored = store.path("vs_" + "1" * 16)
+    assert made == {"size": stored.stat().st_size, "digest": hashlib.sha256(stored.read_bytes()).hexdigest()}
+    with tarfile.open(stored) as tar:
+        assert tar.getnames() == ["rows"]

@@ -15,9 +15,11 @@ import shutil
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from roost.agent.volumes import VolumeStore
 from roost.core.errors import RoostError
+from roost.filestream import write_hashed
 
 SNAPSHOT_ID = re.compile(r"^vs_[0-9a-f]{16}$")
 FILESYSTEM_OWN = {"lost+found"}  # made by mkfs.ext4 at a volume's root: not the app's files
@@ -44,30 +46,27 @@ class SnapshotStore:
         target = self.path(snapshot_id)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = target.with_suffix(".partial")
-        with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
-            if source.is_dir():
-                for entry in _app_files(source):
-                    tar.add(entry, arcname=entry.name)  # symbolic links are stored as links, not followed
-        os.chmod(partial, 0o600)
+        with open(partial, "wb") as raw:
+            os.fchmod(raw.fileno(), 0o600)
+            hashed = _HashingWriter(raw)
+            with tarfile.open(fileobj=hashed, mode="w:gz", compresslevel=1) as tar:  # type: ignore[call-overload]
+                if source.is_dir():
+                    for entry in _app_files(source):
+                        tar.add(entry, arcname=entry.name)  # symbolic links are stored as links, not followed
         os.replace(partial, target)
-        return {"size": target.stat().st_size, "digest": _digest(target)}
+        return {"size": hashed.size, "digest": hashed.hasher.hexdigest()}
 
     async def receive(self, snapshot_id: str, digest: str, chunks: AsyncIterator[bytes], limit: int) -> int:
         """Keep a snapshot sent from another host, if it is what its digest says; its size."""
         target = self.path(snapshot_id)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = target.with_suffix(".partial")
-        hasher, size = hashlib.sha256(), 0
         try:
             with open(partial, "wb") as out:
                 os.chmod(partial, 0o600)
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:
-                        raise RoostError(413, f"snapshot {snapshot_id} is larger than {limit} bytes")
-                    hasher.update(chunk)
-                    out.write(chunk)
-            if hasher.hexdigest() != digest:
+                arrived, size = await write_hashed(chunks, out, limit,
+                                                   f"snapshot {snapshot_id} is larger than {limit} bytes")
+            if arrived != digest:
                 raise RoostError(400, f"snapshot {snapshot_id} does not match its digest: not kept")
             os.replace(partial, target)
         finally:
@@ -112,6 +111,21 @@ def _app_files(volume: Path) -> list[Path]:
 def _safe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     kept = tarfile.tar_filter(member, dest)
     return None if kept.isdev() else kept  # a device node in a volume would open the host's devices
+
+
+class _HashingWriter:
+    """A file's writes, hashed as they go: a snapshot's digest without reading it back."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.hasher, self.size = raw, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 def _digest(path: Path) -> str:

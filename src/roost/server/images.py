@@ -7,7 +7,6 @@ name) point at digests in the store; pushing the same name again moves the tag.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tarfile
@@ -15,7 +14,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from roost.core.errors import RoostError, bad_request
+from roost.core.errors import bad_request
+from roost.filestream import write_hashed
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -35,23 +35,17 @@ class BlobStore:
 
     async def put_stream(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
         """Store a bundle from a stream; returns (digest, size). Rejects anything that is not a tar.gz."""
-        hasher = hashlib.sha256()
-        size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="push-")
         try:
             with os.fdopen(fd, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > MAX_BUNDLE_BYTES:
-                        raise RoostError(413, f"image bundle larger than {MAX_BUNDLE_BYTES // (1024 * 1024)} MB")
-                    hasher.update(chunk)
-                    out.write(chunk)
+                hexdigest, size = await write_hashed(
+                    chunks, out, MAX_BUNDLE_BYTES, f"image bundle larger than {MAX_BUNDLE_BYTES // (1024 * 1024)} MB")
                 out.flush()
                 os.fsync(out.fileno())
             if size == 0:
                 raise bad_request("empty image bundle: send a gzip'd tar of the image directory")
             _check_bundle(Path(tmp_name))
-            digest = "sha256:" + hasher.hexdigest()
+            digest = "sha256:" + hexdigest
             os.replace(tmp_name, self.path(digest))
             return digest, size
         finally:
