@@ -136,6 +136,8 @@ def chaos_row(f: BenchFleet, api: Api, args: argparse.Namespace, app: str, seed:
     if args.reports:
         args.reports.mkdir(parents=True, exist_ok=True)
         (args.reports / f"chaos-{seed}.json").write_text(json.dumps(result))
+    for failure in result["failures"]:  # each failed or excused request, with its cause, whatever --reports says
+        print(f"  chaos {seed}: request failed: {json.dumps(failure)}", file=sys.stderr)
     kinds = Counter(s["fault"] for s in result["steps"])
     settles = [s["recovered_after_s"] for s in result["steps"] if s["recovered_after_s"] is not None]
     inv = result["invariants"]

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from roost.core.errors import RoostError
@@ -147,10 +148,10 @@ class VolumeStore:
         if busy:
             return False
         self._unmount(volume_id)
-        if loop_device_of(image):  # still mounted elsewhere (a machine from a former agent): not now
+        if not _detached(image):  # still mounted elsewhere (a machine from a former agent): not now
             self._mount(volume_id)
             return False
-        _run(["e2fsck", "-f", "-p", str(image)], f"check volume {volume_id}")
+        _run(["e2fsck", "-f", "-p", str(image)], f"check volume {volume_id}", ok=(0, 1))  # 1: fixed something
         _run(["resize2fs", str(image)], f"grow volume {volume_id}")
         self._size_file(volume_id).write_text(str(size_gb))
         self._mount(volume_id)
@@ -190,12 +191,22 @@ def loop_device_of(image: Path) -> str:
     return found.stdout.split()[0] if found.returncode == 0 and found.stdout.split() else ""
 
 
-def _run(argv: list[str], what: str) -> None:
+def _detached(image: Path, wait: float = 2.0) -> bool:
+    """Whether the image's loop device went away after its last unmount (the kernel frees it just after)."""
+    deadline = time.monotonic() + wait
+    while loop_device_of(image):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _run(argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RoostError(500, f"{what}: {argv[0]} failed: {exc}") from None
-    if done.returncode != 0:
+    if done.returncode not in ok:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise RoostError(500, f"{what}: {argv[0]} failed: {detail[-1] if detail else done.returncode}")
 

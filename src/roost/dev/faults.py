@@ -76,12 +76,17 @@ def kill_region(data_dir: Path, region: str) -> float:
     if not hosts:
         raise FleetError(f"no hosts in region {region!r}")
     at = time.time()
-    for proxy in fleet.get("proxies", []):
-        if proxy["region"] == region:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proxy["pid"], signal.SIGKILL)
+    edges = [p["pid"] for p in fleet.get("proxies", []) if p["region"] == region]
+    for pid in edges:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for host in hosts:
         kill_host(data_dir, host["id"])
+    # Back only once the edge is gone too: until it has exited, its listening socket still takes connections
+    # (and resets them), so a drill's "died with the edge" window runs until then.
+    deadline = time.monotonic() + 5
+    while any(pid_alive(p) for p in edges) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return at
 
 

@@ -251,8 +251,11 @@ def died_with_edge(samples: list[Sample], edge_deaths: list[tuple[float, float]]
     """Requests whose connection failed (no HTTP answer at all) while an edge they could have gone through was
     being killed: from the kill's start until its region was down (a region's edge dies with the region, and
     the clients' connections to it die too: nobody can save those)."""
-    return sum(1 for s in samples if not s.ok and s.status == 0
-               and any(s.sent <= end and s.done >= start for start, end in edge_deaths))
+    return sum(1 for s in samples if excused_by_edge_death(s, edge_deaths))
+
+
+def excused_by_edge_death(s: Sample, edge_deaths: list[tuple[float, float]]) -> bool:
+    return not s.ok and s.status == 0 and any(s.sent <= end and s.done >= start for start, end in edge_deaths)
 
 
 def checks(*, failed: int, shift: Shift, expect_no_errors: bool, expect_shift_under: float | None,

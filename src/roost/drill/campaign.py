@@ -18,7 +18,7 @@ from typing import Any
 
 from roost.dev import faults as fleet_faults
 from roost.dev.fleet import FleetError, read_fleet
-from roost.drill import invariants
+from roost.drill import analysis, invariants
 from roost.drill.faults import FAULTS, DrillError, choose_target, make_fault
 from roost.drill.load import LoadGenerator
 from roost.drill.runner import Drill, DrillOptions, load_while
@@ -256,7 +256,9 @@ class Chaos:
         writes = self.loader.writes_check(samples, generator) if o.check_writes else None
         late = sum(1 for s in self.steps if s["recovered_after_s"] is None) + (took is None)
         failed_samples = [{"sent_s": round(s.sent, 3), "done_s": round(s.done, 3), "cause": s.cause,
-                           "machine": s.machine, "during": self._step_at(s.sent)}
+                           "machine": s.machine, "during": self._step_at(s.sent), "status": s.status,
+                           "rerouted": s.rerouted, "new_conn": s.new_conn,
+                           "excused": analysis.excused_by_edge_death(s, self.edge_deaths)}
                           for s in samples if not s.ok][:50]
         counts = {"double_runs": doubles, "writes_lost": writes["lost"] if writes else None,
                   "not_recovered": late, "failed_requests": failed.failed}
@@ -264,6 +266,7 @@ class Chaos:
                 "faults": self.usable, "steps": self.steps, "sent": len(samples),
                 "ok": sum(1 for s in samples if s.ok), "excused_failures": failed.excused,
                 "failed_non_idempotent": failed.other, "failures": failed_samples,
+                "edge_deaths": [[round(a, 3), round(b, 3)] for a, b in self.edge_deaths],
                 "final_recovery_s": took, "not_recovered_at_end": missing,
                 "invariants": counts, "writes": writes,
                 "passed": all(not v for v in counts.values() if v is not None)}
