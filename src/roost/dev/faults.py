@@ -61,10 +61,15 @@ def kill_host(data_dir: Path, host_id: str) -> float:
     # The host "reboots": its agent will find that everything died with it, not by its own exit.
     (Path(host["data_dir"]) / "simulated-boot").write_text(uuid.uuid4().hex + "\n")
     # Back only once the agent and every machine process are gone: a drill then knows they ended by now.
-    deadline = time.monotonic() + 5
-    while (pid_alive(host["pid"]) or any(pid_alive(p) for p in pids)) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_gone([host["pid"], *pids])
     return at
+
+
+def _wait_gone(pids: list[int], seconds: float = 5.0) -> None:
+    """Wait (bounded) until every one of these SIGKILLed processes has exited."""
+    deadline = time.monotonic() + seconds
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def kill_region(data_dir: Path, region: str) -> float:
@@ -84,9 +89,7 @@ def kill_region(data_dir: Path, region: str) -> float:
         kill_host(data_dir, host["id"])
     # Back only once the edge is gone too: until it has exited, its listening socket still takes connections
     # (and resets them), so a drill's "died with the edge" window runs until then.
-    deadline = time.monotonic() + 5
-    while any(pid_alive(p) for p in edges) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_gone(edges)
     return at
 
 
@@ -129,9 +132,7 @@ def kill_server(data_dir: Path, index: int = 0) -> float:
     at = time.time()
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_gone([pid])
     return at
 
 
